@@ -1,0 +1,53 @@
+"""The float (exact) network: a stack of fully connected spiking layers.
+
+Each layer's weights have shape ``(n_pre + 1, n_post)``: one row per presynaptic neuron (the
+order hardware reads them, one row per spike), the last row is the layer's bias input, which
+spikes at ``t = 0`` (``z = 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .encoding import SpikeEncoding
+from .errors import ConfigError
+
+
+@dataclass
+class ExactNetwork:
+    """Weights of every layer plus the input encoding they were trained for."""
+
+    weights: list[np.ndarray]
+    encoding: SpikeEncoding = field(default_factory=SpikeEncoding)
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            raise ConfigError("a network needs at least one layer")
+        for k, w in enumerate(self.weights):
+            if w.ndim != 2:
+                raise ConfigError(f"layer {k}: weights must be 2-D, got shape {w.shape}")
+            if k > 0 and w.shape[0] != self.weights[k - 1].shape[1] + 1:
+                raise ConfigError(
+                    f"layer {k}: {w.shape[0]} rows but previous layer has "
+                    f"{self.weights[k - 1].shape[1]} neurons (+1 bias row expected)"
+                )
+            if not np.all(np.isfinite(w)):
+                raise ConfigError(f"layer {k}: weights contain NaN or inf")
+
+    @property
+    def topology(self) -> tuple[int, ...]:
+        """Layer sizes without bias inputs, e.g. ``(784, 800, 10)``."""
+        return (self.weights[0].shape[0] - 1,) + tuple(w.shape[1] for w in self.weights)
+
+    @classmethod
+    def random(cls, topology, seed: int = 0, dtype=np.float64, encoding: SpikeEncoding | None = None):
+        """He-like random init with positive mean so that most neurons can reach threshold."""
+        rng = np.random.default_rng(seed)
+        weights = []
+        for n_pre, n_post in zip(topology[:-1], topology[1:]):
+            std = 1.0 / np.sqrt(n_pre)
+            w = rng.normal(0.0, std, size=(n_pre + 1, n_post))
+            weights.append(w.astype(dtype))
+        return cls(weights, encoding or SpikeEncoding())
