@@ -1,0 +1,13 @@
+"""Shared fixtures."""
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The MNIST copy shipped in the repository (``datasets/mnist``)."""
+    return REPO_ROOT / "datasets" / "mnist"
