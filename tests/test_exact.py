@@ -1,0 +1,195 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from popcount_learn import exact
+from popcount_learn.evaluate import evaluate_exact
+from popcount_learn.network import ExactNetwork
+from popcount_learn.encoding import SpikeEncoding
+from reference_exact import layer_reference, membrane, neuron_reference
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def layers(draw, max_in=9, max_out=6, max_batch=4):
+    n_in = draw(st.integers(1, max_in))
+    n_out = draw(st.integers(1, max_out))
+    batch = draw(st.integers(1, max_batch))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    # Few distinct times so that ties between inputs happen often.
+    grid = draw(st.booleans())
+    t = rng.integers(0, 4, (batch, n_in)) * 0.5 if grid else rng.uniform(0, 2, (batch, n_in))
+    z_in = np.exp(t)
+    z_in[rng.random((batch, n_in)) < draw(st.floats(0, 0.5))] = np.inf
+    w = rng.normal(draw(st.floats(0.0, 0.6)), draw(st.floats(0.1, 1.5)), (n_in + 1, n_out))
+    return z_in, w
+
+
+@SETTINGS
+@given(layers())
+def test_numba_forward_equals_reference(layer):
+    z_in, w = layer
+    z_out, denom = exact.layer_forward(z_in, w)
+    ref = np.array(layer_reference(z_in, w))
+    assert np.array_equal(np.isinf(z_out), np.isinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(z_out[fin], ref[fin], rtol=1e-12)
+    assert np.all(denom[fin] > 0)
+
+
+@SETTINGS
+@given(layers())
+def test_causal_inputs_precede_output_and_next_input_does_not(layer):
+    z_in, w = layer
+    for b in range(len(z_in)):
+        for j in range(w.shape[1]):
+            z_out, causal = neuron_reference(list(z_in[b]), list(w[:, j]))
+            if z_out == math.inf:
+                # Silent: the sum over every input that ever arrives is <= 1.
+                arrived = w[-1, j] + w[:-1, j][np.isfinite(z_in[b])].sum()
+                assert arrived <= 1.0 + 1e-12
+                continue
+            zs = np.append(z_in[b], 1.0)
+            causal_z = zs[causal]
+            assert causal_z.max() <= z_out
+            later = [zs[i] for i in range(len(zs)) if i not in causal and np.isfinite(zs[i])]
+            if later:
+                assert min(later) >= z_out
+            a = w[causal, j].sum()
+            assert a > 1
+            assert math.isclose(z_out, float((w[causal, j] * causal_z).sum() / (a - 1)), rel_tol=1e-12)
+
+
+@SETTINGS
+@given(layers(), st.integers(0, 2**32 - 1))
+def test_output_is_invariant_to_input_order(layer, seed):
+    z_in, w = layer
+    perm = np.random.default_rng(seed).permutation(z_in.shape[1])
+    z1, _ = exact.layer_forward(z_in, w)
+    z2, _ = exact.layer_forward(z_in[:, perm], np.vstack([w[:-1][perm], w[-1:]]))
+    np.testing.assert_allclose(z1, z2, rtol=1e-12)
+
+
+@SETTINGS
+@given(layers(max_batch=2))
+def test_spike_time_is_first_threshold_crossing_of_membrane(layer):
+    """From first principles: V(t_out) = 1 and V < 1 on a grid of earlier times."""
+    z_in, w = layer
+    z_out, _ = exact.layer_forward(z_in, w)
+    t_in = np.log(z_in)
+    for b in range(len(z_in)):
+        for j in range(w.shape[1]):
+            if not np.isfinite(z_out[b, j]):
+                late = max([0.0] + [t for t in t_in[b] if np.isfinite(t)]) + 40.0
+                assert membrane(late, t_in[b], w[:, j]) <= 1.0 + 1e-9
+                continue
+            t_out = math.log(z_out[b, j])
+            assert membrane(t_out, t_in[b], w[:, j]) == pytest.approx(1.0, abs=1e-9)
+            for t in np.linspace(0, t_out, 50, endpoint=False)[1:]:
+                assert membrane(t, t_in[b], w[:, j]) < 1.0 + 1e-9
+
+
+def _linear_loss(w, z_in, g):
+    z_out, _ = exact.layer_forward(z_in, w)
+    return float(np.where(np.isfinite(z_out), g * np.where(np.isfinite(z_out), z_out, 0.0), 0.0).sum())
+
+
+@settings(max_examples=30, deadline=None)
+@given(layers(max_in=6, max_out=4, max_batch=3), st.integers(0, 1000))
+def test_gradients_match_finite_differences(layer, seed):
+    z_in, w = layer
+    # Continuous times only: finite differences are meaningless across a tie.
+    rng = np.random.default_rng(seed)
+    z_in = np.where(np.isfinite(z_in), np.exp(rng.uniform(0, 2, z_in.shape)), np.inf)
+    g = rng.normal(size=(len(z_in), w.shape[1]))
+    z_out, denom = exact.layer_forward(z_in, w)
+    gw, gz = exact.layer_backward(z_in, w, z_out, denom, g, True)
+    eps = 1e-7
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            wp, wm = w.copy(), w.copy()
+            wp[i, j] += eps
+            wm[i, j] -= eps
+            lp, lm = _linear_loss(wp, z_in, g), _linear_loss(wm, z_in, g)
+            if not (np.isfinite(lp) and np.isfinite(lm)):
+                continue
+            num = (lp - lm) / (2 * eps)
+            # Skip kinks: a perturbation that changes a causal set or a silence.
+            zp, _ = exact.layer_forward(z_in, wp)
+            zm, _ = exact.layer_forward(z_in, wm)
+            if not np.array_equal(np.isinf(zp), np.isinf(zm)) or abs(num - gw[i, j]) > 1e-4 * (1 + abs(num)):
+                # Recheck with a smaller step to tell a kink from a wrong gradient.
+                e2 = 1e-9
+                wp[i, j] = w[i, j] + e2
+                wm[i, j] = w[i, j] - e2
+                num2 = (_linear_loss(wp, z_in, g) - _linear_loss(wm, z_in, g)) / (2 * e2)
+                if abs(num2 - num) > 1e-3 * (1 + abs(num)):
+                    continue
+                assert num == pytest.approx(gw[i, j], rel=1e-4, abs=1e-4)
+    for b in range(len(z_in)):
+        for i in range(z_in.shape[1]):
+            if not np.isfinite(z_in[b, i]):
+                assert gz[b, i] == 0.0
+                continue
+            zp, zm = z_in.copy(), z_in.copy()
+            zp[b, i] += eps
+            zm[b, i] -= eps
+            num = (_linear_loss(w, zp, g) - _linear_loss(w, zm, g)) / (2 * eps)
+            if abs(num - gz[b, i]) > 1e-4 * (1 + abs(num)):
+                e2 = 1e-9
+                zp[b, i] = z_in[b, i] + e2
+                zm[b, i] = z_in[b, i] - e2
+                num2 = (_linear_loss(w, zp, g) - _linear_loss(w, zm, g)) / (2 * e2)
+                if abs(num2 - num) > 1e-3 * (1 + abs(num)):
+                    continue
+            assert num == pytest.approx(gz[b, i], rel=1e-4, abs=1e-4)
+
+
+def test_backward_ignores_silent_neurons_and_has_no_nan():
+    z_in = np.array([[1.0, np.inf, math.e]])
+    w = np.array([[0.2, 2.0], [5.0, 5.0], [0.1, 0.0], [0.1, 0.0]])  # neuron 0 silent
+    z_out, denom = exact.layer_forward(z_in, w)
+    assert np.isinf(z_out[0, 0]) and np.isfinite(z_out[0, 1])
+    gw, gz = exact.layer_backward(z_in, w, z_out, denom, np.ones_like(z_out), True)
+    assert np.all(np.isfinite(gw)) and np.all(np.isfinite(gz))
+    assert np.all(gw[:, 0] == 0.0)
+
+
+def test_late_and_missing_spikes_do_not_overflow():
+    z_in = np.full((2, 5), np.inf)
+    z_in[0, 0] = math.exp(700.0)  # close to the float64 limit
+    w = np.full((6, 3), 0.1)
+    w[0] = 0.95
+    z_out, denom = exact.layer_forward(z_in, w)
+    assert not np.any(np.isnan(z_out))
+    assert np.all(np.isinf(z_out[1]))  # bias alone (0.1) cannot fire
+
+
+def test_first_spike_decision_ties_and_silence():
+    z = np.array([[2.0, 1.5, 1.5], [np.inf, np.inf, np.inf], [3.0, np.inf, 2.0]])
+    pred, tie = exact.first_spike_decision(z)
+    assert pred.tolist() == [1, -1, 2]
+    assert tie.tolist() == [True, False, False]
+
+
+def test_evaluate_counts_hidden_spikes_before_decision():
+    rng = np.random.default_rng(3)
+    net = ExactNetwork([rng.normal(0.05, 0.1, (17, 12)), rng.normal(0.2, 0.3, (13, 3))], SpikeEncoding())
+    images = rng.integers(0, 256, (20, 16)).astype(np.uint8)
+    labels = rng.integers(0, 3, 20)
+    ev = evaluate_exact(net, images, labels)
+    z_in = net.encoding.input_z(images)
+    zs, _ = exact.forward(net.weights, z_in)
+    for b in range(20):
+        zd = zs[2][b].min()
+        if np.isfinite(zd):
+            assert ev.hidden_spikes_before_decision[b] == int((zs[1][b] < zd).sum())
+        else:
+            assert ev.predicted[b] == -1
+    s = ev.summary()
+    assert s["n"] == 20
+    assert s["no_decision_count"] == int((ev.predicted == -1).sum())
