@@ -1,10 +1,15 @@
 """The weight image: integer weights, thresholds and datapath constants, nothing float but scales.
 
-This is what is loaded into a board's weight memory. Serialisation lives in ``h5io``.
+This is what is loaded into a board's weight memory. HDF5 serialisation lives in ``h5io``; the
+byte stream a board receives (``upload_bytes``) and its CRC-32 are defined here, because they
+are properties of the image, not of any file format. Layout: ``docs/weight-image.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +59,10 @@ class WeightImage:
                     f"layer {k}: weights outside the {spec.weight_bits}-bit range "
                     f"[{spec.weight_min}, {spec.weight_max}] (min {w.min()}, max {w.max()})"
                 )
-            if not 1 <= int(layer.threshold_lsb) <= spec.membrane_max:
+            th = layer.threshold_lsb
+            if isinstance(th, bool) or not isinstance(th, (int, np.integer)):
+                raise ConfigError(f"layer {k}: threshold_lsb must be an integer, got {th!r}")
+            if not 1 <= int(th) <= spec.membrane_max:
                 raise ConfigError(f"layer {k}: threshold {layer.threshold_lsb} outside 1..{spec.membrane_max}")
             if not (np.isfinite(layer.scale) and layer.scale > 0):
                 raise ConfigError(f"layer {k}: scale must be positive and finite, got {layer.scale}")
@@ -70,3 +78,106 @@ class WeightImage:
     @property
     def thresholds_lsb(self) -> np.ndarray:
         return np.array([l.threshold_lsb for l in self.layers], dtype=np.int64)
+
+
+# --- integer storage types -------------------------------------------------------------------
+
+
+def smallest_signed_dtype(bits: int) -> np.dtype:
+    """Smallest little-endian signed integer dtype holding a ``bits``-bit two's complement value."""
+    for dtype in ("<i1", "<i2", "<i4", "<i8"):
+        if bits <= np.dtype(dtype).itemsize * 8:
+            return np.dtype(dtype)
+    raise ConfigError(f"no integer type holds {bits} bits")
+
+
+def weight_dtype(spec: DatapathConfig) -> np.dtype:
+    """Storage type of ``weights_lsb``: int8 for weight_bits <= 8, else int16 (little-endian)."""
+    return smallest_signed_dtype(spec.weight_bits)
+
+
+def threshold_dtype(spec: DatapathConfig) -> np.dtype:
+    """Storage type of ``threshold_lsb`` in a file: the smallest that fits ``membrane_bits``."""
+    return smallest_signed_dtype(spec.membrane_bits)
+
+
+# --- the upload byte stream (what a board receives; see docs/weight-image.md) ----------------
+
+UPLOAD_MAGIC = b"PCLW"
+UPLOAD_STREAM_VERSION = 1
+
+# Header order of the spec fields, each one int32 little-endian. Every DatapathConfig field must
+# appear here so that the CRC-32 covers everything the board's behaviour depends on.
+UPLOAD_SPEC_FIELDS = (
+    "time_shift",
+    "weight_bits",
+    "current_frac_bits",
+    "current_bits",
+    "membrane_bits",
+    "current_overflow",
+    "membrane_overflow",
+    "input_threshold",
+    "dark_input_step",
+    "max_steps",
+    "tie_rule",
+)
+# Fixed codes for the string-valued fields; they are part of the stream format, so they are
+# spelled out here rather than derived from the order of a tuple elsewhere.
+UPLOAD_ENUM_CODES = {
+    "current_overflow": {"saturate": 0, "wrap": 1},
+    "membrane_overflow": {"saturate": 0, "wrap": 1},
+    "tie_rule": {"max_membrane": 0, "lowest_index": 1},
+}
+UPLOAD_HEADER_BYTES = 4 + 4 + 4 * len(UPLOAD_SPEC_FIELDS) + 4
+UPLOAD_LAYER_HEADER_BYTES = 12
+
+
+def _spec_field_code(spec: DatapathConfig, name: str) -> int:
+    value = getattr(spec, name)
+    if name in UPLOAD_ENUM_CODES:
+        return UPLOAD_ENUM_CODES[name][value]
+    return int(value)
+
+
+def upload_bytes(image: WeightImage) -> bytes:
+    """The image as the byte stream a board receives (layout: docs/weight-image.md).
+
+    Header: magic ``PCLW``; int32 LE stream version; one int32 LE per spec field in
+    ``UPLOAD_SPEC_FIELDS`` order (strings as ``UPLOAD_ENUM_CODES``); int32 LE layer count.
+    Per layer: int32 LE ``n_pre + 1``, ``n_post``, ``threshold_lsb``; then the weight rows in
+    memory order (row = presynaptic neuron, bias row last), each weight int8 when
+    ``weight_bits <= 8`` else int16 LE. No padding anywhere.
+    """
+    spec = image.spec
+    spec_names = {f.name for f in dataclasses.fields(spec)}
+    if spec_names != set(UPLOAD_SPEC_FIELDS):
+        raise RuntimeError(
+            f"upload stream layout covers {sorted(UPLOAD_SPEC_FIELDS)} but DatapathConfig has "
+            f"{sorted(spec_names)}: extend UPLOAD_SPEC_FIELDS and bump UPLOAD_STREAM_VERSION"
+        )
+    header = [UPLOAD_STREAM_VERSION] + [_spec_field_code(spec, n) for n in UPLOAD_SPEC_FIELDS]
+    header.append(len(image.layers))
+    parts = [UPLOAD_MAGIC, np.asarray(header, dtype="<i4").tobytes()]
+    wdtype = weight_dtype(spec)
+    for layer in image.layers:
+        w = layer.weights_lsb
+        parts.append(np.asarray([w.shape[0], w.shape[1], int(layer.threshold_lsb)], dtype="<i4").tobytes())
+        # Values were range-checked in __post_init__, so the cast is exact.
+        parts.append(np.ascontiguousarray(w, dtype=wdtype).tobytes(order="C"))
+    return b"".join(parts)
+
+
+def image_crc32(image: WeightImage) -> int:
+    """CRC-32 (zlib / IEEE 802.3 polynomial, as ``zlib.crc32``) of ``upload_bytes(image)``."""
+    return zlib.crc32(upload_bytes(image)) & 0xFFFFFFFF
+
+
+def provenance_record(mode: str, **fields) -> dict:
+    """A provenance dict for a new image: ``mode`` plus ``fields`` (epochs, seed, dataset,
+    accuracy, ...), with ``package_version`` and ``created_utc`` (ISO 8601) filled in."""
+    from . import __version__
+
+    record = {"mode": mode, **fields}
+    record.setdefault("package_version", __version__)
+    record.setdefault("created_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return record
