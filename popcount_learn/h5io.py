@@ -373,7 +373,7 @@ class _Reader:
         if kind not in KINDS:
             raise self.fail(f"unknown kind {kind!r}; expected one of {KINDS}")
         if expected_kind is not None and kind != expected_kind:
-            raise self.fail(f"holds a {kind}, not a {expected_kind} (load_model reads either)")
+            raise self.fail(f"file kind is {kind!r}, expected {expected_kind!r} (load_model reads either)")
         return kind
 
     def topology(self) -> tuple[int, ...]:

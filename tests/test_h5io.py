@@ -197,9 +197,9 @@ def test_load_model_dispatches_on_kind(workdir):
     assert isinstance(got_image, WeightImage) and isinstance(got_net, ExactNetwork)
     assert_same_image(got_image, image)
     np.testing.assert_array_equal(got_net.weights[0], net.weights[0])
-    with pytest.raises(ModelFileError, match="holds a weight-image, not a exact-network"):
+    with pytest.raises(ModelFileError, match="file kind is 'weight-image', expected 'exact-network'"):
         h5io.load_network(workdir / "img.h5")
-    with pytest.raises(ModelFileError, match="holds a exact-network, not a weight-image"):
+    with pytest.raises(ModelFileError, match="file kind is 'exact-network', expected 'weight-image'"):
         h5io.load_weight_image(workdir / "net.h5")
 
 
@@ -419,6 +419,7 @@ def refused(path, loader=h5io.load_weight_image) -> str:
 
 def test_missing_file(tmp_path):
     assert "no such file" in refused(tmp_path / "absent.h5", h5io.load_model)
+    assert "is a directory, not a model file" in refused(tmp_path, h5io.load_model)
 
 
 def test_not_hdf5(tmp_path):
