@@ -1,0 +1,192 @@
+"""The ``popcount-learn`` command: parses arguments, calls ``commands``, prints the result.
+
+A user mistake (PopcountLearnError, bad option) is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Numba's threads and BLAS's threads fight over two cores; BLAS gets one unless the user says.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import PopcountLearnError  # noqa: E402
+
+PROG = "popcount-learn"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line + usage hint, exit 2 (argparse's own convention)
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
+    return v
+
+
+def _bits(text):
+    v = _positive_int(text)
+    if not 2 <= v <= 16:
+        raise argparse.ArgumentTypeError(f"weight bits must be in 2..16, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = _Parser(prog=PROG, description="Temporally coded spiking networks: exact training, bit-exact emulation.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--threads", type=_positive_int, default=None, help="Numba threads (default: all cores)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a network on MNIST-style data and report test accuracy")
+    t.add_argument("--hidden", type=_positive_int, nargs="+", default=list(d.hidden), help="hidden layer sizes (default: %(default)s)")
+    t.add_argument("--epochs", type=_nonneg_int, default=d.epochs, help="default: %(default)s")
+    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default: %(default)s")
+    t.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    t.add_argument("--lr-decay", type=_positive_float, default=d.lr_decay, help="per-epoch factor (default: %(default)s)")
+    t.add_argument("--sparsity", type=float, default=d.sparsity, help="weight of the hidden-spikes-before-decision term (default: %(default)s)")
+    t.add_argument("--augment-shift", type=_nonneg_int, default=d.augment_shift_px, help="random translation in pixels (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    t.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training images only")
+    t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
+    t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
+    t.add_argument("--init", default=None, metavar="MODEL", help="start from this model or weight image")
+    t.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="evaluate a model or weight image on the test set")
+    e.add_argument("model", metavar="MODEL")
+    e.add_argument("--limit", type=_positive_int, default=None, help="first N test images only")
+    e.add_argument("--data", default=None, metavar="DIR")
+    e.add_argument("--emulate", action="store_true", help="run the bit-exact fixed-point emulator")
+    e.add_argument("--bits", type=_bits, default=None, help="weight bits when quantising a float model (default 8)")
+    e.add_argument("--plots", default=None, metavar="DIR", help="with --emulate: write histogram and raster PNGs")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    x = sub.add_parser("export", help="quantise a float model into an HDF5 weight image")
+    x.add_argument("model", metavar="MODEL")
+    x.add_argument("-o", "--out", required=True, metavar="PATH")
+    x.add_argument("--bits", type=_bits, default=8, help="default: %(default)s")
+    x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
+    x.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("inspect", help="summarise a model or weight image and verify its checksums")
+    i.add_argument("path", metavar="FILE")
+    i.add_argument("--json", action="store_true")
+    return p
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, sort_keys=True, default=str))
+        return
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, default=str)
+        print(f"{key:42s} {value}")
+
+
+def _run(args) -> int:
+    from . import commands
+
+    if args.threads is not None:
+        import numba
+
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+
+    if args.command == "train":
+        from .progress import NullProgress, TqdmProgress
+        from .train import TrainConfig
+
+        config = TrainConfig(
+            hidden=tuple(args.hidden),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            lr_decay=args.lr_decay,
+            seed=args.seed,
+            sparsity=args.sparsity,
+            augment_shift_px=args.augment_shift,
+        )
+        progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
+        result = commands.train(config=config, data_dir=args.data, limit=args.limit, out=args.out, init=args.init, progress=progress)
+        if not args.json:
+            for rec in result["history"]:
+                test = rec.get("test", {})
+                print(
+                    f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train acc {rec['train_accuracy']:.4f}  "
+                    f"test acc {test.get('accuracy', float('nan')):.4f}  "
+                    f"hidden spikes before decision {test.get('hidden_spikes_before_decision_mean', float('nan')):.1f}  "
+                    f"({rec['seconds']:.1f} s)"
+                )
+            print(f"saved {result['out']}")
+        summary = dict(result["test"], out=result["out"])
+        _print_summary(summary, args.json)
+        return 0
+    if args.command == "evaluate":
+        summary = commands.evaluate(args.model, data_dir=args.data, limit=args.limit, emulate=args.emulate, bits=args.bits, plots_dir=args.plots)
+        _print_summary(summary, args.json)
+        return 0
+    if args.command == "export":
+        summary = commands.export(args.model, args.out, bits=args.bits, data_dir=args.data)
+        _print_summary(summary, args.json)
+        return 0
+    if args.command == "inspect":
+        _print_summary(commands.inspect(args.path), args.json)
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except PopcountLearnError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

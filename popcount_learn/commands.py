@@ -1,0 +1,219 @@
+"""The commands behind the CLI, as plain functions that take arguments and return dicts.
+
+Usable from Python and notebooks; the CLI only parses arguments and prints what these return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .data import default_data_dir, load_mnist
+from .errors import ConfigError, ModelFileError
+from .progress import as_progress
+
+
+def _load_split(data_dir, split, limit=None):
+    data = load_mnist(data_dir if data_dir is not None else default_data_dir(), split)
+    images, labels = data.images, data.labels
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"--limit must be a positive number of images, got {limit}")
+        images, labels = images[:limit], labels[:limit]
+    return images, labels, data
+
+
+def _as_network(model):
+    """An ExactNetwork from a checkpoint's network or a weight image (dequantised)."""
+    from .network import ExactNetwork
+    from .weight_image import WeightImage
+
+    if isinstance(model, ExactNetwork):
+        return model
+    if isinstance(model, WeightImage):
+        from .quantize import dequantize
+
+        return dequantize(model)
+    raise ModelFileError(f"unsupported model object {type(model).__name__}")
+
+
+def train(
+    *,
+    config,
+    data_dir=None,
+    limit=None,
+    out=None,
+    init=None,
+    progress=None,
+    evaluate_every_epoch=True,
+) -> dict:
+    """Train the exact network on MNIST-style data; save it (atomically) to ``out`` if given.
+
+    Returns a dict with the test summary, the per-epoch history and the output path.
+    """
+    from . import h5io
+    from .evaluate import evaluate_exact
+    from .train import train_exact
+
+    train_images, train_labels, train_data = _load_split(data_dir, "train", limit)
+    test_images, test_labels, _ = _load_split(data_dir, "test")
+    network = _as_network(h5io.load_model(init)) if init is not None else None
+    if out is not None:
+        out = Path(out)
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'model.h5'}")
+        if not out.parent.exists():
+            raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    network, history = train_exact(
+        train_images,
+        train_labels,
+        config,
+        network=network,
+        test_images=test_images if evaluate_every_epoch else None,
+        test_labels=test_labels if evaluate_every_epoch else None,
+        progress=as_progress(progress),
+    )
+    test = evaluate_exact(network, test_images, test_labels).summary()
+    metadata = {
+        "kind": "exact",
+        "package_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": str(Path(train_data.files[0]).parent),
+        "train_images": int(len(train_labels)),
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+        "encoding": dataclasses.asdict(network.encoding),
+        "init": str(init) if init is not None else None,
+        "history": history.epochs,
+        "test": test,
+    }
+    if out is not None:
+        h5io.save_network(out, network, metadata)
+    return {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
+
+
+def evaluate(
+    model_path,
+    *,
+    data_dir=None,
+    limit=None,
+    emulate=False,
+    bits=None,
+    plots_dir=None,
+    split="test",
+) -> dict:
+    """Evaluate a model or weight image on a split: exact model, or the fixed-point emulator."""
+    from . import h5io
+    from .weight_image import WeightImage
+
+    model = h5io.load_model(model_path)
+    images, labels, _ = _load_split(data_dir, split, limit)
+    if not emulate:
+        if bits is not None:
+            raise ConfigError("--bits only applies with --emulate")
+        if plots_dir is not None:
+            raise ConfigError("--plots only applies with --emulate")
+        from .evaluate import evaluate_exact
+
+        summary = evaluate_exact(_as_network(model), images, labels).summary()
+        summary["mode"] = "exact"
+        return summary
+    from .emulator import emulate as run_emulator
+    from .emulator import summarize
+    from .quantize import quantize
+
+    if isinstance(model, WeightImage):
+        if bits is not None and bits != model.spec.weight_bits:
+            raise ConfigError(
+                f"{model_path} is a {model.spec.weight_bits}-bit weight image; --bits {bits} cannot re-quantise it "
+                "(export the float model again instead)"
+            )
+        image = model
+    else:
+        image = quantize(model, bits=bits if bits is not None else 8)
+    result = run_emulator(image, images, full_raster=False)
+    summary = summarize(result, labels)
+    summary["mode"] = "emulate"
+    summary["weight_bits"] = image.spec.weight_bits
+    if plots_dir is not None:
+        from .plots import plot_decision_histograms, plot_raster
+
+        plots_dir = Path(plots_dir)
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        written = list(plot_decision_histograms(result, plots_dir) or [])
+        raster = run_emulator(image, images[:1], full_raster=True)
+        raster_path = plots_dir / "raster.png"
+        plot_raster(raster, 0, raster_path)
+        written.append(str(raster_path))
+        summary["plots"] = [str(p) for p in written]
+    return summary
+
+
+def export(model_path, out, *, bits=8, data_dir=None, measure=True) -> dict:
+    """Quantise a float model to a weight image and write it atomically to ``out``."""
+    from . import h5io
+    from .network import ExactNetwork
+    from .quantize import quantize
+
+    model, metadata = h5io.load_network(model_path)
+    if not isinstance(model, ExactNetwork):
+        raise ModelFileError(f"{model_path} is not a float model")
+    provenance = {
+        "mode": metadata.get("kind", "exact"),
+        "source_model": str(model_path),
+        "epochs": (metadata.get("config") or {}).get("epochs"),
+        "seed": (metadata.get("config") or {}).get("seed"),
+        "dataset": metadata.get("dataset"),
+        "package_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "float_test_accuracy": (metadata.get("test") or {}).get("accuracy"),
+    }
+    image = quantize(model, bits=bits, provenance=provenance)
+    if measure:
+        from .emulator import emulate as run_emulator
+        from .emulator import summarize
+
+        images, labels, _ = _load_split(data_dir, "test")
+        summary = summarize(run_emulator(image, images), labels)
+        provenance["emulated_test_accuracy"] = summary["accuracy"]
+        image = dataclasses.replace(image, provenance=provenance)
+    h5io.save_weight_image(out, image)
+    return {"out": str(out), "topology": list(image.topology), "weight_bits": image.spec.weight_bits, "provenance": provenance}
+
+
+def inspect(path) -> dict:
+    """Summarise a model or weight image file (checksums are verified by loading it)."""
+    from . import h5io
+    from .network import ExactNetwork
+
+    model = h5io.load_model(path)
+    info = {"path": str(path), "size_bytes": os.path.getsize(path)}
+    if isinstance(model, ExactNetwork):
+        _, metadata = h5io.load_network(path)
+        info.update(
+            kind="exact",
+            topology=list(model.topology),
+            dtype=str(model.weights[0].dtype),
+            encoding=dataclasses.asdict(model.encoding),
+            test=metadata.get("test"),
+            epochs=len(metadata.get("history") or []),
+        )
+        return info
+    from .weight_image import image_crc32
+
+    info.update(
+        kind="weight_image",
+        topology=list(model.topology),
+        datapath=model.spec.to_dict(),
+        thresholds_lsb=[int(t) for t in model.thresholds_lsb],
+        scales=[float(l.scale) for l in model.layers],
+        weight_bytes=int(sum(l.weights_lsb.nbytes for l in model.layers)),
+        provenance=model.provenance,
+        crc32=f"0x{image_crc32(model):08x}",
+        checksums_verified=True,
+    )
+    return info
