@@ -31,6 +31,9 @@ from .errors import ConfigError
 
 OVERFLOW_POLICIES = ("saturate", "wrap")
 TIE_RULES = ("max_membrane", "lowest_index")
+# Integer codes of the policies and tie rules, as the kernels and the C header use them.
+OVERFLOW_CODES = {"saturate": 0, "wrap": 1}
+TIE_CODES = {"max_membrane": 0, "lowest_index": 1}
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,73 @@ class DatapathConfig:
     @property
     def membrane_min(self) -> int:
         return -(1 << (self.membrane_bits - 1))
+
+    @property
+    def membrane_frac_bits(self) -> int:
+        """V is in units of ``scale * 2**-membrane_frac_bits`` (current fraction bits + time_shift)."""
+        return self.current_frac_bits + self.time_shift
+
+    @property
+    def current_overflow_code(self) -> int:
+        return OVERFLOW_CODES[self.current_overflow]
+
+    @property
+    def membrane_overflow_code(self) -> int:
+        return OVERFLOW_CODES[self.membrane_overflow]
+
+    @property
+    def tie_rule_code(self) -> int:
+        return TIE_CODES[self.tie_rule]
+
+    def accumulator_bits(self, n_rows: int) -> int:
+        """Signed width that holds the sum of ``n_rows`` shifted weight rows without overflow.
+
+        One step's arrivals are at most ``n_rows`` rows (all presynaptic neurons plus the bias),
+        each ``|w << current_frac_bits| <= 2**(weight_bits - 1 + current_frac_bits)``.
+        The pre-overflow sum ``I_decayed + acc`` needs ``max(current_bits, this) + 1`` bits.
+        """
+        if n_rows < 1:
+            raise ConfigError(f"accumulator_bits: n_rows must be >= 1, got {n_rows}")
+        return self.weight_bits + self.current_frac_bits + (n_rows - 1).bit_length()
+
+    def c_header(self, guard: str = "POPCOUNT_DATAPATH_H") -> str:
+        """The spec as C preprocessor constants (widths, limits, shifts, policy codes)."""
+        consts = [
+            ("TIME_SHIFT", self.time_shift),
+            ("WEIGHT_BITS", self.weight_bits),
+            ("WEIGHT_MIN", self.weight_min),
+            ("WEIGHT_MAX", self.weight_max),
+            ("CURRENT_FRAC_BITS", self.current_frac_bits),
+            ("CURRENT_BITS", self.current_bits),
+            ("CURRENT_MIN", self.current_min),
+            ("CURRENT_MAX", self.current_max),
+            ("MEMBRANE_BITS", self.membrane_bits),
+            ("MEMBRANE_MIN", self.membrane_min),
+            ("MEMBRANE_MAX", self.membrane_max),
+            ("MEMBRANE_FRAC_BITS", self.membrane_frac_bits),
+            ("OVERFLOW_SATURATE", OVERFLOW_CODES["saturate"]),
+            ("OVERFLOW_WRAP", OVERFLOW_CODES["wrap"]),
+            ("CURRENT_OVERFLOW", self.current_overflow_code),
+            ("MEMBRANE_OVERFLOW", self.membrane_overflow_code),
+            ("TIE_MAX_MEMBRANE", TIE_CODES["max_membrane"]),
+            ("TIE_LOWEST_INDEX", TIE_CODES["lowest_index"]),
+            ("TIE_RULE", self.tie_rule_code),
+            ("INPUT_THRESHOLD", self.input_threshold),
+            ("DARK_INPUT_STEP", self.dark_input_step),
+            ("MAX_STEPS", self.max_steps),
+        ]
+        lines = [
+            "/* Generated from popcount_learn.datapath.DatapathConfig; do not edit. */",
+            f"#ifndef {guard}",
+            f"#define {guard}",
+            "",
+        ]
+        for name, value in consts:
+            # INT32_MIN cannot be written as a plain literal in C; spell it as (-MAX - 1).
+            text = f"({value + 1} - 1)" if value == -(1 << 31) else f"({value})" if value < 0 else str(value)
+            lines.append(f"#define PCL_{name} {text}")
+        lines += ["", f"#endif /* {guard} */", ""]
+        return "\n".join(lines)
 
     def threshold_lsb(self, scale: float) -> int:
         """Threshold 1 (real units) in membrane register units for a layer of weight scale.

@@ -1,0 +1,445 @@
+"""Bit-exact emulator of the time-stepped fixed-point datapath (see ``docs/datapath.md``).
+
+Per image, per step ``n = 0 .. max_steps - 1``, per layer, per neuron (registers start at 0)::
+
+    I  = I - (I >> time_shift)                           # decay, arithmetic shift (floor)
+    I  = ovf_I(I + (sum of arriving rows w) << current_frac_bits)   # wide sum, one overflow op
+    V  = ovf_V(V + I)
+    fire when the spike flag is clear and V >= threshold_lsb
+
+Arrivals at step n: layer 0 reads the rows of the inputs whose spike step is n; layer k > 0 reads
+the rows of the layer k-1 neurons that fired at step n - 1; every layer reads its bias row at
+step 0. The decision is the first step at which an output neuron fires (ties: ``tie_rule``).
+
+The kernels are event-driven where it pays (a spike adds its whole weight row; a layer whose
+neurons have all fired is skipped) and otherwise sweep the neurons of a layer in one branch-free,
+vectorisable loop. Registers are stored in int32 (every width is <= 32 bits); the arithmetic runs
+in int64, where ``I_decayed + acc`` and ``V + I`` cannot overflow (bounds in ``_check_bounds``),
+and the overflow policy is applied before the value is stored.
+
+Thread count: the kernels use ``prange`` over images; call ``numba.set_num_threads`` yourself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .datapath import OVERFLOW_CODES, TIE_CODES, DatapathConfig
+from .errors import ConfigError
+from .weight_image import WeightImage
+
+_WRAP = OVERFLOW_CODES["wrap"]
+_LOWEST_INDEX = TIE_CODES["lowest_index"]
+
+
+def encode_input_steps(spec: DatapathConfig, images_uint8: np.ndarray) -> np.ndarray:
+    """Input spike step per pixel, int32 ``(n, n_pixels)``.
+
+    ``pixel > spec.input_threshold`` spikes at step 0; a dark pixel spikes at
+    ``spec.dark_input_step``, or never (-1) when that is -1.
+    """
+    images = np.asarray(images_uint8)
+    if images.dtype != np.uint8:
+        raise ConfigError(f"images must be uint8 (0..255), got dtype {images.dtype}")
+    if images.ndim < 2:
+        raise ConfigError(f"images must have shape (n, pixels...), got {images.shape}")
+    flat = images.reshape(len(images), -1)
+    dark = np.int32(spec.dark_input_step)
+    return np.where(flat > spec.input_threshold, np.int32(0), dark).astype(np.int32)
+
+
+@dataclass(frozen=True, eq=False)
+class EmulationResult:
+    """Per-image outcome and counters of one emulation run (all arrays have ``n`` rows).
+
+    With ``D`` = first_output_step, or ``max_steps - 1`` when there is no decision, every
+    counter counts the arrivals processed in steps ``0 .. D``:
+
+    predicted: int32, winning output neuron, -1 = no decision.
+    first_output_step: int32, step of the first output spike, -1 = none.
+    steps_to_decision: int32, ``D + 1`` (``max_steps`` when there is no decision).
+    tie: bool, more than one output neuron fired at the decision step.
+    input_spike_steps: int32 ``(n, n_in)``, the encoded input (-1 = never).
+    spike_steps: per layer int32 ``(n, n_post)``: step at which each neuron fired, -1 = did not
+        fire in the steps run (``0 .. D`` with early termination, all steps with full_raster).
+    rows_read: int32 ``(n, n_layers)``: weight rows read per layer, bias row excluded. Layer 0:
+        input spikes with step ``<= D``; layer k: layer k-1 spikes with step ``<= D - 1``.
+    synaptic_additions: int64, ``sum_k (rows_read[k] + 1) * n_post[k]`` (bias row included).
+    """
+
+    predicted: np.ndarray
+    first_output_step: np.ndarray
+    steps_to_decision: np.ndarray
+    tie: np.ndarray
+    input_spike_steps: np.ndarray
+    spike_steps: tuple[np.ndarray, ...]
+    rows_read: np.ndarray
+    synaptic_additions: np.ndarray
+    max_steps: int
+    full_raster: bool
+
+    FIELDS = (
+        "predicted",
+        "first_output_step",
+        "steps_to_decision",
+        "tie",
+        "input_spike_steps",
+        "spike_steps",
+        "rows_read",
+        "synaptic_additions",
+    )
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+    @property
+    def topology(self) -> tuple[int, ...]:
+        return (self.input_spike_steps.shape[1],) + tuple(s.shape[1] for s in self.spike_steps)
+
+    @property
+    def input_spikes_delivered(self) -> np.ndarray:
+        """Input spikes whose weight row was read before or at the decision step."""
+        return self.rows_read[:, 0]
+
+    @property
+    def hidden_spikes_delivered(self) -> np.ndarray:
+        """``(n, n_hidden_layers)``: hidden spikes delivered to the next layer by the decision."""
+        return self.rows_read[:, 1:]
+
+    @property
+    def rows_read_fraction(self) -> np.ndarray:
+        """``rows_read / n_pre`` per layer, float ``(n, n_layers)``."""
+        return self.rows_read / np.asarray(self.topology[:-1], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels
+
+
+@numba.njit(cache=True, inline="always")
+def _overflow(x, lo, hi, wrap):
+    """Saturate to [lo, hi] or wrap two's complement into the same range (x is int64)."""
+    if wrap:
+        return ((x - lo) & (hi - lo)) + lo
+    return min(max(x, lo), hi)
+
+
+@numba.njit(cache=True)
+def _run_image(
+    in_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
+    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
+    tie_lowest, max_steps, full_raster, acc_proto, spk, rows_read_out,
+):
+    """Run one image; writes spike steps into ``spk`` (pre-filled with -1) and rows read.
+
+    Returns (predicted, first_output_step, tie).
+    """
+    n_layers = n_pre.shape[0]
+    n_in = in_steps.shape[0]
+    total = neuron_off[n_layers]
+
+    # Input spikes that arrive within the run, ordered by step (order within a step is free).
+    n_arr = 0
+    for j in range(n_in):
+        if 0 <= in_steps[j] < max_steps:
+            n_arr += 1
+    arr_idx = np.empty(n_arr, np.int64)
+    arr_step = np.empty(n_arr, np.int64)
+    q = 0
+    for j in range(n_in):
+        s = in_steps[j]
+        if 0 <= s < max_steps:
+            arr_idx[q] = j
+            arr_step[q] = s
+            q += 1
+    order = np.argsort(arr_step, kind="mergesort")
+    ptr = 0
+
+    cur = np.zeros(total, np.int32)
+    mem = np.zeros(total, np.int32)
+    acc = np.zeros(total, acc_proto.dtype)
+    new_idx = np.empty(total, np.int64)   # per layer: neurons that fired in the latest step
+    new_cnt = np.zeros(n_layers, np.int64)
+    fired_cnt = np.zeros(n_layers, np.int64)
+
+    out = n_layers - 1
+    predicted = -1
+    decision = -1
+    tie = False
+    n = 0
+    for n in range(max_steps):
+        # Layer k consumes layer k-1's spikes of step n-1, so go from the last layer down:
+        # layer k-1 then overwrites its new-spike list with the spikes of step n.
+        for k in range(n_layers - 1, -1, -1):
+            npost = n_post[k]
+            base = neuron_off[k]
+            if fired_cnt[k] == npost:
+                new_cnt[k] = 0
+                continue
+            row_len = npost
+            wbase = w_off[k]
+            have = False
+            if n == 0:
+                r0 = wbase + n_pre[k] * row_len
+                for j in range(npost):
+                    acc[base + j] = w_flat[r0 + j]
+                have = True
+            if k == 0:
+                while ptr < n_arr and arr_step[order[ptr]] == n:
+                    r0 = wbase + arr_idx[order[ptr]] * row_len
+                    if have:
+                        for j in range(npost):
+                            acc[base + j] += w_flat[r0 + j]
+                    else:
+                        for j in range(npost):
+                            acc[base + j] = w_flat[r0 + j]
+                        have = True
+                    ptr += 1
+            else:
+                pbase = neuron_off[k - 1]
+                for qq in range(new_cnt[k - 1]):
+                    r0 = wbase + new_idx[pbase + qq] * row_len
+                    if have:
+                        for j in range(npost):
+                            acc[base + j] += w_flat[r0 + j]
+                    else:
+                        for j in range(npost):
+                            acc[base + j] = w_flat[r0 + j]
+                        have = True
+
+            th = thresholds[k]
+            crossings = 0
+            if have:
+                for j in range(npost):
+                    c = np.int64(cur[base + j])
+                    c = c - (c >> time_shift)
+                    c = _overflow(c + (np.int64(acc[base + j]) << frac_bits), cur_lo, cur_hi, cur_wrap)
+                    v = _overflow(np.int64(mem[base + j]) + c, mem_lo, mem_hi, mem_wrap)
+                    cur[base + j] = c
+                    mem[base + j] = v
+                    crossings += (v >= th) & (spk[base + j] < 0)
+            else:
+                for j in range(npost):
+                    c = np.int64(cur[base + j])
+                    c = c - (c >> time_shift)
+                    v = _overflow(np.int64(mem[base + j]) + c, mem_lo, mem_hi, mem_wrap)
+                    cur[base + j] = c
+                    mem[base + j] = v
+                    crossings += (v >= th) & (spk[base + j] < 0)
+
+            nc = 0
+            if crossings > 0:
+                for j in range(npost):
+                    if mem[base + j] >= th and spk[base + j] < 0:
+                        spk[base + j] = n
+                        new_idx[base + nc] = j
+                        nc += 1
+                fired_cnt[k] += nc
+            new_cnt[k] = nc
+
+            if k == out and nc > 0 and decision < 0:
+                decision = n
+                tie = nc > 1
+                best = new_idx[base]
+                if not tie_lowest:
+                    for qq in range(1, nc):
+                        j = new_idx[base + qq]
+                        if mem[base + j] > mem[base + best]:
+                            best = j
+                predicted = best
+        if decision >= 0 and not full_raster:
+            break
+
+    last = decision if decision >= 0 else max_steps - 1
+    cnt = 0
+    for j in range(n_in):
+        if 0 <= in_steps[j] <= last:
+            cnt += 1
+    rows_read_out[0] = cnt
+    for k in range(1, n_layers):
+        pbase = neuron_off[k - 1]
+        cnt = 0
+        for j in range(n_post[k - 1]):
+            s = spk[pbase + j]
+            if 0 <= s and s + 1 <= last:
+                cnt += 1
+        rows_read_out[k] = cnt
+    return predicted, decision, tie
+
+
+@numba.njit(cache=True, parallel=True)
+def _emulate_kernel(
+    input_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
+    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
+    tie_lowest, max_steps, full_raster, acc_proto,
+    spike_steps, predicted, first_output_step, tie, rows_read,
+):
+    for i in numba.prange(input_steps.shape[0]):
+        p, d, t = _run_image(
+            input_steps[i], w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
+            time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
+            tie_lowest, max_steps, full_raster, acc_proto, spike_steps[i], rows_read[i],
+        )
+        predicted[i] = p
+        first_output_step[i] = d
+        tie[i] = t
+
+
+# ----------------------------------------------------------------------------------------------
+# Python API
+
+
+@dataclass(frozen=True)
+class _PackedImage:
+    w_flat: np.ndarray
+    w_off: np.ndarray
+    n_pre: np.ndarray
+    n_post: np.ndarray
+    neuron_off: np.ndarray
+    thresholds: np.ndarray
+    acc_proto: np.ndarray
+
+
+def _check_bounds(spec: DatapathConfig, n_pre: np.ndarray) -> np.dtype:
+    """Choose the accumulator dtype and check the int64 intermediates cannot overflow.
+
+    acc holds the *unshifted* weight sum of one step: at most (n_pre + 1) rows of |w| <= 2**15.
+    In int64: ``I_decayed + (acc << frac)`` <= 2**31 + 2**(accumulator_bits - 1) and
+    ``V + I`` <= 2**32, far below 2**63 for any n_pre < 2**40.
+    """
+    n_rows_max = int(n_pre.max()) + 1
+    if spec.accumulator_bits(n_rows_max) > 60:
+        raise ConfigError(f"layer with {n_rows_max} rows is too wide for the 64-bit accumulator")
+    raw_bits = spec.weight_bits + (n_rows_max - 1).bit_length()  # signed width of the raw sum
+    return np.dtype(np.int32) if raw_bits <= 32 else np.dtype(np.int64)
+
+
+def _pack(image: WeightImage) -> _PackedImage:
+    layers = image.layers
+    n_pre = np.array([l.weights_lsb.shape[0] - 1 for l in layers], dtype=np.int64)
+    n_post = np.array([l.weights_lsb.shape[1] for l in layers], dtype=np.int64)
+    sizes = (n_pre + 1) * n_post
+    w_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    w_flat = np.concatenate([np.ascontiguousarray(l.weights_lsb).astype(np.int16).ravel() for l in layers])
+    neuron_off = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
+    thresholds = image.thresholds_lsb.astype(np.int64)
+    acc_dtype = _check_bounds(image.spec, n_pre)
+    return _PackedImage(w_flat, w_off, n_pre, n_post, neuron_off, thresholds, np.zeros(0, acc_dtype))
+
+
+def _input_steps_for(image: WeightImage, images_uint8, input_spike_steps) -> np.ndarray:
+    if (images_uint8 is None) == (input_spike_steps is None):
+        raise ConfigError("emulate: pass exactly one of images_uint8 and input_spike_steps")
+    n_in = image.topology[0]
+    if images_uint8 is not None:
+        steps = encode_input_steps(image.spec, images_uint8)
+        if steps.shape[1] != n_in:
+            raise ConfigError(f"images have {steps.shape[1]} pixels, the weight image expects {n_in} inputs")
+        return steps
+    steps = np.asarray(input_spike_steps)
+    if not np.issubdtype(steps.dtype, np.integer):
+        raise ConfigError(f"input_spike_steps must be integers, got dtype {steps.dtype}")
+    if steps.ndim != 2 or steps.shape[1] != n_in:
+        raise ConfigError(f"input_spike_steps must have shape (n, {n_in}), got {steps.shape}")
+    if steps.size and (steps.min() < -1 or steps.max() > np.iinfo(np.int32).max):
+        raise ConfigError("input_spike_steps must be -1 (never) or a step >= 0 that fits int32")
+    return np.ascontiguousarray(steps, dtype=np.int32)
+
+
+def emulate(
+    image: WeightImage,
+    images_uint8: np.ndarray | None = None,
+    *,
+    input_spike_steps: np.ndarray | None = None,
+    full_raster: bool = False,
+) -> EmulationResult:
+    """Run the datapath on a batch; give either uint8 images or encoded input spike steps.
+
+    Input spike steps >= ``max_steps`` never arrive. With ``full_raster=False`` each image
+    stops after its decision step; with ``full_raster=True`` every image runs all
+    ``max_steps`` steps (the counters still refer to the decision, so they are identical).
+    """
+    if not isinstance(image, WeightImage):
+        raise ConfigError(f"emulate: expected a WeightImage, got {type(image).__name__}")
+    steps = _input_steps_for(image, images_uint8, input_spike_steps)
+    spec = image.spec
+    packed = _pack(image)
+    n = steps.shape[0]
+    n_layers = len(image.layers)
+    total = int(packed.neuron_off[-1])
+    spike_steps = np.full((n, total), -1, dtype=np.int32)
+    predicted = np.empty(n, np.int32)
+    first_output_step = np.empty(n, np.int32)
+    tie = np.empty(n, np.bool_)
+    rows_read = np.empty((n, n_layers), np.int32)
+    _emulate_kernel(
+        steps, packed.w_flat, packed.w_off, packed.n_pre, packed.n_post, packed.neuron_off,
+        packed.thresholds, spec.time_shift, spec.current_frac_bits,
+        spec.current_min, spec.current_max, spec.current_overflow_code == _WRAP,
+        spec.membrane_min, spec.membrane_max, spec.membrane_overflow_code == _WRAP,
+        spec.tie_rule_code == _LOWEST_INDEX, spec.max_steps, bool(full_raster), packed.acc_proto,
+        spike_steps, predicted, first_output_step, tie, rows_read,
+    )
+    decided = first_output_step >= 0
+    steps_to_decision = np.where(decided, first_output_step + 1, spec.max_steps).astype(np.int32)
+    synaptic_additions = ((rows_read.astype(np.int64) + 1) * packed.n_post[None, :]).sum(axis=1)
+    per_layer = tuple(
+        spike_steps[:, packed.neuron_off[k] : packed.neuron_off[k + 1]] for k in range(n_layers)
+    )
+    return EmulationResult(
+        predicted=predicted,
+        first_output_step=first_output_step,
+        steps_to_decision=steps_to_decision,
+        tie=tie,
+        input_spike_steps=steps,
+        spike_steps=per_layer,
+        rows_read=rows_read,
+        synaptic_additions=synaptic_additions,
+        max_steps=spec.max_steps,
+        full_raster=bool(full_raster),
+    )
+
+
+def summarize(result: EmulationResult, labels: np.ndarray) -> dict:
+    """Accuracy and decision statistics of an emulation run (plain Python numbers).
+
+    hidden spikes before the decision = hidden spikes delivered (fired at a step < D), summed
+    over hidden layers; the *_rows_read_fraction values are means over images of rows read /
+    n_pre (hidden: summed over hidden layers); input_spikes_before_decision_fraction = input
+    spikes delivered / input spikes that arrive within max_steps, over the whole batch.
+    """
+    labels = np.asarray(labels)
+    n = len(result)
+    if labels.shape != (n,):
+        raise ConfigError(f"labels must have shape ({n},), got {labels.shape}")
+    if n == 0:
+        raise ConfigError("cannot summarize an empty batch")
+    topo = result.topology
+    hidden = result.hidden_spikes_delivered.sum(axis=1)
+    n_hidden_pre = sum(topo[1:-1])
+    in_steps = result.input_spike_steps
+    arriving = int(((in_steps >= 0) & (in_steps < result.max_steps)).sum())
+    delivered = int(result.input_spikes_delivered.sum())
+    out = {
+        "n": int(n),
+        "accuracy": float(np.mean(result.predicted == labels)),
+        "no_decision_count": int(np.sum(result.first_output_step < 0)),
+        "tie_count": int(np.sum(result.tie)),
+        "mean_steps_to_decision": float(np.mean(result.steps_to_decision)),
+        "median_steps_to_decision": float(np.median(result.steps_to_decision)),
+        "hidden_spikes_before_decision_mean": float(np.mean(hidden)),
+        "hidden_spikes_before_decision_median": float(np.median(hidden)),
+        "input_weight_rows_read_fraction": float(np.mean(result.input_spikes_delivered / topo[0])),
+        "hidden_weight_rows_read_fraction": float(np.mean(hidden / n_hidden_pre)) if n_hidden_pre else 0.0,
+        "input_spikes_before_decision_fraction": delivered / arriving if arriving else 0.0,
+        "synaptic_additions_mean": float(np.mean(result.synaptic_additions)),
+    }
+    return out
+
+
+def evaluate_emulated(image: WeightImage, images_uint8: np.ndarray, labels: np.ndarray) -> dict:
+    """Emulate a labelled batch with early termination and return ``summarize``'s statistics."""
+    return summarize(emulate(image, images_uint8), labels)
