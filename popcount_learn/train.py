@@ -5,7 +5,9 @@ Loss per sample, with output spike times ``z_o`` and correct class ``c``:
     L = CE(softmax(-z_o / temperature), c)                      (silent outputs: prob 0)
       + silent_penalty * relu(1 + margin - A_c)                  (correct output silent;
                                                                   A_c = sum of arrived weights)
-      + sparsity * sum_h sigmoid((z_c - z_h) / sparsity_width)   (hidden spikes before z_c)
+      + sparsity * relu(n_soft - sparsity_target)                (hidden spikes before z_c)
+
+with ``n_soft = sum_h sigmoid((z_c - z_h) / sparsity_width)`` over the hidden spikes ``z_h``
 
 plus ``weight_sum_penalty * sum_j relu(1 - sum_i w_ij)`` per layer, which keeps every neuron
 able to reach threshold. The sparsity term is a smooth count of hidden spikes that precede the
@@ -46,6 +48,7 @@ class TrainConfig:
     weight_sum_penalty: float = 1.0
     sparsity: float = 0.0
     sparsity_width: float = 0.05
+    sparsity_target: float = 0.0
     grad_clip: float = 10.0
     augment_shift_px: int = 0
     init_mean: float = 2.0
@@ -145,8 +148,10 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
             arg = np.where(fin, (z_c[:, None] - np.where(fin, z_h, 0.0)) / config.sparsity_width, -50.0)
             arg = np.clip(arg, -50, 50)
             s = 1.0 / (1.0 + np.exp(-arg))
-            loss += config.sparsity * s[fin].sum()
-            ds = config.sparsity * s * (1 - s) / config.sparsity_width * fin
+            soft_count = (s * fin).sum(axis=1)
+            over = soft_count > config.sparsity_target
+            loss += config.sparsity * (soft_count[over] - config.sparsity_target).sum()
+            ds = config.sparsity * s * (1 - s) / config.sparsity_width * (fin & over[:, None])
             grad_z[rows[has_c], labels[has_c]] += ds.sum(axis=1)[has_c]
             zs_grad_hidden = -ds
             if layer == len(zs) - 2:

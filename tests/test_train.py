@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from popcount_learn.data import default_data_dir, load_mnist
+from popcount_learn.evaluate import evaluate_exact
+from popcount_learn.train import TrainConfig, _shift_images, batch_loss_and_grads, train_exact
+from popcount_learn.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def small_mnist():
+    images, labels = load_mnist(default_data_dir(), "train")
+    return images[:1500], labels[:1500]
+
+
+def test_training_is_reproducible_for_a_seed(small_mnist):
+    images, labels = small_mnist
+    cfg = TrainConfig(hidden=(40,), epochs=1, seed=7, sparsity=0.01)
+    net1, h1 = train_exact(images, labels, cfg)
+    net2, h2 = train_exact(images, labels, cfg)
+    for a, b in zip(net1.weights, net2.weights):
+        assert np.array_equal(a, b)
+    net3, _ = train_exact(images, labels, TrainConfig(hidden=(40,), epochs=1, seed=8, sparsity=0.01))
+    assert not np.array_equal(net1.weights[0], net3.weights[0])
+
+
+def test_sparsity_term_reduces_hidden_spikes_before_decision(small_mnist):
+    images, labels = small_mnist
+    dense, _ = train_exact(images, labels, TrainConfig(hidden=(60,), epochs=2, sparsity=0.0, seed=1))
+    sparse, _ = train_exact(images, labels, TrainConfig(hidden=(60,), epochs=2, sparsity=0.05, seed=1))
+    d = evaluate_exact(dense, images[:500], labels[:500]).summary()
+    s = evaluate_exact(sparse, images[:500], labels[:500]).summary()
+    assert s["hidden_spikes_before_decision_mean"] < 0.8 * d["hidden_spikes_before_decision_mean"]
+    assert s["accuracy"] > 0.5 and d["accuracy"] > 0.5
+
+
+def test_loss_gradient_matches_finite_difference_on_output_weights(small_mnist):
+    images, labels = small_mnist
+    cfg = TrainConfig(hidden=(12,), sparsity=0.02, sparsity_target=0.0, weight_sum_penalty=0.0, silent_penalty=0.0, grad_clip=0.0)
+    from popcount_learn.train import init_network
+    from popcount_learn.encoding import SpikeEncoding
+    net = init_network((784, 12, 10), cfg, SpikeEncoding(), 104.0)
+    z = net.encoding.input_z(images[:16])
+    y = labels[:16].astype(np.int64)
+    loss, grads, _ = batch_loss_and_grads(net, z, y, cfg)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(40):
+        layer = int(rng.integers(0, 2))
+        i = int(rng.integers(0, net.weights[layer].shape[0]))
+        j = int(rng.integers(0, net.weights[layer].shape[1]))
+        if layer == 0 and not np.isfinite(z[:, i]).any() and i < 784:
+            continue
+        eps = 1e-6
+        w0 = net.weights[layer][i, j]
+        net.weights[layer][i, j] = w0 + eps
+        lp, _, _ = batch_loss_and_grads(net, z, y, cfg)
+        net.weights[layer][i, j] = w0 - eps
+        lm, _, _ = batch_loss_and_grads(net, z, y, cfg)
+        net.weights[layer][i, j] = w0
+        num = (lp - lm) / (2 * eps)
+        if abs(num - grads[layer][i, j]) > 1e-4 * (1 + abs(num)):
+            # A kink (causal set change) between the two probes: check with a smaller step.
+            e2 = 1e-8
+            net.weights[layer][i, j] = w0 + e2
+            lp2, _, _ = batch_loss_and_grads(net, z, y, cfg)
+            net.weights[layer][i, j] = w0 - e2
+            lm2, _, _ = batch_loss_and_grads(net, z, y, cfg)
+            net.weights[layer][i, j] = w0
+            num = (lp2 - lm2) / (2 * e2)
+        assert num == pytest.approx(grads[layer][i, j], rel=1e-3, abs=1e-6)
+        checked += 1
+    assert checked >= 20
+
+
+def test_shift_images_moves_pixels():
+    rng = np.random.default_rng(0)
+    img = np.zeros((1, 784), np.uint8)
+    img[0, 14 * 28 + 14] = 255
+    out = _shift_images(np.repeat(img, 50, 0), rng, 1)
+    ys, xs = np.nonzero(out.reshape(50, 28, 28))[1:]
+    assert set(np.abs(ys - 14)) <= {0, 1} and set(np.abs(xs - 14)) <= {0, 1}
+    assert len(set(zip(ys, xs))) > 1
+    assert (out.reshape(50, -1).sum(axis=1) == 255).all()
+
+
+def test_bad_config_is_a_config_error():
+    with pytest.raises(ConfigError, match="batch size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="learning rate"):
+        TrainConfig(lr=-1.0)
