@@ -127,6 +127,16 @@ def _overflow(x, lo, hi, wrap):
     return min(max(x, lo), hi)
 
 
+@numba.njit(cache=True, inline="always")
+def _add_row(acc_k, row, first):
+    if first:
+        for j in range(acc_k.shape[0]):
+            acc_k[j] = row[j]
+    else:
+        for j in range(acc_k.shape[0]):
+            acc_k[j] += row[j]
+
+
 @numba.njit(cache=True)
 def _run_image(
     in_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
@@ -158,10 +168,24 @@ def _run_image(
     order = np.argsort(arr_step, kind="mergesort")
     ptr = 0
 
+    # Per-layer views into flat scratch. Crossing flags are bytes, padded to whole 64-bit
+    # words per layer so that the search for fired neurons can skip 8 silent neurons at once.
+    flag_off = np.zeros(n_layers + 1, np.int64)
+    for k in range(n_layers):
+        flag_off[k + 1] = flag_off[k] + (n_post[k] + 7) // 8 * 8
+    flags = np.zeros(flag_off[n_layers], np.uint8)
+    flag_words = flags.view(np.uint64)
     cur = np.zeros(total, np.int32)
     mem = np.zeros(total, np.int32)
     acc = np.zeros(total, acc_proto.dtype)
-    new_idx = np.empty(total, np.int64)   # per layer: neurons that fired in the latest step
+    # Threshold per neuron; a fired neuron's is raised out of reach, so "V >= thr" alone says
+    # "fires now" (its V and I keep being updated but are never looked at again).
+    thr = np.empty(total, np.int64)
+    for k in range(n_layers):
+        for j in range(neuron_off[k], neuron_off[k + 1]):
+            thr[j] = thresholds[k]
+    never = np.int64(1) << 40
+    new_idx = np.empty(total, np.int64)  # per layer: neurons that fired in the latest step
     new_cnt = np.zeros(n_layers, np.int64)
     fired_cnt = np.zeros(n_layers, np.int64)
 
@@ -169,7 +193,6 @@ def _run_image(
     predicted = -1
     decision = -1
     tie = False
-    n = 0
     for n in range(max_steps):
         # Layer k consumes layer k-1's spikes of step n-1, so go from the last layer down:
         # layer k-1 then overwrites its new-spike list with the spikes of step n.
@@ -179,64 +202,68 @@ def _run_image(
             if fired_cnt[k] == npost:
                 new_cnt[k] = 0
                 continue
-            row_len = npost
             wbase = w_off[k]
+            cur_k = cur[base : base + npost]
+            mem_k = mem[base : base + npost]
+            spk_k = spk[base : base + npost]
+            acc_k = acc[base : base + npost]
+            thr_k = thr[base : base + npost]
+            flag_k = flags[flag_off[k] : flag_off[k] + npost]
+
             have = False
             if n == 0:
-                r0 = wbase + n_pre[k] * row_len
-                for j in range(npost):
-                    acc[base + j] = w_flat[r0 + j]
+                r0 = wbase + n_pre[k] * npost
+                _add_row(acc_k, w_flat[r0 : r0 + npost], True)
                 have = True
             if k == 0:
                 while ptr < n_arr and arr_step[order[ptr]] == n:
-                    r0 = wbase + arr_idx[order[ptr]] * row_len
-                    if have:
-                        for j in range(npost):
-                            acc[base + j] += w_flat[r0 + j]
-                    else:
-                        for j in range(npost):
-                            acc[base + j] = w_flat[r0 + j]
-                        have = True
+                    r0 = wbase + arr_idx[order[ptr]] * npost
+                    _add_row(acc_k, w_flat[r0 : r0 + npost], not have)
+                    have = True
                     ptr += 1
             else:
                 pbase = neuron_off[k - 1]
                 for qq in range(new_cnt[k - 1]):
-                    r0 = wbase + new_idx[pbase + qq] * row_len
-                    if have:
-                        for j in range(npost):
-                            acc[base + j] += w_flat[r0 + j]
-                    else:
-                        for j in range(npost):
-                            acc[base + j] = w_flat[r0 + j]
-                        have = True
+                    r0 = wbase + new_idx[pbase + qq] * npost
+                    _add_row(acc_k, w_flat[r0 : r0 + npost], not have)
+                    have = True
 
-            th = thresholds[k]
             crossings = 0
             if have:
                 for j in range(npost):
-                    c = np.int64(cur[base + j])
+                    c = np.int64(cur_k[j])
                     c = c - (c >> time_shift)
-                    c = _overflow(c + (np.int64(acc[base + j]) << frac_bits), cur_lo, cur_hi, cur_wrap)
-                    v = _overflow(np.int64(mem[base + j]) + c, mem_lo, mem_hi, mem_wrap)
-                    cur[base + j] = c
-                    mem[base + j] = v
-                    crossings += (v >= th) & (spk[base + j] < 0)
+                    c = _overflow(c + (np.int64(acc_k[j]) << frac_bits), cur_lo, cur_hi, cur_wrap)
+                    v = _overflow(np.int64(mem_k[j]) + c, mem_lo, mem_hi, mem_wrap)
+                    cur_k[j] = c
+                    mem_k[j] = v
+                    f = v >= thr_k[j]
+                    flag_k[j] = f
+                    crossings += f
             else:
                 for j in range(npost):
-                    c = np.int64(cur[base + j])
+                    c = np.int64(cur_k[j])
                     c = c - (c >> time_shift)
-                    v = _overflow(np.int64(mem[base + j]) + c, mem_lo, mem_hi, mem_wrap)
-                    cur[base + j] = c
-                    mem[base + j] = v
-                    crossings += (v >= th) & (spk[base + j] < 0)
+                    v = _overflow(np.int64(mem_k[j]) + c, mem_lo, mem_hi, mem_wrap)
+                    cur_k[j] = c
+                    mem_k[j] = v
+                    f = v >= thr_k[j]
+                    flag_k[j] = f
+                    crossings += f
 
             nc = 0
             if crossings > 0:
-                for j in range(npost):
-                    if mem[base + j] >= th and spk[base + j] < 0:
-                        spk[base + j] = n
-                        new_idx[base + nc] = j
-                        nc += 1
+                w0 = flag_off[k] // 8
+                for wi in range((npost + 7) // 8):
+                    word = flag_words[w0 + wi]
+                    if word != 0:
+                        for b in range(8):
+                            if (word >> np.uint64(8 * b)) & np.uint64(1):
+                                j = wi * 8 + b
+                                spk_k[j] = n
+                                thr_k[j] = never
+                                new_idx[base + nc] = j
+                                nc += 1
                 fired_cnt[k] += nc
             new_cnt[k] = nc
 
@@ -247,7 +274,7 @@ def _run_image(
                 if not tie_lowest:
                     for qq in range(1, nc):
                         j = new_idx[base + qq]
-                        if mem[base + j] > mem[base + best]:
+                        if mem_k[j] > mem_k[best]:
                             best = j
                 predicted = best
         if decision >= 0 and not full_raster:

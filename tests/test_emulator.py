@@ -64,7 +64,7 @@ def cases(draw):
         max_steps=max_steps,
         tie_rule=draw(st.sampled_from(["max_membrane", "lowest_index"])),
     )
-    topology = [draw(st.integers(1, 9))] + [draw(st.integers(1, 7)) for _ in range(draw(st.integers(1, 3)))]
+    topology = [draw(st.integers(1, 12))] + [draw(st.integers(1, 20)) for _ in range(draw(st.integers(1, 3)))]
     # Weights and inputs come from a numpy generator seeded by hypothesis: hypothesis' own
     # integer lists favour repeated boundary values, which hide e.g. tie-rule differences.
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
