@@ -343,3 +343,29 @@ def test_dense_numpy_tool_matches_reference(case):
     assert np.array_equal(got["tie"], ref["tie"])
     for g, w in zip(got["spike_steps"], ref["spike_steps"]):
         assert np.array_equal(g, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots (need matplotlib)
+
+
+def test_plots_write_pngs(tmp_path):
+    pytest.importorskip("matplotlib")
+    from popcount_learn.plots import plot_decision_histograms, plot_raster
+
+    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    img = make_image(spec, [np.array([[5], [0]]), np.array([[3, 2], [0, 0]])], [5, 3])
+    steps = np.array([[0], [-1]])
+    result = emulate(img, input_spike_steps=steps, full_raster=True)
+    paths = plot_decision_histograms(result, tmp_path)
+    assert sorted(p.name for p in paths) == ["hidden_spikes_before_decision.png", "steps_to_decision.png"]
+    raster = plot_raster(result, 0, tmp_path / "raster.png")
+    for p in paths + [raster]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hidden_spikes_before_decision.png", "raster.png", "steps_to_decision.png"]
+    with pytest.raises(ConfigError, match="index 2"):
+        plot_raster(result, 2, tmp_path / "x.png")
+    with pytest.raises(ConfigError, match="does not exist"):
+        plot_decision_histograms(result, tmp_path / "missing")
+    with pytest.raises(ConfigError, match="does not exist"):
+        plot_raster(result, 0, tmp_path / "missing" / "r.png")
