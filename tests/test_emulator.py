@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from popcount_learn.datapath import DatapathConfig
@@ -369,3 +369,41 @@ def test_plots_write_pngs(tmp_path):
         plot_decision_histograms(result, tmp_path / "missing")
     with pytest.raises(ConfigError, match="does not exist"):
         plot_raster(result, 0, tmp_path / "missing" / "r.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# Derived constants of the spec
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 16), st.integers(0, 16), st.integers(1, 5000))
+def test_accumulator_bits_holds_every_worst_case_sum(weight_bits, frac, n_rows):
+    assume(weight_bits + frac <= 32)
+    spec = DatapathConfig(weight_bits=weight_bits, current_frac_bits=frac, current_bits=32)
+    bits = spec.accumulator_bits(n_rows)
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    assert lo <= n_rows * (spec.weight_min << frac) and n_rows * (spec.weight_max << frac) <= hi
+    # and one bit less is not enough for the most negative sum once n_rows is a power of two
+    if n_rows & (n_rows - 1) == 0:
+        assert n_rows * (spec.weight_min << frac) < -(2 ** (bits - 2))
+
+
+def test_c_header_compiles_with_the_spec_values(tmp_path):
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    spec = DatapathConfig(time_shift=5, weight_bits=12, current_frac_bits=4, current_bits=32, membrane_bits=20,
+                          current_overflow="wrap", tie_rule="lowest_index", dark_input_step=7, max_steps=300)
+    (tmp_path / "pcl.h").write_text(spec.c_header())
+    checks = {
+        "TIME_SHIFT": 5, "WEIGHT_MIN": -2048, "WEIGHT_MAX": 2047, "CURRENT_MIN": -(2**31), "CURRENT_MAX": 2**31 - 1,
+        "MEMBRANE_MIN": -(2**19), "MEMBRANE_MAX": 2**19 - 1, "MEMBRANE_FRAC_BITS": 9, "CURRENT_OVERFLOW": 1,
+        "MEMBRANE_OVERFLOW": 0, "TIE_RULE": 1, "DARK_INPUT_STEP": 7, "MAX_STEPS": 300, "INPUT_THRESHOLD": 128,
+    }
+    body = "\n".join(f'_Static_assert((long long)PCL_{k} == {v}LL, "{k}");' for k, v in checks.items())
+    (tmp_path / "t.c").write_text(f'#include "pcl.h"\n{body}\nint main(void) {{ return 0; }}\n')
+    proc = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-c", "t.c", "-o", "t.o"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
