@@ -2,8 +2,9 @@
 
 Per image, per step ``n = 0 .. max_steps - 1``, per layer, per neuron (registers start at 0)::
 
-    I  = I - (I >> time_shift)                           # decay, arithmetic shift (floor)
-    I  = ovf_I(I + (sum of arriving rows w) << current_frac_bits)   # wide sum, one overflow op
+    I  = I - (I >> time_shift)              # decay, arithmetic shift (floor)
+    A  = sum of the arriving weight rows     # wide accumulator, order-free
+    I  = ovf_I(I + (A << current_frac_bits)) # one overflow op per step
     V  = ovf_V(V + I)
     fire when the spike flag is clear and V >= threshold_lsb
 

@@ -407,3 +407,19 @@ def test_c_header_compiles_with_the_spec_values(tmp_path):
     (tmp_path / "t.c").write_text(f'#include "pcl.h"\n{body}\nint main(void) {{ return 0; }}\n')
     proc = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-c", "t.c", "-o", "t.o"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_wide_layer_uses_a_64_bit_accumulator():
+    # 70000 inputs of weight 32767 sum to 2_293_690_000 > 2**31 - 1: a 32-bit accumulator would
+    # wrap negative and the neuron would stay silent. Saturating 32-bit registers clip the sum
+    # to 2**31 - 1, which reaches the threshold 2**31 - 1 at step 0; wrapping I goes negative.
+    n_in = 70000
+    w = np.full((n_in + 1, 1), 32767, dtype=np.int16)
+    w[-1] = 0
+    base = dict(time_shift=4, weight_bits=16, current_frac_bits=0, current_bits=32, membrane_bits=32, max_steps=1)
+    steps = np.zeros((1, n_in), dtype=np.int64)
+    for policy, expected in (("saturate", 0), ("wrap", -1)):
+        img = make_image(DatapathConfig(**base, current_overflow=policy), [w], [2**31 - 1])
+        r = emulate(img, input_spike_steps=steps)
+        assert r.first_output_step.tolist() == [expected], policy
+        assert r.rows_read.tolist() == [[n_in]]
