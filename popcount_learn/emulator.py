@@ -439,7 +439,8 @@ def summarize(result: EmulationResult, labels: np.ndarray) -> dict:
     hidden spikes before the decision = hidden spikes delivered (fired at a step < D), summed
     over hidden layers; the *_rows_read_fraction values are means over images of rows read /
     n_pre (hidden: summed over hidden layers); input_spikes_before_decision_fraction = input
-    spikes delivered / input spikes that arrive within max_steps, over the whole batch.
+    spikes delivered / input spikes that arrive within max_steps, over the whole batch;
+    weight_rows_read_fraction_per_layer = mean over images of rows read / n_pre, per layer.
     """
     labels = np.asarray(labels)
     n = len(result)
@@ -466,6 +467,7 @@ def summarize(result: EmulationResult, labels: np.ndarray) -> dict:
         "hidden_weight_rows_read_fraction": float(np.mean(hidden / n_hidden_pre)) if n_hidden_pre else 0.0,
         "input_spikes_before_decision_fraction": delivered / arriving if arriving else 0.0,
         "synaptic_additions_mean": float(np.mean(result.synaptic_additions)),
+        "weight_rows_read_fraction_per_layer": [float(x) for x in result.rows_read_fraction.mean(axis=0)],
     }
     return out
 

@@ -305,6 +305,8 @@ def test_evaluate_and_summary_statistics():
     assert s["input_weight_rows_read_fraction"] == (1 / 2 + 2 / 2) / 2
     assert s["input_spikes_before_decision_fraction"] == 3 / 4
     assert s["hidden_weight_rows_read_fraction"] == 1.0
+    assert s["weight_rows_read_fraction_per_layer"] == [0.75, 1.0]
+    assert s["synaptic_additions_mean"] == ((1 + 1) * 1 + (1 + 1) * 2 + (2 + 1) * 1 + (1 + 1) * 2) / 2
 
 
 def test_input_errors():
