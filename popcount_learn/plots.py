@@ -86,7 +86,7 @@ def plot_decision_histograms(result: EmulationResult, path_dir) -> list[Path]:
         ax.hist(steps, bins=_integer_bins(steps), color="tab:green", edgecolor="white", linewidth=0.3)
     ax.set_xlabel(f"time steps to classification (first output spike step + 1; max_steps {result.max_steps})")
     ax.set_ylabel("images")
-    mean = f"mean {steps.mean():.1f}" if steps.size else "no decisions"
+    mean = f"mean {steps.mean():.1f} over decided images" if steps.size else "no decisions"
     ax.set_title(f"Steps to decision: {mean}; {int((~decided).sum())} of {n} without a decision")
     written.append(_save(fig, path_dir / STEPS_HISTOGRAM_PNG))
     return written
