@@ -27,6 +27,8 @@ class ExactEvaluation:
     decision_time: np.ndarray  # t of the first output spike (inf: none)
     input_spikes_before_decision: np.ndarray
     hidden_spikes_before_decision: np.ndarray  # summed over hidden layers
+    input_spikes_total: np.ndarray  # every input spike of the sample, before or after
+    hidden_spikes_total: np.ndarray
     n_inputs: int
     n_hidden: int
 
@@ -43,10 +45,18 @@ class ExactEvaluation:
             "hidden_spikes_before_decision_mean": float(hid.mean()) if len(hid) else 0.0,
             "hidden_spikes_before_decision_median": float(np.median(hid)) if len(hid) else 0.0,
             "input_spikes_before_decision_mean": float(inp.mean()) if len(inp) else 0.0,
-            "input_spikes_before_decision_fraction": float(inp.mean() / self.n_inputs) if len(inp) else 0.0,
-            "hidden_spikes_before_decision_fraction": float(hid.mean() / self.n_hidden) if len(hid) and self.n_hidden else 0.0,
+            # Of the spikes that occur at all, the share that precedes the decision.
+            "input_spikes_before_decision_fraction": _ratio(inp.sum(), self.input_spikes_total[decided].sum()),
+            "hidden_spikes_before_decision_fraction": _ratio(hid.sum(), self.hidden_spikes_total[decided].sum()),
+            # Weight rows a hardware implementation fetches, as a share of all rows.
+            "input_weight_rows_read_fraction": float(inp.mean() / self.n_inputs) if len(inp) else 0.0,
+            "hidden_weight_rows_read_fraction": float(hid.mean() / self.n_hidden) if len(hid) and self.n_hidden else 0.0,
             "decision_time_mean": float(self.decision_time[decided].mean()) if decided.any() else float("nan"),
         }
+
+
+def _ratio(num, den) -> float:
+    return float(num / den) if den else 0.0
 
 
 def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray, batch_size: int = 2000) -> ExactEvaluation:
@@ -58,6 +68,8 @@ def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray
     z_dec = np.empty(n)
     inp_before = np.empty(n, dtype=np.int64)
     hid_before = np.zeros(n, dtype=np.int64)
+    inp_total = np.empty(n, dtype=np.int64)
+    hid_total = np.zeros(n, dtype=np.int64)
     dtype = network.weights[0].dtype
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
@@ -69,8 +81,10 @@ def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray
         zd = zs[-1].min(axis=1)
         z_dec[sl] = zd
         inp_before[sl] = (zs[0] < zd[:, None]).sum(axis=1)
+        inp_total[sl] = np.isfinite(zs[0]).sum(axis=1)
         for z_h in zs[1:-1]:
             hid_before[sl] += (z_h < zd[:, None]).sum(axis=1)
+            hid_total[sl] += np.isfinite(z_h).sum(axis=1)
     n_hidden = sum(w.shape[1] for w in network.weights[:-1])
     return ExactEvaluation(
         predicted=predicted,
@@ -79,6 +93,8 @@ def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray
         decision_time=np.log(z_dec),
         input_spikes_before_decision=inp_before,
         hidden_spikes_before_decision=hid_before,
+        input_spikes_total=inp_total,
+        hidden_spikes_total=hid_total,
         n_inputs=images.shape[1],
         n_hidden=n_hidden,
     )

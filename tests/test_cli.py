@@ -30,7 +30,8 @@ def test_train_small_subset_learns_and_evaluate_reports_json(tmp_path):
         assert key in ev
     assert ev["n"] == 500
     assert ev["accuracy"] > 0.6
-    assert 0.05 < ev["input_spikes_before_decision_fraction"] < 0.25
+    assert 0.05 < ev["input_weight_rows_read_fraction"] < 0.25
+    assert ev["input_spikes_before_decision_fraction"] == 1.0  # dark pixels never spike
 
 
 @pytest.mark.parametrize(
