@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     t = sub.add_parser("train", help="train a network on MNIST-style data and report test accuracy")
-    t.add_argument("--hidden", type=_positive_int, nargs="+", default=list(d.hidden), help="hidden layer sizes (default: %(default)s)")
+    t.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
+                   help=f"hidden layer sizes (default: {' '.join(map(str, d.hidden))}, or those of --init)")
     t.add_argument("--epochs", type=_nonneg_int, default=d.epochs, help="default: %(default)s")
     t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default: %(default)s")
     t.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
@@ -136,8 +137,14 @@ def _run(args) -> int:
         from .progress import NullProgress, TqdmProgress
         from .train import TrainConfig
 
+        if args.hidden is not None:
+            hidden = tuple(args.hidden)
+        elif args.init is not None:
+            hidden = commands.model_topology(args.init)[1:-1]
+        else:
+            hidden = TrainConfig().hidden
         config = TrainConfig(
-            hidden=tuple(args.hidden),
+            hidden=hidden,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,

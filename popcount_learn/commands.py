@@ -63,6 +63,11 @@ def train(
     train_images, train_labels, train_data = _load_split(data_dir, "train", limit)
     test_images, test_labels, _ = _load_split(data_dir, "test")
     network = _as_network(h5io.load_model(init)) if init is not None else None
+    if network is not None and tuple(config.hidden) != tuple(network.topology[1:-1]):
+        raise ConfigError(
+            f"--init {init} has hidden layers {list(network.topology[1:-1])}, but --hidden "
+            f"{list(config.hidden)} was asked for; drop --hidden or make it match"
+        )
     if out is not None:
         out = Path(out)
         if out.is_dir():
@@ -94,6 +99,13 @@ def train(
     if out is not None:
         h5io.save_network(out, network, metadata)
     return {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
+
+
+def model_topology(path) -> tuple[int, ...]:
+    """Layer sizes of a model or weight image file, e.g. (784, 800, 10)."""
+    from . import h5io
+
+    return tuple(h5io.load_model(path).topology)
 
 
 def evaluate(

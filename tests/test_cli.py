@@ -14,12 +14,17 @@ def run_cli(*args, cwd=None):
     )
 
 
-def test_train_small_subset_learns_and_evaluate_reports_json(tmp_path):
-    out = tmp_path / "small.h5"
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "small.h5"
     r = run_cli("--threads", "2", "train", "--hidden", "100", "--epochs", "2", "--limit", "3000",
                 "--out", str(out), "--no-progress", "--json")
     assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    return out, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_train_small_subset_learns_and_evaluate_reports_json(small_model):
+    out, summary = small_model
     assert summary["accuracy"] > 0.6  # chance is 0.1
     assert out.exists()
     r = run_cli("evaluate", str(out), "--limit", "500", "--json")
@@ -61,3 +66,43 @@ def test_not_a_model_file_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["evaluate", str(bogus)]) == 2
     err = capsys.readouterr().err
     assert "bogus.h5" in err and "Traceback" not in err
+
+
+def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
+    model, _ = small_model
+    image = tmp_path / "small-int8.h5"
+    r = run_cli("export", str(model), "-o", str(image), "--json")
+    assert r.returncode == 0, r.stderr
+    exported = json.loads(r.stdout)
+    assert exported["weight_bits"] == 8 and exported["topology"] == [784, 100, 10]
+    assert 0.6 < exported["provenance"]["emulated_test_accuracy"] <= 1.0
+
+    r = run_cli("inspect", str(image), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["kind"] == "weight_image" and info["checksums_verified"] is True
+    assert info["crc32"].startswith("0x")
+
+    plots = tmp_path / "plots"
+    r = run_cli("evaluate", str(image), "--emulate", "--json", "--limit", "300", "--plots", str(plots))
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    for key in ("mean_steps_to_decision", "hidden_spikes_before_decision_mean",
+                "input_weight_rows_read_fraction", "hidden_weight_rows_read_fraction"):
+        assert key in ev
+    assert ev["accuracy"] > 0.6 and ev["n"] == 300
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "hidden_spikes_before_decision.png", "raster.png", "steps_to_decision.png"]
+
+    # A weight image cannot be re-quantised to another width: a clear error, not a silent copy.
+    r = run_cli("evaluate", str(image), "--emulate", "--bits", "4")
+    assert r.returncode == 2 and "8-bit weight image" in r.stderr
+
+    # Training accepts a weight image as its starting point.
+    out = tmp_path / "from-image.h5"
+    r = run_cli("train", "--init", str(image), "--epochs", "1", "--limit", "500",
+                "--out", str(out), "--no-progress", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["accuracy"] > 0.6
+    r = run_cli("train", "--init", str(image), "--hidden", "50", "--epochs", "1", "--out", str(out))
+    assert r.returncode == 2 and "hidden layers [100]" in r.stderr
