@@ -211,8 +211,16 @@ class DatapathConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DatapathConfig":
+        """Rebuild a spec from every one of its fields; a missing or unknown field is an error.
+
+        Defaults are not filled in: a stored spec that lacks a field would otherwise silently
+        take today's default, which may differ from what the hardware was built with.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"DatapathConfig: unknown field(s) {sorted(unknown)}")
+        missing = names - set(d)
+        if missing:
+            raise ConfigError(f"DatapathConfig: missing field(s) {sorted(missing)}")
         return cls(**d)

@@ -425,3 +425,17 @@ def test_wide_layer_uses_a_64_bit_accumulator():
         r = emulate(img, input_spike_steps=steps)
         assert r.first_output_step.tolist() == [expected], policy
         assert r.rows_read.tolist() == [[n_in]]
+
+
+def test_datapath_from_dict_refuses_missing_and_unknown_fields():
+    from popcount_learn.datapath import DatapathConfig
+    from popcount_learn.errors import ConfigError
+
+    d = DatapathConfig(time_shift=5, current_frac_bits=7).to_dict()
+    assert DatapathConfig.from_dict(d) == DatapathConfig(time_shift=5, current_frac_bits=7)
+    partial = dict(d)
+    del partial["max_steps"]
+    with pytest.raises(ConfigError, match="missing field.*max_steps"):
+        DatapathConfig.from_dict(partial)
+    with pytest.raises(ConfigError, match="unknown field.*bogus"):
+        DatapathConfig.from_dict(dict(d, bogus=1))
