@@ -125,6 +125,17 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         print(f"{key:42s} {value}")
 
 
+def _print_epoch(record: dict) -> None:
+    test = record.get("test", {})
+    print(
+        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  train acc {record['train_accuracy']:.4f}  "
+        f"test acc {test.get('accuracy', float('nan')):.4f}  "
+        f"hidden spikes before decision {test.get('hidden_spikes_before_decision_mean', float('nan')):.1f}  "
+        f"({record['seconds']:.1f} s)",
+        flush=True,
+    )
+
+
 def _run(args) -> int:
     from . import commands
 
@@ -154,16 +165,11 @@ def _run(args) -> int:
             augment_shift_px=args.augment_shift,
         )
         progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
-        result = commands.train(config=config, data_dir=args.data, limit=args.limit, out=args.out, init=args.init, progress=progress)
+        result = commands.train(
+            config=config, data_dir=args.data, limit=args.limit, out=args.out, init=args.init, progress=progress,
+            on_epoch=None if args.json else _print_epoch,
+        )
         if not args.json:
-            for rec in result["history"]:
-                test = rec.get("test", {})
-                print(
-                    f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train acc {rec['train_accuracy']:.4f}  "
-                    f"test acc {test.get('accuracy', float('nan')):.4f}  "
-                    f"hidden spikes before decision {test.get('hidden_spikes_before_decision_mean', float('nan')):.1f}  "
-                    f"({rec['seconds']:.1f} s)"
-                )
             print(f"saved {result['out']}")
         summary = dict(result["test"], out=result["out"])
         _print_summary(summary, args.json)

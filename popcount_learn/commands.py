@@ -51,6 +51,7 @@ def train(
     init=None,
     progress=None,
     evaluate_every_epoch=True,
+    on_epoch=None,
 ) -> dict:
     """Train the exact network on MNIST-style data; save it (atomically) to ``out`` if given.
 
@@ -82,6 +83,7 @@ def train(
         test_images=test_images if evaluate_every_epoch else None,
         test_labels=test_labels if evaluate_every_epoch else None,
         progress=as_progress(progress),
+        on_epoch=on_epoch,
     )
     test = evaluate_exact(network, test_images, test_labels).summary()
     metadata = {

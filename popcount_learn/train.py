@@ -29,7 +29,7 @@ from . import exact
 from .encoding import SpikeEncoding
 from .errors import ConfigError
 from .network import ExactNetwork
-from .progress import NullProgress, Progress
+from .progress import Progress, as_progress
 
 SILENT_LOGIT = -1e4
 
@@ -240,16 +240,18 @@ def train_exact(
     test_labels: np.ndarray | None = None,
     progress: Progress | None = None,
     eval_fn=None,
+    on_epoch=None,
 ) -> tuple[ExactNetwork, TrainHistory]:
     """Train (or continue training) an exact network on uint8 images; returns it and its history.
 
     Reproducible for a given seed and thread count. ``progress`` receives one update per
     minibatch with the running loss and accuracy; ``eval_fn(network) -> dict`` (optional) is
-    called after every epoch and its result is stored in the history.
+    called after every epoch and its result is stored in the history; ``on_epoch(record)``
+    (optional) receives each epoch's finished record.
     """
     from .evaluate import evaluate_exact
 
-    progress = progress or NullProgress()
+    progress = as_progress(progress)
     encoding = encoding or (network.encoding if network is not None else SpikeEncoding())
     n_in = train_images.reshape(len(train_images), -1).shape[1]
     n_classes = int(train_labels.max()) + 1
@@ -309,13 +311,9 @@ def train_exact(
         if eval_fn is not None:
             record.update(eval_fn(current) or {})
         history.epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         opt.lr *= config.lr_decay
     if averaged is not None:
         network = ExactNetwork(averaged, network.encoding)
     return network, history
-
-
-def config_from_dict(d: dict) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    kwargs = {k: (tuple(v) if k == "hidden" else v) for k, v in d.items() if k in names}
-    return TrainConfig(**kwargs)
