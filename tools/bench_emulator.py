@@ -26,22 +26,13 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from _machine import cpu_model
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.emulator import emulate, encode_input_steps, summarize
 from popcount_learn.network import ExactNetwork
 from popcount_learn.quantize import quantize
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def load_average() -> list[float]:

@@ -18,18 +18,9 @@ import time
 import numba
 import numpy as np
 
+from _machine import cpu_model
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.train import TrainConfig, train_exact
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main():
