@@ -142,28 +142,26 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
     loss = loss_ce.sum()
     grads = [np.zeros_like(w) for w in weights]
 
-    # Sparsity: smooth count of hidden spikes before the correct output's spike.
+    # Sparsity: smooth count, over every hidden layer, of the spikes before the correct output's.
+    extra_grad_z = {}  # layer index in zs -> dL/dz of that layer from the sparsity term
     if config.sparsity > 0 and len(weights) > 1:
         z_c = z_o[rows, labels]
         has_c = np.isfinite(z_c)
+        sig = {}
+        soft_count = np.zeros(batch)
         for layer in range(1, len(zs) - 1):
-            z_h = zs[layer]
-            fin = np.isfinite(z_h) & has_c[:, None]
-            arg = np.where(fin, (z_c[:, None] - np.where(fin, z_h, 0.0)) / config.sparsity_width, -50.0)
-            arg = np.clip(arg, -50, 50)
-            s = 1.0 / (1.0 + np.exp(-arg))
-            soft_count = (s * fin).sum(axis=1)
-            over = soft_count > config.sparsity_target
-            loss += config.sparsity * (soft_count[over] - config.sparsity_target).sum()
-            ds = config.sparsity * s * (1 - s) / config.sparsity_width * (fin & over[:, None])
+            fin = np.isfinite(zs[layer]) & has_c[:, None]
+            arg = np.where(fin, (z_c[:, None] - np.where(fin, zs[layer], 0.0)) / config.sparsity_width, -50.0)
+            s = 1.0 / (1.0 + np.exp(-np.clip(arg, -50, 50)))
+            s *= fin
+            sig[layer] = s
+            soft_count += s.sum(axis=1)
+        over = soft_count > config.sparsity_target
+        loss += config.sparsity * (soft_count[over] - config.sparsity_target).sum()
+        for layer, s in sig.items():
+            ds = config.sparsity * s * (1 - s) / config.sparsity_width * over[:, None]
             grad_z[rows[has_c], labels[has_c]] += ds.sum(axis=1)[has_c]
-            zs_grad_hidden = -ds
-            if layer == len(zs) - 2:
-                extra_hidden_grad = zs_grad_hidden
-            else:
-                raise ConfigError("sparsity term supports one hidden layer")
-    else:
-        extra_hidden_grad = None
+            extra_grad_z[layer] = -ds
 
     # Backward through the layers.
     g = grad_z
@@ -172,8 +170,8 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
         gw, g_in = exact.layer_backward(zs[layer], weights[layer], zs[layer + 1], denoms[layer], g, need_in)
         grads[layer] += gw
         if need_in:
-            if layer == len(weights) - 1 and extra_hidden_grad is not None:
-                g_in = g_in + extra_hidden_grad
+            if layer in extra_grad_z:
+                g_in = g_in + extra_grad_z[layer]
             if config.grad_clip > 0:
                 norm = np.sqrt((g_in * g_in).sum(axis=1, keepdims=True))
                 g_in = g_in * np.minimum(1.0, config.grad_clip / np.maximum(norm, 1e-30))

@@ -34,19 +34,20 @@ def test_sparsity_term_reduces_hidden_spikes_before_decision(small_mnist):
     assert s["accuracy"] > 0.5 and d["accuracy"] > 0.5
 
 
-def test_loss_gradient_matches_finite_difference_on_output_weights(small_mnist):
+@pytest.mark.parametrize("hidden", [(12,), (12, 9)])
+def test_loss_gradient_matches_finite_differences(small_mnist, hidden):
     images, labels = small_mnist
-    cfg = TrainConfig(hidden=(12,), sparsity=0.02, sparsity_target=0.0, weight_sum_penalty=0.0, silent_penalty=0.0, grad_clip=0.0)
+    cfg = TrainConfig(hidden=hidden, sparsity=0.02, sparsity_target=0.0, weight_sum_penalty=0.0, silent_penalty=0.0, grad_clip=0.0)
     from popcount_learn.train import init_network
     from popcount_learn.encoding import SpikeEncoding
-    net = init_network((784, 12, 10), cfg, SpikeEncoding(), 104.0)
+    net = init_network((784,) + hidden + (10,), cfg, SpikeEncoding(), 104.0)
     z = net.encoding.input_z(images[:16])
     y = labels[:16].astype(np.int64)
     loss, grads, _ = batch_loss_and_grads(net, z, y, cfg)
     rng = np.random.default_rng(0)
     checked = 0
     for _ in range(40):
-        layer = int(rng.integers(0, 2))
+        layer = int(rng.integers(0, len(net.weights)))
         i = int(rng.integers(0, net.weights[layer].shape[0]))
         j = int(rng.integers(0, net.weights[layer].shape[1]))
         if layer == 0 and not np.isfinite(z[:, i]).any() and i < 784:
@@ -89,3 +90,12 @@ def test_bad_config_is_a_config_error():
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="learning rate"):
         TrainConfig(lr=-1.0)
+
+
+def test_two_hidden_layers_train_with_the_default_loss(small_mnist):
+    images, labels = small_mnist
+    net, hist = train_exact(images, labels, TrainConfig(hidden=(60, 40), epochs=2, seed=2))
+    assert net.topology == (784, 60, 40, 10)
+    ev = evaluate_exact(net, images[:500], labels[:500]).summary()
+    assert ev["accuracy"] > 0.3  # chance is 0.1; depth learns slower on 1500 images
+    assert hist.epochs[-1]["loss"] < hist.epochs[0]["loss"]
