@@ -206,6 +206,24 @@ class DatapathConfig:
             )
         return th
 
+    @classmethod
+    def for_weight_bits(cls, weight_bits: int, **fields) -> "DatapathConfig":
+        """The default spec for ``weight_bits``-bit weights, registers widened to match.
+
+        The threshold in register units is ~``2**(current_frac_bits + time_shift) * weight_max /
+        max|w|``, so every extra weight bit needs one more current and membrane bit: both are
+        ``24 + max(0, weight_bits - 8)`` bits (32 at 16-bit weights). ``fields`` override.
+        """
+        default = cls()
+        widen = max(0, weight_bits - default.weight_bits)
+        base = {
+            "weight_bits": weight_bits,
+            "current_bits": min(32, default.current_bits + widen),
+            "membrane_bits": min(32, default.membrane_bits + widen),
+        }
+        base.update(fields)
+        return cls(**base)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -41,7 +41,7 @@ def dark_input_step_for(spec: DatapathConfig, encoding: SpikeEncoding) -> int:
 
 def _spec_for(network: ExactNetwork, spec: DatapathConfig | None, bits: int | None) -> DatapathConfig:
     if spec is None:
-        spec = DatapathConfig(weight_bits=8 if bits is None else bits)
+        spec = DatapathConfig.for_weight_bits(8 if bits is None else bits)
     elif not isinstance(spec, DatapathConfig):
         raise ConfigError(f"quantize: spec must be a DatapathConfig, got {type(spec).__name__}")
     elif bits is not None and bits != spec.weight_bits:

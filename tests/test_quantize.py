@@ -105,3 +105,17 @@ def test_errors():
     # a threshold that cannot fit the membrane register, named with its layer
     with pytest.raises(ConfigError, match="layer 0"):
         quantize(_net([[1e-6], [0.0]]), DatapathConfig(membrane_bits=8))
+
+
+@pytest.mark.parametrize("bits", list(range(2, 17)))
+def test_every_weight_width_quantises_a_typical_network_with_the_default_spec(bits):
+    """Weights up to ~1 need thresholds of ~2**(frac+shift) * weight_max: registers must grow."""
+    from popcount_learn.emulator import emulate
+
+    rng = np.random.default_rng(bits)
+    net = ExactNetwork([rng.normal(0.02, 0.3, (17, 9)), rng.normal(0.1, 0.4, (10, 3))])
+    image = quantize(net, bits=bits)
+    assert image.spec.weight_bits == bits
+    assert all(1 <= layer.threshold_lsb <= image.spec.membrane_max for layer in image.layers)
+    images = rng.integers(0, 256, (20, 16)).astype(np.uint8)
+    emulate(image, images)  # the emulator's own bound checks accept the widened registers
