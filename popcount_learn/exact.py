@@ -107,43 +107,60 @@ def layer_forward(z_in, w):
 
 
 @njit(cache=True, parallel=True)
-def _layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in, n_chunks):
+def _grad_weights(z_in, z_out, coef, n_blocks):
+    """dL/dw_ij = sum_b coef_bj (z_bi - z_out_bj) over samples where input i is causal for j.
+
+    Parallel over blocks of output columns: each thread owns its columns, so there are no
+    per-thread copies of the gradient and no reduction.
+    """
     batch, n_in = z_in.shape
-    n_out = w.shape[1]
-    grad_w_parts = np.zeros((n_chunks, n_in + 1, n_out), dtype=w.dtype)
-    grad_z_in = np.zeros((batch, n_in), dtype=w.dtype)
-    for c in prange(n_chunks):
-        coef = np.empty(n_out, dtype=w.dtype)
-        gw = grad_w_parts[c]
-        for b in range(c, batch, n_chunks):
-            any_coef = False
-            for j in range(n_out):
-                if z_out[b, j] < np.inf and denom[b, j] > 0.0:
-                    coef[j] = grad_z_out[b, j] / denom[b, j]
-                    if coef[j] != 0.0:
-                        any_coef = True
-                else:
-                    coef[j] = 0.0
-            if not any_coef:
-                continue
+    n_out = z_out.shape[1]
+    grad_w = np.zeros((n_in + 1, n_out), dtype=coef.dtype)
+    block = (n_out + n_blocks - 1) // n_blocks
+    for blk in prange(n_blocks):
+        j0 = blk * block
+        j1 = min(n_out, j0 + block)
+        for b in range(batch):
             zo = z_out[b]
+            cb = coef[b]
+            live = False
+            for j in range(j0, j1):
+                if cb[j] != 0.0:
+                    live = True
+                    break
+            if not live:
+                continue
             for i in range(n_in + 1):
                 z_i = 1.0 if i == n_in else z_in[b, i]
                 if z_i == np.inf:
                     continue
-                row = w[i]
-                grow = gw[i]
-                acc = 0.0
-                for j in range(n_out):
-                    if coef[j] != 0.0 and z_i < zo[j]:
-                        grow[j] += coef[j] * (z_i - zo[j])
-                        acc += coef[j] * row[j]
-                if need_grad_z_in and i < n_in:
-                    grad_z_in[b, i] = acc
-    grad_w = np.zeros((n_in + 1, n_out), dtype=w.dtype)
-    for c in range(n_chunks):
-        grad_w += grad_w_parts[c]
-    return grad_w, grad_z_in
+                row = grad_w[i]
+                for j in range(j0, j1):
+                    if cb[j] != 0.0 and z_i < zo[j]:
+                        row[j] += cb[j] * (z_i - zo[j])
+    return grad_w
+
+
+@njit(cache=True, parallel=True)
+def _grad_input_times(z_in, w, z_out, coef):
+    """dL/dz_bi = sum_j coef_bj w_ij over the neurons j for which input i is causal."""
+    batch, n_in = z_in.shape
+    n_out = w.shape[1]
+    grad_z_in = np.zeros((batch, n_in), dtype=coef.dtype)
+    for b in prange(batch):
+        zo = z_out[b]
+        cb = coef[b]
+        for i in range(n_in):
+            z_i = z_in[b, i]
+            if z_i == np.inf:
+                continue
+            row = w[i]
+            acc = 0.0
+            for j in range(n_out):
+                if cb[j] != 0.0 and z_i < zo[j]:
+                    acc += cb[j] * row[j]
+            grad_z_in[b, i] = acc
+    return grad_z_in
 
 
 def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
@@ -153,8 +170,15 @@ def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
     Returns grad_w (n_in + 1, n_out) summed over the batch and grad_z_in (batch, n_in)
     (zeros when need_grad_z_in is False).
     """
-    n_chunks = max(1, min(numba.get_num_threads(), z_in.shape[0]))
-    return _layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in, n_chunks)
+    fired = np.isfinite(z_out) & (denom > 0)
+    coef = np.where(fired, grad_z_out / np.where(fired, denom, 1.0), 0.0).astype(w.dtype)
+    n_blocks = max(1, min(numba.get_num_threads(), w.shape[1]))
+    grad_w = _grad_weights(z_in, z_out, coef, n_blocks)
+    if need_grad_z_in:
+        grad_z_in = _grad_input_times(z_in, w, z_out, coef)
+    else:
+        grad_z_in = np.zeros(z_in.shape, dtype=w.dtype)
+    return grad_w, grad_z_in
 
 
 @njit(cache=True, parallel=True)

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit, prange
 
 from . import exact
 from .encoding import SpikeEncoding
@@ -205,8 +206,25 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
     return loss, grads, zs
 
 
+@njit(cache=True, parallel=True)
+def _adam_ema_update(p, g, m, v, avg, lr, c1, c2, ema_decay):
+    """One fused pass: Adam moments, parameter step and the weight average (avg unused if decay < 0)."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    for r in prange(p.shape[0]):
+        for c in range(p.shape[1]):
+            gi = g[r, c]
+            mi = b1 * m[r, c] + (1.0 - b1) * gi
+            vi = b2 * v[r, c] + (1.0 - b2) * gi * gi
+            m[r, c] = mi
+            v[r, c] = vi
+            pi = p[r, c] - lr * (mi / c1) / (np.sqrt(vi / c2) + eps)
+            p[r, c] = pi
+            if ema_decay >= 0.0:
+                avg[r, c] = ema_decay * avg[r, c] + (1.0 - ema_decay) * pi
+
+
 class Adam:
-    """Adam with bias correction (beta1 0.9, beta2 0.999, eps 1e-8)."""
+    """Adam with bias correction (beta1 0.9, beta2 0.999, eps 1e-8), fused with a weight EMA."""
 
     def __init__(self, params, lr):
         self.lr = lr
@@ -214,17 +232,15 @@ class Adam:
         self.v = [np.zeros_like(p) for p in params]
         self.t = 0
 
-    def step(self, params, grads):
+    def step(self, params, grads, averages=None, ema_decay=-1.0):
+        """Update ``params`` in place; with ``averages``, also ``avg = d * avg + (1 - d) * p``."""
         self.t += 1
-        b1, b2, eps = 0.9, 0.999, 1e-8
-        c1 = 1 - b1**self.t
-        c2 = 1 - b2**self.t
-        for p, g, m, v in zip(params, grads, self.m, self.v):
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            p -= self.lr * (m / c1) / (np.sqrt(v / c2) + eps)
+        c1 = 1 - 0.9**self.t
+        c2 = 1 - 0.999**self.t
+        for k, (p, g) in enumerate(zip(params, grads)):
+            avg = averages[k] if averages is not None else p
+            decay = ema_decay if averages is not None else -1.0
+            _adam_ema_update(p, g.astype(p.dtype, copy=False), self.m[k], self.v[k], avg, self.lr, c1, c2, decay)
 
 
 def train_exact(
@@ -283,13 +299,9 @@ def train_exact(
             idx = perm[start : start + config.batch_size]
             labels = train_labels[idx].astype(np.int64)
             loss, grads, zs = batch_loss_and_grads(network, z_all[idx], labels, config)
-            opt.step(network.weights, grads)
-            if averaged is not None:
-                # Ramped so that short runs are not dominated by the initial weights.
-                decay = min(config.ema_decay, (1.0 + opt.t) / (10.0 + opt.t))
-                for a, w in zip(averaged, network.weights):
-                    a *= decay
-                    a += (1.0 - decay) * w
+            # EMA decay ramped so that short runs are not dominated by the initial weights.
+            decay = min(config.ema_decay, (2.0 + opt.t) / (11.0 + opt.t))
+            opt.step(network.weights, grads, averaged, decay)
             pred, _ = exact.first_spike_decision(zs[-1])
             correct += int((pred == labels).sum())
             loss_sum += loss * len(idx)

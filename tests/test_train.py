@@ -99,3 +99,46 @@ def test_two_hidden_layers_train_with_the_default_loss(small_mnist):
     ev = evaluate_exact(net, images[:500], labels[:500]).summary()
     assert ev["accuracy"] > 0.3  # chance is 0.1; depth learns slower on 1500 images
     assert hist.epochs[-1]["loss"] < hist.epochs[0]["loss"]
+
+
+def test_fused_adam_and_weight_average_equal_the_textbook_update():
+    from popcount_learn.train import Adam
+
+    rng = np.random.default_rng(5)
+    params = [rng.normal(size=(7, 5)), rng.normal(size=(6, 3))]
+    ref_p = [p.copy() for p in params]
+    averages = [p.copy() for p in params]
+    ref_avg = [p.copy() for p in params]
+    ref_m = [np.zeros_like(p) for p in params]
+    ref_v = [np.zeros_like(p) for p in params]
+    opt = Adam(params, lr=0.01)
+    for t in range(1, 6):
+        grads = [rng.normal(size=p.shape) for p in params]
+        opt.step(params, grads, averages, 0.9)
+        for k, g in enumerate(grads):
+            ref_m[k] = 0.9 * ref_m[k] + 0.1 * g
+            ref_v[k] = 0.999 * ref_v[k] + 0.001 * g * g
+            m_hat = ref_m[k] / (1 - 0.9**t)
+            v_hat = ref_v[k] / (1 - 0.999**t)
+            ref_p[k] = ref_p[k] - 0.01 * m_hat / (np.sqrt(v_hat) + 1e-8)
+            ref_avg[k] = 0.9 * ref_avg[k] + 0.1 * ref_p[k]
+    for k in range(2):
+        np.testing.assert_allclose(params[k], ref_p[k], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(averages[k], ref_avg[k], rtol=1e-12, atol=1e-12)
+
+
+def test_training_gives_identical_weights_on_one_and_two_threads(small_mnist):
+    import numba
+
+    images, labels = small_mnist
+    cfg = TrainConfig(hidden=(30,), epochs=1, seed=3)
+    before = numba.get_num_threads()
+    nets = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            nets.append(train_exact(images, labels, cfg)[0])
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(nets[0].weights, nets[1].weights):
+        assert np.array_equal(a, b)
