@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import exact
+from .errors import ConfigError
 from .network import ExactNetwork
 
 
@@ -62,7 +63,13 @@ def _ratio(num, den) -> float:
 def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray, batch_size: int = 2000) -> ExactEvaluation:
     """Run the exact model on uint8 images and score the first-spike decisions."""
     n = len(labels)
+    if len(images) != n:
+        raise ConfigError(f"{len(images)} images but {n} labels")
     images = images.reshape(n, -1)
+    if images.shape[1] != network.topology[0]:
+        raise ConfigError(
+            f"the network takes {network.topology[0]} inputs but the images have {images.shape[1]} pixels"
+        )
     predicted = np.empty(n, dtype=np.int64)
     tie = np.empty(n, dtype=bool)
     z_dec = np.empty(n)

@@ -20,6 +20,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .errors import ConfigError
+
 NO_SPIKE = np.inf
 
 
@@ -86,7 +88,7 @@ def _active_order(z_in, n_in, order_buf, key_buf):
 
 
 @njit(cache=True, parallel=True)
-def layer_forward(z_in, w):
+def _layer_forward(z_in, w):
     """Spike times of one layer for a batch.
 
     z_in: (batch, n_in) input spike times in z (inf = no spike); w: (n_in + 1, n_out).
@@ -163,6 +165,25 @@ def _grad_input_times(z_in, w, z_out, coef):
     return grad_z_in
 
 
+def _check_layer(z_in, w) -> None:
+    # The kernels do not bounds-check: a mismatch would read past the weight matrix.
+    if z_in.ndim != 2 or w.ndim != 2 or z_in.shape[1] + 1 != w.shape[0]:
+        raise ConfigError(
+            f"layer input of shape {z_in.shape} does not fit weights of shape {w.shape} "
+            "(expected (batch, n_in) and (n_in + 1, n_out))"
+        )
+
+
+def layer_forward(z_in, w):
+    """Spike times of one layer for a batch.
+
+    z_in: (batch, n_in) input spike times in z (inf = no spike); w: (n_in + 1, n_out).
+    Returns z_out (batch, n_out), inf for silent neurons, and denom = sum_C w - 1 (0 if silent).
+    """
+    _check_layer(z_in, w)
+    return _layer_forward(np.ascontiguousarray(z_in, dtype=w.dtype), np.ascontiguousarray(w))
+
+
 def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
     """Exact gradients of one layer.
 
@@ -170,6 +191,9 @@ def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
     Returns grad_w (n_in + 1, n_out) summed over the batch and grad_z_in (batch, n_in)
     (zeros when need_grad_z_in is False).
     """
+    _check_layer(z_in, w)
+    if z_out.shape != (z_in.shape[0], w.shape[1]) or denom.shape != z_out.shape or grad_z_out.shape != z_out.shape:
+        raise ConfigError("layer_backward: z_out, denom and grad_z_out must have shape (batch, n_out)")
     fired = np.isfinite(z_out) & (denom > 0)
     coef = np.where(fired, grad_z_out / np.where(fired, denom, 1.0), 0.0).astype(w.dtype)
     n_blocks = max(1, min(numba.get_num_threads(), w.shape[1]))
@@ -182,7 +206,7 @@ def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
 
 
 @njit(cache=True, parallel=True)
-def arrived_weight_sum(z_in, w):
+def _arrived_weight_sum(z_in, w):
     """Sum of the weights of every input that ever spikes (bias included), per neuron.
 
     A neuron is silent iff this is <= 1; its gradient w.r.t. each spiking input weight is 1.
@@ -198,6 +222,15 @@ def arrived_weight_sum(z_in, w):
                 for j in range(n_out):
                     total[b, j] += w[i, j]
     return total
+
+
+def arrived_weight_sum(z_in, w):
+    """Sum of the weights of every input that ever spikes (bias included), per neuron.
+
+    A neuron is silent iff this is <= 1.
+    """
+    _check_layer(z_in, w)
+    return _arrived_weight_sum(z_in, w)
 
 
 def forward(weights, z_input):

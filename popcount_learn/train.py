@@ -275,6 +275,11 @@ def train_exact(
         active = float(np.isfinite(encoding.input_z(sample)).sum(axis=1).mean()) + 1.0
         network = init_network(topology, config, encoding, active)
     else:
+        if network.topology[0] != n_in or network.topology[-1] < n_classes:
+            raise ConfigError(
+                f"the starting network is {'-'.join(map(str, network.topology))} but the data has "
+                f"{n_in} pixels and {n_classes} classes"
+            )
         network = ExactNetwork([w.astype(config.dtype, copy=True) for w in network.weights], network.encoding)
     dtype = np.dtype(config.dtype)
     rng = np.random.default_rng(config.seed + 1)

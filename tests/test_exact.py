@@ -193,3 +193,18 @@ def test_evaluate_counts_hidden_spikes_before_decision():
     s = ev.summary()
     assert s["n"] == 20
     assert s["no_decision_count"] == int((ev.predicted == -1).sum())
+
+
+def test_shape_mismatches_are_config_errors_not_out_of_bounds_reads():
+    from popcount_learn.errors import ConfigError
+
+    w = np.ones((5, 3))
+    with pytest.raises(ConfigError, match="does not fit"):
+        exact.layer_forward(np.ones((2, 7)), w)
+    with pytest.raises(ConfigError, match="does not fit"):
+        exact.layer_backward(np.ones((2, 7)), w, np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 3)))
+    net = ExactNetwork([np.ones((17, 4)), np.ones((5, 2))], SpikeEncoding())
+    with pytest.raises(ConfigError, match="takes 16 inputs but the images have 25 pixels"):
+        evaluate_exact(net, np.zeros((3, 25), np.uint8), np.zeros(3, np.int64))
+    with pytest.raises(ConfigError, match="3 images but 2 labels"):
+        evaluate_exact(net, np.zeros((3, 16), np.uint8), np.zeros(2, np.int64))
