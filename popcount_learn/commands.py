@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import default_data_dir, load_mnist
+from .data import default_data_dir, file_sha256, load_mnist
 from .errors import ConfigError, ModelFileError
 from .progress import as_progress
 
@@ -91,6 +91,7 @@ def train(
         "package_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "dataset": str(Path(train_data.files[0]).parent),
+        "dataset_sha256": {Path(f).name: file_sha256(f) for f in train_data.files},
         "train_images": int(len(train_labels)),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
         "encoding": dataclasses.asdict(network.encoding),
@@ -182,6 +183,7 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True) -> dict:
         "epochs": (metadata.get("config") or {}).get("epochs"),
         "seed": (metadata.get("config") or {}).get("seed"),
         "dataset": metadata.get("dataset"),
+        "dataset_sha256": metadata.get("dataset_sha256"),
         "package_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "float_test_accuracy": (metadata.get("test") or {}).get("accuracy"),

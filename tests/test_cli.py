@@ -5,7 +5,11 @@ import sys
 import numpy as np
 import pytest
 
+from pathlib import Path
+
 from popcount_learn import cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, cwd=None):
@@ -76,6 +80,9 @@ def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
     exported = json.loads(r.stdout)
     assert exported["weight_bits"] == 8 and exported["topology"] == [784, 100, 10]
     assert 0.6 < exported["provenance"]["emulated_test_accuracy"] <= 1.0
+    shipped = dict(reversed(line.split()) for line in (REPO / "datasets/mnist/SHA256SUMS").read_text().splitlines())
+    assert exported["provenance"]["dataset_sha256"] == {
+        name: shipped[name] for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")}
 
     r = run_cli("inspect", str(image), "--json")
     assert r.returncode == 0, r.stderr
