@@ -84,6 +84,7 @@ def train(
         test_labels=test_labels if evaluate_every_epoch else None,
         progress=as_progress(progress),
         on_epoch=on_epoch,
+        image_shape=train_data.image_shape,
     )
     test = evaluate_exact(network, test_images, test_labels).summary()
     metadata = {

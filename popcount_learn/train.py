@@ -100,10 +100,11 @@ def init_network(topology, config: TrainConfig, encoding: SpikeEncoding, active_
     return ExactNetwork(weights, encoding)
 
 
-def _shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, side: int = 28) -> np.ndarray:
+def _shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, shape=(28, 28)) -> np.ndarray:
     """Translate each image by a random integer offset in [-max_shift, max_shift]^2 (zero fill)."""
     n = len(images)
-    imgs = images.reshape(n, side, side)
+    rows, cols = shape
+    imgs = images.reshape(n, rows, cols)
     out = np.zeros_like(imgs)
     dx = rng.integers(-max_shift, max_shift + 1, n)
     dy = rng.integers(-max_shift, max_shift + 1, n)
@@ -113,10 +114,10 @@ def _shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, 
             if len(sel) == 0:
                 continue
             src = imgs[sel]
-            ys = slice(max(sy, 0), side + min(sy, 0))
-            xs = slice(max(sx, 0), side + min(sx, 0))
-            ys_src = slice(max(-sy, 0), side + min(-sy, 0))
-            xs_src = slice(max(-sx, 0), side + min(-sx, 0))
+            ys = slice(max(sy, 0), rows + min(sy, 0))
+            xs = slice(max(sx, 0), cols + min(sx, 0))
+            ys_src = slice(max(-sy, 0), rows + min(-sy, 0))
+            xs_src = slice(max(-sx, 0), cols + min(-sx, 0))
             out[sel, ys, xs] = src[:, ys_src, xs_src]
     return out.reshape(n, -1)
 
@@ -255,19 +256,31 @@ def train_exact(
     progress: Progress | None = None,
     eval_fn=None,
     on_epoch=None,
+    image_shape: tuple[int, int] | None = None,
 ) -> tuple[ExactNetwork, TrainHistory]:
     """Train (or continue training) an exact network on uint8 images; returns it and its history.
 
     Reproducible for a given seed and thread count. ``progress`` receives one update per
     minibatch with the running loss and accuracy; ``eval_fn(network) -> dict`` (optional) is
     called after every epoch and its result is stored in the history; ``on_epoch(record)``
-    (optional) receives each epoch's finished record.
+    (optional) receives each epoch's finished record. ``image_shape`` (rows, cols) is needed
+    for the shift augmentation when images are flat and not square.
     """
     from .evaluate import evaluate_exact
 
     progress = as_progress(progress)
     encoding = encoding or (network.encoding if network is not None else SpikeEncoding())
     n_in = train_images.reshape(len(train_images), -1).shape[1]
+    if image_shape is None:
+        if train_images.ndim == 3:
+            image_shape = train_images.shape[1:]
+        elif math.isqrt(n_in) ** 2 == n_in:
+            image_shape = (math.isqrt(n_in), math.isqrt(n_in))
+    if config.augment_shift_px and (image_shape is None or image_shape[0] * image_shape[1] != n_in):
+        raise ConfigError(
+            f"shift augmentation needs the image shape: {n_in} pixels per image is not square; "
+            "pass image_shape or set augment_shift_px=0"
+        )
     n_classes = int(train_labels.max()) + 1
     if network is None:
         topology = (n_in,) + tuple(config.hidden) + (n_classes,)
@@ -294,7 +307,7 @@ def train_exact(
         perm = rng.permutation(n)
         images = train_images.reshape(n, -1)
         if config.augment_shift_px:
-            images = _shift_images(images, rng, config.augment_shift_px)
+            images = _shift_images(images, rng, config.augment_shift_px, image_shape)
         z_all = encoding.input_z(images, dtype=dtype)
         progress.start(total=n, desc=f"epoch {epoch + 1}/{config.epochs}")
         loss_sum = 0.0

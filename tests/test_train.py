@@ -142,3 +142,16 @@ def test_training_gives_identical_weights_on_one_and_two_threads(small_mnist):
         numba.set_num_threads(before)
     for a, b in zip(nets[0].weights, nets[1].weights):
         assert np.array_equal(a, b)
+
+
+def test_shift_augmentation_handles_non_square_images_and_refuses_unknown_shapes():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 6 * 4)).astype(np.uint8)
+    labels = rng.integers(0, 3, 40)
+    cfg = TrainConfig(hidden=(8,), epochs=1, augment_shift_px=1)
+    with pytest.raises(ConfigError, match="not square"):
+        train_exact(images, labels, cfg)
+    net, _ = train_exact(images, labels, cfg, image_shape=(6, 4))
+    assert net.topology == (24, 8, 3)
+    out = _shift_images(images[:1].repeat(30, 0), rng, 1, (6, 4))
+    assert out.shape == (30, 24)
