@@ -187,6 +187,10 @@ def main(argv=None) -> int:
     except PopcountLearnError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not a bug: permissions, a full disk, a missing path
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -10,8 +10,6 @@ import datetime as _dt
 import os
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 from .data import default_data_dir, file_sha256, load_mnist
 from .errors import ConfigError, ModelFileError
@@ -159,7 +157,10 @@ def evaluate(
         from .plots import plot_decision_histograms, plot_raster
 
         plots_dir = Path(plots_dir)
-        plots_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            plots_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--plots {plots_dir}: cannot create the directory ({exc.strerror})") from None
         written = list(plot_decision_histograms(result, plots_dir) or [])
         raster = run_emulator(image, images[:1], full_raster=True)
         raster_path = plots_dir / "raster.png"
@@ -175,9 +176,9 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True) -> dict:
     from .network import ExactNetwork
     from .quantize import quantize
 
+    if not isinstance(h5io.load_model(model_path), ExactNetwork):
+        raise ConfigError(f"{model_path} is already a weight image; export takes a float model (popcount-learn train --out ...)")
     model, metadata = h5io.load_network(model_path)
-    if not isinstance(model, ExactNetwork):
-        raise ModelFileError(f"{model_path} is not a float model")
     provenance = {
         "mode": metadata.get("kind", "exact"),
         "source_model": str(model_path),

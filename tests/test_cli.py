@@ -101,6 +101,14 @@ def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
     assert sorted(p.name for p in plots.iterdir()) == [
         "hidden_spikes_before_decision.png", "raster.png", "steps_to_decision.png"]
 
+    # Mistakes around a weight image: one clear line each.
+    r = run_cli("export", str(image), "-o", str(tmp_path / "again.h5"))
+    assert r.returncode == 2 and "already a weight image" in r.stderr
+    not_a_dir = tmp_path / "plainfile"
+    not_a_dir.write_text("x")
+    r = run_cli("evaluate", str(image), "--emulate", "--limit", "5", "--plots", str(not_a_dir))
+    assert r.returncode == 2 and "cannot create the directory" in r.stderr and "Traceback" not in r.stderr
+
     # A weight image cannot be re-quantised to another width: a clear error, not a silent copy.
     r = run_cli("evaluate", str(image), "--emulate", "--bits", "4")
     assert r.returncode == 2 and "8-bit weight image" in r.stderr
