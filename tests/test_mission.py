@@ -71,3 +71,21 @@ def test_full_training_reaches_the_documented_accuracy(tmp_path, hidden, floor):
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["accuracy"] >= floor
     assert summary["hidden_spikes_before_decision_mean"] <= 30
+
+
+def test_register_high_water_marks_fit_the_declared_widths(mnist_test):
+    spec = importlib.util.spec_from_file_location("dense_numpy_emulator", REPO / "tools" / "dense_numpy_emulator.py")
+    dense = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dense)
+    assert [dense.signed_bits_needed(lo, hi) for lo, hi in [(-128, 127), (-129, 0), (0, 128), (0, 0)]] == [8, 9, 9, 1]
+    image = h5io.load_weight_image(PRETRAINED / "net600-int8.h5")
+    from popcount_learn.emulator import encode_input_steps
+
+    extremes = []
+    dense.dense_emulate(image, encode_input_steps(image.spec, mnist_test.images[:200]), extremes=extremes)
+    assert len(extremes) == 2
+    for e, layer in zip(extremes, image.layers):
+        assert e["membrane_max"] >= layer.threshold_lsb  # neurons fired: the peak was reached
+        assert dense.signed_bits_needed(e["current_min"], e["current_max"]) <= image.spec.current_bits
+        assert dense.signed_bits_needed(e["membrane_min"], e["membrane_max"]) <= image.spec.membrane_bits
+        assert e["current_min"] < 0 < e["current_max"]  # inhibition and excitation both happen

@@ -23,7 +23,7 @@ def _overflow(x: np.ndarray, bits: int, policy: str) -> np.ndarray:
     return ((x - lo) & ((1 << bits) - 1)) + lo
 
 
-def _dense_chunk(image, input_steps: np.ndarray) -> dict:
+def _dense_chunk(image, input_steps: np.ndarray, extremes: list | None = None) -> dict:
     spec = image.spec
     b = input_steps.shape[0]
     ws = [layer.weights_lsb.astype(np.float64) for layer in image.layers]
@@ -47,8 +47,19 @@ def _dense_chunk(image, input_steps: np.ndarray) -> dict:
             if n == 0:
                 arriving += w[-1].astype(np.int64)
             c = cur[k] - (cur[k] >> spec.time_shift)
-            c = _overflow(c + (arriving << spec.current_frac_bits), spec.current_bits, spec.current_overflow)
-            v = _overflow(mem[k] + c, spec.membrane_bits, spec.membrane_overflow)
+            c_raw = c + (arriving << spec.current_frac_bits)
+            c = _overflow(c_raw, spec.current_bits, spec.current_overflow)
+            v_raw = mem[k] + c
+            v = _overflow(v_raw, spec.membrane_bits, spec.membrane_overflow)
+            if extremes is not None:
+                # Values before saturation/wrap, of images still running and neurons not yet fired.
+                live = (first < 0)[:, None] & (spk[k] < 0)
+                if live.any():
+                    e = extremes[k]
+                    e["current_min"] = min(e["current_min"], int(c_raw[live].min()))
+                    e["current_max"] = max(e["current_max"], int(c_raw[live].max()))
+                    e["membrane_min"] = min(e["membrane_min"], int(v_raw[live].min()))
+                    e["membrane_max"] = max(e["membrane_max"], int(v_raw[live].max()))
             cur[k], mem[k] = c, v
             new = (v >= thresholds[k]) & (spk[k] < 0)
             spk[k][new] = n
@@ -71,10 +82,27 @@ def _dense_chunk(image, input_steps: np.ndarray) -> dict:
     return {"predicted": predicted, "first_output_step": first, "tie": tie, "spike_steps": spike_steps}
 
 
-def dense_emulate(image, input_spike_steps: np.ndarray, chunk: int = 1000) -> dict:
-    """Predicted class, first output step, tie flag and spike steps (early termination)."""
+def signed_bits_needed(lo: int, hi: int) -> int:
+    """Smallest two's complement width holding every value in [lo, hi]."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def dense_emulate(image, input_spike_steps: np.ndarray, chunk: int = 1000, extremes: list | None = None) -> dict:
+    """Predicted class, first output step, tie flag and spike steps (early termination).
+
+    With ``extremes`` (a list, filled in place with one dict per layer), also the smallest and
+    largest current and membrane values reached before saturation or wrap by neurons that
+    have not fired, in images that have not decided: the register high-water marks.
+    """
     steps = np.asarray(input_spike_steps)
-    parts = [_dense_chunk(image, steps[i : i + chunk]) for i in range(0, len(steps), chunk)]
+    if extremes is not None:
+        extremes[:] = [
+            {"current_min": 0, "current_max": 0, "membrane_min": 0, "membrane_max": 0} for _ in image.layers
+        ]
+    parts = [_dense_chunk(image, steps[i : i + chunk], extremes) for i in range(0, len(steps), chunk)]
     return {
         "predicted": np.concatenate([p["predicted"] for p in parts]),
         "first_output_step": np.concatenate([p["first_output_step"] for p in parts]),
