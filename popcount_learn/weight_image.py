@@ -42,13 +42,27 @@ class WeightImage:
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.spec, DatapathConfig):
+            raise ConfigError(f"a weight image needs a DatapathConfig spec, got {type(self.spec).__name__}")
         if not self.layers:
             raise ConfigError("a weight image needs at least one layer")
+        if not isinstance(self.provenance, dict):
+            # The file format stores provenance as a JSON object; anything else could be written
+            # but not read back.
+            raise ConfigError(f"provenance must be a dict, got {type(self.provenance).__name__}")
         spec = self.spec
         for k, layer in enumerate(self.layers):
+            if not isinstance(layer, LayerImage):
+                raise ConfigError(f"layer {k}: expected a LayerImage, got {type(layer).__name__}")
             w = layer.weights_lsb
-            if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
-                raise ConfigError(f"layer {k}: weights_lsb must be a 2-D integer array, got {w.dtype} {w.shape}")
+            if not isinstance(w, np.ndarray) or w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
+                what = f"{w.dtype} {w.shape}" if isinstance(w, np.ndarray) else type(w).__name__
+                raise ConfigError(f"layer {k}: weights_lsb must be a 2-D integer array, got {what}")
+            if w.shape[0] < 2 or w.shape[1] < 1:
+                raise ConfigError(
+                    f"layer {k}: weights_lsb has shape {w.shape}; a layer needs at least one "
+                    "presynaptic row plus the bias row, and at least one neuron"
+                )
             if k > 0 and w.shape[0] != self.layers[k - 1].weights_lsb.shape[1] + 1:
                 raise ConfigError(
                     f"layer {k}: {w.shape[0]} rows, expected {self.layers[k - 1].weights_lsb.shape[1] + 1} "
@@ -64,8 +78,10 @@ class WeightImage:
                 raise ConfigError(f"layer {k}: threshold_lsb must be an integer, got {th!r}")
             if not 1 <= int(th) <= spec.membrane_max:
                 raise ConfigError(f"layer {k}: threshold {layer.threshold_lsb} outside 1..{spec.membrane_max}")
-            if not (np.isfinite(layer.scale) and layer.scale > 0):
-                raise ConfigError(f"layer {k}: scale must be positive and finite, got {layer.scale}")
+            scale = layer.scale
+            is_real = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, (bool, np.bool_))
+            if not (is_real and np.isfinite(scale) and scale > 0):
+                raise ConfigError(f"layer {k}: scale must be a positive finite number, got {scale!r}")
 
     @property
     def topology(self) -> tuple[int, ...]:

@@ -203,6 +203,31 @@ def test_load_model_dispatches_on_kind(workdir):
         h5io.load_weight_image(workdir / "net.h5")
 
 
+@pytest.mark.parametrize(
+    "layer, provenance, message",
+    [
+        (LayerImage(np.zeros((3, 0), dtype=np.int8), 5, 1.0), {}, r"shape \(3, 0\).*at least one neuron"),
+        (LayerImage(np.zeros((1, 3), dtype=np.int8), 5, 1.0), {}, r"shape \(1, 3\).*presynaptic row"),
+        (LayerImage([[1], [2]], 5, 1.0), {}, "weights_lsb must be a 2-D integer array, got list"),
+        (LayerImage(np.ones((3, 2), dtype=np.int8), 5, "1.0"), {}, "scale must be a positive finite number"),
+        (LayerImage(np.ones((3, 2), dtype=np.int8), 5, True), {}, "scale must be a positive finite number"),
+        (LayerImage(np.ones((3, 2), dtype=np.int8), 5, 1.0), [1, 2], "provenance must be a dict"),
+    ],
+)
+def test_weight_image_refuses_what_a_file_could_not_hold(layer, provenance, message):
+    # Each of these used to construct (or crash with a raw TypeError / AttributeError); the
+    # empty layers and the list provenance were even saved, into files that load refused.
+    with pytest.raises(ConfigError, match=message):
+        WeightImage(DatapathConfig(), (layer,), provenance)
+
+
+def test_weight_image_refuses_a_foreign_spec_or_layer():
+    with pytest.raises(ConfigError, match="DatapathConfig spec"):
+        WeightImage(DatapathConfig().to_dict(), (LayerImage(np.ones((3, 2), dtype=np.int8), 5, 1.0),))
+    with pytest.raises(ConfigError, match="layer 0: expected a LayerImage"):
+        WeightImage(DatapathConfig(), ((np.ones((3, 2), dtype=np.int8), 5, 1.0),))
+
+
 # --- factories -------------------------------------------------------------------------------
 
 

@@ -45,8 +45,8 @@ def test_round_trip_error_is_at_most_half_a_step(bits, w):
 def test_rounding_is_half_to_even_by_hand():
     # max|w| = 3 with 3 bits (weight_max 3): scale 1. 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> 0, -1.5 -> -2.
     spec = DatapathConfig(weight_bits=3, time_shift=0, current_frac_bits=0, current_bits=8)
-    image = quantize(_net([[0.5, 1.5, 2.5, -0.5, -1.5, 3.0]]), spec)
-    assert image.layers[0].weights_lsb.tolist() == [[0, 2, 2, 0, -2, 3]]
+    image = quantize(_net([[0.5, 1.5, 2.5], [-0.5, -1.5, 3.0]]), spec)
+    assert image.layers[0].weights_lsb.tolist() == [[0, 2, 2], [0, -2, 3]]
     assert image.layers[0].scale == 1.0
 
 
