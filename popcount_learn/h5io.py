@@ -76,6 +76,11 @@ def save_network(path, network: ExactNetwork, metadata: dict | None = None) -> N
     """
     if not isinstance(network, ExactNetwork):
         raise TypeError(f"save_network needs an ExactNetwork, got {type(network).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ConfigError(f"metadata must be a dict (stored as a JSON object), got {type(metadata).__name__}")
+    if min(network.topology) < 1:
+        # The reader requires every layer size >= 1; do not write a file it would refuse.
+        raise ConfigError(f"cannot save a network with an empty layer: topology {network.topology}")
     metadata_json = json.dumps(_json_ready({} if metadata is None else metadata, "metadata"))
     for k, w in enumerate(network.weights):
         if w.dtype.kind != "f" or w.dtype.itemsize > 8:

@@ -170,6 +170,16 @@ def test_metadata_that_json_cannot_hold_is_refused(workdir, metadata, where):
     assert not path.exists()
 
 
+def test_network_that_could_not_be_read_back_is_refused(workdir):
+    # Both used to be written, into files that load_network then refused.
+    path = workdir / "unreadable.h5"
+    with pytest.raises(ConfigError, match="metadata must be a dict"):
+        h5io.save_network(path, random_exact_network(0), [1, 2])
+    with pytest.raises(ConfigError, match=r"empty layer: topology \(0, 2\)"):
+        h5io.save_network(path, ExactNetwork([np.ones((1, 2))]))
+    assert not path.exists()
+
+
 def test_non_float_network_weights_are_refused(workdir):
     net = ExactNetwork([np.ones((3, 2), dtype=np.int32)])
     with pytest.raises(ConfigError, match="layer 0: weights must be float"):
