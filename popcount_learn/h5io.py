@@ -312,11 +312,15 @@ class _Reader:
 
     # -- generic pieces --
 
-    def attr(self, obj, name: str):
+    def attr(self, obj, name: str, *, array: bool = False):
+        """Attribute ``name`` as a plain scalar; an array only where ``array`` allows one."""
+        where = "root" if obj.name == "/" else obj.name
         if name not in obj.attrs:
-            where = "root" if obj.name == "/" else obj.name
             raise self.fail(f"missing attribute {name!r} on {where}")
-        return _plain(obj.attrs[name])
+        value = _plain(obj.attrs[name])
+        if isinstance(value, np.ndarray) and not array:
+            raise self.fail(f"attribute {name!r} on {where} must be a scalar, got an array of shape {value.shape}")
+        return value
 
     def int_attr(self, obj, name: str) -> int:
         value = self.attr(obj, name)
@@ -365,7 +369,7 @@ class _Reader:
         attrs = self.f.attrs
         if "format" not in attrs:
             raise self.fail("an HDF5 file, but not a popcount-learn file (no 'format' attribute at the root)")
-        fmt = _plain(attrs["format"])
+        fmt = self.attr(self.f, "format")
         if fmt != FORMAT_NAME:
             raise self.fail(f"an HDF5 file of format {fmt!r}, not a popcount-learn file")
         version = self.int_attr(self.f, "format_version")
@@ -382,7 +386,7 @@ class _Reader:
         return kind
 
     def topology(self) -> tuple[int, ...]:
-        value = self.attr(self.f, "topology")
+        value = self.attr(self.f, "topology", array=True)
         topo = np.asarray(value)
         if topo.ndim != 1 or topo.dtype.kind not in "iu" or len(topo) < 2 or np.any(topo < 1):
             raise self.fail(f"attribute 'topology' must be >= 2 positive integers, got {value!r}")
@@ -408,7 +412,7 @@ class _Reader:
 
     def spec(self) -> DatapathConfig:
         g = self.group(self.f, "datapath")
-        stored = {name: _plain(value) for name, value in g.attrs.items()}
+        stored = {name: self.attr(g, name) for name in g.attrs}
         names = [fld.name for fld in dataclasses.fields(DatapathConfig)]
         missing = [n for n in names if n not in stored]
         unknown = sorted(set(stored) - set(names))

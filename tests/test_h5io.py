@@ -475,6 +475,21 @@ def test_someone_elses_hdf5(tmp_path):
     assert "an HDF5 file of format 'nir', not a popcount-learn file" in refused(path, h5io.load_model)
 
 
+@pytest.mark.parametrize(
+    "group, name",
+    [("/", "format"), ("/", "kind"), ("/layers/0/weights_lsb", "sha256"), ("/datapath", "tie_rule")],
+)
+@pytest.mark.parametrize("n_values", [1, 2])
+def test_array_where_a_scalar_belongs_is_refused(image_file, group, name, n_values):
+    # Used to end in a raw ValueError (ambiguous truth value) or TypeError (unhashable array).
+    path, _ = image_file
+    with h5py.File(path, "r+") as f:
+        value = f[group].attrs[name]
+        f[group].attrs[name] = np.array([value] * n_values, dtype=h5py.string_dtype())
+    message = refused(path, h5io.load_model)
+    assert f"attribute '{name}' on " in message and f"must be a scalar, got an array of shape ({n_values},)" in message
+
+
 def test_unsupported_version(image_file):
     path, _ = image_file
     with h5py.File(path, "r+") as f:
