@@ -334,10 +334,8 @@ def test_upload_layout_covers_every_spec_field():
     assert set(UPLOAD_ENUM_CODES["tie_rule"]) == set(TIE_RULES)
     # The emulator and C header codes (datapath.py) must be the ones the stream uses.
     for table, fields in (("OVERFLOW_CODES", ("current_overflow", "membrane_overflow")), ("TIE_CODES", ("tie_rule",))):
-        shared = getattr(datapath_module, table, None)
         for name in fields:
-            if shared is not None:
-                assert UPLOAD_ENUM_CODES[name] == shared
+            assert UPLOAD_ENUM_CODES[name] == getattr(datapath_module, table)
 
 
 ALTERNATIVE_VALUES = {
@@ -359,10 +357,15 @@ def test_crc_changes_with_every_spec_field_threshold_and_weight():
     layers = list(base.layers)
     layers[1] = LayerImage(layers[1].weights_lsb, layers[1].threshold_lsb + 1, layers[1].scale)
     crcs["threshold"] = image_crc32(WeightImage(base.spec, tuple(layers), base.provenance))
-    w = base.layers[0].weights_lsb.copy()
+    first = base.layers[0]
+    w = first.weights_lsb.copy()
     w[-1, -1] = w[-1, -1] + 1 if w[-1, -1] < 127 else 0
-    crcs["weight"] = image_crc32(WeightImage(base.spec, (LayerImage(w, 5, 1.0),) + base.layers[1:]))
+    # Only the weight differs from base: same threshold and scale.
+    crcs["weight"] = image_crc32(WeightImage(base.spec, (LayerImage(w, first.threshold_lsb, first.scale),) + base.layers[1:]))
     assert len(set(crcs.values())) == len(crcs)
+    # Documented as not covered: scale and provenance do not change what a board computes.
+    rescaled = tuple(LayerImage(l.weights_lsb, l.threshold_lsb, l.scale * 3.0) for l in base.layers)
+    assert image_crc32(WeightImage(base.spec, rescaled, {"mode": "other"})) == crcs["base"]
 
 
 # --- atomic writes ---------------------------------------------------------------------------
