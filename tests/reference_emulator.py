@@ -122,11 +122,17 @@ def reference_one(image, in_steps: list[int], full_raster: bool, stats: Counter)
                     stats["tie"] += 1
                     if predicted != fired_out[0]:
                         stats["tie_rules_disagree"] += 1
+        another_step = n + 1 < spec.max_steps and (decision == -1 or full_raster)
+        for k in range(n_layers - 1):
+            if another_step and all(s != -1 for s in spike[k]) and any(s == n for s in spike[k]):
+                stats["hidden_layer_all_fired"] += 1  # the kernel skips this layer in later steps
         if decision != -1 and not full_raster:
             break
 
     last = decision if decision != -1 else spec.max_steps - 1
     rows_read = [sum(1 for s in in_steps if 0 <= s <= last)]
+    if decision != -1 and any(s == decision for layer in spike[:-1] for s in layer):
+        stats["hidden_spike_at_decision_step"] += 1  # fired, recorded, never delivered
     for k in range(1, n_layers):
         rows_read.append(sum(1 for s in spike[k - 1] if s != -1 and s + 1 <= last))
     additions = sum((rows_read[k] + 1) * sizes[k] for k in range(n_layers))

@@ -137,7 +137,8 @@ def test_kernel_matches_reference_bit_exact():
     check()
     assert n_examples[0] >= 100
     # The random cases must really exercise every overflow path, ties and no-decisions.
-    keys = ("current_saturate", "current_wrap", "membrane_saturate", "membrane_wrap", "tie", "tie_rules_disagree", "no_decision")
+    keys = ("current_saturate", "current_wrap", "membrane_saturate", "membrane_wrap", "tie", "tie_rules_disagree",
+            "no_decision", "hidden_layer_all_fired", "hidden_spike_at_decision_step")
     for key in keys:
         assert stats[key] > 0, (key, stats)
 
