@@ -7,7 +7,7 @@ written to a temporary file that is renamed into place, so a failed plot leaves 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +30,23 @@ def _figure(**kwargs):
 
 
 def _save(fig, path: Path) -> Path:
+    """Write ``fig`` as PNG to a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.png"
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        # Mode 0o666 lets the umask decide, as for any other output file (mkstemp would make
+        # the plot readable by its owner only).
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        try:
+            fig.savefig(tmp, dpi=110, format="png")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -100,6 +106,8 @@ def plot_raster(result: EmulationResult, index: int, path) -> Path:
     """
     if not isinstance(result, EmulationResult):
         raise ConfigError(f"expected an EmulationResult, got {type(result).__name__}")
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise ConfigError(f"image index must be an integer, got {index!r}")
     if not 0 <= index < len(result):
         raise ConfigError(f"image index {index} outside 0..{len(result) - 1}")
     layers = [result.input_spike_steps[index]] + [s[index] for s in result.spike_steps]

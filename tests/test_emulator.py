@@ -374,6 +374,30 @@ def test_plots_write_pngs(tmp_path):
         plot_raster(result, 0, tmp_path / "missing" / "r.png")
 
 
+def test_plot_files_follow_the_umask_and_write_errors_are_config_errors(tmp_path):
+    pytest.importorskip("matplotlib")
+    import os
+    import stat
+
+    from popcount_learn.plots import plot_raster
+
+    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    result = emulate(make_image(spec, [np.array([[5], [0]])], [5]), input_spike_steps=np.array([[0]]))
+    umask = os.umask(0o022)
+    try:
+        path = plot_raster(result, 0, tmp_path / "r.png")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # was 0o600 (mkstemp)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ConfigError, match="cannot write .*taken"):
+        plot_raster(result, 0, tmp_path / "taken")  # a directory: the rename fails
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "taken"]
+    for index in (0.5, True):
+        with pytest.raises(ConfigError, match="index must be an integer"):
+            plot_raster(result, index, tmp_path / "x.png")
+
+
 # ----------------------------------------------------------------------------------------------
 # Derived constants of the spec
 
