@@ -120,7 +120,9 @@ def plot_raster(result: EmulationResult, index: int, path) -> Path:
     axes = fig.subplots(len(layers), 1, sharex=True, gridspec_kw={"height_ratios": heights})
     axes = np.atleast_1d(axes)
     for ax, name, steps in zip(axes, names, layers):
-        fired = np.nonzero((steps >= 0) & (steps < result.max_steps))[0]
+        # Only the steps that were run: input spikes after an early-terminated decision are not
+        # shown or counted, like the hidden and output spikes the run never reached.
+        fired = np.nonzero((steps >= 0) & (steps < x_max))[0]
         size = 4 if len(steps) > 100 else 16
         ax.scatter(steps[fired], fired, s=size, marker="|" if len(steps) > 100 else "o", color="black", linewidths=0.8)
         if name == "output" and winner >= 0:

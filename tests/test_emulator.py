@@ -398,6 +398,21 @@ def test_plot_files_follow_the_umask_and_write_errors_are_config_errors(tmp_path
             plot_raster(result, index, tmp_path / "x.png")
 
 
+def test_raster_counts_only_the_input_spikes_of_the_steps_run(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from popcount_learn import plots
+
+    # Input 0 at step 0 makes the single output fire at step 0; input 1 (step 3) is never read.
+    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    img = make_image(spec, [np.array([[5], [0], [0]])], [5])
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    for full_raster, expected in ((False, "(1/2 fired)"), (True, "(2/2 fired)")):
+        result = emulate(img, input_spike_steps=np.array([[0, 3]]), full_raster=full_raster)
+        plots.plot_raster(result, 0, tmp_path / "r.png")
+        assert expected in figures[-1].axes[0].get_ylabel(), full_raster
+
+
 # ----------------------------------------------------------------------------------------------
 # Derived constants of the spec
 
