@@ -75,8 +75,8 @@ def _is_gzip(path: Path) -> bool:
         return raw.read(2) == GZIP_MAGIC
 
 
-def _read_exact(stream: BinaryIO, n_bytes: int) -> bytearray:
-    """Read up to ``n_bytes`` in chunks; shorter only at end of stream."""
+def _read_at_most(stream: BinaryIO, n_bytes: int) -> bytearray:
+    """Read ``n_bytes`` in chunks; fewer only when the stream ends first (callers check)."""
     buf = bytearray()
     while len(buf) < n_bytes:
         chunk = stream.read(min(n_bytes - len(buf), _CHUNK_BYTES))
@@ -94,7 +94,7 @@ def _count_remaining(stream: BinaryIO) -> int:
 
 
 def _parse_idx(stream: BinaryIO, path: Path) -> np.ndarray:
-    magic = _read_exact(stream, 4)
+    magic = _read_at_most(stream, 4)
     if len(magic) < 4:
         raise DatasetError(f"{path}: not an IDX file: only {len(magic)} bytes, the header needs 4")
     if magic[0] != 0 or magic[1] != 0 or magic[2] != IDX_UINT8:
@@ -105,7 +105,7 @@ def _parse_idx(stream: BinaryIO, path: Path) -> np.ndarray:
     ndim = magic[3]
     if ndim == 0:
         raise DatasetError(f"{path}: IDX header declares 0 dimensions")
-    dims_raw = _read_exact(stream, 4 * ndim)
+    dims_raw = _read_at_most(stream, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise DatasetError(
             f"{path}: truncated IDX header: {ndim} dimensions need {4 * ndim} size bytes, "
@@ -113,7 +113,7 @@ def _parse_idx(stream: BinaryIO, path: Path) -> np.ndarray:
         )
     shape = tuple(int(d) for d in np.frombuffer(bytes(dims_raw), dtype=">u4"))
     expected = math.prod(shape)
-    payload = _read_exact(stream, expected)
+    payload = _read_at_most(stream, expected)
     actual = len(payload)
     if actual == expected:
         actual += _count_remaining(stream)
