@@ -95,6 +95,8 @@ def dequantize(image: WeightImage) -> ExactNetwork:
     Thresholds are not carried over: the float model's threshold is 1 by definition, and
     ``threshold_lsb`` only approximates ``1 / scale`` in membrane units.
     """
+    if not isinstance(image, WeightImage):
+        raise ConfigError(f"dequantize: expected a WeightImage, got {type(image).__name__}")
     spec = image.spec
     dark_time = None if spec.dark_input_step == -1 else spec.dark_input_step * spec.dt
     encoding = SpikeEncoding(threshold=spec.input_threshold, dark_time=dark_time)

@@ -91,6 +91,8 @@ def test_errors():
         quantize(_net([[1.0], [0.5]]), bits=17)
     with pytest.raises(ConfigError, match="ExactNetwork"):
         quantize([np.ones((2, 1))])
+    with pytest.raises(ConfigError, match="dequantize: expected a WeightImage"):
+        dequantize(_net([[1.0], [0.5]]))
     with pytest.raises(ConfigError, match="spec must be a DatapathConfig"):
         quantize(_net([[1.0], [0.5]]), {"weight_bits": 8})
     # dark_time too late for max_steps
