@@ -468,9 +468,6 @@ def test_wide_layer_uses_a_64_bit_accumulator():
 
 
 def test_datapath_from_dict_refuses_missing_and_unknown_fields():
-    from popcount_learn.datapath import DatapathConfig
-    from popcount_learn.errors import ConfigError
-
     d = DatapathConfig(time_shift=5, current_frac_bits=7).to_dict()
     assert DatapathConfig.from_dict(d) == DatapathConfig(time_shift=5, current_frac_bits=7)
     partial = dict(d)
@@ -479,3 +476,14 @@ def test_datapath_from_dict_refuses_missing_and_unknown_fields():
         DatapathConfig.from_dict(partial)
     with pytest.raises(ConfigError, match="unknown field.*bogus"):
         DatapathConfig.from_dict(dict(d, bogus=1))
+
+
+def test_layer_too_wide_for_the_64_bit_accumulator_is_refused():
+    # No such array can be allocated, so the bound check is called on the layer sizes alone.
+    from popcount_learn.emulator import _check_bounds
+
+    spec = DatapathConfig()  # 8-bit weights, 6 fraction bits
+    assert _check_bounds(spec, np.array([2**24 - 1])) == np.int32  # 8 + 24 bits of raw sum
+    assert _check_bounds(spec, np.array([2**24])) == np.int64
+    with pytest.raises(ConfigError, match="too wide for the 64-bit accumulator"):
+        _check_bounds(spec, np.array([2**47]))  # accumulator_bits = 8 + 6 + 48 = 62 > 60
