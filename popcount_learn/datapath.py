@@ -83,6 +83,8 @@ class DatapathConfig:
             f"({self.weight_bits + self.current_frac_bits})..32, got {self.current_bits}",
         )
         need(2 <= self.membrane_bits <= 32, f"membrane_bits must be in 2..32, got {self.membrane_bits}")
+        for name in ("current_overflow", "membrane_overflow", "tie_rule"):
+            need(isinstance(getattr(self, name), str), f"{name} must be a string, got {getattr(self, name)!r}")
         need(self.current_overflow in OVERFLOW_POLICIES, f"current_overflow must be one of {OVERFLOW_POLICIES}")
         need(self.membrane_overflow in OVERFLOW_POLICIES, f"membrane_overflow must be one of {OVERFLOW_POLICIES}")
         need(0 <= self.input_threshold <= 254, f"input_threshold must be in 0..254, got {self.input_threshold}")

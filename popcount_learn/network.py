@@ -26,8 +26,15 @@ class ExactNetwork:
         if not self.weights:
             raise ConfigError("a network needs at least one layer")
         for k, w in enumerate(self.weights):
+            if not isinstance(w, np.ndarray) or not np.issubdtype(w.dtype, np.floating):
+                raise ConfigError(f"layer {k}: weights must be a float numpy array, got {type(w).__name__}")
             if w.ndim != 2:
                 raise ConfigError(f"layer {k}: weights must be 2-D, got shape {w.shape}")
+            if w.shape[0] < 2 or w.shape[1] < 1:
+                raise ConfigError(
+                    f"layer {k}: weights of shape {w.shape}; need at least one input row plus the bias row "
+                    "and at least one neuron"
+                )
             if k > 0 and w.shape[0] != self.weights[k - 1].shape[1] + 1:
                 raise ConfigError(
                     f"layer {k}: {w.shape[0]} rows but previous layer has "

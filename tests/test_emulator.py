@@ -487,3 +487,8 @@ def test_layer_too_wide_for_the_64_bit_accumulator_is_refused():
     assert _check_bounds(spec, np.array([2**24])) == np.int64
     with pytest.raises(ConfigError, match="too wide for the 64-bit accumulator"):
         _check_bounds(spec, np.array([2**47]))  # accumulator_bits = 8 + 6 + 48 = 62 > 60
+
+
+def test_datapath_string_fields_must_be_strings():
+    with pytest.raises(ConfigError, match="tie_rule must be a string"):
+        DatapathConfig(tie_rule=np.array(["max_membrane"]))

@@ -208,3 +208,20 @@ def test_shape_mismatches_are_config_errors_not_out_of_bounds_reads():
         evaluate_exact(net, np.zeros((3, 25), np.uint8), np.zeros(3, np.int64))
     with pytest.raises(ConfigError, match="3 images but 2 labels"):
         evaluate_exact(net, np.zeros((3, 16), np.uint8), np.zeros(2, np.int64))
+
+
+@pytest.mark.parametrize(
+    "weights, needle",
+    [
+        ([np.ones((1, 3))], "at least one input row"),
+        ([np.ones((4, 0))], "at least one input row"),
+        ([[[1.0, 2.0]]], "float numpy array"),
+        ([np.ones((3, 2), dtype=np.int64)], "float numpy array"),
+        ([np.ones((3, 2)), np.ones((4, 2))], "previous layer has 2 neurons"),
+    ],
+)
+def test_exact_network_refuses_malformed_layers(weights, needle):
+    from popcount_learn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        ExactNetwork(weights, SpikeEncoding())

@@ -175,13 +175,21 @@ def test_network_that_could_not_be_read_back_is_refused(workdir):
     path = workdir / "unreadable.h5"
     with pytest.raises(ConfigError, match="metadata must be a dict"):
         h5io.save_network(path, random_exact_network(0), [1, 2])
+    # ExactNetwork refuses an empty layer when built; a later mutation must still not be saved.
+    with pytest.raises(ConfigError, match="at least one input row"):
+        ExactNetwork([np.ones((1, 2))])
+    net = ExactNetwork([np.ones((2, 2))])
+    net.weights[0] = np.ones((1, 2))
     with pytest.raises(ConfigError, match=r"empty layer: topology \(0, 2\)"):
-        h5io.save_network(path, ExactNetwork([np.ones((1, 2))]))
+        h5io.save_network(path, net)
     assert not path.exists()
 
 
 def test_non_float_network_weights_are_refused(workdir):
-    net = ExactNetwork([np.ones((3, 2), dtype=np.int32)])
+    with pytest.raises(ConfigError, match="float numpy array"):
+        ExactNetwork([np.ones((3, 2), dtype=np.int32)])
+    net = ExactNetwork([np.ones((3, 2))])
+    net.weights[0] = np.ones((3, 2), dtype=np.int32)  # mutated after validation
     with pytest.raises(ConfigError, match="layer 0: weights must be float"):
         h5io.save_network(workdir / "int_net.h5", net)
 
