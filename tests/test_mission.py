@@ -43,6 +43,19 @@ def test_shipped_600_hidden_int8_image_meets_the_hardware_figures(mnist_test):
     assert image.provenance["emulated_test_accuracy"] == pytest.approx(s["accuracy"], abs=0)
 
 
+@pytest.mark.parametrize("name, floor", [("net800.h5", 0.975), ("net600.h5", 0.970)])
+def test_shipped_float_models_meet_the_exact_model_figures(mnist_test, name, floor):
+    from popcount_learn.evaluate import evaluate_exact
+
+    network, metadata = h5io.load_network(PRETRAINED / name)
+    images, labels = mnist_test
+    s = evaluate_exact(network, images, labels).summary()
+    assert s["accuracy"] >= floor
+    assert s["hidden_spikes_before_decision_mean"] <= 30
+    # The figures stored at training time are what the model gives today.
+    assert metadata["test"]["accuracy"] == pytest.approx(s["accuracy"], abs=0)
+
+
 def test_shipped_image_is_bit_exact_with_the_dense_numpy_datapath(mnist_test):
     spec = importlib.util.spec_from_file_location("dense_numpy_emulator", REPO / "tools" / "dense_numpy_emulator.py")
     dense = importlib.util.module_from_spec(spec)
