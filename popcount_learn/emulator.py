@@ -230,27 +230,17 @@ def _run_image(
                     have = True
 
             crossings = 0
-            if have:
-                for j in range(npost):
-                    c = np.int64(cur_k[j])
-                    c = c - (c >> time_shift)
+            for j in range(npost):
+                c = np.int64(cur_k[j])
+                c = c - (c >> time_shift)
+                if have:
                     c = _overflow(c + (np.int64(acc_k[j]) << frac_bits), cur_lo, cur_hi, cur_wrap)
-                    v = _overflow(np.int64(mem_k[j]) + c, mem_lo, mem_hi, mem_wrap)
-                    cur_k[j] = c
-                    mem_k[j] = v
-                    f = v >= thr_k[j]
-                    flag_k[j] = f
-                    crossings += f
-            else:
-                for j in range(npost):
-                    c = np.int64(cur_k[j])
-                    c = c - (c >> time_shift)
-                    v = _overflow(np.int64(mem_k[j]) + c, mem_lo, mem_hi, mem_wrap)
-                    cur_k[j] = c
-                    mem_k[j] = v
-                    f = v >= thr_k[j]
-                    flag_k[j] = f
-                    crossings += f
+                v = _overflow(np.int64(mem_k[j]) + c, mem_lo, mem_hi, mem_wrap)
+                cur_k[j] = c
+                mem_k[j] = v
+                f = v >= thr_k[j]
+                flag_k[j] = f
+                crossings += f
 
             nc = 0
             if crossings > 0:
