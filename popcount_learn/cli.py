@@ -46,6 +46,7 @@ def _number(kind, *, minimum, inclusive=True, label):
 _positive_int = _number(int, minimum=1, label="a positive integer")
 _nonneg_int = _number(int, minimum=0, label="a non-negative integer")
 _positive_float = _number(float, minimum=0.0, inclusive=False, label="a positive number")
+_nonneg_float = _number(float, minimum=0.0, label="a non-negative number")
 
 
 def _bits(text):
@@ -72,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default: %(default)s")
     t.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     t.add_argument("--lr-decay", type=_positive_float, default=d.lr_decay, help="per-epoch factor (default: %(default)s)")
-    t.add_argument("--sparsity", type=float, default=d.sparsity, help="weight of the hidden-spikes-before-decision term (default: %(default)s)")
+    t.add_argument("--sparsity", type=_nonneg_float, default=d.sparsity,
+                   help="weight of the hidden-spikes-before-decision term, 0 = off (default: %(default)s)")
+    t.add_argument("--sparsity-target", type=_nonneg_float, default=d.sparsity_target,
+                   help="hidden spikes before the decision tolerated without penalty (default: %(default)s)")
+    t.add_argument("--temperature", type=_positive_float, default=d.temperature,
+                   help="softmax temperature over -z of the outputs (default: %(default)s)")
     t.add_argument("--augment-shift", type=_nonneg_int, default=d.augment_shift_px, help="random translation in pixels (default: %(default)s)")
     t.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     t.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training images only")
@@ -153,6 +159,8 @@ def _run(args) -> int:
             lr_decay=args.lr_decay,
             seed=args.seed,
             sparsity=args.sparsity,
+            sparsity_target=args.sparsity_target,
+            temperature=args.temperature,
             augment_shift_px=args.augment_shift,
         )
         progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)

@@ -71,6 +71,10 @@ class TrainConfig:
         need(0 < self.lr_decay <= 1, f"lr decay must be in (0, 1], got {self.lr_decay}")
         need(0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}")
         need(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
+        for name in ("sparsity", "sparsity_target", "silent_penalty", "silent_margin", "weight_sum_penalty", "grad_clip"):
+            value = getattr(self, name)
+            need(math.isfinite(value) and value >= 0, f"{name.replace('_', ' ')} must be >= 0, got {value}")
+        need(self.sparsity_width > 0, f"sparsity width must be positive, got {self.sparsity_width}")
         need(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype}")
         need(0 <= self.augment_shift_px <= 4, f"augment shift must be in 0..4 pixels, got {self.augment_shift_px}")
 

@@ -50,6 +50,8 @@ def test_train_small_subset_learns_and_evaluate_reports_json(small_model):
         (["evaluate", "/nonexistent-model.h5"], "no such file"),
         (["train", "--epochs", "-3"], "non-negative"),
         (["train", "--limit", "0"], "positive"),
+        (["train", "--sparsity", "-1"], "non-negative"),
+        (["train", "--lr-decay", "1.5"], "lr decay must be in (0, 1]"),
         (["evaluate", "x.h5", "--bits", "40"], "2..16"),
         (["frobnicate"], "invalid choice"),
     ],

@@ -90,6 +90,10 @@ def test_bad_config_is_a_config_error():
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="learning rate"):
         TrainConfig(lr=-1.0)
+    with pytest.raises(ConfigError, match="sparsity must be >= 0"):
+        TrainConfig(sparsity=-0.1)
+    with pytest.raises(ConfigError, match="sparsity width must be positive"):
+        TrainConfig(sparsity_width=0.0)
 
 
 def test_two_hidden_layers_train_with_the_default_loss(small_mnist):
