@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--temperature", type=_positive_float, default=d.temperature,
                    help="softmax temperature over -z of the outputs (default: %(default)s)")
     t.add_argument("--augment-shift", type=_nonneg_int, default=d.augment_shift_px, help="random translation in pixels (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    t.add_argument("--seed", type=_nonneg_int, default=d.seed, help="default: %(default)s")
     t.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training images only")
     t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")

@@ -64,19 +64,30 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(msg)
 
-        need(len(self.hidden) >= 0 and all(int(h) > 0 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}")
-        need(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
-        need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        def is_int(value):
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        need(
+            isinstance(self.hidden, (tuple, list)) and all(is_int(h) and h > 0 for h in self.hidden),
+            f"hidden sizes must be a sequence of positive integers, got {self.hidden!r}",
+        )
+        need(is_int(self.epochs) and self.epochs >= 0, f"epochs must be an integer >= 0, got {self.epochs!r}")
+        need(is_int(self.batch_size) and self.batch_size >= 1, f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        need(is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
         need(self.lr > 0 and math.isfinite(self.lr), f"learning rate must be positive, got {self.lr}")
         need(0 < self.lr_decay <= 1, f"lr decay must be in (0, 1], got {self.lr_decay}")
         need(0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}")
-        need(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
-        for name in ("sparsity", "sparsity_target", "silent_penalty", "silent_margin", "weight_sum_penalty", "grad_clip"):
+        need(self.temperature > 0 and math.isfinite(self.temperature), f"temperature must be positive, got {self.temperature}")
+        need(math.isfinite(self.init_mean), f"init mean must be finite, got {self.init_mean}")
+        for name in ("sparsity", "sparsity_target", "silent_penalty", "silent_margin", "weight_sum_penalty", "grad_clip", "init_std_gain"):
             value = getattr(self, name)
             need(math.isfinite(value) and value >= 0, f"{name.replace('_', ' ')} must be >= 0, got {value}")
         need(self.sparsity_width > 0, f"sparsity width must be positive, got {self.sparsity_width}")
         need(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype}")
-        need(0 <= self.augment_shift_px <= 4, f"augment shift must be in 0..4 pixels, got {self.augment_shift_px}")
+        need(
+            is_int(self.augment_shift_px) and 0 <= self.augment_shift_px <= 4,
+            f"augment shift must be an integer in 0..4 pixels, got {self.augment_shift_px!r}",
+        )
 
 
 @dataclass

@@ -51,6 +51,7 @@ def test_train_small_subset_learns_and_evaluate_reports_json(small_model):
         (["train", "--epochs", "-3"], "non-negative"),
         (["train", "--limit", "0"], "positive"),
         (["train", "--sparsity", "-1"], "non-negative"),
+        (["train", "--seed", "-1"], "non-negative"),
         (["train", "--lr-decay", "1.5"], "lr decay must be in (0, 1]"),
         (["evaluate", "x.h5", "--bits", "40"], "2..16"),
         (["frobnicate"], "invalid choice"),

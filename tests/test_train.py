@@ -85,15 +85,29 @@ def test_shift_images_moves_pixels():
     assert (out.reshape(50, -1).sum(axis=1) == 255).all()
 
 
-def test_bad_config_is_a_config_error():
-    with pytest.raises(ConfigError, match="batch size"):
-        TrainConfig(batch_size=0)
-    with pytest.raises(ConfigError, match="learning rate"):
-        TrainConfig(lr=-1.0)
-    with pytest.raises(ConfigError, match="sparsity must be >= 0"):
-        TrainConfig(sparsity=-0.1)
-    with pytest.raises(ConfigError, match="sparsity width must be positive"):
-        TrainConfig(sparsity_width=0.0)
+@pytest.mark.parametrize(
+    "option, needle",
+    [
+        ({"batch_size": 0}, "batch size"),
+        ({"batch_size": 2.5}, "batch size"),
+        ({"epochs": 1.5}, "epochs"),
+        ({"lr": -1.0}, "learning rate"),
+        ({"sparsity": -0.1}, "sparsity must be >= 0"),
+        ({"sparsity_width": 0.0}, "sparsity width must be positive"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"hidden": 8}, "hidden sizes"),
+        ({"hidden": (8.5,)}, "hidden sizes"),
+        ({"hidden": (0,)}, "hidden sizes"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"init_mean": float("nan")}, "init mean"),
+        ({"init_std_gain": -1.0}, "init std gain"),
+        ({"augment_shift_px": 0.5}, "augment shift"),
+    ],
+)
+def test_bad_config_is_a_config_error(option, needle):
+    with pytest.raises(ConfigError, match=needle):
+        TrainConfig(**option)
 
 
 def test_two_hidden_layers_train_with_the_default_loss(small_mnist):
