@@ -259,6 +259,15 @@ class Adam:
             _adam_ema_update(p, g.astype(p.dtype, copy=False), self.m[k], self.v[k], avg, self.lr, c1, c2, decay)
 
 
+def _check_training_data(images: np.ndarray, labels: np.ndarray) -> None:
+    if len(images) != len(labels):
+        raise ConfigError(f"{len(images)} images but {len(labels)} labels")
+    if len(labels) == 0:
+        raise ConfigError("no training images")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ConfigError(f"labels must be integers >= 0, got dtype {labels.dtype} with minimum {labels.min()}")
+
+
 def train_exact(
     train_images: np.ndarray,
     train_labels: np.ndarray,
@@ -279,12 +288,14 @@ def train_exact(
     minibatch with the running loss and accuracy; ``eval_fn(network) -> dict`` (optional) is
     called after every epoch and its result is stored in the history; ``on_epoch(record)``
     (optional) receives each epoch's finished record. ``image_shape`` (rows, cols) is needed
-    for the shift augmentation when images are flat and not square.
+    for the shift augmentation when images are flat and not square. ``encoding`` (default: the
+    starting network's, else ``SpikeEncoding()``) is used for training and stored in the result.
     """
     from .evaluate import evaluate_exact
 
     progress = as_progress(progress)
     encoding = encoding or (network.encoding if network is not None else SpikeEncoding())
+    _check_training_data(train_images, train_labels)
     n_in = train_images.reshape(len(train_images), -1).shape[1]
     if image_shape is None:
         if train_images.ndim == 3:
@@ -308,7 +319,7 @@ def train_exact(
                 f"the starting network is {'-'.join(map(str, network.topology))} but the data has "
                 f"{n_in} pixels and {n_classes} classes"
             )
-        network = ExactNetwork([w.astype(config.dtype, copy=True) for w in network.weights], network.encoding)
+        network = ExactNetwork([w.astype(config.dtype, copy=True) for w in network.weights], encoding)
     dtype = np.dtype(config.dtype)
     rng = np.random.default_rng(config.seed + 1)
     opt = Adam(network.weights, config.lr)

@@ -173,3 +173,32 @@ def test_shift_augmentation_handles_non_square_images_and_refuses_unknown_shapes
     assert net.topology == (24, 8, 3)
     out = _shift_images(images[:1].repeat(30, 0), rng, 1, (6, 4))
     assert out.shape == (30, 24)
+
+
+@pytest.mark.parametrize(
+    "n_images, labels, needle",
+    [
+        (0, [], "no training images"),
+        (30, [0, 1] * 20, "30 images but 40 labels"),
+        (40, [0, 1] * 10, "40 images but 20 labels"),
+        (4, [0, -1, 1, 2], "labels must be integers >= 0"),
+        (4, [0.0, 1.5, 1.0, 2.0], "labels must be integers >= 0"),
+    ],
+)
+def test_training_data_mistakes_are_config_errors(n_images, labels, needle):
+    images = np.random.default_rng(0).integers(0, 256, (n_images, 16)).astype(np.uint8)
+    with pytest.raises(ConfigError, match=needle):
+        train_exact(images, np.array(labels), TrainConfig(hidden=(4,), epochs=1))
+
+
+def test_continued_training_keeps_the_encoding_it_trained_with():
+    from popcount_learn.encoding import SpikeEncoding
+    from popcount_learn.network import ExactNetwork
+
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (40, 16)).astype(np.uint8)
+    labels = rng.integers(0, 3, 40)
+    start = ExactNetwork([rng.normal(0.2, 0.3, (17, 6)), rng.normal(0.3, 0.3, (7, 3))], SpikeEncoding(threshold=128))
+    wanted = SpikeEncoding(threshold=40)
+    net, _ = train_exact(images, labels, TrainConfig(hidden=(6,), epochs=1), network=start, encoding=wanted)
+    assert net.encoding == wanted
