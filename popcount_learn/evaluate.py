@@ -9,6 +9,7 @@ implementation must read before it can decide.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,10 +63,15 @@ def _ratio(num, den) -> float:
 
 def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray, batch_size: int = 2000) -> ExactEvaluation:
     """Run the exact model on uint8 images and score the first-spike decisions."""
+    labels = np.asarray(labels)
     n = len(labels)
     if len(images) != n:
         raise ConfigError(f"{len(images)} images but {n} labels")
-    images = images.reshape(n, -1)
+    if n and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+        raise ConfigError(f"labels must be integers >= 0, got dtype {labels.dtype} with minimum {labels.min()}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    images = images.reshape(n, math.prod(images.shape[1:]))  # not -1: n may be 0
     if images.shape[1] != network.topology[0]:
         raise ConfigError(
             f"the network takes {network.topology[0]} inputs but the images have {images.shape[1]} pixels"
@@ -95,7 +101,7 @@ def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray
     n_hidden = sum(w.shape[1] for w in network.weights[:-1])
     return ExactEvaluation(
         predicted=predicted,
-        labels=np.asarray(labels).astype(np.int64),
+        labels=labels.astype(np.int64),
         tie=tie,
         decision_time=np.log(z_dec),
         input_spikes_before_decision=inp_before,

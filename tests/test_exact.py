@@ -202,6 +202,17 @@ def test_shape_mismatches_are_config_errors_not_out_of_bounds_reads():
         evaluate_exact(net, np.zeros((3, 25), np.uint8), np.zeros(3, np.int64))
     with pytest.raises(ConfigError, match="3 images but 2 labels"):
         evaluate_exact(net, np.zeros((3, 16), np.uint8), np.zeros(2, np.int64))
+    # A label of -1 would score a sample without a decision (predicted -1) as correct.
+    with pytest.raises(ConfigError, match="labels must be integers >= 0"):
+        evaluate_exact(net, np.zeros((3, 16), np.uint8), np.array([0, -1, 1]))
+    with pytest.raises(ConfigError, match="batch size"):
+        evaluate_exact(net, np.zeros((3, 16), np.uint8), np.zeros(3, np.int64), batch_size=0)
+
+
+def test_evaluate_an_empty_set():
+    net = ExactNetwork([np.ones((17, 4)), np.ones((5, 2))], SpikeEncoding())
+    s = evaluate_exact(net, np.zeros((0, 16), np.uint8), np.zeros(0, np.int64)).summary()
+    assert s["n"] == 0 and s["no_decision_count"] == 0 and s["accuracy"] == 0.0
 
 
 @pytest.mark.parametrize(
