@@ -230,3 +230,30 @@ def test_exact_network_refuses_malformed_layers(weights, needle):
 
     with pytest.raises(ConfigError, match=needle):
         ExactNetwork(weights, SpikeEncoding())
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"threshold": True}, "threshold must be an integer"),
+        ({"threshold": 255}, "threshold must be an integer"),
+        ({"dark_time": "3"}, "dark_time must be a positive finite time"),
+        ({"dark_time": 0.0}, "dark_time must be a positive finite time"),
+    ],
+)
+def test_spike_encoding_refuses_bad_fields(kwargs, needle):
+    from popcount_learn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        SpikeEncoding(**kwargs)
+
+
+@pytest.mark.parametrize("dark_time, dtype", [(800.0, np.float64), (100.0, np.float32)])
+def test_dark_time_beyond_the_float_range_is_refused_not_turned_into_no_spike(dark_time, dtype):
+    from popcount_learn.errors import ConfigError
+
+    images = np.array([[0, 255]], np.uint8)
+    with pytest.raises(ConfigError, match="too late"):
+        SpikeEncoding(dark_time=dark_time).input_z(images, dtype=dtype)
+    z = SpikeEncoding(dark_time=80.0).input_z(images, dtype=np.float32)
+    assert z[0, 1] == 1.0 and z[0, 0] == np.float32(math.exp(80.0))
