@@ -172,6 +172,8 @@ def _check_layer(z_in, w) -> None:
             f"layer input of shape {z_in.shape} does not fit weights of shape {w.shape} "
             "(expected (batch, n_in) and (n_in + 1, n_out))"
         )
+    if w.dtype not in (np.float32, np.float64):
+        raise ConfigError(f"layer weights must be float32 or float64, got {w.dtype}")
 
 
 def layer_forward(z_in, w):

@@ -28,6 +28,9 @@ class ExactNetwork:
         for k, w in enumerate(self.weights):
             if not isinstance(w, np.ndarray) or not np.issubdtype(w.dtype, np.floating):
                 raise ConfigError(f"layer {k}: weights must be a float numpy array, got {type(w).__name__}")
+            if w.dtype not in (np.float32, np.float64):
+                # The Numba kernels compute in float32 or float64 only.
+                raise ConfigError(f"layer {k}: weights must be float32 or float64, got {w.dtype}")
             if w.ndim != 2:
                 raise ConfigError(f"layer {k}: weights must be 2-D, got shape {w.shape}")
             if w.shape[0] < 2 or w.shape[1] < 1:

@@ -197,6 +197,8 @@ def test_shape_mismatches_are_config_errors_not_out_of_bounds_reads():
         exact.layer_forward(np.ones((2, 7)), w)
     with pytest.raises(ConfigError, match="does not fit"):
         exact.layer_backward(np.ones((2, 7)), w, np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ConfigError, match="float32 or float64"):
+        exact.layer_forward(np.ones((2, 4)), w.astype(np.float16))
     net = ExactNetwork([np.ones((17, 4)), np.ones((5, 2))], SpikeEncoding())
     with pytest.raises(ConfigError, match="takes 16 inputs but the images have 25 pixels"):
         evaluate_exact(net, np.zeros((3, 25), np.uint8), np.zeros(3, np.int64))
@@ -222,6 +224,8 @@ def test_evaluate_an_empty_set():
         ([np.ones((4, 0))], "at least one input row"),
         ([[[1.0, 2.0]]], "float numpy array"),
         ([np.ones((3, 2), dtype=np.int64)], "float numpy array"),
+        ([np.ones((3, 2), dtype=np.float16)], "float32 or float64"),
+        ([np.ones((3, 2), dtype=np.longdouble)], "float32 or float64"),
         ([np.ones((3, 2)), np.ones((4, 2))], "previous layer has 2 neurons"),
     ],
 )
