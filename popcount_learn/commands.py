@@ -59,6 +59,17 @@ def train(
     from .evaluate import evaluate_exact
     from .train import train_exact
 
+    if out is not None:
+        # Checked before the data is loaded: a bad path must not cost a training run.
+        out = Path(out)
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'model.h5'}")
+        if not out.parent.exists():
+            raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+        if not out.parent.is_dir():
+            raise ConfigError(f"--out {out}: {out.parent} is not a directory")
+        if not os.access(out.parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: directory {out.parent} is not writable")
     train_images, train_labels, train_data = _load_split(data_dir, "train", limit)
     test_images, test_labels, _ = _load_split(data_dir, "test")
     network = _as_network(h5io.load_model(init)) if init is not None else None
@@ -67,12 +78,6 @@ def train(
             f"--init {init} has hidden layers {list(network.topology[1:-1])}, but --hidden "
             f"{list(config.hidden)} was asked for; drop --hidden or make it match"
         )
-    if out is not None:
-        out = Path(out)
-        if out.is_dir():
-            raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'model.h5'}")
-        if not out.parent.exists():
-            raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
     network, history = train_exact(
         train_images,
         train_labels,

@@ -124,3 +124,17 @@ def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
     assert json.loads(r.stdout.strip().splitlines()[-1])["accuracy"] > 0.6
     r = run_cli("train", "--init", str(image), "--hidden", "50", "--epochs", "1", "--out", str(out))
     assert r.returncode == 2 and "hidden layers [100]" in r.stderr
+
+
+def test_an_unwritable_out_path_is_refused_before_training(tmp_path):
+    from popcount_learn import commands
+    from popcount_learn.errors import ConfigError
+    from popcount_learn.train import TrainConfig
+
+    a_file = tmp_path / "plainfile"
+    a_file.write_text("x")
+    epochs = []
+    with pytest.raises(ConfigError, match="not a directory"):
+        commands.train(config=TrainConfig(hidden=(4,), epochs=1), limit=20, out=a_file / "model.h5",
+                       evaluate_every_epoch=False, on_epoch=epochs.append)
+    assert epochs == []
