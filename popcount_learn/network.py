@@ -53,7 +53,11 @@ class ExactNetwork:
 
     @classmethod
     def random(cls, topology, seed: int = 0, dtype=np.float64, encoding: SpikeEncoding | None = None):
-        """He-like random init with positive mean so that most neurons can reach threshold."""
+        """Weights drawn from N(0, 1 / n_pre) per layer: a quick test network, not a training start.
+
+        With zero mean many neurons never reach threshold; ``train.init_network`` scales the mean
+        by the number of spiking inputs instead.
+        """
         rng = np.random.default_rng(seed)
         weights = []
         for n_pre, n_post in zip(topology[:-1], topology[1:]):

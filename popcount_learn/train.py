@@ -3,22 +3,24 @@
 Loss per sample, with output spike times ``z_o`` and correct class ``c``:
 
     L = CE(softmax(-z_o / temperature), c)                      (silent outputs: prob 0)
-      + silent_penalty * relu(1 + margin - A_c)                  (correct output silent;
-                                                                  A_c = sum of arrived weights)
+      + silent_penalty * relu(1 + silent_margin - A_c)           (only if output c is silent;
+                                                                  A_c = sum of its arrived weights)
       + sparsity * relu(n_soft - sparsity_target)                (hidden spikes before z_c)
 
-with ``n_soft = sum_h sigmoid((z_c - z_h) / sparsity_width)`` over the hidden spikes ``z_h``
+with ``n_soft = sum_h sigmoid((z_c - z_h) / sparsity_width)`` over the hidden spikes ``z_h`` of
+every hidden layer: a smooth count of the hidden spikes needed for the decision. The batch loss
+is the mean of ``L`` plus ``weight_sum_penalty * sum_j relu(1 - sum_i w_ij)`` per layer, a plain
+column sum (bias row included) that keeps every neuron able to reach threshold. (A
+data-dependent sum over the inputs that actually spike cost accuracy and sparsity in trials;
+see BENCHMARKS.md.)
 
-plus ``weight_sum_penalty * sum_j relu(1 - sum_i w_ij)`` per layer, which keeps every neuron
-able to reach threshold. (A data-dependent version, over the inputs that actually spike,
-revived neurons but cost accuracy and sparsity in trials; see BENCHMARKS.md.) (A plain column sum would count the weights of inputs that never
-spike, such as dark pixels, and let neurons die.) The sparsity term is a smooth count of hidden spikes that precede the
-correct output's spike, i.e. of the hidden spikes needed for a decision.
+Not part of the loss: the backpropagated gradient w.r.t. each sample's hidden spike times is
+clipped to norm ``grad_clip`` (0 = off), and the returned model is an exponential moving average
+of the weights (``ema_decay``, 0 = off).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
