@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from popcount_learn import exact
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.evaluate import evaluate_exact
 from popcount_learn.train import TrainConfig, _shift_images, batch_loss_and_grads, train_exact
@@ -34,44 +35,88 @@ def test_sparsity_term_reduces_hidden_spikes_before_decision(small_mnist):
     assert s["accuracy"] > 0.5 and d["accuracy"] > 0.5
 
 
-@pytest.mark.parametrize("hidden", [(12,), (12, 9)])
-def test_loss_gradient_matches_finite_differences(small_mnist, hidden):
-    images, labels = small_mnist
-    cfg = TrainConfig(hidden=hidden, sparsity=0.02, sparsity_target=0.0, weight_sum_penalty=0.0, silent_penalty=0.0, grad_clip=0.0)
-    from popcount_learn.train import init_network
+def _loss_slope(loss_at, w, index):
+    """d loss_at() / d w[index] by central differences; a smaller step if the first one crossed a kink."""
+    w0 = w[index]
+
+    def slope(eps):
+        w[index] = w0 + eps
+        lp = loss_at()
+        w[index] = w0 - eps
+        lm = loss_at()
+        w[index] = w0
+        return (lp - lm) / (2 * eps)
+
+    coarse, fine = slope(1e-6), slope(1e-8)
+    return coarse if abs(coarse - fine) <= 1e-4 * (1 + abs(coarse)) else fine
+
+
+def _small_batch(small_mnist, hidden, cfg, output_scale=1.0):
     from popcount_learn.encoding import SpikeEncoding
+    from popcount_learn.train import init_network
+
+    images, labels = small_mnist
     net = init_network((784,) + hidden + (10,), cfg, SpikeEncoding(), 104.0)
-    z = net.encoding.input_z(images[:16])
-    y = labels[:16].astype(np.int64)
-    loss, grads, _ = batch_loss_and_grads(net, z, y, cfg)
-    rng = np.random.default_rng(0)
-    checked = 0
-    for _ in range(40):
+    net.weights[-1] *= output_scale
+    return net, net.encoding.input_z(images[:16]), labels[:16].astype(np.int64)
+
+
+def _probe_indices(net, z, count, seed=0):
+    """Random weight indices, skipping first-layer rows of pixels that are dark in the whole batch."""
+    rng = np.random.default_rng(seed)
+    while count:
         layer = int(rng.integers(0, len(net.weights)))
         i = int(rng.integers(0, net.weights[layer].shape[0]))
         j = int(rng.integers(0, net.weights[layer].shape[1]))
-        if layer == 0 and not np.isfinite(z[:, i]).any() and i < 784:
+        if layer == 0 and i < z.shape[1] and not np.isfinite(z[:, i]).any():
             continue
-        eps = 1e-6
-        w0 = net.weights[layer][i, j]
-        net.weights[layer][i, j] = w0 + eps
-        lp, _, _ = batch_loss_and_grads(net, z, y, cfg)
-        net.weights[layer][i, j] = w0 - eps
-        lm, _, _ = batch_loss_and_grads(net, z, y, cfg)
-        net.weights[layer][i, j] = w0
-        num = (lp - lm) / (2 * eps)
-        if abs(num - grads[layer][i, j]) > 1e-4 * (1 + abs(num)):
-            # A kink (causal set change) between the two probes: check with a smaller step.
-            e2 = 1e-8
-            net.weights[layer][i, j] = w0 + e2
-            lp2, _, _ = batch_loss_and_grads(net, z, y, cfg)
-            net.weights[layer][i, j] = w0 - e2
-            lm2, _, _ = batch_loss_and_grads(net, z, y, cfg)
-            net.weights[layer][i, j] = w0
-            num = (lp2 - lm2) / (2 * e2)
-        assert num == pytest.approx(grads[layer][i, j], rel=1e-3, abs=1e-6)
-        checked += 1
-    assert checked >= 20
+        count -= 1
+        yield layer, (i, j)
+
+
+@pytest.mark.parametrize("hidden", [(12,), (12, 9)])
+def test_loss_gradient_matches_finite_differences(small_mnist, hidden):
+    cfg = TrainConfig(hidden=hidden, sparsity=0.02, sparsity_target=0.0, weight_sum_penalty=0.0, silent_penalty=0.0, grad_clip=0.0)
+    net, z, y = _small_batch(small_mnist, hidden, cfg)
+    _, grads, _ = batch_loss_and_grads(net, z, y, cfg)
+    for layer, index in _probe_indices(net, z, 40):
+        num = _loss_slope(lambda: batch_loss_and_grads(net, z, y, cfg)[0], net.weights[layer], index)
+        assert num == pytest.approx(grads[layer][index], rel=1e-3, abs=1e-6)
+
+
+@pytest.mark.parametrize("hidden", [(12,), (12, 9)])
+def test_silent_output_and_weight_sum_gradients_match_finite_differences(small_mnist, hidden):
+    """The two penalties alone: (loss, grads) with them minus (loss, grads) without them.
+
+    The forward pass is the same in both, so the difference is exactly the penalty terms.
+    """
+    cfg = TrainConfig(hidden=hidden, sparsity=0.0, grad_clip=0.0, silent_penalty=0.7, silent_margin=0.1, weight_sum_penalty=0.3)
+    off = TrainConfig(hidden=hidden, sparsity=0.0, grad_clip=0.0, silent_penalty=0.0, weight_sum_penalty=0.0)
+    net, z, y = _small_batch(small_mnist, hidden, cfg, output_scale=0.3)
+    zs, _ = exact.forward(net.weights, z)
+    assert (~np.isfinite(zs[-1][np.arange(len(y)), y])).sum() >= 3  # some correct outputs are silent
+    assert (net.weights[-1].sum(axis=0) < 1).any() and (net.weights[-1].sum(axis=0) > 1).any()
+
+    def penalty():
+        return batch_loss_and_grads(net, z, y, cfg)[0] - batch_loss_and_grads(net, z, y, off)[0]
+
+    expected = 0.0
+    for b, c in enumerate(y):
+        if not np.isfinite(zs[-1][b, c]):
+            arrived = net.weights[-1][-1, c] + net.weights[-1][:-1, c][np.isfinite(zs[-2][b])].sum()
+            expected += 0.7 * max(0.0, 1.1 - arrived) / len(y)
+    for w in net.weights:
+        expected += 0.3 * np.maximum(0.0, 1.0 - w.sum(axis=0)).sum()
+    assert penalty() == pytest.approx(expected, rel=1e-9)
+
+    g_on, g_off = batch_loss_and_grads(net, z, y, cfg)[1], batch_loss_and_grads(net, z, y, off)[1]
+    # The silent-output term only reaches the output layer: probe every output weight.
+    out = len(net.weights) - 1
+    probes = [(layer, index) for layer, index in _probe_indices(net, z, 30) if layer != out]
+    probes += [(out, index) for index in np.ndindex(net.weights[out].shape)]
+    for layer, index in probes:
+        analytic = g_on[layer][index] - g_off[layer][index]
+        assert _loss_slope(penalty, net.weights[layer], index) == pytest.approx(analytic, rel=1e-6, abs=1e-9)
 
 
 def test_shift_images_moves_pixels():
