@@ -40,6 +40,20 @@ def _as_network(model):
     raise ModelFileError(f"unsupported model object {type(model).__name__}")
 
 
+def _writable_out_path(out) -> Path:
+    """``out`` as a Path, refused (ConfigError) if it is a directory or its directory is unusable."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'model.h5'}")
+    if not out.parent.exists():
+        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: {out.parent} is not a directory")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: directory {out.parent} is not writable")
+    return out
+
+
 def train(
     *,
     config,
@@ -60,16 +74,7 @@ def train(
     from .train import train_exact
 
     if out is not None:
-        # Checked before the data is loaded: a bad path must not cost a training run.
-        out = Path(out)
-        if out.is_dir():
-            raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'model.h5'}")
-        if not out.parent.exists():
-            raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
-        if not out.parent.is_dir():
-            raise ConfigError(f"--out {out}: {out.parent} is not a directory")
-        if not os.access(out.parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"--out {out}: directory {out.parent} is not writable")
+        out = _writable_out_path(out)  # before the data is loaded: a bad path must not cost a run
     train_images, train_labels, train_data = _load_split(data_dir, "train", limit)
     test_images, test_labels, _ = _load_split(data_dir, "test")
     network = _as_network(h5io.load_model(init)) if init is not None else None
@@ -181,6 +186,7 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True) -> dict:
     from .network import ExactNetwork
     from .quantize import quantize
 
+    out = _writable_out_path(out)
     if not isinstance(h5io.load_model(model_path), ExactNetwork):
         raise ConfigError(f"{model_path} is already a weight image; export takes a float model (popcount-learn train --out ...)")
     model, metadata = h5io.load_network(model_path)

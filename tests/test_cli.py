@@ -138,3 +138,5 @@ def test_an_unwritable_out_path_is_refused_before_training(tmp_path):
         commands.train(config=TrainConfig(hidden=(4,), epochs=1), limit=20, out=a_file / "model.h5",
                        evaluate_every_epoch=False, on_epoch=epochs.append)
     assert epochs == []
+    with pytest.raises(ConfigError, match="not a directory"):
+        commands.export(REPO / "datasets/pretrained/net800.h5", a_file / "image.h5")
