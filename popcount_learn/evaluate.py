@@ -2,9 +2,9 @@
 
 The decision is the output neuron that spikes first (smallest z). Exact ties go to the lowest
 index and are counted; a sample whose outputs all stay silent has no decision (counted, and
-wrong). "Before the decision" means strictly earlier than the first output spike: exactly the
-hidden spikes in the causal set of the winning output, i.e. the weight rows a hardware
-implementation must read before it can decide.
+wrong). "Before the decision" means strictly earlier than the first output spike, counted over
+every hidden layer: the weight rows a hardware implementation must read before it can decide. In
+the last hidden layer these are exactly the causal set of the winning output.
 """
 
 from __future__ import annotations
