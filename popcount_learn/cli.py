@@ -139,7 +139,10 @@ def _run(args) -> int:
     if args.threads is not None:
         import numba
 
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        available = numba.config.NUMBA_NUM_THREADS
+        if args.threads > available:
+            print(f"{PROG}: note: --threads {args.threads} capped at {available} (NUMBA_NUM_THREADS)", file=sys.stderr)
+        numba.set_num_threads(min(args.threads, available))
 
     if args.command == "train":
         from .progress import NullProgress, TqdmProgress

@@ -93,6 +93,8 @@ def train(
         progress=as_progress(progress),
         on_epoch=on_epoch,
         image_shape=train_data.image_shape,
+        # A short --limit may miss classes: size the output layer for the test set too.
+        n_classes=max(int(train_labels.max()), int(test_labels.max())) + 1,
     )
     test = evaluate_exact(network, test_images, test_labels).summary()
     metadata = {

@@ -83,8 +83,8 @@ def save_network(path, network: ExactNetwork, metadata: dict | None = None) -> N
         raise ConfigError(f"cannot save a network with an empty layer: topology {network.topology}")
     metadata_json = json.dumps(_json_ready({} if metadata is None else metadata, "metadata"))
     for k, w in enumerate(network.weights):
-        if w.dtype.kind != "f" or w.dtype.itemsize > 8:
-            raise ConfigError(f"layer {k}: weights must be float16/32/64 to be saved, got {w.dtype}")
+        if w.dtype not in (np.float32, np.float64):
+            raise ConfigError(f"layer {k}: weights must be float32 or float64 to be saved, got {w.dtype}")
     enc = network.encoding
 
     def fill(f: h5py.File) -> None:

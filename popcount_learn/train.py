@@ -3,8 +3,9 @@
 Loss per sample, with output spike times ``z_o`` and correct class ``c``:
 
     L = CE(softmax(-z_o / temperature), c)                      (silent outputs: prob 0)
-      + silent_penalty * relu(1 + silent_margin - A_c)           (only if output c is silent;
-                                                                  A_c = sum of its arrived weights)
+      + silent_penalty * (1 - A_c)                               (only if output c is silent,
+                                                                  i.e. A_c = sum of its arrived
+                                                                  weights is <= 1)
       + sparsity * relu(n_soft - sparsity_target)                (hidden spikes before z_c)
 
 with ``n_soft = sum_h sigmoid((z_c - z_h) / sparsity_width)`` over the hidden spikes ``z_h`` of
@@ -49,7 +50,6 @@ class TrainConfig:
     seed: int = 0
     temperature: float = 0.25
     silent_penalty: float = 1.0
-    silent_margin: float = 0.1
     weight_sum_penalty: float = 1.0
     sparsity: float = 0.01
     sparsity_width: float = 0.05
@@ -81,7 +81,7 @@ class TrainConfig:
         need(0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}")
         need(self.temperature > 0 and math.isfinite(self.temperature), f"temperature must be positive, got {self.temperature}")
         need(math.isfinite(self.init_mean), f"init mean must be finite, got {self.init_mean}")
-        for name in ("sparsity", "sparsity_target", "silent_penalty", "silent_margin", "weight_sum_penalty", "grad_clip", "init_std_gain"):
+        for name in ("sparsity", "sparsity_target", "silent_penalty", "weight_sum_penalty", "grad_clip", "init_std_gain"):
             value = getattr(self, name)
             need(math.isfinite(value) and value >= 0, f"{name.replace('_', ' ')} must be >= 0, got {value}")
         need(self.sparsity_width > 0, f"sparsity width must be positive, got {self.sparsity_width}")
@@ -204,7 +204,9 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
         z_h = zs[-2][idx]
         w_out = weights[-1]
         arrived = exact.arrived_weight_sum(z_h, w_out)[np.arange(len(idx)), labels[idx]]
-        short = 1.0 + config.silent_margin - arrived
+        # Silent means arrived <= 1, so this is never negative; a margin here would only shift
+        # the reported loss, since the term switches off as soon as the output fires.
+        short = 1.0 - arrived
         act = short > 0
         loss += config.silent_penalty * short[act].sum()
         for b, lab in zip(idx[act], labels[idx[act]]):
@@ -283,6 +285,7 @@ def train_exact(
     eval_fn=None,
     on_epoch=None,
     image_shape: tuple[int, int] | None = None,
+    n_classes: int | None = None,
 ) -> tuple[ExactNetwork, TrainHistory]:
     """Train (or continue training) an exact network on uint8 images; returns it and its history.
 
@@ -292,6 +295,8 @@ def train_exact(
     (optional) receives each epoch's finished record. ``image_shape`` (rows, cols) is needed
     for the shift augmentation when images are flat and not square. ``encoding`` (default: the
     starting network's, else ``SpikeEncoding()``) is used for training and stored in the result.
+    ``n_classes`` (default: ``max(label) + 1``, also of the test labels if given) sets the
+    number of outputs of a new network.
     """
     from .evaluate import evaluate_exact
 
@@ -309,7 +314,13 @@ def train_exact(
             f"shift augmentation needs the image shape: {n_in} pixels per image is not square; "
             "pass image_shape or set augment_shift_px=0"
         )
-    n_classes = int(train_labels.max()) + 1
+    seen_classes = int(train_labels.max()) + 1
+    if test_labels is not None and len(test_labels):
+        seen_classes = max(seen_classes, int(np.max(test_labels)) + 1)
+    if n_classes is None:
+        n_classes = seen_classes
+    elif n_classes < seen_classes:
+        raise ConfigError(f"n_classes={n_classes} but the labels go up to {seen_classes - 1}")
     if network is None:
         topology = (n_in,) + tuple(config.hidden) + (n_classes,)
         sample = train_images.reshape(len(train_images), -1)[:1000]

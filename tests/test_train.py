@@ -90,7 +90,7 @@ def test_silent_output_and_weight_sum_gradients_match_finite_differences(small_m
 
     The forward pass is the same in both, so the difference is exactly the penalty terms.
     """
-    cfg = TrainConfig(hidden=hidden, sparsity=0.0, grad_clip=0.0, silent_penalty=0.7, silent_margin=0.1, weight_sum_penalty=0.3)
+    cfg = TrainConfig(hidden=hidden, sparsity=0.0, grad_clip=0.0, silent_penalty=0.7, weight_sum_penalty=0.3)
     off = TrainConfig(hidden=hidden, sparsity=0.0, grad_clip=0.0, silent_penalty=0.0, weight_sum_penalty=0.0)
     net, z, y = _small_batch(small_mnist, hidden, cfg, output_scale=0.3)
     zs, _ = exact.forward(net.weights, z)
@@ -104,7 +104,7 @@ def test_silent_output_and_weight_sum_gradients_match_finite_differences(small_m
     for b, c in enumerate(y):
         if not np.isfinite(zs[-1][b, c]):
             arrived = net.weights[-1][-1, c] + net.weights[-1][:-1, c][np.isfinite(zs[-2][b])].sum()
-            expected += 0.7 * max(0.0, 1.1 - arrived) / len(y)
+            expected += 0.7 * max(0.0, 1.0 - arrived) / len(y)
     for w in net.weights:
         expected += 0.3 * np.maximum(0.0, 1.0 - w.sum(axis=0)).sum()
     assert penalty() == pytest.approx(expected, rel=1e-9)
@@ -247,3 +247,15 @@ def test_continued_training_keeps_the_encoding_it_trained_with():
     wanted = SpikeEncoding(threshold=40)
     net, _ = train_exact(images, labels, TrainConfig(hidden=(6,), epochs=1), network=start, encoding=wanted)
     assert net.encoding == wanted
+
+
+def test_output_layer_covers_classes_missing_from_a_short_training_set(small_mnist):
+    images, labels = small_mnist
+    few = labels[:40] < 5
+    net, _ = train_exact(images[:40][few], labels[:40][few], TrainConfig(hidden=(10,), epochs=1), n_classes=10)
+    assert net.topology[-1] == 10
+    net, _ = train_exact(images[:40][few], labels[:40][few], TrainConfig(hidden=(10,), epochs=1),
+                         test_images=images[:20], test_labels=labels[:20])
+    assert net.topology[-1] == int(labels[:20].max()) + 1
+    with pytest.raises(ConfigError, match="n_classes=3"):
+        train_exact(images[:40], labels[:40], TrainConfig(hidden=(10,), epochs=1), n_classes=3)
