@@ -12,7 +12,7 @@ from popcount_learn.network import ExactNetwork
 from popcount_learn.quantize import quantize
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_emulated_spike_times_track_the_exact_model(seed):
     rng = np.random.default_rng(seed)
@@ -27,7 +27,7 @@ def test_emulated_spike_times_track_the_exact_model(seed):
     images = (rng.random((6, n_in)) < 0.4).astype(np.uint8) * 255
     result = emulate(image, images, full_raster=True)
     dequantised = [layer.weights_lsb * layer.scale for layer in image.layers]
-    zs, _ = exact.forward(dequantised, net.encoding.input_z(images))
+    zs, denoms = exact.forward(dequantised, net.encoding.input_z(images))
     checked = 0
     for layer in (1, 2):
         t_exact = np.log(zs[layer])
@@ -35,9 +35,10 @@ def test_emulated_spike_times_track_the_exact_model(seed):
         for b in range(len(images)):
             for j in range(t_exact.shape[1]):
                 t = t_exact[b, j]
-                # Skip neurons the discretisation cannot resolve: very late ones, where the
-                # membrane approaches threshold tangentially and tiny errors move the crossing.
-                if not np.isfinite(t) or t > 3.0:
+                # At the crossing dV/dt = sum_C w - 1 (the denominator): where it is small the
+                # membrane meets threshold tangentially and any tiny error (rounding, or an
+                # input a step late) moves the crossing a lot, in the exact model as well.
+                if not np.isfinite(t) or t > 3.0 or denoms[layer - 1][b, j] < 0.2:
                     continue
                 assert steps[b, j] >= 0, f"layer {layer} neuron {j} fires at t={t:.3f} exactly but not in the emulator"
                 # One step of latency per layer, plus the left-Riemann integration and rounding.
