@@ -14,6 +14,7 @@ from . import __version__
 from .data import default_data_dir, file_sha256, load_mnist
 from .errors import ConfigError, ModelFileError
 from .progress import as_progress
+from .weight_image import provenance_record
 
 
 def _load_split(data_dir, split, limit=None):
@@ -192,17 +193,16 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True) -> dict:
     if not isinstance(h5io.load_model(model_path), ExactNetwork):
         raise ConfigError(f"{model_path} is already a weight image; export takes a float model (popcount-learn train --out ...)")
     model, metadata = h5io.load_network(model_path)
-    provenance = {
-        "mode": metadata.get("kind", "exact"),
-        "source_model": str(model_path),
-        "epochs": (metadata.get("config") or {}).get("epochs"),
-        "seed": (metadata.get("config") or {}).get("seed"),
-        "dataset": metadata.get("dataset"),
-        "dataset_sha256": metadata.get("dataset_sha256"),
-        "package_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "float_test_accuracy": (metadata.get("test") or {}).get("accuracy"),
-    }
+    config = metadata.get("config") or {}
+    provenance = provenance_record(
+        metadata.get("kind", "exact"),
+        source_model=str(model_path),
+        epochs=config.get("epochs"),
+        seed=config.get("seed"),
+        dataset=metadata.get("dataset"),
+        dataset_sha256=metadata.get("dataset_sha256"),
+        float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
+    )
     image = quantize(model, bits=bits, provenance=provenance)
     if measure:
         from .emulator import emulate as run_emulator
