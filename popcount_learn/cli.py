@@ -49,6 +49,13 @@ _positive_float = _number(float, minimum=0.0, inclusive=False, label="a positive
 _nonneg_float = _number(float, minimum=0.0, label="a non-negative number")
 
 
+def _spec_item(text):
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE (e.g. time_shift=8), got {text!r}")
+    return name.strip(), value.strip()
+
+
 def _bits(text):
     v = _positive_int(text)
     if not 2 <= v <= 16:
@@ -95,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--emulate", action="store_true", help="run the bit-exact fixed-point emulator")
     e.add_argument("--bits", type=_bits, default=None, help="weight bits when quantising a float model (default 8)")
     e.add_argument("--plots", default=None, metavar="DIR", help="with --emulate: write histogram and raster PNGs")
+    e.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                   help="with --emulate on a float model: override a datapath field (repeatable; "
+                        "fields as in docs/datapath.md, e.g. time_shift=8)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     x = sub.add_parser("export", help="quantise a float model into an HDF5 weight image")
@@ -102,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--out", required=True, metavar="PATH")
     x.add_argument("--bits", type=_bits, default=8, help="default: %(default)s")
     x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
+    x.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a datapath field of the image (repeatable), e.g. membrane_bits=28")
     x.add_argument("--json", action="store_true")
 
     i = sub.add_parser("inspect", help="summarise a model or weight image and verify its checksums")
@@ -177,11 +189,14 @@ def _run(args) -> int:
         _print_summary(summary, args.json)
         return 0
     if args.command == "evaluate":
-        summary = commands.evaluate(args.model, data_dir=args.data, limit=args.limit, emulate=args.emulate, bits=args.bits, plots_dir=args.plots)
+        summary = commands.evaluate(
+            args.model, data_dir=args.data, limit=args.limit, emulate=args.emulate, bits=args.bits,
+            plots_dir=args.plots, spec_options=dict(args.spec),
+        )
         _print_summary(summary, args.json)
         return 0
     if args.command == "export":
-        summary = commands.export(args.model, args.out, bits=args.bits, data_dir=args.data)
+        summary = commands.export(args.model, args.out, bits=args.bits, data_dir=args.data, spec_options=dict(args.spec))
         _print_summary(summary, args.json)
         return 0
     if args.command == "inspect":

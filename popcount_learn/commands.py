@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .data import default_data_dir, file_sha256, load_mnist
+from .datapath import DatapathConfig
 from .errors import ConfigError, ModelFileError
 from .progress import as_progress
 from .weight_image import provenance_record
@@ -132,8 +133,12 @@ def evaluate(
     bits=None,
     plots_dir=None,
     split="test",
+    spec_options=None,
 ) -> dict:
-    """Evaluate a model or weight image on a split: exact model, or the fixed-point emulator."""
+    """Evaluate a model or weight image on a split: exact model, or the fixed-point emulator.
+
+    ``spec_options`` ({field: text}) overrides datapath fields when a float model is quantised.
+    """
     from . import h5io
     from .weight_image import WeightImage
 
@@ -144,6 +149,8 @@ def evaluate(
             raise ConfigError("--bits only applies with --emulate")
         if plots_dir is not None:
             raise ConfigError("--plots only applies with --emulate")
+        if spec_options:
+            raise ConfigError("--spec only applies with --emulate")
         from .evaluate import evaluate_exact
 
         summary = evaluate_exact(_as_network(model), images, labels).summary()
@@ -159,9 +166,14 @@ def evaluate(
                 f"{model_path} is a {model.spec.weight_bits}-bit weight image; --bits {bits} cannot re-quantise it "
                 "(export the float model again instead)"
             )
+        if spec_options:
+            raise ConfigError(
+                f"{model_path} is a weight image: its datapath is fixed (thresholds depend on it); "
+                "--spec applies when quantising a float model"
+            )
         image = model
     else:
-        image = quantize(model, bits=bits if bits is not None else 8)
+        image = quantize(model, DatapathConfig.from_options(bits if bits is not None else 8, spec_options))
     result = run_emulator(image, images, full_raster=False)
     summary = summarize(result, labels)
     summary["mode"] = "emulate"
@@ -183,8 +195,11 @@ def evaluate(
     return summary
 
 
-def export(model_path, out, *, bits=8, data_dir=None, measure=True) -> dict:
-    """Quantise a float model to a weight image and write it atomically to ``out``."""
+def export(model_path, out, *, bits=8, data_dir=None, measure=True, spec_options=None) -> dict:
+    """Quantise a float model to a weight image and write it atomically to ``out``.
+
+    ``spec_options`` ({field: text}) overrides fields of the default datapath for ``bits``.
+    """
     from . import h5io
     from .network import ExactNetwork
     from .quantize import quantize
@@ -203,7 +218,7 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True) -> dict:
         dataset_sha256=metadata.get("dataset_sha256"),
         float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
     )
-    image = quantize(model, bits=bits, provenance=provenance)
+    image = quantize(model, DatapathConfig.from_options(bits, spec_options), provenance=provenance)
     if measure:
         from .emulator import emulate as run_emulator
         from .emulator import summarize

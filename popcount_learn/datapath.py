@@ -226,6 +226,29 @@ class DatapathConfig:
         base.update(fields)
         return cls(**base)
 
+    @classmethod
+    def from_options(cls, weight_bits: int = 8, options: dict | None = None) -> "DatapathConfig":
+        """``for_weight_bits(weight_bits)`` with fields overridden from text, e.g. {"time_shift": "8"}.
+
+        Values are converted by the field's declared type; an unknown field, a value that is not
+        of that type, or ``weight_bits`` itself (give it as ``weight_bits``) is a ConfigError.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        typed = {}
+        for name, text in (options or {}).items():
+            if name not in fields:
+                raise ConfigError(f"unknown datapath field {name!r}; the fields are: {', '.join(fields)}")
+            if name == "weight_bits":
+                raise ConfigError("the weight width is set with --bits, not as a datapath field")
+            if fields[name].type == "int":
+                try:
+                    typed[name] = int(text)
+                except ValueError:
+                    raise ConfigError(f"datapath field {name} takes an integer, got {text!r}") from None
+            else:
+                typed[name] = str(text)
+        return cls.for_weight_bits(weight_bits, **typed)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

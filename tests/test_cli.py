@@ -140,3 +140,26 @@ def test_an_unwritable_out_path_is_refused_before_training(tmp_path):
     assert epochs == []
     with pytest.raises(ConfigError, match="not a directory"):
         commands.export(REPO / "datasets/pretrained/net800.h5", a_file / "image.h5")
+
+
+def test_spec_overrides_reach_the_emulated_datapath(small_model, tmp_path):
+    model, _ = small_model
+    image = tmp_path / "fine.h5"
+    r = run_cli("export", str(model), "-o", str(image), "--spec", "time_shift=8", "--spec", "current_frac_bits=8",
+                "--spec", "membrane_bits=28", "--spec", "max_steps=2048", "--json")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("inspect", str(image), "--json")
+    spec = json.loads(r.stdout)["datapath"]
+    assert (spec["time_shift"], spec["current_frac_bits"], spec["membrane_bits"], spec["max_steps"]) == (8, 8, 28, 2048)
+    coarse = json.loads(run_cli("evaluate", str(model), "--emulate", "--limit", "200", "--json").stdout)
+    fine = json.loads(run_cli("evaluate", str(model), "--emulate", "--limit", "200", "--json", "--spec", "time_shift=8",
+                              "--spec", "current_frac_bits=8", "--spec", "membrane_bits=28",
+                              "--spec", "max_steps=2048").stdout)
+    # Four times finer steps: about four times as many of them to the same decisions.
+    assert 3.0 < fine["mean_steps_to_decision"] / coarse["mean_steps_to_decision"] < 5.0
+    for args, needle in [(["--spec", "bogus=1"], "unknown datapath field 'bogus'"),
+                         (["--spec", "time_shift=x"], "takes an integer"),
+                         (["--spec", "weight_bits=4"], "--bits"),
+                         (["--spec", "time_shift"], "FIELD=VALUE")]:
+        r = run_cli("evaluate", str(model), "--emulate", "--limit", "5", *args)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
