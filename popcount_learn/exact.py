@@ -22,12 +22,9 @@ from numba import njit, prange
 
 from .errors import ConfigError
 
-NO_SPIKE = np.inf
-
-
 @njit(cache=True, inline="always")
-def _sample_forward(z_in, w, order, n_active, z_out, denom, a_sum, b_sum):
-    n_in = w.shape[0] - 1
+def _sample_forward(w, order, sorted_z, n_active, z_out, denom, a_sum, b_sum):
+    """One sample: ``order[k]`` is the k-th spiking input (the bias is index n_in), at ``sorted_z[k]``."""
     n_out = w.shape[1]
     for j in range(n_out):
         a_sum[j] = 0.0
@@ -37,26 +34,15 @@ def _sample_forward(z_in, w, order, n_active, z_out, denom, a_sum, b_sum):
     n_waiting = n_out
     k = 0
     while k < n_active and n_waiting > 0:
-        idx = order[k]
-        z_k = 1.0 if idx == n_in else z_in[idx]
+        z_k = sorted_z[k]
         # Add the whole group of inputs tied at z_k.
-        while True:
-            row = w[idx]
+        while k < n_active and sorted_z[k] == z_k:
+            row = w[order[k]]
             for j in range(n_out):
                 a_sum[j] += row[j]
                 b_sum[j] += row[j] * z_k
             k += 1
-            if k >= n_active:
-                break
-            idx = order[k]
-            z_next_candidate = 1.0 if idx == n_in else z_in[idx]
-            if z_next_candidate != z_k:
-                break
-        if k < n_active:
-            idx = order[k]
-            z_next = 1.0 if idx == n_in else z_in[idx]
-        else:
-            z_next = np.inf
+        z_next = sorted_z[k] if k < n_active else np.inf
         for j in range(n_out):
             if z_out[j] == np.inf:
                 a1 = a_sum[j] - 1.0
@@ -70,8 +56,9 @@ def _sample_forward(z_in, w, order, n_active, z_out, denom, a_sum, b_sum):
 
 
 @njit(cache=True, inline="always")
-def _active_order(z_in, n_in, order_buf, key_buf):
-    """Indices of spiking inputs plus the bias (index n_in, z = 1), sorted by z."""
+def _active_order(z_in, n_in, order_buf, key_buf, sorted_z):
+    """Spiking inputs plus the bias (index n_in, z = 1) sorted by z: (indices, count); their
+    times are written to ``sorted_z``."""
     n = 0
     for i in range(n_in):
         if z_in[i] < np.inf:
@@ -83,6 +70,7 @@ def _active_order(z_in, n_in, order_buf, key_buf):
     n += 1
     perm = np.argsort(key_buf[:n], kind="mergesort")
     for k in range(n):
+        sorted_z[k] = key_buf[perm[k]]
         perm[k] = order_buf[perm[k]]
     return perm, n
 
@@ -101,10 +89,11 @@ def _layer_forward(z_in, w):
     for b in prange(batch):
         order_buf = np.empty(n_in + 1, dtype=np.int64)
         key_buf = np.empty(n_in + 1, dtype=z_in.dtype)
+        sorted_z = np.empty(n_in + 1, dtype=np.float64)  # as before: z_k computes in float64
         a_sum = np.empty(n_out, dtype=w.dtype)
         b_sum = np.empty(n_out, dtype=w.dtype)
-        order, n_active = _active_order(z_in[b], n_in, order_buf, key_buf)
-        _sample_forward(z_in[b], w, order, n_active, z_out[b], denom[b], a_sum, b_sum)
+        order, n_active = _active_order(z_in[b], n_in, order_buf, key_buf, sorted_z)
+        _sample_forward(w, order, sorted_z, n_active, z_out[b], denom[b], a_sum, b_sum)
     return z_out, denom
 
 
