@@ -57,6 +57,15 @@ class ExactEvaluation:
         }
 
 
+def check_images_and_labels(images: np.ndarray, labels: np.ndarray) -> None:
+    """One label per image, and labels are integers >= 0 (ConfigError otherwise)."""
+    labels = np.asarray(labels)
+    if len(images) != len(labels):
+        raise ConfigError(f"{len(images)} images but {len(labels)} labels")
+    if len(labels) and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+        raise ConfigError(f"labels must be integers >= 0, got dtype {labels.dtype} with minimum {labels.min()}")
+
+
 def _ratio(num, den) -> float:
     return float(num / den) if den else 0.0
 
@@ -65,10 +74,7 @@ def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray
     """Run the exact model on uint8 images and score the first-spike decisions."""
     labels = np.asarray(labels)
     n = len(labels)
-    if len(images) != n:
-        raise ConfigError(f"{len(images)} images but {n} labels")
-    if n and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
-        raise ConfigError(f"labels must be integers >= 0, got dtype {labels.dtype} with minimum {labels.min()}")
+    check_images_and_labels(images, labels)
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     images = images.reshape(n, math.prod(images.shape[1:]))  # not -1: n may be 0

@@ -31,6 +31,7 @@ from numba import njit, prange
 
 from . import exact
 from .encoding import SpikeEncoding
+from .evaluate import check_images_and_labels, evaluate_exact
 from .errors import ConfigError
 from .network import ExactNetwork
 from .progress import Progress, as_progress
@@ -160,11 +161,11 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
 
     loss = loss_ce.sum()
     grads = [np.zeros_like(w) for w in weights]
+    z_c = z_o[rows, labels]  # the correct output's spike time
 
     # Sparsity: smooth count, over every hidden layer, of the spikes before the correct output's.
     extra_grad_z = {}  # layer index in zs -> dL/dz of that layer from the sparsity term
     if config.sparsity > 0 and len(weights) > 1:
-        z_c = z_o[rows, labels]
         has_c = np.isfinite(z_c)
         sig = {}
         soft_count = np.zeros(batch)
@@ -197,7 +198,6 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
             g = g_in
 
     # Correct output silent: push up the weights of every input that arrived.
-    z_c = z_o[rows, labels]
     silent_c = ~np.isfinite(z_c)
     if config.silent_penalty > 0 and silent_c.any():
         idx = np.nonzero(silent_c)[0]
@@ -219,9 +219,10 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
     for k in range(len(grads)):
         grads[k] *= scale
         if config.weight_sum_penalty > 0:
-            deficit = weights[k].sum(axis=0) < 1.0
+            column_sum = weights[k].sum(axis=0)
+            deficit = column_sum < 1.0
             if deficit.any():
-                loss += config.weight_sum_penalty * (1.0 - weights[k].sum(axis=0)[deficit]).sum()
+                loss += config.weight_sum_penalty * (1.0 - column_sum[deficit]).sum()
                 grads[k][:, deficit] -= config.weight_sum_penalty
     return loss, grads, zs
 
@@ -263,15 +264,6 @@ class Adam:
             _adam_ema_update(p, g.astype(p.dtype, copy=False), self.m[k], self.v[k], avg, self.lr, c1, c2, decay)
 
 
-def _check_training_data(images: np.ndarray, labels: np.ndarray) -> None:
-    if len(images) != len(labels):
-        raise ConfigError(f"{len(images)} images but {len(labels)} labels")
-    if len(labels) == 0:
-        raise ConfigError("no training images")
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ConfigError(f"labels must be integers >= 0, got dtype {labels.dtype} with minimum {labels.min()}")
-
-
 def train_exact(
     train_images: np.ndarray,
     train_labels: np.ndarray,
@@ -298,11 +290,11 @@ def train_exact(
     ``n_classes`` (default: ``max(label) + 1``, also of the test labels if given) sets the
     number of outputs of a new network.
     """
-    from .evaluate import evaluate_exact
-
     progress = as_progress(progress)
     encoding = encoding or (network.encoding if network is not None else SpikeEncoding())
-    _check_training_data(train_images, train_labels)
+    check_images_and_labels(train_images, train_labels)
+    if len(train_labels) == 0:
+        raise ConfigError("no training images")
     n_in = train_images.reshape(len(train_images), -1).shape[1]
     if image_shape is None:
         if train_images.ndim == 3:
