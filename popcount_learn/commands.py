@@ -98,7 +98,10 @@ def train(
         # A short --limit may miss classes: size the output layer for the test set too.
         n_classes=max(int(train_labels.max()), int(test_labels.max())) + 1,
     )
-    test = evaluate_exact(network, test_images, test_labels).summary()
+    if history.epochs and "test" in history.epochs[-1]:
+        test = history.epochs[-1]["test"]  # already measured on exactly these (final) weights
+    else:
+        test = evaluate_exact(network, test_images, test_labels).summary()
     metadata = {
         "kind": "exact",
         "package_version": __version__,
@@ -205,9 +208,9 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True, spec_options
     from .quantize import quantize
 
     out = _writable_out_path(out)
-    if not isinstance(h5io.load_model(model_path), ExactNetwork):
+    model, metadata = h5io.load_model_and_metadata(model_path)
+    if not isinstance(model, ExactNetwork):
         raise ConfigError(f"{model_path} is already a weight image; export takes a float model (popcount-learn train --out ...)")
-    model, metadata = h5io.load_network(model_path)
     config = metadata.get("config") or {}
     provenance = provenance_record(
         metadata.get("kind", "exact"),
@@ -236,10 +239,9 @@ def inspect(path) -> dict:
     from . import h5io
     from .network import ExactNetwork
 
-    model = h5io.load_model(path)
+    model, metadata = h5io.load_model_and_metadata(path)
     info = {"path": str(path), "size_bytes": os.path.getsize(path)}
     if isinstance(model, ExactNetwork):
-        _, metadata = h5io.load_network(path)
         info.update(
             kind="exact",
             topology=list(model.topology),

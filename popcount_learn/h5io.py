@@ -251,13 +251,20 @@ def load_weight_image(path) -> WeightImage:
         return r.weight_image()
 
 
-def load_model(path) -> ExactNetwork | WeightImage:
-    """Read whatever model the file declares: an ExactNetwork or a WeightImage."""
+def load_model_and_metadata(path) -> tuple[ExactNetwork | WeightImage, dict]:
+    """Read whatever model the file declares, in one pass: ``(network, metadata)`` for an
+    exact-network file, ``(image, image.provenance)`` for a weight image."""
     with _Reader.open(path) as r:
         kind = r.check_header(None)
         if kind == KIND_WEIGHT_IMAGE:
-            return r.weight_image()
-        return r.network()[0]
+            image = r.weight_image()
+            return image, image.provenance
+        return r.network()
+
+
+def load_model(path) -> ExactNetwork | WeightImage:
+    """Read whatever model the file declares: an ExactNetwork or a WeightImage."""
+    return load_model_and_metadata(path)[0]
 
 
 def _plain(value):
