@@ -28,8 +28,22 @@ def mnist_test():
     return load_mnist(default_data_dir(), "test")
 
 
-def test_shipped_600_hidden_int8_image_meets_the_hardware_figures(mnist_test):
-    image = h5io.load_weight_image(PRETRAINED / "net600-int8.h5")
+@pytest.fixture(scope="module")
+def image600():
+    return h5io.load_weight_image(PRETRAINED / "net600-int8.h5")
+
+
+@pytest.fixture(scope="module")
+def dense():
+    """tools/dense_numpy_emulator.py, the straightforward batched datapath."""
+    spec = importlib.util.spec_from_file_location("dense_numpy_emulator", REPO / "tools" / "dense_numpy_emulator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_600_hidden_int8_image_meets_the_hardware_figures(mnist_test, image600):
+    image = image600
     assert image.topology == (784, 600, 10) and image.spec.weight_bits == 8
     images, labels = mnist_test
     s = summarize(emulate(image, images), labels)
@@ -56,11 +70,8 @@ def test_shipped_float_models_meet_the_exact_model_figures(mnist_test, name, flo
     assert metadata["test"]["accuracy"] == pytest.approx(s["accuracy"], abs=0)
 
 
-def test_shipped_image_is_bit_exact_with_the_dense_numpy_datapath(mnist_test):
-    spec = importlib.util.spec_from_file_location("dense_numpy_emulator", REPO / "tools" / "dense_numpy_emulator.py")
-    dense = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dense)
-    image = h5io.load_weight_image(PRETRAINED / "net600-int8.h5")
+def test_shipped_image_is_bit_exact_with_the_dense_numpy_datapath(mnist_test, image600, dense):
+    image = image600
     images = mnist_test.images[:300]
     fast = emulate(image, images)
     slow = dense.dense_emulate(image, fast.input_spike_steps)
@@ -86,12 +97,9 @@ def test_full_training_reaches_the_documented_accuracy(tmp_path, hidden, floor):
     assert summary["hidden_spikes_before_decision_mean"] <= 30
 
 
-def test_register_high_water_marks_fit_the_declared_widths(mnist_test):
-    spec = importlib.util.spec_from_file_location("dense_numpy_emulator", REPO / "tools" / "dense_numpy_emulator.py")
-    dense = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dense)
+def test_register_high_water_marks_fit_the_declared_widths(mnist_test, image600, dense):
     assert [dense.signed_bits_needed(lo, hi) for lo, hi in [(-128, 127), (-129, 0), (0, 128), (0, 0)]] == [8, 9, 9, 1]
-    image = h5io.load_weight_image(PRETRAINED / "net600-int8.h5")
+    image = image600
     from popcount_learn.emulator import encode_input_steps
 
     extremes = []
