@@ -62,7 +62,8 @@ class TrainConfig:
     augment_shift_px: int = 1
     augment_from_epoch: int = 2
     init_mean: float = 3.0
-    init_std_gain: float = 0.5
+    init_std_gain: float = 1.0
+    first_layer_init_std_gain: float = 0.5
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
@@ -85,7 +86,8 @@ class TrainConfig:
         need(0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}")
         need(self.temperature > 0 and math.isfinite(self.temperature), f"temperature must be positive, got {self.temperature}")
         need(math.isfinite(self.init_mean), f"init mean must be finite, got {self.init_mean}")
-        for name in ("sparsity", "sparsity_target", "silent_penalty", "weight_sum_penalty", "grad_clip", "init_std_gain"):
+        for name in ("sparsity", "sparsity_target", "silent_penalty", "weight_sum_penalty", "grad_clip", "init_std_gain",
+                     "first_layer_init_std_gain"):
             value = getattr(self, name)
             need(math.isfinite(value) and value >= 0, f"{name.replace('_', ' ')} must be >= 0, got {value}")
         need(self.sparsity_width > 0, f"sparsity width must be positive, got {self.sparsity_width}")
@@ -110,25 +112,29 @@ class TrainHistory:
 def init_network(topology, config: TrainConfig, encoding: SpikeEncoding, active_inputs: float) -> ExactNetwork:
     """Gaussian init scaled by the expected number ``a`` of spiking inputs per layer.
 
-    w ~ N(init_mean / a, init_std_gain / sqrt(a)): the summed weight ``A`` of the spiking inputs
-    is about ``init_mean`` with spread ``init_std_gain``. ``a`` is measured on the data for the
-    first layer and taken as half the layer size above it.
+    w ~ N(init_mean / a, gain / sqrt(a)): the summed weight ``A`` of the spiking inputs is about
+    ``init_mean`` with spread ``gain``. ``a`` is measured on the data for the first layer and
+    taken as half the layer size above it. ``gain`` is ``first_layer_init_std_gain`` for the
+    first layer and ``init_std_gain`` above it.
 
-    The defaults (3, 0.5) keep ``A`` well above the threshold 1: almost every neuron fires, none
-    near ``A = 1`` where ``z = A / (A - 1)`` and its gradient ``1 / (A - 1)^2`` blow up, and
-    the output spikes start close together (initial loss near ln(classes)). With (2, 1) a
-    fifth of the hidden spikes were missing, the outputs spread over ~6 in z, the first loss
-    was ~12 and its gradients ~100x the later ones; Adam's second moment (beta2 0.999) kept
-    that in memory for ~1000 steps and held every step to ~10% of the learning rate.
+    The first layer is special: every input spike arrives at z = 1, so a neuron's spike time
+    is ``z = A / (A - 1)`` and its weight gradient ``-1 / (A - 1)^2`` per spiking input, both
+    set by ``A`` alone. (3, 0.5) keeps ``A`` well above the threshold 1: nearly every hidden
+    neuron fires, none sits just above threshold, and the first loss is near ln(classes).
+    With the former (2, 1) a fifth of the hidden spikes were missing, the first loss was ~10,
+    its gradients ~20x the later ones, and Adam's second moment (beta2 0.999) carried that
+    through a short run (BENCHMARKS.md, "Short runs").
     """
     rng = np.random.default_rng(config.seed)
     dtype = np.dtype(config.dtype)
     weights = []
     a = max(1.0, active_inputs)
+    gain = config.first_layer_init_std_gain
     for n_pre, n_post in zip(topology[:-1], topology[1:]):
-        w = rng.normal(config.init_mean / a, config.init_std_gain / math.sqrt(a), size=(n_pre + 1, n_post))
+        w = rng.normal(config.init_mean / a, gain / math.sqrt(a), size=(n_pre + 1, n_post))
         weights.append(w.astype(dtype))
         a = max(1.0, n_post / 2)
+        gain = config.init_std_gain
     return ExactNetwork(weights, encoding)
 
 
