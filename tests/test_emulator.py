@@ -99,16 +99,17 @@ def cases(draw):
     return image, images, steps
 
 
-def _run_both(image, images, steps, full_raster, stats):
+def _run_both(image, images, steps, full_raster, stats, steps_after_decision=0):
+    opts = dict(full_raster=full_raster, steps_after_decision=steps_after_decision)
     if images is not None:
         enc = encode_input_steps(image.spec, images)
         ref_steps = reference_encode(image.spec, images)
         assert enc.tolist() == ref_steps
-        got = emulate(image, images, full_raster=full_raster)
+        got = emulate(image, images, **opts)
     else:
         ref_steps = steps
-        got = emulate(image, input_spike_steps=steps, full_raster=full_raster)
-    ref = reference_emulate(image, ref_steps, full_raster=full_raster, stats=stats)
+        got = emulate(image, input_spike_steps=steps, **opts)
+    ref = reference_emulate(image, ref_steps, stats=stats, **opts)
     return got, ref
 
 
@@ -133,6 +134,16 @@ def test_kernel_matches_reference_bit_exact():
         last = early.steps_to_decision - 1
         for e, f in zip(early.spike_steps, full.spike_steps):
             assert np.array_equal(e, np.where(f <= last[:, None], f, -1))
+        # Running a few steps past the decision (the learning rule's window) is the full raster
+        # cut later, with the same counters.
+        extra = n_examples[0] % 4 + 1
+        window, ref_window = _run_both(image, images, steps, False, Counter(), extra)
+        assert diff_results(window, ref_window) == []
+        for name in ("predicted", "first_output_step", "steps_to_decision", "tie", "rows_read", "synaptic_additions"):
+            assert np.array_equal(getattr(window, name), getattr(full, name)), name
+        end = np.where(early.first_output_step >= 0, last + extra, image.spec.max_steps - 1)
+        for w, f in zip(window.spike_steps, full.spike_steps):
+            assert np.array_equal(w, np.where(f <= end[:, None], f, -1))
 
     check()
     assert n_examples[0] >= 100
