@@ -309,3 +309,32 @@ def test_training_does_not_depend_on_the_thread_count():
     finally:
         numba.set_num_threads(before)
     assert all(np.array_equal(results[i], results[i % 2]) for i in range(len(results)))
+
+
+def _load_numpy_tool():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "numpy_onchip.py"
+    spec = importlib.util.spec_from_file_location("numpy_onchip", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_numpy_baseline_tool_is_bit_exact():
+    tool = _load_numpy_tool()
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(emulator_cases(), learning_configs(), st.integers(0, 2**32 - 8))
+    def check(case, learning, first_t):
+        image, images, steps = case
+        steps = _steps_of(image, images, steps)
+        labels = np.arange(len(steps)) % image.topology[-1]
+        learner = OnchipLearner(image, learning)
+        learner.train(steps, labels, first_t)
+        got = tool.train(image, learning, steps, labels, first_t)
+        for a, b in zip(learner.image().weights_lsb, got):
+            assert np.array_equal(a.astype(np.int64), b)
+
+    check()
