@@ -117,13 +117,15 @@ def init_network(topology, config: TrainConfig, encoding: SpikeEncoding, active_
     taken as half the layer size above it. ``gain`` is ``first_layer_init_std_gain`` for the
     first layer and ``init_std_gain`` above it.
 
-    The first layer is special: every input spike arrives at z = 1, so a neuron's spike time
-    is ``z = A / (A - 1)`` and its weight gradient ``-1 / (A - 1)^2`` per spiking input, both
-    set by ``A`` alone. (3, 0.5) keeps ``A`` well above the threshold 1: nearly every hidden
-    neuron fires, none sits just above threshold, and the first loss is near ln(classes).
-    With the former (2, 1) a fifth of the hidden spikes were missing, the first loss was ~10,
-    its gradients ~20x the later ones, and Adam's second moment (beta2 0.999) carried that
-    through a short run (BENCHMARKS.md, "Short runs").
+    ``init_mean`` 3 (issue #2 had 2) starts every summed weight well above the threshold 1, so
+    the output spikes of an image start close together: the first MNIST loss is ~2.9 (chance
+    2.3) instead of ~10.5, whose gradients, ~20x their later size, Adam's second moment kept
+    dividing the steps of a short run by. The first layer is special: with the default encoding
+    every input spike arrives at z = 1, so a neuron fires at ``z = A / (A - 1)`` with weight
+    gradient ``-1 / (A - 1)^2`` per spiking input, both set by ``A`` alone; its spread 0.5 keeps
+    ``A`` away from 1, where neurons are silent (no gradient) or dominate the gradient. Above
+    it, inputs arrive spread in time and the spread stays 1 (0.5 there starved deeper nets).
+    BENCHMARKS.md, "Short runs", has the measurements.
     """
     rng = np.random.default_rng(config.seed)
     dtype = np.dtype(config.dtype)
