@@ -8,7 +8,7 @@ Usage:
 Prints one JSON line: test accuracy (full 10k test set), running train accuracy, the train
 accuracy of each window of 50 minibatches, the first minibatch's loss, how much larger the
 first 10 steps' gradient norms are than the last 50 steps' (median), and the mean Adam step per
-weight as a fraction of the learning rate over the last 100 steps, per layer.
+weight as a fraction of the learning rate over steps 41-60 and over the last 100, per layer.
 
 ``--set`` overrides any ``TrainConfig`` field (e.g. ``--set init_mean=2 --set init_std_gain=1
 --set augment_from_epoch=1`` is the recipe before issue #7). ``--adam-beta2``, ``--adam-eps``,
@@ -150,6 +150,7 @@ def run_exact(args, overrides):
         "hidden_spikes_before_decision": round(record["test"]["hidden_spikes_before_decision_mean"], 1),
         "first_loss": round(first_loss[0], 2),
         "early_to_late_grad_norm": round(float(np.median(norms[:10]) / np.median(norms[-50:])), 1),
+        "adam_step_fraction_steps_41_60": [round(float(x), 3) for x in steps[40:60].mean(axis=0)],
         "adam_step_fraction_last_100": [round(float(x), 3) for x in steps[-100:].mean(axis=0)],
     }
 
