@@ -455,7 +455,8 @@ def random_initial_image(topology, spec, config: OnchipTrainConfig, encoding, ac
     from .train import TrainConfig, init_network
 
     float_config = TrainConfig(hidden=tuple(topology[1:-1]), seed=config.seed, init_mean=config.init_mean,
-                               init_std_gain=config.init_std_gain, first_layer_init_std_gain=config.init_std_gain)
+                               init_std_gain=config.init_std_gain, first_layer_init_mean=config.init_mean,
+                               first_layer_init_std_gain=config.init_std_gain)
     return quantize(init_network(topology, float_config, encoding, active_inputs), spec)
 
 

@@ -61,8 +61,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     augment_shift_px: int = 1
     augment_from_epoch: int = 2
-    init_mean: float = 3.0
+    init_mean: float = 2.0
     init_std_gain: float = 1.0
+    first_layer_init_mean: float = 3.0
     first_layer_init_std_gain: float = 0.5
     dtype: str = "float64"
 
@@ -86,6 +87,7 @@ class TrainConfig:
         need(0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}")
         need(self.temperature > 0 and math.isfinite(self.temperature), f"temperature must be positive, got {self.temperature}")
         need(math.isfinite(self.init_mean), f"init mean must be finite, got {self.init_mean}")
+        need(math.isfinite(self.first_layer_init_mean), f"first layer init mean must be finite, got {self.first_layer_init_mean}")
         for name in ("sparsity", "sparsity_target", "silent_penalty", "weight_sum_penalty", "grad_clip", "init_std_gain",
                      "first_layer_init_std_gain"):
             value = getattr(self, name)
@@ -112,31 +114,29 @@ class TrainHistory:
 def init_network(topology, config: TrainConfig, encoding: SpikeEncoding, active_inputs: float) -> ExactNetwork:
     """Gaussian init scaled by the expected number ``a`` of spiking inputs per layer.
 
-    w ~ N(init_mean / a, gain / sqrt(a)): the summed weight ``A`` of the spiking inputs is about
-    ``init_mean`` with spread ``gain``. ``a`` is measured on the data for the first layer and
-    taken as half the layer size above it. ``gain`` is ``first_layer_init_std_gain`` for the
-    first layer and ``init_std_gain`` above it.
+    w ~ N(mean / a, gain / sqrt(a)): the summed weight ``A`` of the spiking inputs is about
+    ``mean`` with spread ``gain``; (``first_layer_init_mean``, ``first_layer_init_std_gain``)
+    for the first layer, (``init_mean``, ``init_std_gain``) above it. ``a`` is measured on the
+    data for the first layer and taken as half the layer size above it.
 
-    ``init_mean`` 3 (issue #2 had 2) starts every summed weight well above the threshold 1, so
-    the output spikes of an image start close together: the first MNIST loss is ~2.9 (chance
-    2.3) instead of ~10.5, whose gradients, ~20x their later size, Adam's second moment kept
-    dividing the steps of a short run by. The first layer is special: with the default encoding
-    every input spike arrives at z = 1, so a neuron fires at ``z = A / (A - 1)`` with weight
-    gradient ``-1 / (A - 1)^2`` per spiking input, both set by ``A`` alone; its spread 0.5 keeps
-    ``A`` away from 1, where neurons are silent (no gradient) or dominate the gradient. Above
-    it, inputs arrive spread in time and the spread stays 1 (0.5 there starved deeper nets).
-    BENCHMARKS.md, "Short runs", has the measurements.
+    The first layer is special: with the default encoding every input spike arrives at z = 1,
+    so a neuron fires at ``z = A / (A - 1)`` with weight gradient ``-1 / (A - 1)^2`` per spiking
+    input, both set by ``A`` alone. (3, 0.5) there (issue #2 had (2, 1), as the layers above
+    still do) keeps ``A`` away from 1, where neurons are silent (no gradient) or dominate the
+    gradient, and starts the output spikes of an image closer together: the first MNIST loss
+    is ~3.5 instead of ~10.5, whose gradients, ~20x their later size, Adam's second moment kept
+    dividing the steps of a short run by. BENCHMARKS.md, "Short runs", has the measurements.
     """
     rng = np.random.default_rng(config.seed)
     dtype = np.dtype(config.dtype)
     weights = []
     a = max(1.0, active_inputs)
-    gain = config.first_layer_init_std_gain
+    mean, gain = config.first_layer_init_mean, config.first_layer_init_std_gain
     for n_pre, n_post in zip(topology[:-1], topology[1:]):
-        w = rng.normal(config.init_mean / a, gain / math.sqrt(a), size=(n_pre + 1, n_post))
+        w = rng.normal(mean / a, gain / math.sqrt(a), size=(n_pre + 1, n_post))
         weights.append(w.astype(dtype))
         a = max(1.0, n_post / 2)
-        gain = config.init_std_gain
+        mean, gain = config.init_mean, config.init_std_gain
     return ExactNetwork(weights, encoding)
 
 

@@ -92,7 +92,7 @@ def test_silent_output_and_weight_sum_gradients_match_finite_differences(small_m
     """
     # A wide init (not the default) so that, with the output weights scaled down, some correct
     # outputs are silent and some column sums are below 1.
-    wide = {"init_mean": 2.0, "init_std_gain": 1.0, "first_layer_init_std_gain": 1.0}
+    wide = {"init_mean": 2.0, "init_std_gain": 1.0, "first_layer_init_mean": 2.0, "first_layer_init_std_gain": 1.0}
     cfg = TrainConfig(hidden=hidden, sparsity=0.0, grad_clip=0.0, silent_penalty=0.7, weight_sum_penalty=0.3, **wide)
     off = TrainConfig(hidden=hidden, sparsity=0.0, grad_clip=0.0, silent_penalty=0.0, weight_sum_penalty=0.0, **wide)
     net, z, y = _small_batch(small_mnist, hidden, cfg, output_scale=0.3)
@@ -151,6 +151,7 @@ def test_shift_images_moves_pixels():
         ({"init_mean": float("nan")}, "init mean"),
         ({"init_std_gain": -1.0}, "init std gain"),
         ({"first_layer_init_std_gain": float("inf")}, "first layer init std gain"),
+        ({"first_layer_init_mean": float("nan")}, "first layer init mean"),
         ({"augment_shift_px": 0.5}, "augment shift"),
     ],
 )
