@@ -1,0 +1,1 @@
+"""Firmware, serial protocol, host client and virtual-board launchers."""

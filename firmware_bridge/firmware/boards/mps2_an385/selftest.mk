@@ -1,0 +1,23 @@
+# Builds the bring-up self-test (selftest.c over the board HAL), independent of the firmware:
+#   make -C firmware_bridge/firmware -f boards/mps2_an385/selftest.mk BUILD_DIR=/tmp/st
+# Output: $(BUILD_DIR)/mps2_an385_selftest.elf
+
+BUILD_DIR ?= build/mps2_an385
+include boards/mps2_an385/board.mk
+
+SELFTEST_ELF := $(BUILD_DIR)/mps2_an385_selftest.elf
+SELFTEST_SRCS := $(BOARD_SRCS) $(MPS2_AN385_DIR)/selftest.c
+SELFTEST_DEPS := $(SELFTEST_SRCS) $(wildcard $(MPS2_AN385_DIR)/*.h) hal.h \
+    $(MPS2_AN385_DIR)/mps2_an385.ld $(MPS2_AN385_DIR)/board.mk $(MPS2_AN385_DIR)/selftest.mk
+
+.PHONY: all clean
+all: $(SELFTEST_ELF)
+
+$(SELFTEST_ELF): $(SELFTEST_DEPS)
+	@mkdir -p $(BUILD_DIR)
+	$(CC) $(BOARD_CFLAGS) $(BOARD_CPPFLAGS) -I. $(SELFTEST_SRCS) $(BOARD_LDFLAGS) \
+	    -Wl,-Map=$(BUILD_DIR)/mps2_an385_selftest.map $(BOARD_LDLIBS) -o $@.tmp
+	mv $@.tmp $@
+
+clean:
+	rm -f $(SELFTEST_ELF) $(BUILD_DIR)/mps2_an385_selftest.map
