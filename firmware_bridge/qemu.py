@@ -39,6 +39,7 @@ QMP_TIMEOUT_S = 5.0
 # QEMU prints this line (on stdout) when a pty chardev is created.
 _PTY_ANNOUNCEMENT = re.compile(r"char device redirected to (/dev/\S+) \(label uart0\)")
 _PR_SET_PDEATHSIG = 1
+_EM_ARM = 40
 FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
 CROSS_GCC = "arm-none-eabi-gcc"
 
@@ -185,6 +186,11 @@ def start_qemu(
     elf = Path(elf_path)
     if not elf.is_file():
         raise BoardToolError(f"firmware ELF not found: {elf}")
+    with open(elf, "rb") as f:
+        header = f.read(20)
+    # QEMU would run any other file as a raw image (and fault); refuse it here instead.
+    if header[:4] != b"\x7fELF" or header[4] != 1 or int.from_bytes(header[18:20], "little") != _EM_ARM:
+        raise BoardToolError(f"{elf} is not a 32-bit ARM ELF file")
     qemu_path = find_qemu(qemu)
     workdir = tempfile.mkdtemp(prefix="pcl-qemu-")
     log_path = os.path.join(workdir, "qemu.log")
