@@ -1,4 +1,4 @@
-/* Hardware abstraction: the only four functions a board must provide. */
+/* Board abstraction: the only functions the portable sources call outside themselves. */
 #ifndef PCL_HAL_H
 #define PCL_HAL_H
 
@@ -11,4 +11,4 @@ void hal_write(const uint8_t *data, uint32_t len);
 /* Free-running millisecond tick (wraps at 2**32). */
 uint32_t hal_millis(void);
 
-#endif
+#endif /* PCL_HAL_H */
