@@ -33,3 +33,7 @@ class ImageRejected(BoardRefused):
 
 class FirmwareBuildError(BoardError):
     """The firmware could not be built (compiler missing, compile error)."""
+
+
+class BoardToolError(BoardError):
+    """A tool a virtual board needs (QEMU, the cross compiler) is missing or failed to start."""

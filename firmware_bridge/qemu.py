@@ -29,7 +29,7 @@ import time
 import weakref
 from pathlib import Path
 
-from popcount_learn.errors import BoardToolError
+from .errors import BoardToolError
 
 QEMU_BINARY = "qemu-system-arm"
 QEMU_MACHINE = "mps2-an385"
@@ -134,6 +134,15 @@ class QemuBoard:
     def stop(self) -> None:
         """End QEMU and remove its files; idempotent."""
         self._finalizer()
+
+    close = stop  # the launcher's started-board interface: .port, .wait(), .close()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until QEMU exits (it runs until stopped); returns its exit code."""
+        return self.process.wait(timeout)
+
+    def poll(self) -> int | None:
+        return self.process.poll()
 
     def __enter__(self) -> "QemuBoard":
         return self

@@ -19,7 +19,3 @@ class ConfigError(PopcountLearnError, ValueError):
 
 class ModelFileError(PopcountLearnError):
     """A file is not a model / weight image, is damaged, or has an unsupported version."""
-
-
-class BoardToolError(PopcountLearnError):
-    """A tool a virtual board needs (cross compiler, QEMU) is missing or failed to start."""

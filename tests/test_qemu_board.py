@@ -19,7 +19,7 @@ import serial
 
 from firmware_bridge import qemu
 from firmware_bridge._selftest_link import SelftestLink, crc32, source_pattern
-from popcount_learn.errors import BoardToolError
+from firmware_bridge.errors import BoardToolError
 
 MISSING = [tool for tool in (qemu.CROSS_GCC, qemu.QEMU_BINARY) if shutil.which(tool) is None]
 pytestmark = pytest.mark.skipif(

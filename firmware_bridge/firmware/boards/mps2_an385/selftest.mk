@@ -6,7 +6,7 @@ BUILD_DIR ?= build/mps2_an385
 include boards/mps2_an385/board.mk
 
 SELFTEST_ELF := $(BUILD_DIR)/mps2_an385_selftest.elf
-SELFTEST_SRCS := $(BOARD_SRCS) $(MPS2_AN385_DIR)/selftest.c
+SELFTEST_SRCS := $(HAL_SRCS) $(MPS2_AN385_DIR)/selftest.c
 SELFTEST_DEPS := $(SELFTEST_SRCS) $(wildcard $(MPS2_AN385_DIR)/*.h) hal.h \
     $(MPS2_AN385_DIR)/mps2_an385.ld $(MPS2_AN385_DIR)/board.mk $(MPS2_AN385_DIR)/selftest.mk
 
@@ -15,8 +15,8 @@ all: $(SELFTEST_ELF)
 
 $(SELFTEST_ELF): $(SELFTEST_DEPS)
 	@mkdir -p $(BUILD_DIR)
-	$(CC) $(BOARD_CFLAGS) $(BOARD_CPPFLAGS) -I. $(SELFTEST_SRCS) $(BOARD_LDFLAGS) \
-	    -Wl,-Map=$(BUILD_DIR)/mps2_an385_selftest.map $(BOARD_LDLIBS) -o $@.tmp
+	$(CC) -std=c99 -Wall -Wextra -Werror -I. $(BOARD_CFLAGS) $(SELFTEST_SRCS) $(BOARD_LDFLAGS) \
+	    -Wl,-Map=$(BUILD_DIR)/mps2_an385_selftest.map -o $@.tmp
 	mv $@.tmp $@
 
 clean:
