@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="summarise a model or weight image and verify its checksums")
     i.add_argument("path", metavar="FILE")
     i.add_argument("--json", action="store_true")
+
+    from .cli_board import add_board_parser
+
+    add_board_parser(sub, _positive_int)
     return p
 
 
@@ -202,6 +206,10 @@ def _run(args) -> int:
     if args.command == "inspect":
         _print_summary(commands.inspect(args.path), args.json)
         return 0
+    if args.command == "board":
+        from .cli_board import run_board
+
+        return run_board(args, _print_summary)
     raise AssertionError(args.command)
 
 
