@@ -6,6 +6,10 @@
 # Memory: code in SSRAM1 (4 MiB), stack/.data/.bss in SSRAM2/3 (4 MiB), every PCL_BIG_RAM
 # array (weight memory, neuron state, frame buffers) in PSRAM (16 MiB), see mps2_an385.ld.
 # The Makefile's default sizes (1 MiB of weights, 2048 neurons) fit with room to spare.
+#
+# Frames: at the ~20 kB/s a UART (or QEMU's) carries, a 64 KiB frame takes seconds and a lost
+# one costs that again; 8 KiB frames keep a retry cheap and the two frame buffers small.
+MAX_PAYLOAD_BYTES := 8192
 
 MPS2_AN385_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 
