@@ -68,6 +68,7 @@ class FaultCounts:
     dropped: int = 0
     duplicated: int = 0
     muted: int = 0
+    marks_out: int = 0  # forwarded bytes equal to the proxy's ``mark_byte`` (e.g. frame ends)
 
 
 class ByteFaults:
@@ -78,8 +79,9 @@ class ByteFaults:
     depend on how the stream was split into chunks.
     """
 
-    def __init__(self, rates: FaultRates, seed: int, direction: int):
+    def __init__(self, rates: FaultRates, seed: int, direction: int, mark_byte: int | None = None):
         self.rates = rates
+        self.mark_byte = mark_byte
         self.counts = FaultCounts()
         self._choice = np.random.default_rng([seed, direction, 0])
         self._mask = np.random.default_rng([seed, direction, 1])
@@ -89,6 +91,7 @@ class ByteFaults:
         self.counts.bytes_in += n
         if n == 0 or not self.rates.any:
             self.counts.bytes_out += n
+            self._count_marks(data)
             return bytes(data)
         u = self._choice.random(n)
         masks = (1 + np.floor(self._mask.random(n) * 255.0)).astype(np.uint8)  # 1..255
@@ -106,7 +109,12 @@ class ByteFaults:
         self.counts.dropped += int(drop.sum())
         self.counts.duplicated += int(duplicate.sum())
         self.counts.bytes_out += len(out)
+        self._count_marks(out)
         return out
+
+    def _count_marks(self, out: bytes) -> None:
+        if self.mark_byte is not None:
+            self.counts.marks_out += out.count(self.mark_byte)
 
 
 def open_raw_pty() -> tuple[int, int, str]:
@@ -142,7 +150,9 @@ class FaultProxy:
     """Pumps bytes between a client pty (``client_port``) and a board port, injecting faults.
 
     Use as a context manager, or ``start()`` / ``stop()``. ``to_board`` and ``to_client`` are
-    the two directions' rates; ``counts()`` reports what each did.
+    the two directions' rates; ``counts()`` reports what each did. ``mark_byte``, if given, is
+    a byte value whose forwarded occurrences are counted (a frame delimiter, say) - counted
+    only, never interpreted.
     """
 
     def __init__(
@@ -155,12 +165,13 @@ class FaultProxy:
         reset_hook: Callable[[], None] | None = None,
         reset_after_to_board_bytes: int | None = None,
         mute_after_to_client_bytes: int | None = None,
+        mark_byte: int | None = None,
     ):
         if reset_after_to_board_bytes is not None and reset_hook is None:
             raise ConfigError("FaultProxy: reset_after_to_board_bytes needs a reset_hook")
         self.board_url = board_url
-        self.to_board = ByteFaults(to_board, seed, 0)
-        self.to_client = ByteFaults(to_client, seed, 1)
+        self.to_board = ByteFaults(to_board, seed, 0, mark_byte)
+        self.to_client = ByteFaults(to_client, seed, 1, mark_byte)
         self.reset_hook = reset_hook
         self._script = _Script(mute_after_to_client_bytes, reset_after_to_board_bytes)
         self._lock = threading.Lock()

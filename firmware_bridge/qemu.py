@@ -249,17 +249,18 @@ def find_cross_compiler(binary: str = CROSS_GCC) -> str:
     return path
 
 
-def build_selftest(build_dir: str | os.PathLike) -> Path:
+def build_selftest(build_dir: str | os.PathLike, defines: str = "") -> Path:
     """Build the board bring-up self-test (boards/mps2_an385/selftest.c) and return its ELF.
 
     The self-test needs only the board files and hal.h, so it proves the port (UART, tick,
-    WFI, memory map, fault reports) independently of the firmware proper.
+    WFI, memory map, fault reports) independently of the firmware proper. ``defines``: extra
+    -D options (e.g. ``-DRX_RING_BYTES=256u``).
     """
     find_cross_compiler()
     build = Path(build_dir).resolve()
     result = subprocess.run(
         ["make", "-s", "-C", str(FIRMWARE_DIR), "-f", "boards/mps2_an385/selftest.mk",
-         f"BUILD_DIR={build}"],
+         f"BUILD_DIR={build}", f"SELFTEST_DEFS={defines}"],
         capture_output=True, text=True,
     )
     if result.returncode != 0:

@@ -105,6 +105,19 @@ def test_read_byte_times_out_on_time_and_wakes_on_a_byte(link):
     assert int(reply[3]) < 1500  # woken by the byte, not by the timeout
 
 
+def test_full_receive_ring_holds_the_host_back_without_losing_a_byte(tmp_path):
+    # A 256-byte ring fills while the board is busy; the rest must wait, not vanish.
+    elf = qemu.build_selftest(tmp_path, defines="-DRX_RING_BYTES=256u")
+    payload = np.random.default_rng(4).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    with qemu.start_qemu(elf) as small_ring, SelftestLink(small_ring.port) as link:
+        link.handshake()
+        link.port.write(b"HOLD 500\nSINK 3000\n" + payload)
+        assert link.port.readline() == b"HELD\n"
+        assert link.port.readline() == b"READY\n"
+        reply = link.port.readline().decode().split()
+        assert reply[:3] == ["SINK", "3000", f"{crc32(payload):08x}"]
+
+
 def test_idle_board_sleeps_instead_of_spinning(board, link):
     before = _cpu_seconds(board.pid)
     time.sleep(2.0)

@@ -5,6 +5,13 @@
  * so it resolves 1 ms while an idle core wakes only 100 times a second. The sum wraps at 2**32
  * as the HAL contract requires.
  *
+ * Receive: the UART has a one-byte buffer, so the RX interrupt moves every byte into a ring
+ * (RX_RING_BYTES) at once, whatever the main loop is doing (computing an inference, or waiting
+ * to send a reply the host is not reading yet). Without it a real UART overruns during every
+ * inference, and under QEMU board and host can deadlock, each blocked writing to the other.
+ * Only when the ring is full does the ISR leave a byte in the UART and mask the RX interrupt
+ * (QEMU then holds further bytes back; silicon would overrun); hal_read_byte unmasks it.
+ *
  * Waiting is done with WFI so that an idle board (and an idle QEMU) sleeps: the UART0 RX/TX
  * interrupts and SysTick are the wake-up sources. The check-then-sleep runs with
  * PRIMASK set, so a byte that arrives between the check and the WFI still ends the WFI
@@ -23,6 +30,19 @@
 #define CLOCKS_PER_TICK (MPS2_SYSCLK_HZ / SYSTICK_HZ)
 #define CLOCKS_PER_MS (MPS2_SYSCLK_HZ / 1000u)
 
+/* Power of two; 64 KiB holds several maximal request frames (retries included). */
+#ifndef RX_RING_BYTES
+#define RX_RING_BYTES 65536u
+#endif
+#if (RX_RING_BYTES & (RX_RING_BYTES - 1u)) != 0u
+#error "RX_RING_BYTES must be a power of two"
+#endif
+
+static volatile uint8_t rx_ring[RX_RING_BYTES];
+static volatile uint32_t rx_head; /* written by the ISR only: bytes stored so far */
+static volatile uint32_t rx_tail; /* written by the thread only: bytes consumed so far */
+static volatile uint32_t rx_paused; /* ring was full: RX interrupt masked, byte left in UART */
+
 /* Milliseconds at the start of the current SysTick period. */
 static volatile uint32_t tick_base_ms;
 /* Last value hal_millis() returned (thread context only). */
@@ -33,9 +53,27 @@ void systick_handler(void)
     tick_base_ms = tick_base_ms + MS_PER_TICK;
 }
 
+/* Move waiting bytes from the UART into the ring; called from the RX ISR, or with interrupts
+ * masked. */
+static void rx_drain(void)
+{
+    uint8_t byte;
+    while ((UART0->state & CMSDK_UART_STATE_RXFULL) != 0u) {
+        if (rx_head - rx_tail >= RX_RING_BYTES) {
+            UART0->ctrl &= ~CMSDK_UART_CTRL_RXINTEN;
+            rx_paused = 1u;
+            return;
+        }
+        (void)cmsdk_uart_try_read(UART0, &byte);
+        rx_ring[rx_head & (RX_RING_BYTES - 1u)] = byte;
+        rx_head = rx_head + 1u;
+    }
+}
+
 void uart0_rx_handler(void)
 {
     cmsdk_uart_clear_interrupts(UART0);
+    rx_drain();
 }
 
 void uart0_tx_handler(void)
@@ -86,14 +124,26 @@ int hal_read_byte(uint8_t *byte, uint32_t timeout_ms)
 {
     const uint32_t start = hal_millis();
     for (;;) {
-        if (cmsdk_uart_try_read(UART0, byte)) {
+        if (rx_tail != rx_head) {
+            *byte = rx_ring[rx_tail & (RX_RING_BYTES - 1u)];
+            rx_tail = rx_tail + 1u;
+            if (rx_paused != 0u) {
+                /* Room again: take the byte the ISR had to leave, then let interrupts in. */
+                m3_disable_irq();
+                rx_paused = 0u;
+                rx_drain();
+                if (rx_paused == 0u) {
+                    UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
+                }
+                m3_enable_irq();
+            }
             return 1;
         }
         if (timeout_ms == 0u || (uint32_t)(hal_millis() - start) >= timeout_ms) {
             return 0;
         }
         m3_disable_irq();
-        if ((UART0->state & CMSDK_UART_STATE_RXFULL) == 0u) {
+        if (rx_tail == rx_head) {
             m3_wfi();
         }
         m3_enable_irq();

@@ -4,6 +4,7 @@
  * Commands (ASCII, one per line, '\n' terminated, at most SELFTEST_LINE_MAX characters):
  *   PING            -> "PONG mps2-an385"
  *   MS              -> "MS <hal_millis()>"
+ *   HOLD <ms>       -> does not read for <ms> (bytes pile up in the receive ring): "HELD"
  *   MONO <ms>       -> reads hal_millis() in a loop for <ms>: "MONO <reads> <backward steps>"
  *   WAIT <ms>       -> hal_read_byte(.., ms): "WAIT timeout <elapsed_ms>" or
  *                      "WAIT byte <value> <elapsed_ms>"
@@ -241,6 +242,12 @@ static void run_command(const char *line)
         send_text("MS ");
         send_u32(hal_millis());
         send_text("\n");
+    } else if (starts_with(line, "HOLD ")) {
+        const uint32_t start = hal_millis();
+        const uint32_t hold_ms = parse_u32(line + 5);
+        while ((uint32_t)(hal_millis() - start) < hold_ms) {
+        }
+        send_text("HELD\n");
     } else if (starts_with(line, "MONO ")) {
         cmd_monotonic(parse_u32(line + 5));
     } else if (starts_with(line, "WAIT ")) {

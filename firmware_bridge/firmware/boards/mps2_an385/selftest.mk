@@ -3,6 +3,8 @@
 # Output: $(BUILD_DIR)/mps2_an385_selftest.elf
 
 BUILD_DIR ?= build/mps2_an385
+# Extra -D options, e.g. SELFTEST_DEFS=-DRX_RING_BYTES=256u to exercise a full receive ring.
+SELFTEST_DEFS ?=
 include boards/mps2_an385/board.mk
 
 SELFTEST_ELF := $(BUILD_DIR)/mps2_an385_selftest.elf
@@ -15,7 +17,7 @@ all: $(SELFTEST_ELF)
 
 $(SELFTEST_ELF): $(SELFTEST_DEPS)
 	@mkdir -p $(BUILD_DIR)
-	$(CC) -std=c99 -Wall -Wextra -Werror -I. $(BOARD_CFLAGS) $(SELFTEST_SRCS) $(BOARD_LDFLAGS) \
+	$(CC) -std=c99 -Wall -Wextra -Werror -I. $(BOARD_CFLAGS) $(SELFTEST_DEFS) $(SELFTEST_SRCS) $(BOARD_LDFLAGS) \
 	    -Wl,-Map=$(BUILD_DIR)/mps2_an385_selftest.map -o $@.tmp
 	mv $@.tmp $@
 
