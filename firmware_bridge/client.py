@@ -258,8 +258,10 @@ class BoardClient:
         limit = self._board_info().max_payload_bytes
         return max(1, min(limit // max(1, n_input_bytes), limit // INFER_BATCH_BYTES_PER_RESULT, 0xFFFF))
 
-    def train_step(self, payload: bytes) -> bytes:
-        return self.request(MsgType.TRAIN_STEP, payload)
+    def train_step(self, sample_index: int, label: int, bits: bytes) -> protocol.TrainStepReply:
+        """One step of the board's learning rule on one input (sample index ``t``, label)."""
+        reply = self.request(MsgType.TRAIN_STEP, protocol.encode_train_step(sample_index, label, bits))
+        return self._decoded(protocol.decode_train_reply, reply)
 
     # -- lifetime ----------------------------------------------------------------------------
 
