@@ -151,71 +151,66 @@ def training_order(n_images: int, steps: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.permutation(n_images) for _ in range(reps)])[:steps]
 
 
-def board_train(port: str, image_path, *, steps: int, seed: int = 0, check_every: int = 100,
-                first_sample_index: int = 0, data_dir=None, progress=None, trace: bool = False) -> dict:
-    """Train board and emulator side by side from the same image with the image's learning rule.
+def train_side_by_side(client: BoardClient, image: WeightImage, learning, images_uint8, labels, *,
+                       check_every: int = 100, first_sample_index: int = 0, board_image: WeightImage | None = None,
+                       image_name: str = "the image", progress=None) -> dict:
+    """Train board and emulator from the same image, one sample at a time, and compare.
 
-    Each step's summary (predicted, decision step, weights changed, neurons with a delta, hidden
-    spikes delivered) is compared at once; the weight image read back from the board is compared
-    byte for byte with the emulator's ``upload_bytes`` every ``check_every`` steps and at the
-    end. Stops at the first difference. Returns counts, timings and ``first_mismatch``.
+    Sample ``i`` (image ``images_uint8[i]``, label ``labels[i]``) gets sample index
+    ``first_sample_index + i``. Each step's summary (predicted, decision step, weights changed,
+    neurons with a delta, hidden spikes delivered) is compared at once; the board's weight image
+    is read back and compared byte for byte with the emulator's ``upload_bytes`` every
+    ``check_every`` steps and after the last. Stops at the first difference. ``board_image``
+    (tests only) uploads a different image to the board than the emulator starts from.
     """
     import time
 
-    from popcount_learn.commands import _load_split
     from popcount_learn.emulator import encode_input_steps
-    from popcount_learn.h5io import load_weight_image
-    from popcount_learn.learning import LearningConfig
     from popcount_learn.onchip import OnchipLearner
 
     from .protocol import input_bits
 
-    if steps < 1 or check_every < 1:
-        raise ConfigError("--steps and --check-every must be positive")
-    image = load_weight_image(image_path)
-    learning = image.learning or LearningConfig()
-    images, labels, _ = _load_split(data_dir, "train")
-    order = training_order(len(images), steps, seed)
+    if check_every < 1:
+        raise ConfigError("--check-every must be positive")
     progress = as_progress(progress)
     learner = OnchipLearner(image, learning)
     board_s = emulator_s = readback_s = 0.0
     checks, first, changed, correct, done = 0, None, 0, 0, 0
-    with BoardClient(port, trace=trace) as client:
-        upload = upload_image(client, image, image_name=str(image_path))
-        check_learning(client.info(), learning)
-        n_bytes = upload["image_bytes"]
-        progress.start(total=steps, desc="train")
-        for i, idx in enumerate(order):
-            t = first_sample_index + i
-            enc = encode_input_steps(image.spec, images[idx : idx + 1])[0]
-            label = int(labels[idx])
+    upload = upload_image(client, board_image or image, image_name=image_name)
+    check_learning(client.info(), learning)
+    n_bytes = upload["image_bytes"]
+    encoded = encode_input_steps(image.spec, images_uint8)
+    steps = len(encoded)
+    progress.start(total=steps, desc="train")
+    for i in range(steps):
+        t = first_sample_index + i
+        enc, label = encoded[i], int(labels[i])
+        t0 = time.perf_counter()
+        b = client.train_step(t, label, input_bits(enc == 0))
+        t1 = time.perf_counter()
+        e = learner.step(enc, label, t)
+        emulator_s += time.perf_counter() - t1
+        board_s += t1 - t0
+        done += 1
+        changed += b.weights_changed
+        correct += b.predicted == label
+        got = (b.predicted, b.first_output_step, b.weights_changed, b.neurons_with_delta, b.hidden_spikes_delivered)
+        want = (e.predicted, e.first_output_step, e.weights_changed, e.neurons_with_delta, e.hidden_spikes_delivered)
+        if got != want:
+            first = (f"step {i} (sample index {t}, label {label}): board (predicted, D, weights changed, "
+                     f"neurons with delta, hidden spikes delivered) = {got}, emulator {want}")
+            break
+        if (i + 1) % check_every == 0 or i + 1 == steps:
             t0 = time.perf_counter()
-            b = client.train_step(t, label, input_bits(enc == 0))
-            t1 = time.perf_counter()
-            e = learner.step(enc, label, t)
-            emulator_s += time.perf_counter() - t1
-            board_s += t1 - t0
-            done += 1
-            changed += b.weights_changed
-            correct += b.predicted == label
-            got = (b.predicted, b.first_output_step, b.weights_changed, b.neurons_with_delta, b.hidden_spikes_delivered)
-            want = (e.predicted, e.first_output_step, e.weights_changed, e.neurons_with_delta, e.hidden_spikes_delivered)
-            if got != want:
-                first = (f"step {i} (sample index {t}, image {idx}, label {label}): board (predicted, D, weights "
-                         f"changed, neurons with delta, hidden spikes delivered) = {got}, emulator {want}")
+            board_bytes = client.read_image(n_bytes)
+            readback_s += time.perf_counter() - t0
+            checks += 1
+            diff = first_stream_difference(board_bytes, upload_bytes(learner.image()), image)
+            if diff is not None:
+                first = f"after step {i} (sample index {t}): {diff}"
                 break
-            if (i + 1) % check_every == 0 or i + 1 == steps:
-                t0 = time.perf_counter()
-                board_bytes = client.read_image(n_bytes)
-                readback_s += time.perf_counter() - t0
-                checks += 1
-                diff = first_stream_difference(board_bytes, upload_bytes(learner.image()), image)
-                if diff is not None:
-                    first = f"after step {i} (sample index {t}): {diff}"
-                    break
-            progress.update(1, changed=changed)
-        progress.close()
-        final = learner.image()
+        progress.update(1, changed=changed)
+    progress.close()
     return {
         "steps": done,
         "weight_checks": checks,
@@ -226,7 +221,27 @@ def board_train(port: str, image_path, *, steps: int, seed: int = 0, check_every
         "board_steps_per_s": done / board_s if board_s else 0.0,
         "emulator_steps_per_s": done / emulator_s if emulator_s else 0.0,
         "readback_s": readback_s,
-        "final_crc32": f"0x{image_crc32(final):08x}",
+        "final_crc32": f"0x{image_crc32(learner.image()):08x}",
         "learning": learning.to_dict(),
-        **{k: v for k, v in upload.items() if k == "image_bytes"},
+        "image_bytes": n_bytes,
     }
+
+
+def board_train(port: str, image_path, *, steps: int, seed: int = 0, check_every: int = 100,
+                first_sample_index: int = 0, data_dir=None, progress=None, trace: bool = False) -> dict:
+    """``train_side_by_side`` on ``steps`` training images in a seeded random order, with the
+    image's learning rule (the default ``LearningConfig`` for an inference-only image)."""
+    from popcount_learn.commands import _load_split
+    from popcount_learn.h5io import load_weight_image
+    from popcount_learn.learning import LearningConfig
+
+    if steps < 1:
+        raise ConfigError(f"--steps must be positive, got {steps}")
+    image = load_weight_image(image_path)
+    learning = image.learning or LearningConfig()
+    images, labels, _ = _load_split(data_dir, "train")
+    order = training_order(len(images), steps, seed)
+    with BoardClient(port, trace=trace) as client:
+        return train_side_by_side(client, image, learning, images[order], labels[order], check_every=check_every,
+                                  first_sample_index=first_sample_index, image_name=str(image_path),
+                                  progress=progress)

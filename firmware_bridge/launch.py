@@ -173,9 +173,9 @@ def _make(build: FirmwareBuild, *targets: str) -> None:
 def build_firmware(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
                    build_root: Path | None = None, make_vars: dict | None = None) -> Path:
     """Build (if needed) the firmware for ``spec`` and return the path of the binary / ELF."""
+    target = _board_target(board)
     build = prepare_build(spec, board=board, learning=learning, build_root=build_root, make_vars=make_vars)
     _make(build, "all")
-    target = _board_target(board)
     return build.build_dir / target
 
 
