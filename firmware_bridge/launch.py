@@ -186,6 +186,13 @@ def build_c_tests(spec: DatapathConfig | None = None, *, learning=None, build_ro
     return build.build_dir / "pcl-tests"
 
 
+def build_c_bench(spec: DatapathConfig | None = None, *, learning=None, build_root: Path | None = None) -> Path:
+    """Build the host micro-benchmark (tools/bench_board.py) for ``spec``; returns its path."""
+    build = prepare_build(spec, board="host", learning=learning, build_root=build_root)
+    _make(build, "bench")
+    return build.build_dir / "pcl-bench"
+
+
 def _board_target(board: str) -> str:
     mk = FIRMWARE_DIR / "boards" / board / "board.mk"
     if not mk.is_file():
