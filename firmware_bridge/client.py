@@ -70,6 +70,20 @@ def _describe_error(code: int, a: int, b: int) -> str:
     return f"{name}: {texts.get(code, f'({a}, {b})')}"
 
 
+def _message_type(value: int):
+    """A MsgType, or a plain int with a ``name`` for types this host does not know (tests)."""
+    try:
+        return MsgType(value)
+    except ValueError:
+        return _UnknownType(value)
+
+
+class _UnknownType(int):
+    @property
+    def name(self) -> str:
+        return f"type 0x{int(self):02x}"
+
+
 class BoardClient:
     """Request/reply client; methods return decoded replies or raise a BoardError subclass.
 
@@ -124,8 +138,9 @@ class BoardClient:
         except (serial.SerialException, OSError) as exc:
             raise BoardConnectionError(f"{self.url}: read failed: {exc}") from None
 
-    def request(self, msg_type: MsgType, payload: bytes = b"", *, timeout_s: float | None = None) -> bytes:
+    def request(self, msg_type: int, payload: bytes = b"", *, timeout_s: float | None = None) -> bytes:
         """Send one request and return the reply payload; BoardRefused on an error reply."""
+        msg_type = _message_type(msg_type)
         seq = self._next_seq()
         frame = protocol.encode_frame(msg_type, seq, payload)
         wait_s = self.timeout_s if timeout_s is None else timeout_s
@@ -145,7 +160,7 @@ class BoardClient:
             f"of {wait_s:g} s"
         )
 
-    def _await_reply(self, msg_type: MsgType, seq: int, deadline: float) -> bytes | None:
+    def _await_reply(self, msg_type, seq: int, deadline: float) -> bytes | None:
         """The reply payload, or None to resend (deadline passed or the board saw a bad frame)."""
         while time.monotonic() < deadline:
             data = self._read()
@@ -179,7 +194,7 @@ class BoardClient:
                 return item.payload
         return None
 
-    def _raise_error(self, msg_type: MsgType, payload: bytes):
+    def _raise_error(self, msg_type, payload: bytes):
         try:
             code, a, b = protocol.decode_error(payload)
         except FrameError as exc:
@@ -258,8 +273,10 @@ class BoardClient:
         limit = self._board_info().max_payload_bytes
         return max(1, min(limit // max(1, n_input_bytes), limit // INFER_BATCH_BYTES_PER_RESULT, 0xFFFF))
 
-    def train_step(self, payload: bytes) -> bytes:
-        return self.request(MsgType.TRAIN_STEP, payload)
+    def train_step(self, sample_index: int, label: int, bits: bytes) -> protocol.TrainStepReply:
+        """One step of the board's learning rule on one input (sample index ``t``, label)."""
+        reply = self.request(MsgType.TRAIN_STEP, protocol.encode_train_step(sample_index, label, bits))
+        return self._decoded(protocol.decode_train_reply, reply)
 
     # -- lifetime ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from popcount_learn import __version__
 from popcount_learn.datapath import DatapathConfig
+from popcount_learn.learning import CORRECT_RULE_CODES, OUTPUT_RULE_CODES, LearningConfig
 from popcount_learn.weight_image import (
     UPLOAD_HEADER_BYTES,
     UPLOAD_LAYER_HEADER_BYTES,
@@ -36,6 +38,7 @@ from popcount_learn.weight_image import (
 from . import protocol
 from .errors import FirmwareBuildError
 
+_LEARNING_ENUM_CODES = {"output_rule": OUTPUT_RULE_CODES, "correct_rule": CORRECT_RULE_CODES}
 FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
 BUILD_ROOT_ENV = "PCL_FIRMWARE_BUILD_ROOT"
 MAKE_TIMEOUT_S = 300
@@ -93,7 +96,31 @@ def generated_headers(spec: DatapathConfig | None = None, learning=None) -> dict
     }
     if learning is not None:
         headers["pcl_learning.h"] = learning.c_header()
+        headers["pcl_learning_fields.h"] = learning_fields_c_header()
     return headers
+
+
+def learning_codes(learning: LearningConfig) -> tuple[int, ...]:
+    """The rule's fields in declaration order, string fields as their codes (as INFO reports them)."""
+    return tuple(
+        _LEARNING_ENUM_CODES[f.name][getattr(learning, f.name)] if f.name in _LEARNING_ENUM_CODES
+        else int(getattr(learning, f.name))
+        for f in dataclasses.fields(LearningConfig)
+    )
+
+
+def learning_fields_c_header(guard: str = "PCL_LEARNING_FIELDS_H") -> str:
+    """``PCL_LEARN_SPEC_VALUES``: the rule's constants in LearningConfig field order (for INFO)."""
+    macros = [f"(uint32_t)PCL_LEARN_{f.name.upper()}" for f in dataclasses.fields(LearningConfig)]
+    missing = [m for m in macros if f"#define {m[10:]} " not in LearningConfig().c_header()]
+    if missing:
+        raise RuntimeError(f"LearningConfig.c_header() lacks {missing}")
+    return "\n".join([
+        "/* Generated from popcount_learn.learning.LearningConfig (field order); do not edit. */",
+        f"#ifndef {guard}", f"#define {guard}", "",
+        f"#define PCL_LEARN_SPEC_VALUES {{ {', '.join(macros)} }}",
+        "", f"#endif /* {guard} */", "",
+    ])
 
 
 @dataclass(frozen=True)
@@ -146,9 +173,9 @@ def _make(build: FirmwareBuild, *targets: str) -> None:
 def build_firmware(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
                    build_root: Path | None = None, make_vars: dict | None = None) -> Path:
     """Build (if needed) the firmware for ``spec`` and return the path of the binary / ELF."""
+    target = _board_target(board)
     build = prepare_build(spec, board=board, learning=learning, build_root=build_root, make_vars=make_vars)
     _make(build, "all")
-    target = _board_target(board)
     return build.build_dir / target
 
 
@@ -157,6 +184,13 @@ def build_c_tests(spec: DatapathConfig | None = None, *, learning=None, build_ro
     build = prepare_build(spec, board="host", learning=learning, build_root=build_root)
     _make(build, "test")
     return build.build_dir / "pcl-tests"
+
+
+def build_c_bench(spec: DatapathConfig | None = None, *, learning=None, build_root: Path | None = None) -> Path:
+    """Build the host micro-benchmark (tools/bench_board.py) for ``spec``; returns its path."""
+    build = prepare_build(spec, board="host", learning=learning, build_root=build_root)
+    _make(build, "bench")
+    return build.build_dir / "pcl-bench"
 
 
 def _board_target(board: str) -> str:

@@ -209,7 +209,8 @@ _INFO_HEAD = struct.Struct("<HHIIIII")
 _INFO_IMAGE = struct.Struct("<BII")
 _RESULT_HEAD = struct.Struct("<iiBBI")  # predicted, first_output_step, tie, n_layers, synaptic_additions
 _SPIKE = np.dtype([("index", "<u2"), ("step", "<i4")])
-_TRAIN_HEAD = struct.Struct("<H")  # label
+_TRAIN_HEAD = struct.Struct("<IH")  # sample index, label
+_TRAIN_REPLY = struct.Struct("<iiIII")
 
 
 def _need(cond: bool, what: str) -> None:
@@ -232,7 +233,7 @@ class BoardInfo:
     image_loaded: bool
     image_crc32: int
     image_bytes: int
-    learning_codes: tuple[int, ...]  # learning spec fields (empty: built without a rule)
+    learning_codes: tuple[int, ...]  # LearningConfig fields in order, rules as codes (empty: no rule)
 
 
 def encode_info_reply(info: BoardInfo) -> bytes:
@@ -242,7 +243,7 @@ def encode_info_reply(info: BoardInfo) -> bytes:
         _INFO_HEAD.pack(info.protocol_version, len(info.spec_codes), info.max_payload_bytes,
                         info.weight_capacity_bytes, info.max_neurons, info.max_layers, len(info.learning_codes)),
         struct.pack(f"<{len(info.spec_codes)}i", *info.spec_codes),
-        struct.pack(f"<{len(info.learning_codes)}i", *info.learning_codes),
+        struct.pack(f"<{len(info.learning_codes)}I", *info.learning_codes),
         _INFO_IMAGE.pack(int(info.image_loaded), info.image_crc32, info.image_bytes),
         bytes([len(fw)]), fw, bytes([len(board)]), board,
     ])
@@ -254,7 +255,7 @@ def decode_info_reply(payload: bytes) -> BoardInfo:
         off = _INFO_HEAD.size
         spec = struct.unpack_from(f"<{n_spec}i", payload, off)
         off += 4 * n_spec
-        learn = struct.unpack_from(f"<{n_learn}i", payload, off)
+        learn = struct.unpack_from(f"<{n_learn}I", payload, off)
         off += 4 * n_learn
         loaded, crc, nbytes = _INFO_IMAGE.unpack_from(payload, off)
         off += _INFO_IMAGE.size
@@ -383,8 +384,22 @@ def decode_infer_batch_reply(payload: bytes) -> list[BoardResult]:
     return results
 
 
-def encode_train_step(bits: bytes, label: int) -> bytes:
-    return _TRAIN_HEAD.pack(label) + bytes(bits)
+def encode_train_step(sample_index: int, label: int, bits: bytes) -> bytes:
+    return _TRAIN_HEAD.pack(sample_index, label) + bytes(bits)
+
+
+@dataclass(frozen=True)
+class TrainStepReply:
+    predicted: int
+    first_output_step: int
+    weights_changed: int
+    neurons_with_delta: int
+    hidden_spikes_delivered: int
+
+
+def decode_train_reply(payload: bytes) -> TrainStepReply:
+    _need(len(payload) == _TRAIN_REPLY.size, f"TRAIN_STEP reply of {len(payload)} bytes, expected {_TRAIN_REPLY.size}")
+    return TrainStepReply(*_TRAIN_REPLY.unpack(payload))
 
 
 # -- C constants -----------------------------------------------------------------------------

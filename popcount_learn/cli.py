@@ -122,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "fields as in docs/datapath.md, e.g. time_shift=8)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
-    x = sub.add_parser("export", help="quantise a float model into an HDF5 weight image")
+    x = sub.add_parser("export", help="quantise a float model (or re-measure a weight image) into an HDF5 weight image")
     x.add_argument("model", metavar="MODEL")
     x.add_argument("-o", "--out", required=True, metavar="PATH")
-    x.add_argument("--bits", type=_bits, default=8, help="default: %(default)s")
+    x.add_argument("--bits", type=_bits, default=None, help="weight bits of a quantised float model (default 8)")
     x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
     x.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
                    help="override a datapath field of the image (repeatable), e.g. membrane_bits=28")

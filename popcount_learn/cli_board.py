@@ -11,7 +11,8 @@ def add_board_parser(sub, positive_int) -> None:
     bs = b.add_subparsers(dest="board_command", metavar="ACTION")
     bs.required = True
     v = bs.add_parser("virtual", help="build (if needed) and start a virtual board; prints its port first")
-    v.add_argument("--image", default=None, metavar="H5", help="build for this weight image's spec (default: the int8 spec)")
+    v.add_argument("--image", default=None, metavar="H5",
+                   help="build for this weight image's spec and learning rule (default: the int8 spec, default rule)")
     v.add_argument("--qemu", action="store_true", help="a QEMU Cortex-M3 board instead of the host one")
     i = bs.add_parser("info", help="versions, spec, capacity and image state of a board")
     c = bs.add_parser("compare", help="run test images on board and emulator and compare every field")
@@ -19,7 +20,13 @@ def add_board_parser(sub, positive_int) -> None:
     c.add_argument("--limit", type=positive_int, default=None, help="first N test images only")
     c.add_argument("--data", default=None, metavar="DIR")
     c.add_argument("--batch", type=positive_int, default=None, help="images per round trip (default: fit the board)")
-    for p in (i, c):
+    t = bs.add_parser("train", help="train board and emulator side by side; compare the weights byte for byte")
+    t.add_argument("--image", required=True, metavar="H5")
+    t.add_argument("--steps", type=positive_int, required=True, help="training steps (one sample each)")
+    t.add_argument("--seed", type=int, default=0, help="order of the training samples (default: %(default)s)")
+    t.add_argument("--check-every", type=positive_int, default=100, help="read back and compare every N steps")
+    t.add_argument("--data", default=None, metavar="DIR")
+    for p in (i, c, t):
         p.add_argument("--port", required=True, metavar="URL", help="serial port or pyserial URL, e.g. /dev/pts/5")
         p.add_argument("--trace", action="store_true", help="log every frame as hex on stderr")
         p.add_argument("--json", action="store_true")
@@ -28,14 +35,17 @@ def add_board_parser(sub, positive_int) -> None:
 def _serve(args) -> int:
     from firmware_bridge.launch import start_virtual_board
 
-    spec = None
+    from popcount_learn.learning import LearningConfig
+
+    spec, learning = None, LearningConfig()
     if args.image is not None:
         from popcount_learn.h5io import load_weight_image
 
-        spec = load_weight_image(args.image).spec
+        image = load_weight_image(args.image)
+        spec, learning = image.spec, image.learning or learning
     # SIGTERM ends the board like Ctrl-C does (the finally below stops the firmware).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    board = start_virtual_board(spec, qemu=args.qemu)
+    board = start_virtual_board(spec, learning=learning, qemu=args.qemu)
     try:
         print(board.port, flush=True)
         code = board.wait()
@@ -68,6 +78,18 @@ def run_board(args, print_summary) -> int:
         if summary["mismatches"]:
             print(f"popcount-learn: board and emulator differ on {summary['mismatches']} of {summary['n']} images; "
                   f"first: {summary['first_mismatch']}", file=sys.stderr)
+            return 1
+        return 0
+    if args.board_command == "train":
+        from .progress import TqdmProgress
+
+        summary = commands.board_train(
+            args.port, args.image, steps=args.steps, seed=args.seed, check_every=args.check_every,
+            data_dir=args.data, trace=args.trace, progress=TqdmProgress(leave=False, dynamic_ncols=True, file=sys.stderr),
+        )
+        print_summary(summary, args.json)
+        if summary["mismatches"]:
+            print(f"popcount-learn: board and emulator differ: {summary['first_mismatch']}", file=sys.stderr)
             return 1
         return 0
     raise AssertionError(args.board_command)

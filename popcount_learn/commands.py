@@ -288,10 +288,14 @@ def evaluate(
     return summary
 
 
-def export(model_path, out, *, bits=8, data_dir=None, measure=True, spec_options=None) -> dict:
-    """Quantise a float model to a weight image and write it atomically to ``out``.
+def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_options=None) -> dict:
+    """Write a deployable weight image atomically to ``out``.
 
-    ``spec_options`` ({field: text}) overrides fields of the default datapath for ``bits``.
+    A float model is quantised (``bits``, default 8; ``spec_options`` ({field: text}) override
+    fields of the default datapath for ``bits``). A weight image (e.g. from ``train --mode
+    onchip``) is written as it is: its integers, spec and learning rule are kept, ``bits`` must
+    match and ``spec_options`` are refused. Either way the emulator's test accuracy is measured
+    and recorded in the provenance (unless ``measure`` is false).
     """
     from . import h5io
     from .network import ExactNetwork
@@ -299,19 +303,25 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True, spec_options
 
     out = _writable_out_path(out)
     model, metadata = h5io.load_model_and_metadata(model_path)
-    if not isinstance(model, ExactNetwork):
-        raise ConfigError(f"{model_path} is already a weight image; export takes a float model (popcount-learn train --out ...)")
-    config = metadata.get("config") or {}
-    provenance = provenance_record(
-        metadata.get("kind", "exact"),
-        source_model=str(model_path),
-        epochs=config.get("epochs"),
-        seed=config.get("seed"),
-        dataset=metadata.get("dataset"),
-        dataset_sha256=metadata.get("dataset_sha256"),
-        float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
-    )
-    image = quantize(model, DatapathConfig.from_options(bits, spec_options), provenance=provenance)
+    if isinstance(model, ExactNetwork):
+        config = metadata.get("config") or {}
+        provenance = provenance_record(
+            metadata.get("kind", "exact"),
+            source_model=str(model_path),
+            epochs=config.get("epochs"),
+            seed=config.get("seed"),
+            dataset=metadata.get("dataset"),
+            dataset_sha256=metadata.get("dataset_sha256"),
+            float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
+        )
+        image = quantize(model, DatapathConfig.from_options(8 if bits is None else bits, spec_options), provenance=provenance)
+    else:
+        if bits is not None and bits != model.spec.weight_bits:
+            raise ConfigError(f"{model_path} is a {model.spec.weight_bits}-bit weight image; --bits {bits} cannot re-quantise it")
+        if spec_options:
+            raise ConfigError(f"{model_path} is a weight image: its datapath is fixed; --spec applies to float models")
+        provenance = dict(model.provenance, source_model=str(model_path))
+        image = dataclasses.replace(model, provenance=provenance)
     if measure:
         from .emulator import emulate as run_emulator
         from .emulator import summarize

@@ -236,13 +236,15 @@ def _train_samples(
     time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap, tie_lowest, max_steps,
     acc_proto, w_lo, w_hi, sign_flat, sign_off, words,
     margin, hidden_prob, output_prob, halving, seed, all_violators, always_correct,
-    stats_out,
+    delta, stats_out,
 ):
-    """Train on ``input_steps[order[i]]`` for i = 0, 1, ... (sample index first_sample_index + i)."""
+    """Train on ``input_steps[order[i]]`` for i = 0, 1, ... (sample index first_sample_index + i).
+
+    ``delta`` (int8, one per neuron) is scratch; it is left holding the last sample's deltas.
+    """
     total = neuron_off[n_pre.shape[0]]
     spk = np.empty(total, np.int32)
     rows_read = np.empty(n_pre.shape[0], np.int32)
-    delta = np.zeros(total, np.int8)
     for i in range(order.shape[0]):
         s = order[i]
         _train_one(
@@ -283,13 +285,19 @@ def sign_plane(weights_lsb: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StepResult:
-    """What one training step saw and did (see ``OnchipLearner.step``)."""
+    """What one training step saw and did (see ``OnchipLearner.step``).
+
+    delta_plus / delta_minus: per layer, the delta planes as bitarrays (bit j set when neuron j
+    of that layer had delta +1 / -1).
+    """
 
     predicted: int
     first_output_step: int
     weights_changed: int
     neurons_with_delta: int
     hidden_spikes_delivered: int
+    delta_plus: tuple = ()
+    delta_minus: tuple = ()
 
 
 class OnchipLearner:
@@ -315,6 +323,7 @@ class OnchipLearner:
         sizes = (packed.n_pre + 1) * self.words
         self.sign_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.sign_flat = np.concatenate([sign_plane(l.weights_lsb).ravel() for l in image.layers]).astype(np.uint64)
+        self._delta = np.zeros(int(packed.neuron_off[-1]), np.int8)
         _check_bounds(self.spec, packed.n_pre)
 
     def _args(self):
@@ -346,14 +355,30 @@ class OnchipLearner:
         if not (0 <= int(first_sample_index) and int(first_sample_index) + len(order) <= 1 << 32):
             raise ConfigError(f"sample indices must lie in 0..2**32-1, got {first_sample_index}")
         stats = np.zeros((len(order), 5), np.int64)
-        _train_samples(steps, labels, order, int(first_sample_index), *self._args(), stats)
+        _train_samples(steps, labels, order, int(first_sample_index), *self._args(), self._delta, stats)
         return stats
 
     def step(self, input_spike_steps: np.ndarray, label: int, sample_index: int) -> StepResult:
         """Apply exactly one training step (one encoded input row, its label, its sample index)."""
+        from bitarray import bitarray
+
         steps = np.asarray(input_spike_steps).reshape(1, -1)
         s = self.train(steps, np.array([label]), sample_index)[0]
-        return StepResult(int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(s[4]))
+        off = self._packed.neuron_off
+        layers = [self._delta[off[k] : off[k + 1]] for k in range(len(off) - 1)]
+        plus = tuple(bitarray((d > 0).tolist()) for d in layers)
+        minus = tuple(bitarray((d < 0).tolist()) for d in layers)
+        return StepResult(int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(s[4]), plus, minus)
+
+    def sign_plane_bits(self, layer: int) -> list:
+        """The sign plane of ``layer`` as the hardware holds it: one bitarray per weight row
+        (bit j set when ``w[row, j] < 0``)."""
+        from bitarray import bitarray
+
+        p = self._packed
+        n_rows, n_post = int(p.n_pre[layer] + 1), int(p.n_post[layer])
+        words = self.sign_flat[self.sign_off[layer] : self.sign_off[layer + 1]].reshape(n_rows, -1)
+        return [bitarray(unpack_bits(row, n_post).tolist()) for row in words]
 
     def image(self, provenance: dict | None = None) -> WeightImage:
         """The current weights as a WeightImage (thresholds, scales and spec unchanged)."""
@@ -400,9 +425,9 @@ class OnchipTrainConfig:
     """
 
     hidden: tuple[int, ...] = (600,)
-    epochs: int = 12
+    epochs: int = 15
     seed: int = 0
-    augment_shift_px: int = 0
+    augment_shift_px: int = 1
     init_mean: float = 2.0
     init_std_gain: float = 1.0
     first_sample_index: int = 0

@@ -11,3 +11,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def mnist_dir() -> Path:
     """The MNIST copy shipped in the repository (``datasets/mnist``)."""
     return REPO_ROOT / "datasets" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def firmware_build_root(tmp_path_factory) -> Path:
+    """One firmware build directory per test session (builds are keyed by spec inside it)."""
+    return tmp_path_factory.mktemp("firmware")

@@ -338,3 +338,16 @@ def test_numpy_baseline_tool_is_bit_exact():
             assert np.array_equal(a.astype(np.int64), b)
 
     check()
+
+
+def test_step_reports_delta_planes_and_sign_planes_as_bitarrays():
+    spec = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=12, membrane_bits=12, max_steps=30)
+    image = make_image(spec, [np.array([[6, 6], [0, 0]]), np.array([[5, -5], [0, 0], [4, -4]])], [10, 40])
+    learner = OnchipLearner(image, LearningConfig(margin_steps=4))
+    _, info = ref.reference_step(image, learner.learning, [0], 1, 0)
+    result = learner.step(np.array([0]), 1, 0)
+    for k, deltas in enumerate(info["deltas"]):
+        assert result.delta_plus[k] == bitarray([d > 0 for d in deltas])
+        assert result.delta_minus[k] == bitarray([d < 0 for d in deltas])
+    assert result.delta_plus[1] == bitarray("10") and result.delta_minus[1] == bitarray("01")
+    assert learner.sign_plane_bits(1)[0] == bitarray("01")

@@ -71,7 +71,7 @@ static uint32_t add_inputs(const pcl_layer_t *L, const uint8_t *mem, const uint8
     return count;
 }
 
-void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, pcl_result_t *r)
+void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, uint32_t steps_after_decision, pcl_result_t *r)
 {
     const uint8_t *mem = pcl_image_memory();
     const uint32_t n_layers = img->n_layers;
@@ -92,7 +92,9 @@ void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, pcl_result_t *
     r->predicted = -1;
     r->tie = 0;
 
-    for (n = 0; n < (uint32_t)PCL_MAX_STEPS && decision < 0; n++) {
+    for (n = 0; n < (uint32_t)PCL_MAX_STEPS; n++) {
+        if (decision >= 0 && n - (uint32_t)decision > steps_after_decision)
+            break;
         /* Layer k reads layer k-1's spikes of step n - 1, so run the layers from the last one
          * down: layer k-1 then overwrites its list with the spikes of step n. */
         for (k = n_layers; k-- > 0;) {
@@ -145,7 +147,7 @@ void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, pcl_result_t *
             fired_count[k] += nc;
             new_count[k] = nc;
 
-            if (k == out && nc > 0u) {
+            if (k == out && nc > 0u && decision < 0) {
                 uint32_t best = fired_now[0];
 #if PCL_TIE_RULE == PCL_TIE_MAX_MEMBRANE
                 for (q = 1; q < nc; q++) /* the list is in index order: ">" keeps the lowest index */

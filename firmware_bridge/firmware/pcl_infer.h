@@ -8,7 +8,7 @@
  * Arrivals at step n: layer 0 the inputs spiking at n (bright inputs at 0, dark ones at
  * DARK_INPUT_STEP), layer k > 0 the layer k-1 neurons that fired at n - 1, every layer its bias
  * row at n = 0. The run stops after the decision step D (the first output spike) has been
- * completed in every layer. I and V are int32 registers; the sums are formed exactly in int64.
+ * completed in every layer (or steps_after_decision steps later). I and V are int32 registers; the sums are formed exactly in int64.
  */
 #ifndef PCL_INFER_H
 #define PCL_INFER_H
@@ -25,8 +25,11 @@ typedef struct {
     uint32_t rows_read[PCL_MAX_LAYERS];    /* weight rows delivered in steps 0 .. D, bias excluded */
 } pcl_result_t;
 
-/* Input bit i (byte i / 8, bit i % 8) set = input i spikes at step 0, clear = at DARK_INPUT_STEP. */
-void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, pcl_result_t *result);
+/* Input bit i (byte i / 8, bit i % 8) set = input i spikes at step 0, clear = at DARK_INPUT_STEP.
+ * Runs steps 0 .. min(D + steps_after_decision, MAX_STEPS - 1) (0 = stop right after D; the
+ * learning rule looks further); the result and counters always refer to D. */
+void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, uint32_t steps_after_decision,
+               pcl_result_t *result);
 
 /* After pcl_infer: spike step of every neuron (layer k at img->layer[k].neuron_offset), -1 = did
  * not fire in steps 0 .. D. */

@@ -14,7 +14,7 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
     return PCL_ERR_NO_LEARNING;
 }
 
-const int32_t *pcl_learning_spec(uint32_t *n)
+const uint32_t *pcl_learning_spec(uint32_t *n)
 {
     *n = 0;
     return 0;

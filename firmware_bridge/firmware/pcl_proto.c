@@ -152,7 +152,7 @@ static int need_length(reply_t *r, uint32_t len, uint32_t expected)
 static int handle_info(uint32_t len, reply_t *r)
 {
     uint32_t k, n_learn;
-    const int32_t *learn = pcl_learning_spec(&n_learn);
+    const uint32_t *learn = pcl_learning_spec(&n_learn);
     const pcl_image_t *img = pcl_image();
     int e = need_length(r, len, 0);
     if (e)
@@ -167,7 +167,7 @@ static int handle_info(uint32_t len, reply_t *r)
     for (k = 0; k < PCL_STREAM_N_SPEC_FIELDS; k++)
         put32(r, (uint32_t)compiled_spec[k]);
     for (k = 0; k < n_learn; k++)
-        put32(r, (uint32_t)learn[k]);
+        put32(r, learn[k]);
     put8(r, img != 0);
     put32(r, img ? pcl_image_crc32() : 0u);
     put32(r, img ? img->n_bytes : 0u);
@@ -226,7 +226,7 @@ static int handle_infer(const uint8_t *p, uint32_t len, reply_t *r)
     e = need_length(r, len, input_bytes(img));
     if (e)
         return e;
-    pcl_infer(img, p, &res);
+    pcl_infer(img, p, 0u, &res);
     return put_result(r, img, &res);
 }
 
@@ -249,7 +249,7 @@ static int handle_infer_batch(const uint8_t *p, uint32_t len, reply_t *r)
     put16(r, count);
     for (i = 0; i < count; i++) {
         pcl_result_t res;
-        pcl_infer(img, p + 2u + i * nb, &res);
+        pcl_infer(img, p + 2u + i * nb, 0u, &res);
         e = put_result(r, img, &res);
         if (e)
             return e;

@@ -21,7 +21,7 @@ void pcl_proto_idle(uint32_t now_ms);
 int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_t reply_room,
                    uint32_t *reply_len, int32_t detail[2]);
 /* Learning spec fields reported in INFO (count in *n); 0 fields without a rule. */
-const int32_t *pcl_learning_spec(uint32_t *n);
+const uint32_t *pcl_learning_spec(uint32_t *n);
 /* Called on RESET and on a new image: forget any training state. */
 void pcl_learning_reset(void);
 

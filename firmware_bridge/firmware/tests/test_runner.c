@@ -379,14 +379,22 @@ static void test_image_and_infer(void)
         CHECK(pcl_rd_i32(r.payload) == 0, "predicted %d", pcl_rd_i32(r.payload));
         CHECK(pcl_rd_i32(r.payload + 4) == 0, "first output step %d", pcl_rd_i32(r.payload + 4));
     }
-    /* Threshold 2 * 64 - 1: V = 64 + 63 after step 1 (I decays by 64 >> 6 = 1). */
-    n = tiny_image(s, 1, 0, 2 * (1 << PCL_CURRENT_FRAC_BITS) - 1);
-    CHECK(load(s, n, pcl_crc32_update(0, s, n)) == 0, "second tiny image accepted");
+    /* A dark input arrives at DARK_INPUT_STEP (the neuron fires then), or never. */
+    bits[0] = 0;
     r = request(PCL_MSG_INFER, bits, 1);
-    CHECK(r.ok && pcl_rd_i32(r.payload + 4) == 1, "fires at step 1, got %d", pcl_rd_i32(r.payload + 4));
-    bits[0] = 0; /* the input stays dark: nothing drives the neuron */
-    r = request(PCL_MSG_INFER, bits, 1);
-    CHECK(r.ok && pcl_rd_i32(r.payload) == -1 && pcl_rd_i32(r.payload + 4) == -1, "no decision without input");
+    CHECK(r.ok && pcl_rd_i32(r.payload + 4) == (PCL_DARK_INPUT_STEP >= 0 ? PCL_DARK_INPUT_STEP : -1),
+          "dark input: first output step %d", pcl_rd_i32(r.payload + 4));
+    CHECK(r.ok && pcl_rd_i32(r.payload) == (PCL_DARK_INPUT_STEP >= 0 ? 0 : -1), "dark input: predicted");
+    bits[0] = 1;
+    /* Step 1: I1 = I0 - floor(I0 / 2**TIME_SHIFT), V1 = I0 + I1; threshold V1 fires at step 1. */
+    {
+        const int32_t i0 = 1 << PCL_CURRENT_FRAC_BITS, i1 = i0 - pcl_floor_shift(i0, PCL_TIME_SHIFT);
+        n = tiny_image(s, 1, 0, i0 + i1);
+        CHECK(load(s, n, pcl_crc32_update(0, s, n)) == 0, "second tiny image accepted");
+        r = request(PCL_MSG_INFER, bits, 1);
+        CHECK(r.ok && pcl_rd_i32(r.payload + 4) == (i1 > 0 ? 1 : 0), "fires at step 1, got %d",
+              pcl_rd_i32(r.payload + 4));
+    }
     r = request(PCL_MSG_INFER, bits, 2);
     CHECK(error_code(r) == PCL_ERR_BAD_LENGTH, "infer with wrong input length");
 }
