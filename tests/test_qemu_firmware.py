@@ -20,7 +20,7 @@ import pytest
 
 from firmware_bridge import launch
 from firmware_bridge.client import BoardClient
-from firmware_bridge.commands import upload_image
+from firmware_bridge.commands import train_side_by_side, upload_image
 from firmware_bridge.compare import compare_on_board
 from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
 from firmware_bridge.faults import FaultProxy
@@ -29,10 +29,15 @@ from firmware_bridge.qemu import CROSS_GCC, QEMU_BINARY
 from popcount_learn.data import load_mnist
 from popcount_learn.emulator import emulate
 from popcount_learn.h5io import load_weight_image
+from popcount_learn.learning import LearningConfig
 from popcount_learn.weight_image import LayerImage, WeightImage, upload_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 N_IMAGES = 100
+N_TRAIN_STEPS = 100
+# Moves many weights per step, so every path of the on-board update runs on the Cortex-M3.
+BUSY_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_update_prob_q16=50000,
+                           prob_halving_samples=150, seed=12345, output_rule="all_violators", correct_rule="always")
 MISSING = [tool for tool in (CROSS_GCC, QEMU_BINARY) if shutil.which(tool) is None]
 pytestmark = pytest.mark.skipif(
     bool(MISSING),
@@ -72,8 +77,9 @@ def test_images(mnist_dir):
 
 
 @pytest.fixture(scope="module")
-def qemu_board(small_image, tmp_path_factory):
-    board = launch.start_virtual_board(small_image.spec, qemu=True)
+def qemu_board(small_image, firmware_build_root):
+    board = launch.start_virtual_board(small_image.spec, qemu=True, learning=BUSY_RULE,
+                                       build_root=firmware_build_root)
     try:
         yield board
     finally:
@@ -121,18 +127,14 @@ def _one_lsb_change_the_emulator_notices(image: WeightImage, images: np.ndarray)
 def test_comparison_on_the_qemu_board_catches_a_one_lsb_weight_change(client, small_image, test_images):
     images, _ = test_images
     changed = _one_lsb_change_the_emulator_notices(small_image, images[:20])
-    try:
-        upload_image(client, changed)
-        # Board runs the changed image, the emulator the original: they must disagree.
-        summary = compare_on_board(client, small_image, images[:20])
-        assert summary["mismatches"] > 0
-        assert "spike steps differ" in summary["first_mismatch"]
-    finally:
-        upload_image(client, small_image)
+    upload_image(client, changed)  # (the tests after this one upload what they need)
+    # Board runs the changed image, the emulator the original: they must disagree.
+    summary = compare_on_board(client, small_image, images[:20])
+    assert summary["mismatches"] > 0
+    assert "spike steps differ" in summary["first_mismatch"]
 
 
-def test_reset_mid_upload_leaves_no_image_and_a_clean_reupload_works(qemu_board, client, small_image, test_images):
-    images, _ = test_images
+def test_reset_mid_upload_leaves_no_image_behind(qemu_board, client, small_image):
     stream_bytes = len(upload_bytes(small_image))
     with FaultProxy(qemu_board.port, reset_hook=qemu_board.reset,
                     reset_after_to_board_bytes=stream_bytes // 3) as proxy:
@@ -148,8 +150,18 @@ def test_reset_mid_upload_leaves_no_image_and_a_clean_reupload_works(qemu_board,
     with pytest.raises(BoardRefused) as refused:
         client.infer(b"\x00" * ((small_image.topology[0] + 7) // 8))
     assert refused.value.code == ErrorCode.NO_IMAGE
-    upload_image(client, small_image)
-    assert compare_on_board(client, small_image, images[:10])["mismatches"] == 0
+    # (The next test's clean upload shows that the board takes an image again.)
+
+
+def test_weights_identical_to_the_emulator_after_100_on_board_training_steps(client, small_image, mnist_dir):
+    # Runs after the inference tests (it leaves trained weights); starts with a clean upload.
+    train = load_mnist(mnist_dir, "train")
+    summary = train_side_by_side(client, small_image, BUSY_RULE, train.images[:N_TRAIN_STEPS],
+                                 train.labels[:N_TRAIN_STEPS], check_every=50)
+    assert summary["steps"] == N_TRAIN_STEPS
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["weight_checks"] == 2  # the whole image read back after step 50 and 100
+    assert summary["weights_changed"] > 0  # the rule did move weights: the check is not vacuous
 
 
 def _children(pid: int) -> list[int]:
@@ -164,8 +176,8 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(small_image):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(firmware_build_root):
+    env = {**os.environ, "PYTHONPATH": str(REPO), launch.BUILD_ROOT_ENV: str(firmware_build_root)}
     cli = subprocess.Popen(
         [sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--qemu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
