@@ -142,6 +142,7 @@ class _Script:
     reset_after_to_board_bytes: int | None = None
     reset_done: bool = False
     muted: bool = False
+    cut_to_board: bool = False
     resets: int = 0
     errors: list = field(default_factory=list)
 
@@ -221,6 +222,12 @@ class FaultProxy:
         with self._lock:
             self._script.muted = muted
 
+    def set_cut(self, cut: bool) -> None:
+        """A cut link drops the client's bytes too (counted as ``to_board.muted``); with
+        ``set_muted`` it is a pulled cable. Usable as a reset_hook: ``lambda: proxy.set_cut(True)``."""
+        with self._lock:
+            self._script.cut_to_board = cut
+
     def reset_board(self) -> None:
         """Call the reset hook now (counted in ``counts()['resets']``)."""
         if self.reset_hook is None:
@@ -263,6 +270,9 @@ class FaultProxy:
 
     def _forward_to_board(self, data: bytes) -> None:
         script = self._script
+        if script.cut_to_board:
+            self.to_board.counts.muted += len(data)
+            return
         limit = script.reset_after_to_board_bytes
         sent_before = self.to_board.counts.bytes_in
         if limit is not None and not script.reset_done and sent_before + len(data) >= limit:
@@ -272,8 +282,10 @@ class FaultProxy:
             script.reset_done = True
             self.reset_board()
             data = tail
-        if data:
+        if data and not script.cut_to_board:
             self._board.write(self.to_board.apply(data))
+        elif data:
+            self.to_board.counts.muted += len(data)
 
     def _pump_to_client(self) -> None:
         try:
