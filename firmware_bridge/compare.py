@@ -17,7 +17,8 @@ from popcount_learn.emulator import EmulationResult, emulate, encode_input_steps
 from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import WeightImage
 
-from .protocol import BoardResult, input_bits
+from .errors import BoardRefused
+from .protocol import BoardResult, ErrorCode, input_bits
 
 
 def image_input_bits(image: WeightImage, images_uint8: np.ndarray) -> list[bytes]:
@@ -83,10 +84,19 @@ def run_on_board(client, image: WeightImage, images_uint8: np.ndarray, *, batch_
     batch = batch_size or client.batch_size_hint(len(bits[0]) if bits else 1)
     out = []
     progress.start(total=len(bits), desc="board")
-    for start in range(0, len(bits), batch):
+    start = 0
+    while start < len(bits):
         part = bits[start : start + batch]
-        out += [densify(r, image.topology) for r in client.infer_batch(part)]
+        try:
+            results = client.infer_batch(part)
+        except BoardRefused as exc:
+            if exc.code != ErrorCode.REPLY_TOO_LARGE or len(part) == 1:
+                raise
+            batch = max(1, len(part) // 2)  # spikier images than the size guess: smaller batches
+            continue
+        out += [densify(r, image.topology) for r in results]
         progress.update(len(part))
+        start += len(part)
     progress.close()
     return out
 

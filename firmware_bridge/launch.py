@@ -159,7 +159,7 @@ def prepare_build(spec: DatapathConfig | None = None, *, board: str = "host", le
     return FirmwareBuild(board, build_dir, gen_dir, items)
 
 
-def _make(build: FirmwareBuild, *targets: str) -> None:
+def _make(build: FirmwareBuild, *targets: str) -> str:
     if shutil.which("make") is None:
         raise FirmwareBuildError("building the firmware needs 'make' and a C compiler (apt-get install make gcc)")
     with open(build.build_dir / ".lock", "w") as lock:
@@ -168,15 +168,18 @@ def _make(build: FirmwareBuild, *targets: str) -> None:
     if r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-15:])
         raise FirmwareBuildError(f"firmware build failed (make {' '.join(targets) or 'all'} in {build.build_dir}):\n{tail}")
+    return r.stdout
 
 
 def build_firmware(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
                    build_root: Path | None = None, make_vars: dict | None = None) -> Path:
     """Build (if needed) the firmware for ``spec`` and return the path of the binary / ELF."""
-    target = _board_target(board)
+    if not (FIRMWARE_DIR / "boards" / board / "board.mk").is_file():
+        known = sorted(p.name for p in (FIRMWARE_DIR / "boards").iterdir() if (p / "board.mk").is_file())
+        raise FirmwareBuildError(f"unknown board {board!r}; boards: {', '.join(known)}")
     build = prepare_build(spec, board=board, learning=learning, build_root=build_root, make_vars=make_vars)
     _make(build, "all")
-    return build.build_dir / target
+    return Path(_make(build, "print-target").strip().splitlines()[-1])
 
 
 def build_c_tests(spec: DatapathConfig | None = None, *, learning=None, build_root: Path | None = None) -> Path:
@@ -191,17 +194,6 @@ def build_c_bench(spec: DatapathConfig | None = None, *, learning=None, build_ro
     build = prepare_build(spec, board="host", learning=learning, build_root=build_root)
     _make(build, "bench")
     return build.build_dir / "pcl-bench"
-
-
-def _board_target(board: str) -> str:
-    mk = FIRMWARE_DIR / "boards" / board / "board.mk"
-    if not mk.is_file():
-        raise FirmwareBuildError(f"unknown board {board!r}: no {mk}")
-    for line in mk.read_text().splitlines():
-        name, sep, value = line.partition(":=")
-        if sep and name.strip() == "TARGET":
-            return value.strip()
-    raise FirmwareBuildError(f"{mk} does not set TARGET")
 
 
 class VirtualBoard:

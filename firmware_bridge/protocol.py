@@ -79,22 +79,20 @@ class FrameError(ValueError):
 
 
 def cobs_encode(data: bytes) -> bytes:
-    """Consistent-overhead byte stuffing: the output has no 00 byte; 1 byte per 254 extra."""
+    """Consistent-overhead byte stuffing: the output has no 00 byte; 1 byte per 254 extra.
+
+    Each zero-free run between zeros becomes blocks ``code | bytes``: a full run of 254 is code
+    FF (no zero implied), a shorter tail ``len + 1`` (a zero implied, except at the very end).
+    """
     out = bytearray()
-    block = bytearray()
-    for byte in data:
-        if byte == 0:
-            out.append(len(block) + 1)
-            out += block
-            block.clear()
-        else:
-            block.append(byte)
-            if len(block) == 254:
-                out.append(255)
-                out += block
-                block.clear()
-    out.append(len(block) + 1)
-    out += block
+    for run in bytes(data).split(b"\x00"):
+        view = memoryview(run)
+        while len(view) >= 254:
+            out.append(255)
+            out += view[:254]
+            view = view[254:]
+        out.append(len(view) + 1)
+        out += view
     return bytes(out)
 
 

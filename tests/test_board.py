@@ -14,7 +14,9 @@ import serial
 from firmware_bridge import commands, launch
 from firmware_bridge import protocol as p
 from firmware_bridge.client import BoardClient
-from firmware_bridge.compare import compare_on_board, compare_results, densify, first_mismatch, run_on_board
+from firmware_bridge.compare import (
+    compare_on_board, compare_results, densify, first_mismatch, image_input_bits, run_on_board,
+)
 from firmware_bridge.errors import BoardRefused, ImageRejected
 from firmware_bridge.protocol import ErrorCode, MsgType
 from popcount_learn.data import load_mnist
@@ -162,6 +164,14 @@ def _dense_row(result, i):
     return DenseBoardResult(int(result.predicted[i]), int(result.first_output_step[i]), bool(result.tie[i]),
                             tuple(s[i] for s in result.spike_steps), result.rows_read[i].astype(np.int64),
                             int(result.synaptic_additions[i]))
+
+
+def test_batches_shrink_when_a_reply_would_not_fit(client, mnist, net600):
+    commands.upload_image(client, net600)
+    with pytest.raises(BoardRefused, match="REPLY_TOO_LARGE"):
+        client.infer_batch(image_input_bits(net600, mnist[0][:600]))  # ~170 bytes x 600 > 64 KiB
+    board = run_on_board(client, net600, mnist[0][:600], batch_size=600)
+    assert compare_results(board, emulate(net600, mnist[0][:600]))["mismatches"] == 0
 
 
 def test_comparator_fails_on_a_one_lsb_weight_difference(client, mnist, net600):

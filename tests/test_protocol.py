@@ -49,6 +49,29 @@ def test_one_golden_frame_spelled_out():
     assert golden_vectors()[0][4] == expected
 
 
+def slow_cobs_encode(data: bytes) -> bytes:
+    """The obvious byte-at-a-time COBS encoder, as a reference for the fast one."""
+    out, block = bytearray(), bytearray()
+    for byte in data:
+        if byte == 0:
+            out += bytes([len(block) + 1]) + block
+            block.clear()
+        else:
+            block.append(byte)
+            if len(block) == 254:
+                out += b"\xff" + block
+                block.clear()
+    return bytes(out + bytes([len(block) + 1]) + block)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\x00", b"\x01", b"\xff", b"\x07" * 253, b"\x08" * 254, b"\x09" * 255]), max_size=8)
+       | st.binary(max_size=1200).map(lambda b: [b]))
+def test_cobs_encoder_agrees_with_the_byte_at_a_time_reference(parts):
+    data = b"".join(parts)
+    assert p.cobs_encode(data) == slow_cobs_encode(data)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=1200))
 def test_cobs_round_trip_and_no_zero(data):
