@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import serial
 
 from firmware_bridge import qemu
 from firmware_bridge._selftest_link import SelftestLink, crc32, source_pattern
@@ -164,8 +163,7 @@ def test_stop_ends_qemu_and_removes_its_files(selftest_elf):
     assert running.process.returncode is not None
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert not Path(workdir).exists()
-    with pytest.raises(serial.SerialException):
-        serial.Serial(port, timeout=0.1).read(1)
+    # (Not re-opening the pty: another process may already have been given the same name.)
 
 
 def test_missing_or_bad_elf_is_a_clear_error_and_leaves_nothing_running(tmp_path, selftest_elf):
