@@ -32,6 +32,9 @@ from .protocol import ErrorCode, FrameError, MsgType
 DEFAULT_TIMEOUT_S = 2.0  # per attempt, for short requests
 DEFAULT_RETRIES = 3
 READ_SLICE_S = 0.05  # one blocking read waits at most this long
+# A write may take the attempt's timeout plus its bytes at this rate (about 9600 baud); longer
+# means the board stopped taking bytes (hung, or blocked sending to a host that is writing).
+SLOWEST_LINK_BYTES_PER_S = 960
 DEFAULT_BAUDRATE = 115200  # meaningless on a pty; real UARTs use it
 INFER_BATCH_BYTES_PER_RESULT = 400  # reply size guess for batch sizing (the board refuses overflows)
 
@@ -125,8 +128,13 @@ class BoardClient:
         return self._seq
 
     def _write(self, data: bytes) -> None:
+        limit_s = round(self.timeout_s + len(data) / SLOWEST_LINK_BYTES_PER_S, 1)
         try:
+            if getattr(self._port, "write_timeout", limit_s) != limit_s:
+                self._port.write_timeout = limit_s  # reconfigures the port: only when it changes
             self._port.write(data)
+        except serial.SerialTimeoutException:
+            raise BoardTimeout(f"{self.url}: the board took no more bytes for {limit_s:g} s (it stopped reading)") from None
         except (serial.SerialException, OSError) as exc:
             raise BoardConnectionError(f"{self.url}: write failed: {exc}") from None
         self.stats["tx_bytes"] += len(data)

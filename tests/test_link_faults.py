@@ -9,16 +9,18 @@ scripted faults (board falls silent mid-frame, speaks something else, link cut m
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from firmware_bridge import launch
+from firmware_bridge import client as client_module
 from firmware_bridge.client import BoardClient
 from firmware_bridge.commands import upload_image
 from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
-from firmware_bridge.faults import Babbler, FaultProxy, FaultRates
+from firmware_bridge.faults import Babbler, FaultProxy, FaultRates, open_raw_pty
 from firmware_bridge.protocol import ErrorCode, MsgType
 from popcount_learn.weight_image import upload_bytes
 
@@ -112,6 +114,23 @@ def test_a_port_that_speaks_something_else_gives_a_typed_error_in_bounded_time(b
         with pytest.raises(BoardError):
             client.info()
         assert time.monotonic() - start < _budget_s(client)
+
+
+def test_a_board_that_stops_reading_gives_a_timeout_not_a_hang(monkeypatch):
+    # Nobody reads the device side of this pty: after its buffer fills, a write never ends.
+    # (A fast assumed link keeps the write deadline short: 0.2 s + 60 kB at 100 kB/s.)
+    monkeypatch.setattr(client_module, "SLOWEST_LINK_BYTES_PER_S", 100_000)
+    master, slave, port = open_raw_pty()
+    try:
+        with BoardClient(port, timeout_s=TIMEOUT_S, retries=RETRIES) as client:
+            chunk = bytes(60_000)
+            start = time.monotonic()
+            with pytest.raises(BoardTimeout, match="stopped reading"):
+                client.request(MsgType.LOAD_CHUNK, chunk)
+            assert time.monotonic() - start < TIMEOUT_S + len(chunk) / 100_000 + 2.0
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def test_link_cut_mid_upload_leaves_no_image_and_commit_is_refused(board, image):
