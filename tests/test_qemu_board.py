@@ -95,7 +95,7 @@ def test_millisecond_tick_runs_at_real_time_and_never_steps_back(link):
 def test_read_byte_times_out_on_time_and_wakes_on_a_byte(link):
     _, kind, elapsed_ms = link.command("WAIT 200").split()
     assert kind == "timeout"
-    assert 200 <= int(elapsed_ms) <= 400
+    assert 200 <= int(elapsed_ms) <= 1000  # never early; late only if QEMU was starved of CPU
     link.port.write(b"WAIT 3000\n")
     time.sleep(0.2)
     link.port.write(b"Z")
