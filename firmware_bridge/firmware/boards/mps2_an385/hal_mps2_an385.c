@@ -97,22 +97,16 @@ uint32_t hal_millis(void)
 {
     uint32_t base;
     uint32_t counter;
-    uint32_t wrap_pending;
     uint32_t now;
-    /* Re-read if the tick interrupt ran in between, so base and counter belong together. If
-     * the counter has reloaded but its interrupt is not yet taken (PENDSTSET), the period that
-     * just ended is not in base yet: add it, or time would step back by a tick. */
+    /* Re-read if the tick interrupt ran in between, so base and counter belong together. */
     do {
         base = tick_base_ms;
         counter = M3_SYST_CVR;
-        wrap_pending = M3_SCB_ICSR & M3_ICSR_PENDSTSET;
     } while (base != tick_base_ms);
-    if (wrap_pending != 0u && counter > CLOCKS_PER_TICK / 2u) {
-        base += MS_PER_TICK;
-    }
     now = base + (CLOCKS_PER_TICK - 1u - counter) / CLOCKS_PER_MS;
-    /* QEMU reloads the counter before its tick callback pends the interrupt, so for a moment
-     * neither of the above sees the wrap: hold the clock still rather than step it back. */
+    /* A counter that has reloaded before its interrupt was taken (interrupts masked, or QEMU,
+     * which reloads before its tick callback pends the interrupt) reads as the start of the
+     * old period: hold the clock still until the tick lands rather than step it back. */
     if ((uint32_t)(last_millis - now) <= MS_PER_TICK && now != last_millis) {
         now = last_millis;
     }
@@ -120,23 +114,35 @@ uint32_t hal_millis(void)
     return now;
 }
 
+static int take_from_ring(uint8_t *byte)
+{
+    if (rx_tail == rx_head) {
+        return 0;
+    }
+    *byte = rx_ring[rx_tail & (RX_RING_BYTES - 1u)];
+    rx_tail = rx_tail + 1u;
+    if (rx_paused != 0u) {
+        /* Room again: take the byte the ISR had to leave, then let interrupts in. */
+        m3_disable_irq();
+        rx_paused = 0u;
+        rx_drain();
+        if (rx_paused == 0u) {
+            UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
+        }
+        m3_enable_irq();
+    }
+    return 1;
+}
+
 int hal_read_byte(uint8_t *byte, uint32_t timeout_ms)
 {
-    const uint32_t start = hal_millis();
+    uint32_t start;
+    if (take_from_ring(byte)) {
+        return 1; /* streaming: no clock read per byte */
+    }
+    start = hal_millis();
     for (;;) {
-        if (rx_tail != rx_head) {
-            *byte = rx_ring[rx_tail & (RX_RING_BYTES - 1u)];
-            rx_tail = rx_tail + 1u;
-            if (rx_paused != 0u) {
-                /* Room again: take the byte the ISR had to leave, then let interrupts in. */
-                m3_disable_irq();
-                rx_paused = 0u;
-                rx_drain();
-                if (rx_paused == 0u) {
-                    UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
-                }
-                m3_enable_irq();
-            }
+        if (take_from_ring(byte)) {
             return 1;
         }
         if (timeout_ms == 0u || (uint32_t)(hal_millis() - start) >= timeout_ms) {
