@@ -358,9 +358,10 @@ def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/pts/")
-        r = _cli("board", "info", "--port", port, "--json", env=env)
+        r = _cli("board", "info", "--port", port, "--json", "--trace", env=env)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["datapath"]["max_steps"] == 512
+        assert r.stderr.startswith("trace: tx INFO seq=") and "trace: rx type=0x81" in r.stderr
         r = _cli("board", "compare", "--port", port, "--image", str(image_path), "--limit", "100", "--json", env=env)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["mismatches"] == 0
