@@ -29,7 +29,9 @@ from .errors import (
 )
 from .protocol import ErrorCode, FrameError, MsgType
 
-DEFAULT_TIMEOUT_S = 2.0  # per attempt, for short requests
+DEFAULT_TIMEOUT_S = 2.0  # per attempt, for short requests; longer ones add the two below
+COMPUTE_TIMEOUT_PER_IMAGE_S = 0.05  # per inference or training step of a request (slow boards)
+BITS_PER_BYTE_ON_THE_LINE = 10  # 8N1 UART framing: time to move the request and the reply
 DEFAULT_RETRIES = 3
 READ_SLICE_S = 0.05  # one blocking read waits at most this long
 # A write may take the attempt's timeout plus its bytes at this rate (about 9600 baud); longer
@@ -107,6 +109,7 @@ class BoardClient:
             port.timeout = READ_SLICE_S
         self.url = url
         self._port = port
+        self.baudrate = getattr(port, "baudrate", None) or baudrate
         self.timeout_s = timeout_s
         self.retries = retries
         self._trace = bool(trace)
@@ -146,12 +149,20 @@ class BoardClient:
         except (serial.SerialException, OSError) as exc:
             raise BoardConnectionError(f"{self.url}: read failed: {exc}") from None
 
-    def request(self, msg_type: int, payload: bytes = b"", *, timeout_s: float | None = None) -> bytes:
-        """Send one request and return the reply payload; BoardRefused on an error reply."""
+    def request(self, msg_type: int, payload: bytes = b"", *, timeout_s: float | None = None,
+                reply_bytes: int = 0, images: int = 0) -> bytes:
+        """Send one request and return the reply payload; BoardRefused on an error reply.
+
+        Each attempt waits ``timeout_s`` (default ``self.timeout_s``) plus the line time of the
+        request and of ``reply_bytes`` at the port's baud rate, plus ``images`` x
+        COMPUTE_TIMEOUT_PER_IMAGE_S.
+        """
         msg_type = _message_type(msg_type)
         seq = self._next_seq()
         frame = protocol.encode_frame(msg_type, seq, payload)
-        wait_s = self.timeout_s if timeout_s is None else timeout_s
+        wait_s = (self.timeout_s if timeout_s is None else timeout_s) \
+            + (len(frame) + reply_bytes) * BITS_PER_BYTE_ON_THE_LINE / self.baudrate \
+            + images * COMPUTE_TIMEOUT_PER_IMAGE_S
         self.stats["requests"] += 1
         for attempt in range(self.retries + 1):
             if attempt:
@@ -260,17 +271,19 @@ class BoardClient:
         parts = []
         for offset in range(0, n_bytes, step):
             length = min(step, n_bytes - offset)
-            reply = self.request(MsgType.READ_IMAGE, protocol.encode_read_image(offset, length))
+            reply = self.request(MsgType.READ_IMAGE, protocol.encode_read_image(offset, length), reply_bytes=length)
             parts.append(self._decoded(lambda p: protocol.decode_read_image(p, offset, length), reply))
         return b"".join(parts)
 
     def infer(self, bits: bytes) -> protocol.BoardResult:
-        return self._decoded(protocol.decode_infer_reply, self.request(MsgType.INFER, protocol.encode_infer(bits)))
+        reply = self.request(MsgType.INFER, protocol.encode_infer(bits), images=1)
+        return self._decoded(protocol.decode_infer_reply, reply)
 
     def infer_batch(self, bit_vectors: list[bytes], *, timeout_s: float | None = None) -> list[protocol.BoardResult]:
         """Several inferences in one round trip (keep the batch small enough for one reply)."""
         payload = protocol.encode_infer_batch(bit_vectors)
-        reply = self.request(MsgType.INFER_BATCH, payload, timeout_s=timeout_s)
+        reply = self.request(MsgType.INFER_BATCH, payload, timeout_s=timeout_s, images=len(bit_vectors),
+                             reply_bytes=len(bit_vectors) * INFER_BATCH_BYTES_PER_RESULT)
         results = self._decoded(protocol.decode_infer_batch_reply, reply)
         if len(results) != len(bit_vectors):
             raise BoardProtocolError(f"{self.url}: {len(results)} results for {len(bit_vectors)} inputs")
@@ -283,7 +296,7 @@ class BoardClient:
 
     def train_step(self, sample_index: int, label: int, bits: bytes) -> protocol.TrainStepReply:
         """One step of the board's learning rule on one input (sample index ``t``, label)."""
-        reply = self.request(MsgType.TRAIN_STEP, protocol.encode_train_step(sample_index, label, bits))
+        reply = self.request(MsgType.TRAIN_STEP, protocol.encode_train_step(sample_index, label, bits), images=1)
         return self._decoded(protocol.decode_train_reply, reply)
 
     # -- lifetime ----------------------------------------------------------------------------

@@ -60,10 +60,15 @@ def run_board(args, print_summary) -> int:
 
     if args.board_command == "virtual":
         return _serve(args)
-    if getattr(args, "trace", False):
+    if getattr(args, "trace", False):  # frames as hex on stderr; nothing else turns verbose
         import logging
 
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
+        from firmware_bridge.client import trace_log
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("trace: %(message)s"))
+        trace_log.addHandler(handler)
+        trace_log.setLevel(logging.DEBUG)
     if args.board_command == "info":
         print_summary(commands.board_info(args.port, trace=args.trace), args.json)
         return 0

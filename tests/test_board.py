@@ -133,6 +133,8 @@ def test_random_networks_match_the_emulator(spec_index, firmware_build_root):
             seen["no_decision"] += int((emu.first_output_step < 0).sum())
             seen["tie"] += int(emu.tie.sum())
             seen["hidden_spikes"] += sum(int((s >= 0).sum()) for s in emu.spike_steps[:-1])
+        with pytest.raises(BoardRefused, match="NO_LEARNING"):  # built without a rule
+            c.train_step(0, 0, p.input_bits(bits_on[0]))
     assert all(v > 0 for v in seen.values()), seen  # the comparison covered each kind of outcome
 
 
@@ -311,6 +313,14 @@ def test_unknown_type_and_bad_lengths_are_typed_errors(client):
         client.request(MsgType.LOAD_BEGIN, b"\x01\x02")
 
 
+def test_train_step_with_a_label_that_is_no_output_is_refused(client, net600):
+    commands.upload_image(client, net600)
+    with pytest.raises(BoardRefused, match="BAD_ARGUMENT: argument 1 has bad value 10"):
+        client.train_step(0, 10, bytes(98))
+    with pytest.raises(BoardRefused, match="BAD_LENGTH"):
+        client.train_step(0, 1, bytes(97))
+
+
 def test_half_loaded_and_mismatched_images_are_refused(client, net600):
     stream = upload_bytes(net600)
     client.request(MsgType.LOAD_BEGIN, p.encode_load_begin(len(stream), image_crc32(net600)))
@@ -348,9 +358,10 @@ def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/pts/")
-        r = _cli("board", "info", "--port", port, "--json", env=env)
+        r = _cli("board", "info", "--port", port, "--json", "--trace", env=env)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["datapath"]["max_steps"] == 512
+        assert r.stderr.startswith("trace: tx INFO seq=") and "trace: rx type=0x81" in r.stderr
         r = _cli("board", "compare", "--port", port, "--image", str(image_path), "--limit", "100", "--json", env=env)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["mismatches"] == 0
@@ -367,3 +378,65 @@ def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
     assert not os.path.exists(port)  # the board and its pty are gone
     r = _cli("board", "info", "--port", "/dev/nonexistent-pcl", env=env)
     assert r.returncode == 2 and "cannot open /dev/nonexistent-pcl" in r.stderr
+
+
+# -- property tests: random networks of 1-3 layers on the default-spec board -----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def small_problems(draw):
+    """A random default-spec image of 1-3 layers with moderate thresholds, inputs and a label."""
+    spec = DatapathConfig.for_weight_bits(8)
+    n_layers = draw(st.integers(1, 3))
+    topology = [draw(st.integers(1, 48))] + [draw(st.integers(1, 24)) for _ in range(n_layers)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    image = random_weight_image(rng, spec=spec, topology=topology, provenance={})
+    unit = spec.weight_max << spec.current_frac_bits
+    layers = tuple(dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 4 * unit))) for l in image.layers)
+    image = dataclasses.replace(image, layers=layers)
+    bits_on = rng.random(topology[0]) < draw(st.floats(0.05, 0.95))
+    label = draw(st.integers(0, topology[-1] - 1))
+    t = draw(st.integers(0, 2**32 - 1))
+    return image, bits_on, label, t
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problem=small_problems())
+def test_property_inference_and_one_training_step_match_on_random_networks(client, problem):
+    image, bits_on, label, t = problem
+    client.load_image(upload_bytes(image), image_crc32(image))
+    steps = np.where(bits_on, 0, image.spec.dark_input_step).astype(np.int32)
+    board = densify(client.infer(p.input_bits(bits_on)), image.topology)
+    emu = emulate(image, input_spike_steps=steps[None, :])
+    assert first_mismatch(board, emu, 0) is None
+    reply = client.train_step(t, label, p.input_bits(bits_on))
+    trained, result = train_step(image, BUSY_RULE, steps, label, t)
+    got = (reply.predicted, reply.first_output_step, reply.weights_changed, reply.neurons_with_delta,
+           reply.hidden_spikes_delivered)
+    assert got == (result.predicted, result.first_output_step, result.weights_changed, result.neurons_with_delta,
+                   result.hidden_spikes_delivered)
+    assert client.read_image(len(upload_bytes(trained))) == upload_bytes(trained)
+
+
+def test_property_test_exercised_deep_learning_paths(client):
+    """The random problems above do reach hidden deltas two layers deep and weight changes there."""
+    rng = np.random.default_rng(5)
+    deep_changes = 0
+    for i in range(40):
+        spec = DatapathConfig.for_weight_bits(8)
+        image = random_weight_image(rng, spec=spec, topology=(30, 20, 15, 6), provenance={})
+        unit = spec.weight_max << spec.current_frac_bits
+        image = dataclasses.replace(image, layers=tuple(
+            dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 2 * unit))) for l in image.layers))
+        bits_on = rng.random(30) < 0.5
+        steps = np.where(bits_on, 0, -1).astype(np.int32)
+        client.load_image(upload_bytes(image), image_crc32(image))
+        client.train_step(i, i % 6, p.input_bits(bits_on))
+        trained, _ = train_step(image, BUSY_RULE, steps, i % 6, i)
+        assert client.read_image(len(upload_bytes(trained))) == upload_bytes(trained)
+        deep_changes += int((trained.layers[0].weights_lsb != image.layers[0].weights_lsb).sum())
+    assert deep_changes > 0  # first-layer weights moved: deltas propagated back through two layers
