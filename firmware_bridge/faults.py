@@ -33,6 +33,8 @@ import serial
 
 from popcount_learn.errors import ConfigError
 
+from .errors import BoardConnectionError
+
 PUMP_POLL_S = 0.02
 BOARD_READ_BYTES = 4096
 
@@ -185,7 +187,10 @@ class FaultProxy:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "FaultProxy":
-        self._board = serial.serial_for_url(self.board_url, timeout=PUMP_POLL_S)
+        try:
+            self._board = serial.serial_for_url(self.board_url, timeout=PUMP_POLL_S)
+        except (serial.SerialException, ValueError) as exc:
+            raise BoardConnectionError(f"fault proxy: cannot open the board port {self.board_url}: {exc}") from None
         self._master, self._slave, self.client_port = open_raw_pty()
         self._threads = [
             threading.Thread(target=self._pump_to_board, name="fault-proxy-to-board", daemon=True),

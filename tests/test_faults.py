@@ -193,6 +193,13 @@ def test_reset_hook_fires_once_at_the_given_byte():
             assert proxy.counts()["resets"] == 1
 
 
+def test_unopenable_board_port_is_a_connection_error(tmp_path):
+    from firmware_bridge.errors import BoardConnectionError
+
+    with pytest.raises(BoardConnectionError, match="cannot open the board port"):
+        FaultProxy(str(tmp_path / "no-such-tty")).start()
+
+
 def test_reset_schedule_without_hook_is_refused():
     with pytest.raises(ConfigError, match="reset_hook"):
         FaultProxy("loop://", reset_after_to_board_bytes=10)
