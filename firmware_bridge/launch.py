@@ -109,6 +109,21 @@ def learning_codes(learning: LearningConfig) -> tuple[int, ...]:
     )
 
 
+def learning_from_codes(codes) -> LearningConfig:
+    """Inverse of ``learning_codes``: the rule a board reports in INFO."""
+    fields = dataclasses.fields(LearningConfig)
+    if len(codes) != len(fields):
+        raise ValueError(f"expected {len(fields)} learning fields, got {len(codes)}")
+    values = {}
+    for f, code in zip(fields, codes):
+        if f.name in _LEARNING_ENUM_CODES:
+            names = {v: k for k, v in _LEARNING_ENUM_CODES[f.name].items()}
+            values[f.name] = names[int(code)]
+        else:
+            values[f.name] = int(code)
+    return LearningConfig(**values)
+
+
 def learning_fields_c_header(guard: str = "PCL_LEARNING_FIELDS_H") -> str:
     """``PCL_LEARN_SPEC_VALUES``: the rule's constants in LearningConfig field order (for INFO)."""
     macros = [f"(uint32_t)PCL_LEARN_{f.name.upper()}" for f in dataclasses.fields(LearningConfig)]
