@@ -8,8 +8,8 @@ of spec is a rebuild. ``make`` itself rebuilds when a source changed.
 
 Boards: ``host`` (this machine; the firmware process reads and writes a pty) and, plugged in by
 ``firmware_bridge.qemu.start_qemu(elf_path)``, a QEMU Cortex-M3 (``board="mps2_an385"``). A
-started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()`` and
-``.close()``; ``VirtualBoard`` is the host one.
+started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()`` and use as a
+context manager that stops it on exit; ``VirtualBoard`` is the host one.
 """
 
 from __future__ import annotations
@@ -255,6 +255,8 @@ class VirtualBoard:
         if self._slave is not None:
             os.close(self._slave)
             self._slave = None
+
+    stop = close  # the name QEMU boards use
 
     def __enter__(self) -> "VirtualBoard":
         return self
