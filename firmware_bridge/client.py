@@ -243,6 +243,7 @@ class BoardClient:
 
     def reset(self) -> None:
         self.request(MsgType.RESET)
+        self._info = None
 
     def load_image(self, stream: bytes, crc32: int, *, progress=None) -> int:
         """Upload an image stream in chunks and commit; returns the board's CRC-32 of it."""

@@ -8,8 +8,8 @@ of spec is a rebuild. ``make`` itself rebuilds when a source changed.
 
 Boards: ``host`` (this machine; the firmware process reads and writes a pty) and, plugged in by
 ``firmware_bridge.qemu.start_qemu(elf_path)``, a QEMU Cortex-M3 (``board="mps2_an385"``). A
-started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()`` and
-``.close()``; ``VirtualBoard`` is the host one.
+started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()`` and use as a
+context manager that stops it on exit; ``VirtualBoard`` is the host one.
 """
 
 from __future__ import annotations
@@ -107,6 +107,21 @@ def learning_codes(learning: LearningConfig) -> tuple[int, ...]:
         else int(getattr(learning, f.name))
         for f in dataclasses.fields(LearningConfig)
     )
+
+
+def learning_from_codes(codes) -> LearningConfig:
+    """Inverse of ``learning_codes``: the rule a board reports in INFO."""
+    fields = dataclasses.fields(LearningConfig)
+    if len(codes) != len(fields):
+        raise ValueError(f"expected {len(fields)} learning fields, got {len(codes)}")
+    values = {}
+    for f, code in zip(fields, codes):
+        if f.name in _LEARNING_ENUM_CODES:
+            names = {v: k for k, v in _LEARNING_ENUM_CODES[f.name].items()}
+            values[f.name] = names[int(code)]
+        else:
+            values[f.name] = int(code)
+    return LearningConfig(**values)
 
 
 def learning_fields_c_header(guard: str = "PCL_LEARNING_FIELDS_H") -> str:
@@ -240,6 +255,8 @@ class VirtualBoard:
         if self._slave is not None:
             os.close(self._slave)
             self._slave = None
+
+    stop = close  # the name QEMU boards use
 
     def __enter__(self) -> "VirtualBoard":
         return self

@@ -45,14 +45,11 @@ def _serve(args) -> int:
         spec, learning = image.spec, image.learning or learning
     # SIGTERM ends the board like Ctrl-C does (the finally below stops the firmware).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    board = start_virtual_board(spec, learning=learning, qemu=args.qemu)
-    try:
+    with start_virtual_board(spec, learning=learning, qemu=args.qemu) as board:  # stopped on any exit
         print(board.port, flush=True)
         code = board.wait()
         print(f"popcount-learn: error: the virtual board exited with status {code}", file=sys.stderr)
         return 1
-    finally:
-        board.close()
 
 
 def run_board(args, print_summary) -> int:

@@ -17,3 +17,11 @@ def mnist_dir() -> Path:
 def firmware_build_root(tmp_path_factory) -> Path:
     """One firmware build directory per test session (builds are keyed by spec inside it)."""
     return tmp_path_factory.mktemp("firmware")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--board-port", default=None, metavar="URL",
+        help="run tests/test_board.py against this board (int8 spec, any learning rule) instead of "
+             "a host virtual board it starts itself",
+    )

@@ -213,3 +213,12 @@ def test_stream_enum_codes_agree_with_the_datapath_codes():
 
 def test_input_bits_are_lsb_first():
     assert p.input_bits([True] + [False] * 7 + [False, True]) == bytes([0x01, 0x02])
+
+
+def test_learning_codes_round_trip():
+    from firmware_bridge.launch import learning_codes, learning_from_codes
+    from popcount_learn.learning import LearningConfig
+
+    for cfg in (LearningConfig(), LearningConfig(seed=2**32 - 1, output_rule="all_violators", correct_rule="always",
+                                                 margin_steps=65536, prob_halving_samples=0)):
+        assert learning_from_codes(learning_codes(cfg)) == cfg
