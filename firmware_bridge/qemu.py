@@ -2,7 +2,7 @@
 
 ``start_qemu(elf)`` returns a ``QemuBoard`` whose ``port`` (such as ``/dev/pts/5``) is a real
 serial device for pyserial / ``BoardClient``. The board's other handle is QEMU's QMP socket,
-used for ``reset()`` (a system reset, as by the board's reset button) and an orderly quit.
+used for ``reset()`` (a system reset, as by the board's reset button).
 
 Cleanup: ``stop()`` (also on ``with`` exit, garbage collection and interpreter exit) ends QEMU
 and removes its temporary directory; QEMU runs in its own session so a terminal's Ctrl-C
