@@ -481,3 +481,10 @@ def test_property_test_exercised_deep_learning_paths(client, rule):
         assert client.read_image(len(upload_bytes(trained))) == upload_bytes(trained)
         deep_changes += int((trained.layers[0].weights_lsb != image.layers[0].weights_lsb).sum())
     assert deep_changes > 0  # first-layer weights moved: deltas propagated back through two layers
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(noise=st.lists(st.binary(max_size=300) | st.just(b"\x00"), max_size=6).map(b"".join))
+def test_property_any_noise_leaves_the_board_answering(client, noise):
+    client._write(noise)
+    assert client.info().protocol_version == p.PROTOCOL_VERSION

@@ -222,3 +222,10 @@ def test_learning_codes_round_trip():
     for cfg in (LearningConfig(), LearningConfig(seed=2**32 - 1, output_rule="all_violators", correct_rule="always",
                                                  margin_steps=65536, prob_halving_samples=0)):
         assert learning_from_codes(learning_codes(cfg)) == cfg
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_decoder_never_raises_on_arbitrary_bytes(data):
+    for item in FrameDecoder(max_payload_bytes=128).feed(data):
+        assert isinstance(item, (Frame, FrameError))
