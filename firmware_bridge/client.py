@@ -158,6 +158,11 @@ class BoardClient:
         COMPUTE_TIMEOUT_PER_IMAGE_S.
         """
         msg_type = _message_type(msg_type)
+        if self._info is not None and len(payload) > self._info.max_payload_bytes:
+            # Resending cannot help a request the board's buffer cannot hold: refuse it here.
+            raise BoardRefused(
+                f"board refused {msg_type.name}: {_describe_error(ErrorCode.OVERSIZE, self._info.max_payload_bytes, 0)}"
+                f" (request payload {len(payload)} bytes)", ErrorCode.OVERSIZE, self._info.max_payload_bytes, len(payload))
         seq = self._next_seq()
         frame = protocol.encode_frame(msg_type, seq, payload)
         wait_s = (self.timeout_s if timeout_s is None else timeout_s) \
@@ -171,7 +176,7 @@ class BoardClient:
                 trace_log.debug("tx %s seq=%d try=%d %s", msg_type.name, seq, attempt, frame.hex(" "))
             # A leading delimiter ends whatever garbage the board may hold.
             self._write(b"\x00" + frame)
-            reply = self._await_reply(msg_type, seq, time.monotonic() + wait_s)
+            reply = self._await_reply(msg_type, seq, time.monotonic() + wait_s, len(payload))
             if reply is not None:
                 return reply
         raise BoardTimeout(
@@ -179,8 +184,12 @@ class BoardClient:
             f"of {wait_s:g} s"
         )
 
-    def _await_reply(self, msg_type, seq: int, deadline: float) -> bytes | None:
-        """The reply payload, or None to resend (deadline passed or the board saw a bad frame)."""
+    def _await_reply(self, msg_type, seq: int, deadline: float, payload_len: int) -> bytes | None:
+        """The reply payload, or None to resend (deadline passed or the board saw a bad frame).
+
+        An OVERSIZE report whose limit is below this request's payload is about this request
+        (a resend would be refused again): it raises BoardRefused at once.
+        """
         while time.monotonic() < deadline:
             data = self._read()
             if not data:
@@ -197,6 +206,10 @@ class BoardClient:
                 if item.msg_type == MsgType.ERROR and item.seq == protocol.NO_SEQ:
                     # The board received a damaged frame: perhaps ours. Resending is safe.
                     code, a, b = protocol.decode_error(item.payload)
+                    if code == ErrorCode.OVERSIZE and a < payload_len:
+                        raise BoardRefused(
+                            f"board refused {msg_type.name}: {_describe_error(code, a, b)} "
+                            f"(request payload {payload_len} bytes)", code, a, payload_len)
                     if code in _FRAME_FAULT_CODES:
                         self.stats["frame_faults"] += 1
                         return None

@@ -90,9 +90,9 @@ def run_on_board(client, image: WeightImage, images_uint8: np.ndarray, *, batch_
         try:
             results = client.infer_batch(part)
         except BoardRefused as exc:
-            if exc.code != ErrorCode.REPLY_TOO_LARGE or len(part) == 1:
+            if exc.code not in (ErrorCode.REPLY_TOO_LARGE, ErrorCode.OVERSIZE) or len(part) == 1:
                 raise
-            batch = max(1, len(part) // 2)  # spikier images than the size guess: smaller batches
+            batch = max(1, len(part) // 2)  # a request or reply the board cannot hold: smaller batches
             continue
         out += [densify(r, image.topology) for r in results]
         progress.update(len(part))

@@ -92,3 +92,32 @@ def test_unopenable_port_is_a_connection_error():
 def test_sequence_numbers_skip_no_seq():
     c = BoardClient("loop://", first_seq=p.NO_SEQ - 1)
     assert c._next_seq() == 0 and c._next_seq() == 1
+
+
+def test_an_oversize_report_about_this_request_is_final_not_resent():
+    # The board reports OVERSIZE (no seq: it could not read the frame) with its limit, 64 bytes.
+    # Our request carries 100 payload bytes, so the report is about it: refused at once.
+    c = loop_client(timeout_s=2.0, retries=3)
+    c._port.write(b"\x00" + p.encode_frame(MsgType.ERROR, p.NO_SEQ, p.encode_error(ErrorCode.OVERSIZE, 64, 0)))
+    t0 = time.monotonic()
+    with pytest.raises(BoardRefused, match="OVERSIZE") as info:
+        c.request(MsgType.INFER_BATCH, b"\x01" * 100)
+    assert time.monotonic() - t0 < 1.0 and c.stats["resends"] == 0
+    assert (info.value.a, info.value.b) == (64, 100)
+
+
+def test_an_oversize_report_about_a_damaged_frame_is_resent():
+    # A limit above our payload means the board saw a longer (merged or corrupted) frame: resend.
+    c = loop_client(timeout_s=0.3, retries=1)
+    c._port.write(b"\x00" + p.encode_frame(MsgType.ERROR, p.NO_SEQ, p.encode_error(ErrorCode.OVERSIZE, 8192, 0)))
+    with pytest.raises(BoardTimeout):
+        c.request(MsgType.INFER_BATCH, b"\x01" * 100)
+    assert c.stats["resends"] == 1
+
+
+def test_a_request_over_the_known_limit_is_refused_before_sending():
+    c = loop_client()
+    c._info = p.BoardInfo(p.PROTOCOL_VERSION, "x", "y", 64, 0, 0, 0, (), False, 0, 0, ())
+    with pytest.raises(BoardRefused, match="OVERSIZE"):
+        c.request(MsgType.INFER_BATCH, b"\x01" * 65)
+    assert c.stats["requests"] == 0 and c._port.in_waiting == 0
