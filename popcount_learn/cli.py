@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_nonneg_int, default=d.seed, help="default: %(default)s")
     t.add_argument("--augment-shift", type=_nonneg_int, default=None,
                    help=f"random translation in pixels (default: exact {d.augment_shift_px}, onchip {od.augment_shift_px})")
+    t.add_argument("--augment-from-epoch", type=_positive_int, default=None,
+                   help="first epoch with shifted images (default: 2; the first pass sees them as they are)")
     t.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training images only")
     t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
@@ -134,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="summarise a model or weight image and verify its checksums")
     i.add_argument("path", metavar="FILE")
     i.add_argument("--json", action="store_true")
+
+    from .cli_board import add_board_parser
+
+    add_board_parser(sub, _positive_int)
     return p
 
 
@@ -191,7 +197,7 @@ def _run_train(args, commands) -> int:
     else:
         hidden = None
     progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
-    options = {k: getattr(args, k) for k in ("epochs", "augment_shift") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("epochs", "augment_shift", "augment_from_epoch") if getattr(args, k) is not None}
     if "augment_shift" in options:
         options["augment_shift_px"] = options.pop("augment_shift")
     if hidden is not None:
@@ -245,6 +251,10 @@ def _run(args) -> int:
     if args.command == "inspect":
         _print_summary(commands.inspect(args.path), args.json)
         return 0
+    if args.command == "board":
+        from .cli_board import run_board
+
+        return run_board(args, _print_summary)
     raise AssertionError(args.command)
 
 

@@ -417,7 +417,9 @@ class OnchipTrainConfig:
     epochs: passes over the training set, each in a fresh seeded random order.
     seed: sample order, shift augmentation and the random initial network.
     augment_shift_px: random translation of each presented image (0 = none; the host does it,
-        the rule sees only the translated image).
+        the rule sees only the translated image), from epoch ``augment_from_epoch`` on. Shifting
+        from the first epoch is worth ~0.3 points after 15 epochs (two seeds) but costs ~1-2
+        points in a one-epoch run (BENCHMARKS.md).
     init_mean, init_std_gain: the random float init (``train.init_network``) that is quantised
         to the datapath to give the initial integer weights.
     first_sample_index: sample index ``t`` of the first sample presented.
@@ -428,6 +430,7 @@ class OnchipTrainConfig:
     epochs: int = 15
     seed: int = 0
     augment_shift_px: int = 1
+    augment_from_epoch: int = 1
     init_mean: float = 2.0
     init_std_gain: float = 1.0
     first_sample_index: int = 0
@@ -445,6 +448,8 @@ class OnchipTrainConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} must be an integer >= 0, got {v!r}")
         if self.augment_shift_px > 4:
             raise ConfigError(f"augment shift must be in 0..4 pixels, got {self.augment_shift_px}")
+        if not (is_int(self.augment_from_epoch) and self.augment_from_epoch >= 1):
+            raise ConfigError(f"augment from epoch must be an integer >= 1, got {self.augment_from_epoch!r}")
         if not (is_int(self.chunk_samples) and self.chunk_samples >= 1):
             raise ConfigError(f"chunk_samples must be a positive integer, got {self.chunk_samples!r}")
 
@@ -513,7 +518,8 @@ def train_onchip(
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         order = rng.permutation(n)
-        shown = _shift_images(flat, rng, config.augment_shift_px, image_shape) if config.augment_shift_px else flat
+        shifting = config.augment_shift_px and epoch + 1 >= config.augment_from_epoch
+        shown = _shift_images(flat, rng, config.augment_shift_px, image_shape) if shifting else flat
         steps = encode_input_steps(image.spec, shown)
         progress.start(total=n, desc=f"epoch {epoch + 1}/{config.epochs}")
         correct = changed = updated = 0
