@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment-shift", type=_nonneg_int, default=None,
                    help=f"random translation in pixels (default: exact {d.augment_shift_px}, onchip {od.augment_shift_px})")
     t.add_argument("--augment-from-epoch", type=_positive_int, default=None,
-                   help="first epoch with shifted images (default: 2; the first pass sees them as they are)")
+                   help=f"first epoch with shifted images (default: exact {d.augment_from_epoch}, onchip {od.augment_from_epoch})")
     t.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training images only")
     t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
