@@ -1,0 +1,1 @@
+"""Hardware side of popcount-learn: the datapath in Verilog (``rtl/``) and its Python drivers."""
