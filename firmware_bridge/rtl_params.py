@@ -6,9 +6,10 @@ generated include files; nothing is typed into the RTL by hand.
 
 Weight memory (``docs`` in ``firmware_bridge/rtl/README.md``): one word holds ``lanes`` weights
 of one row, lane ``l`` at bits ``[l * weight_bits, (l + 1) * weight_bits)``; layer ``k`` has
-``groups[k] = ceil(n_post / lanes)`` words per row and its row ``r`` starts at word
-``weight_base[k] + r * groups[k]`` (rows ``0 .. n_pre - 1`` then the bias row ``n_pre``).
-Lanes past ``n_post`` in a row's last word hold 0.
+``groups[k] = ceil(n_post / lanes)`` words per row, rows ``2**row_shift[k]`` words apart (the
+next power of two), and its row ``r`` starts at word ``weight_base[k] + (r << row_shift[k])``
+(rows ``0 .. n_pre - 1`` then the bias row ``n_pre``). Lanes past ``n_post`` and padding words
+hold 0.
 """
 
 from __future__ import annotations
@@ -74,12 +75,22 @@ class RtlLayout:
         return tuple(n - (g - 1) * self.lanes for n, g in zip(self.n_post, self.groups))
 
     @property
+    def row_shift(self) -> tuple[int, ...]:
+        """log2 of the words between consecutive rows: rows are padded to a power of two of words,
+        so that a row's address is a shift, not a multiply, in the core's address path."""
+        return tuple((g - 1).bit_length() for g in self.groups)
+
+    @property
+    def row_words(self) -> tuple[int, ...]:
+        return tuple(1 << s for s in self.row_shift)
+
+    @property
     def state_base(self) -> tuple[int, ...]:
         return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.groups)[:-1]]))
 
     @property
     def weight_base(self) -> tuple[int, ...]:
-        sizes = [(p + 1) * g for p, g in zip(self.n_pre, self.groups)]
+        sizes = [(p + 1) * w for p, w in zip(self.n_pre, self.row_words)]
         return tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes)[:-1]]))
 
     @property
@@ -88,7 +99,7 @@ class RtlLayout:
 
     @property
     def weight_words(self) -> int:
-        return sum((p + 1) * g for p, g in zip(self.n_pre, self.groups))
+        return sum((p + 1) * w for p, w in zip(self.n_pre, self.row_words))
 
     # --- widths
     @property
@@ -149,6 +160,7 @@ class RtlLayout:
             f"localparam [32*{k}-1:0] PCL_LAYER_LAST_LANES = {vec(self.last_lanes)};",
             f"localparam [32*{k}-1:0] PCL_LAYER_STATE_BASE = {vec(self.state_base)};",
             f"localparam [32*{k}-1:0] PCL_LAYER_WEIGHT_BASE = {vec(self.weight_base)};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_ROW_SHIFT = {vec(self.row_shift)};",
             f"localparam integer PCL_STATE_DEPTH = {self.state_depth};",
             f"localparam integer PCL_WEIGHT_WORDS = {self.weight_words};",
             f"localparam integer PCL_WORD_BITS = {self.word_bits};",
@@ -159,7 +171,7 @@ class RtlLayout:
     def core_parameters(self) -> str:
         """The ``#(...)`` parameter list that binds pcl_core to the generated localparams."""
         names = ["LANES", "N_LAYERS", "N_IN", "LAYER_N_PRE", "LAYER_N_POST", "LAYER_GROUPS",
-                 "LAYER_LAST_LANES", "LAYER_STATE_BASE", "LAYER_WEIGHT_BASE", "STATE_DEPTH",
+                 "LAYER_LAST_LANES", "LAYER_STATE_BASE", "LAYER_WEIGHT_BASE", "LAYER_ROW_SHIFT", "STATE_DEPTH",
                  *[n for n in self.widths if n != "WIDE_BITS"], "WIDE_BITS",
                  "WEIGHT_BITS", "CURRENT_FRAC_BITS", "CURRENT_BITS", "MEMBRANE_BITS", "TIME_SHIFT",
                  "CURRENT_WRAP", "MEMBRANE_WRAP", "TIE_LOWEST_INDEX", "MAX_STEPS"]
@@ -192,15 +204,15 @@ class RtlLayout:
         wb, lanes = self.spec.weight_bits, self.lanes
         mask = (1 << wb) - 1
         words: list[int] = []
-        for layer, groups in zip(image.layers, self.groups):
+        shifts = [l * wb for l in range(lanes)]
+        for layer, groups, row_words in zip(image.layers, self.groups, self.row_words):
             w = np.asarray(layer.weights_lsb, dtype=np.int64)
-            padded = np.zeros((w.shape[0], groups * lanes), dtype=np.int64)
+            padded = np.zeros((w.shape[0], row_words * lanes), dtype=np.int64)
             padded[:, : w.shape[1]] = w
-            lane_vals = (padded & mask).reshape(w.shape[0], groups, lanes)
-            shifts = np.array([l * wb for l in range(lanes)], dtype=object)
+            lane_vals = (padded & mask).reshape(w.shape[0], row_words, lanes).tolist()
             for row in lane_vals:
                 for group in row:
-                    words.append(int(sum(int(v) << int(s) for v, s in zip(group, shifts))))
+                    words.append(sum(v << s for v, s in zip(group, shifts)))
         assert len(words) == self.weight_words
         return words
 

@@ -15,7 +15,8 @@
 // tie.
 //
 // Weight RAM: one word = LANES weights (lane l at bits [l*WEIGHT_BITS +: WEIGHT_BITS]) of one
-// row; row r of layer k is at LAYER_WEIGHT_BASE[k] + r * LAYER_GROUPS[k] + g, g = group.
+// row; word g of row r of layer k is at LAYER_WEIGHT_BASE[k] + (r << LAYER_ROW_SHIFT[k]) + g,
+// g < LAYER_GROUPS[k] <= 2**LAYER_ROW_SHIFT[k] (rows padded to a power of two of words).
 // Thresholds are loaded through the same load port (wl_threshold = 1, wl_addr = layer).
 // Streams are valid/ready; a beat moves on a cycle with valid & ready.
 module pcl_core #(
@@ -28,6 +29,7 @@ module pcl_core #(
     parameter [32*N_LAYERS-1:0] LAYER_LAST_LANES = 0,
     parameter [32*N_LAYERS-1:0] LAYER_STATE_BASE = 0,
     parameter [32*N_LAYERS-1:0] LAYER_WEIGHT_BASE = 0,
+    parameter [32*N_LAYERS-1:0] LAYER_ROW_SHIFT = 0,
     parameter integer STATE_DEPTH = 2,
     parameter integer WADDR_BITS = 8,
     parameter integer SADDR_BITS = 1,
@@ -128,22 +130,31 @@ module pcl_core #(
     reg [SADDR_BITS-1:0] iss_saddr;
     reg [GROUP_BITS-1:0] iss_g;
     wire iss_last = (iss_g == groups_k - 1);
-    wire iss_free = !iss_busy || iss_last;
+    reg [1:0] iss_gap;   // cycles to wait after a short row (groups_k < PIPE), see state RAM
+    wire iss_free = iss_busy ? (iss_last && groups_k >= PIPE) : (iss_gap == 0);
 
-    reg [ROW_BITS-1:0] row_sel;        // row taken this cycle (combinational, below)
+    // Rows pass through a one-entry buffer (rb_*) between the row sources and the issuer, which
+    // keeps the source decisions and the address arithmetic in separate cycles.
+    reg [ROW_BITS-1:0] row_sel;        // row taken from a source this cycle (combinational, below)
     reg row_take, row_init;
+    reg rb_valid, rb_init;
+    reg [ROW_BITS-1:0] rb_row;
+    wire rb_take = rb_valid && iss_free;
+    wire src_free = !rb_valid || rb_take;
     wire [WADDR_BITS-1:0] row_base [0:N_LAYERS-1];
     generate
         for (gj = 0; gj < N_LAYERS; gj = gj + 1) begin : g_rowbase
-            // A constant multiply per layer: shift-and-add logic, no general multiplier.
+            // Rows are 2**LAYER_ROW_SHIFT words apart: the row offset is wiring, not a multiply.
             localparam [WADDR_BITS-1:0] WB = LAYER_WEIGHT_BASE[gj*32 +: 32];
-            localparam [WADDR_BITS-1:0] G = LAYER_GROUPS[gj*32 +: 32];
-            assign row_base[gj] = WB + row_sel * G;
+            localparam integer SH = LAYER_ROW_SHIFT[gj*32 +: 32];
+            wire [WADDR_BITS+ROW_BITS-1:0] offset = {{WADDR_BITS{1'b0}}, rb_row} << SH;
+            assign row_base[gj] = WB + offset[WADDR_BITS-1:0];
         end
     endgenerate
 
     // ------------------------------------------------------------------ sweep issue
     reg [GROUP_BITS-1:0] sw_g;
+    reg [1:0] drain;
 
     // ------------------------------------------------------------------ spike queue
     reg [GROUP_BITS-1:0] qe_idx;       // next entry to read (ACC: of layer k-1; REPORT: of k)
@@ -170,52 +181,61 @@ module pcl_core #(
     end
     wire [ROW_BITS+LB:0] ent_neuron = ent_g * LANES + ent_bit;
 
-    // ------------------------------------------------------------------ state RAMs + pipeline
-    // Issue stage (this cycle): st_re, st_raddr, op; execute stage (next cycle): RAM data.
-    // One state RAM per lane (SW bits wide), all at the same address.
+    // ------------------------------------------------------------------ state RAM + pipeline
+    // Issue (cycle t): st_re, st_raddr, op. Lane stage 1 (t+1): RAM data. Lane stage 2 (t+2):
+    // write-back and queue push. One word holds the LANES neurons of a group ({fired, V, I_wide}
+    // per lane). A word is never read before its previous write landed: words of one layer
+    // differ, and a row of fewer than PIPE groups is followed by gap cycles (iss_free below).
+    localparam integer PIPE = 3;
     reg st_re;
     reg [SADDR_BITS-1:0] st_raddr;
     reg op_acc, op_sweep;
     reg ex_acc, ex_sweep, ex_init;
     reg [SADDR_BITS-1:0] ex_saddr;
     reg [GROUP_BITS-1:0] ex_g;
-    wire ex_we = ex_acc | ex_sweep;
-    reg fwd_hit;    // the word read last cycle was being written at the same time: use fwd_data
+    reg ex2_acc, ex2_sweep;
+    reg [SADDR_BITS-1:0] ex2_saddr;
+    reg [GROUP_BITS-1:0] ex2_g;
+    wire ex_we = ex2_acc | ex2_sweep;
+    wire [LANES*SW-1:0] st_rdata, st_wdata;
+    pcl_ram_sdp #(.WIDTH(LANES*SW), .DEPTH(STATE_DEPTH), .ADDR_BITS(SADDR_BITS)) u_state (
+        .clk(clk), .we(ex_we), .waddr(ex2_saddr), .wdata(st_wdata),
+        .re(st_re), .raddr(st_raddr), .rdata(st_rdata));
 
+    // Per-lane "holds a real neuron" for stage 2, computed in stage 1; the layer's threshold is
+    // copied into a register (k changes many cycles before the next sweep reaches stage 2).
     wire ex_last_group = (ex_g == groups_k - 1);
+    reg [LANES-1:0] ex2_lane_valid;
+    reg [MEMBRANE_BITS-1:0] th_k;
     wire [LANES-1:0] fire;
-    wire [LANES*MEMBRANE_BITS-1:0] lane_v;   // V of each lane as last read (REPORT)
     genvar gl;
     generate
         for (gl = 0; gl < LANES; gl = gl + 1) begin : g_lane
-            wire [SW-1:0] rdata, wdata;
-            reg [SW-1:0] fwd_data;
-            wire [SW-1:0] s = fwd_hit ? fwd_data : rdata;
-            wire lane_valid = !ex_last_group || (gl < last_lanes_k);
-            pcl_ram_sdp #(.WIDTH(SW), .DEPTH(STATE_DEPTH), .ADDR_BITS(SADDR_BITS)) u_state (
-                .clk(clk), .we(ex_we), .waddr(ex_saddr), .wdata(wdata),
-                .re(st_re), .raddr(st_raddr), .rdata(rdata));
             pcl_lane #(
                 .WEIGHT_BITS(WEIGHT_BITS), .CURRENT_FRAC_BITS(CURRENT_FRAC_BITS),
                 .CURRENT_BITS(CURRENT_BITS), .MEMBRANE_BITS(MEMBRANE_BITS), .WIDE_BITS(WIDE_BITS),
                 .TIME_SHIFT(TIME_SHIFT), .CURRENT_WRAP(CURRENT_WRAP), .MEMBRANE_WRAP(MEMBRANE_WRAP)
             ) u_lane (
-                .state_in(s), .weight(wmem_rdata[gl*WEIGHT_BITS +: WEIGHT_BITS]), .acc(ex_acc),
-                .init(ex_init), .valid(lane_valid), .threshold(threshold[k]),
-                .state_out(wdata), .fire(fire[gl]));
-            assign lane_v[gl*MEMBRANE_BITS +: MEMBRANE_BITS] = rdata[WIDE_BITS +: MEMBRANE_BITS];
-            always @(posedge clk) fwd_data <= wdata;
+                .clk(clk), .state_in(st_rdata[gl*SW +: SW]), .weight(wmem_rdata[gl*WEIGHT_BITS +: WEIGHT_BITS]),
+                .acc(ex_acc), .init(ex_init), .valid(ex2_lane_valid[gl]), .threshold(th_k),
+                .state_out(st_wdata[gl*SW +: SW]), .fire(fire[gl]));
         end
     endgenerate
-    assign q_we = ex_sweep && (|fire);
+    // Queue push one cycle after stage 2 (stage 3), registered.
+    reg q_we_r;
+    reg [QW-1:0] q_wdata_r;
+    assign q_we = q_we_r;
     assign q_waddr = sbase_k + qcnt[k];
-    assign q_wdata = {ex_g, fire};
+    assign q_wdata = q_wdata_r;
 
     // ------------------------------------------------------------------ report / decision
     reg [NEURON_BITS-1:0] best_idx;
     reg [MEMBRANE_BITS-1:0] best_v;
     reg have_best, out_multi;
-    wire [MEMBRANE_BITS-1:0] rep_v = lane_v[ent_bit*MEMBRANE_BITS +: MEMBRANE_BITS];
+    reg cand_valid;                      // an output spike waiting for the tie compare
+    reg [NEURON_BITS-1:0] cand_idx;
+    reg [MEMBRANE_BITS-1:0] cand_v;
+    wire [MEMBRANE_BITS-1:0] rep_v = st_rdata[ent_bit*SW + WIDE_BITS +: MEMBRANE_BITS];
     assign sp_valid = (state == S_REPORT) && (rstate == R_BITS) && (ent_mask != 0);
     assign sp_layer = k;
     assign sp_index = ent_neuron[NEURON_BITS-1:0];
@@ -254,7 +274,7 @@ module pcl_core #(
                     op_acc = 1'b1;
                 end
                 if (n == 0 && !bias_done) begin
-                    if (iss_free) begin
+                    if (src_free) begin
                         row_take = 1'b1;
                         row_init = 1'b1;
                         row_sel = n_pre_k[ROW_BITS-1:0];
@@ -263,7 +283,7 @@ module pcl_core #(
                     if (in_done) acc_done = 1'b1;
                     else if (in_bad) in_ready = 1'b1;               // dropped, flagged
                     else if (in_now) begin
-                        if (iss_free) begin
+                        if (src_free) begin
                             in_ready = 1'b1;
                             row_take = 1'b1;
                             row_sel = in_index;
@@ -271,7 +291,7 @@ module pcl_core #(
                     end else if (in_valid) acc_done = 1'b1;          // next beat is for a later step
                 end else begin
                     if (ent_mask != 0) begin
-                        if (iss_free) begin
+                        if (src_free) begin
                             row_take = 1'b1;
                             row_sel = ent_neuron[ROW_BITS-1:0];
                         end
@@ -308,21 +328,41 @@ module pcl_core #(
         ex_init <= iss_init;
         ex_saddr <= st_raddr;
         ex_g <= op_sweep ? sw_g : iss_g;
-        fwd_hit <= st_re && ex_we && (st_raddr == ex_saddr);
+        ex2_acc <= ex_acc;
+        ex2_sweep <= ex_sweep;
+        ex2_saddr <= ex_saddr;
+        ex2_g <= ex_g;
+        for (li = 0; li < LANES; li = li + 1) ex2_lane_valid[li] <= !ex_last_group || (li < last_lanes_k);
+        th_k <= threshold[k];
+        q_we_r <= ex2_sweep && (|fire);
+        q_wdata_r <= {ex2_g, fire};
         if (q_we) qcnt[k] <= qcnt[k] + 1'b1;
 
         // row issuer
         if (row_take) begin
+            rb_valid <= 1'b1;
+            rb_init <= row_init;
+            rb_row <= row_sel;
+        end else if (rb_take) begin
+            rb_valid <= 1'b0;
+        end
+        if (rb_take) begin
             iss_busy <= 1'b1;
-            iss_init <= row_init;
+            iss_init <= rb_init;
             iss_waddr <= row_base[k];
             iss_saddr <= sbase_k;
             iss_g <= {GROUP_BITS{1'b0}};
+            iss_gap <= 2'd0;
         end else if (iss_busy) begin
-            if (iss_last) iss_busy <= 1'b0;
+            if (iss_last) begin
+                iss_busy <= 1'b0;
+                iss_gap <= (groups_k >= PIPE) ? 2'd0 : PIPE - 1 - groups_k;
+            end
             iss_waddr <= iss_waddr + 1'b1;
             iss_saddr <= iss_saddr + 1'b1;
             iss_g <= iss_g + 1'b1;
+        end else if (iss_gap != 0) begin
+            iss_gap <= iss_gap - 1'b1;
         end
 
         if (in_ready && in_valid) begin
@@ -344,6 +384,17 @@ module pcl_core #(
             end
         end
 
+        // Tie rule, one cycle behind the spike report (off the report's critical path).
+        if (cand_valid) begin
+            cand_valid <= 1'b0;
+            if (have_best) out_multi <= 1'b1;
+            if (!have_best || (TIE_LOWEST_INDEX == 0 && $signed(cand_v) > $signed(best_v))) begin
+                best_idx <= cand_idx;
+                best_v <= cand_v;
+            end
+            have_best <= 1'b1;
+        end
+
         case (state)
             S_IDLE: begin
                 if (wl_fire && wl_threshold) threshold[wl_addr[LAYER_BITS-1:0]] <= wl_data[MEMBRANE_BITS-1:0];
@@ -361,6 +412,7 @@ module pcl_core #(
                     res_input_error <= 1'b0;
                     have_best <= 1'b0;
                     out_multi <= 1'b0;
+                    cand_valid <= 1'b0;
                     qe_idx <= {GROUP_BITS{1'b0}};
                     qe_pending <= 1'b0;
                     ent_mask <= {LANES{1'b0}};
@@ -371,7 +423,7 @@ module pcl_core #(
                 end
             end
             S_ACC: begin
-                if (acc_done && iss_free && !row_take) begin
+                if (acc_done && !rb_valid && iss_free) begin
                     state <= S_SWEEP;
                     sw_g <= {GROUP_BITS{1'b0}};
                     qcnt[k] <= {GROUP_BITS{1'b0}};
@@ -379,10 +431,14 @@ module pcl_core #(
             end
             S_SWEEP: begin
                 sw_g <= sw_g + 1'b1;
-                if (sw_g == groups_k - 1) state <= S_DRAIN;
+                if (sw_g == groups_k - 1) begin
+                    state <= S_DRAIN;
+                    drain <= 2'd0;
+                end
             end
-            S_DRAIN: begin   // the last sweep word is in the execute stage
-                state <= S_REPORT;
+            S_DRAIN: begin   // three cycles: the last sweep word passes lane stages 1, 2, queue push
+                drain <= drain + 1'b1;
+                if (drain == 2'd2) state <= S_REPORT;
                 rstate <= R_FETCH;
                 qe_idx <= {GROUP_BITS{1'b0}};
             end
@@ -390,7 +446,7 @@ module pcl_core #(
                 case (rstate)
                     R_FETCH: begin
                         if (qe_idx != qcnt[k]) rstate <= R_ENTRY;
-                        else begin
+                        else if (!cand_valid) begin
                             if (is_out_layer && have_best && !decided) begin
                                 decided <= 1'b1;
                                 res_decided <= 1'b1;
@@ -410,14 +466,9 @@ module pcl_core #(
                         if (ent_mask == 0) rstate <= R_FETCH;
                         else if (sp_ready) begin
                             ent_mask <= ent_mask & (ent_mask - 1'b1);
-                            if (is_out_layer) begin
-                                if (have_best) out_multi <= 1'b1;
-                                if (!have_best || (TIE_LOWEST_INDEX == 0 && $signed(rep_v) > $signed(best_v))) begin
-                                    best_idx <= ent_neuron[NEURON_BITS-1:0];
-                                    best_v <= rep_v;
-                                end
-                                have_best <= 1'b1;
-                            end
+                            cand_valid <= is_out_layer;
+                            cand_idx <= ent_neuron[NEURON_BITS-1:0];
+                            cand_v <= rep_v;
                         end
                     end
                 endcase
@@ -447,9 +498,13 @@ module pcl_core #(
             state <= S_IDLE;
             rstate <= R_FETCH;
             iss_busy <= 1'b0;
+            rb_valid <= 1'b0;
             ex_acc <= 1'b0;
             ex_sweep <= 1'b0;
-            fwd_hit <= 1'b0;
+            ex2_acc <= 1'b0;
+            ex2_sweep <= 1'b0;
+            q_we_r <= 1'b0;
+            iss_gap <= 2'd0;
             qe_pending <= 1'b0;
             in_done <= 1'b0;
         end
