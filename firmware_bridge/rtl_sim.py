@@ -297,7 +297,10 @@ _SCALAR_FIELDS = ("predicted", "first_output_step", "steps_to_decision", "tie", 
 
 
 def mismatched_images(expected: EmulationResult, observed: RtlResult) -> np.ndarray:
-    """Indices of the images where any compared field differs (sorted)."""
+    """Indices of the images where any compared field differs (sorted).
+
+    Either side may be an ``EmulationResult`` or an ``RtlResult`` (same field names).
+    """
     if len(expected) != len(observed):
         raise ConfigError(f"the model has {len(expected)} images, the RTL {len(observed)}")
     bad = np.zeros(len(expected), dtype=bool)
@@ -307,7 +310,7 @@ def mismatched_images(expected: EmulationResult, observed: RtlResult) -> np.ndar
         bad |= (e != o).reshape(len(bad), -1).any(axis=1)
     for e, o in zip(expected.spike_steps, observed.spike_steps):
         bad |= (np.asarray(e) != np.asarray(o)).any(axis=1)
-    for text in observed.protocol_errors:
+    for text in getattr(observed, "protocol_errors", ()):
         bad[int(text.split()[1].rstrip(":"))] = True
     return np.nonzero(bad)[0]
 
@@ -330,7 +333,7 @@ def describe_image(expected: EmulationResult, observed: RtlResult, i: int) -> st
         lines.append(f"  spike_steps[{k}] (neuron: step) emulator {fired_e} {mark} rtl {fired_o}")
         if diff.size:
             lines.append("    differ at " + ", ".join(f"neuron {int(j)}: emulator {int(e[j])} rtl {int(o[j])}" for j in diff))
-    for text in observed.protocol_errors:
+    for text in getattr(observed, "protocol_errors", ()):
         if text.startswith(f"image {i}:"):
             lines.append(f"  protocol: {text}")
     return "\n".join(lines)
