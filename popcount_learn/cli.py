@@ -17,7 +17,7 @@ import math  # noqa: E402
 import sys  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .errors import PopcountLearnError  # noqa: E402
+from .errors import ConfigError, PopcountLearnError  # noqa: E402
 
 PROG = "popcount-learn"
 
@@ -64,9 +64,11 @@ def _bits(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .onchip import OnchipTrainConfig
     from .train import TrainConfig
 
     d = TrainConfig()
+    od = OnchipTrainConfig()
     p = _Parser(prog=PROG, description="Temporally coded spiking networks: exact training, bit-exact emulation.")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--threads", type=_positive_int, default=None, help="Numba threads (default: all cores)")
@@ -74,26 +76,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     t = sub.add_parser("train", help="train a network on MNIST-style data and report test accuracy")
+    t.add_argument("--mode", choices=("exact", "onchip"), default="exact",
+                   help="exact: float model, exact gradients (default); onchip: integer weights, sign-only "
+                        "popcount rule on the bit-exact datapath (docs/learning-rule.md)")
     t.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
-                   help=f"hidden layer sizes (default: {' '.join(map(str, d.hidden))}, or those of --init)")
-    t.add_argument("--epochs", type=_nonneg_int, default=d.epochs, help="default: %(default)s")
-    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default: %(default)s")
-    t.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate (default: %(default)s)")
-    t.add_argument("--lr-decay", type=_positive_float, default=d.lr_decay, help="per-epoch factor (default: %(default)s)")
-    t.add_argument("--sparsity", type=_nonneg_float, default=d.sparsity,
-                   help="weight of the hidden-spikes-before-decision term, 0 = off (default: %(default)s)")
-    t.add_argument("--sparsity-target", type=_nonneg_float, default=d.sparsity_target,
-                   help="hidden spikes before the decision tolerated without penalty (default: %(default)s)")
-    t.add_argument("--temperature", type=_positive_float, default=d.temperature,
-                   help="softmax temperature over -z of the outputs (default: %(default)s)")
-    t.add_argument("--augment-shift", type=_nonneg_int, default=d.augment_shift_px, help="random translation in pixels (default: %(default)s)")
+                   help=f"hidden layer sizes (default: exact {' '.join(map(str, d.hidden))}, onchip "
+                        f"{' '.join(map(str, od.hidden))}, or those of --init)")
+    t.add_argument("--epochs", type=_nonneg_int, default=None, help=f"default: exact {d.epochs}, onchip {od.epochs}")
     t.add_argument("--seed", type=_nonneg_int, default=d.seed, help="default: %(default)s")
+    t.add_argument("--augment-shift", type=_nonneg_int, default=None,
+                   help=f"random translation in pixels (default: exact {d.augment_shift_px}, onchip {od.augment_shift_px})")
+    t.add_argument("--augment-from-epoch", type=_positive_int, default=None,
+                   help="first epoch with shifted images (default: 2; the first pass sees them as they are)")
     t.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training images only")
     t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
-    t.add_argument("--init", default=None, metavar="MODEL", help="start from this model or weight image")
+    t.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from this model or weight image (onchip: a float model is quantised)")
     t.add_argument("--json", action="store_true", help="print the final summary as JSON")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ex = t.add_argument_group("exact mode")
+    ex.add_argument("--batch-size", type=_positive_int, default=None, help=f"default: {d.batch_size}")
+    ex.add_argument("--lr", type=_positive_float, default=None, help=f"Adam learning rate (default: {d.lr})")
+    ex.add_argument("--lr-decay", type=_positive_float, default=None, help=f"per-epoch factor (default: {d.lr_decay})")
+    ex.add_argument("--sparsity", type=_nonneg_float, default=None,
+                    help=f"weight of the hidden-spikes-before-decision term, 0 = off (default: {d.sparsity})")
+    ex.add_argument("--sparsity-target", type=_nonneg_float, default=None,
+                    help=f"hidden spikes before the decision tolerated without penalty (default: {d.sparsity_target})")
+    ex.add_argument("--temperature", type=_positive_float, default=None,
+                    help=f"softmax temperature over -z of the outputs (default: {d.temperature})")
+    oc = t.add_argument_group("onchip mode")
+    oc.add_argument("--bits", type=_bits, default=None, help="weight bits of a new or quantised network (default 8)")
+    oc.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a datapath field of a new or quantised network (repeatable)")
+    oc.add_argument("--learn", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a learning-rule field (repeatable; docs/learning-rule.md), e.g. margin_steps=6")
 
     e = sub.add_parser("evaluate", help="evaluate a model or weight image on the test set")
     e.add_argument("model", metavar="MODEL")
@@ -107,10 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "fields as in docs/datapath.md, e.g. time_shift=8)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
-    x = sub.add_parser("export", help="quantise a float model into an HDF5 weight image")
+    x = sub.add_parser("export", help="quantise a float model (or re-measure a weight image) into an HDF5 weight image")
     x.add_argument("model", metavar="MODEL")
     x.add_argument("-o", "--out", required=True, metavar="PATH")
-    x.add_argument("--bits", type=_bits, default=8, help="default: %(default)s")
+    x.add_argument("--bits", type=_bits, default=None, help="weight bits of a quantised float model (default 8)")
     x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
     x.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
                    help="override a datapath field of the image (repeatable), e.g. membrane_bits=28")
@@ -156,6 +173,64 @@ def _print_epoch(record: dict) -> None:
     )
 
 
+_EXACT_ONLY = ("batch_size", "lr", "lr_decay", "sparsity", "sparsity_target", "temperature")
+_ONCHIP_ONLY = ("bits", "spec", "learn")
+
+
+def _print_onchip_epoch(record: dict) -> None:
+    test = record.get("test", {})
+    print(
+        f"epoch {record['epoch']:3d}  train acc {record['train_accuracy']:.4f}  "
+        f"test acc {test.get('accuracy', float('nan')):.4f}  "
+        f"hidden spikes before decision {test.get('hidden_spikes_before_decision_mean', float('nan')):.1f}  "
+        f"weights changed/sample {record['weights_changed_per_sample']:.1f}  "
+        f"({record['samples_per_s']:.0f} samples/s)",
+        flush=True,
+    )
+
+
+def _run_train(args, commands) -> int:
+    from .progress import NullProgress, TqdmProgress
+
+    exact = args.mode == "exact"
+    misplaced = [n for n in (_ONCHIP_ONLY if exact else _EXACT_ONLY) if getattr(args, n) not in (None, [])]
+    if misplaced:
+        flag = "--" + misplaced[0].replace("_", "-")
+        raise ConfigError(f"{flag} applies to --mode {'onchip' if exact else 'exact'} only")
+    if args.hidden is not None:
+        hidden = tuple(args.hidden)
+    elif args.init is not None:
+        hidden = commands.model_topology(args.init)[1:-1]
+    else:
+        hidden = None
+    progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
+    options = {k: getattr(args, k) for k in ("epochs", "augment_shift", "augment_from_epoch") if getattr(args, k) is not None}
+    if "augment_shift" in options:
+        options["augment_shift_px"] = options.pop("augment_shift")
+    if hidden is not None:
+        options["hidden"] = hidden
+    if exact:
+        from .train import TrainConfig
+
+        options.update({k: getattr(args, k) for k in _EXACT_ONLY if getattr(args, k) is not None})
+        result = commands.train(
+            config=TrainConfig(seed=args.seed, **options), data_dir=args.data, limit=args.limit, out=args.out,
+            init=args.init, progress=progress, on_epoch=None if args.json else _print_epoch,
+        )
+    else:
+        from .onchip import OnchipTrainConfig
+
+        result = commands.train_onchip(
+            config=OnchipTrainConfig(seed=args.seed, **options), learning_options=dict(args.learn), bits=args.bits,
+            spec_options=dict(args.spec), data_dir=args.data, limit=args.limit, out=args.out, init=args.init,
+            progress=progress, on_epoch=None if args.json else _print_onchip_epoch,
+        )
+    if not args.json:
+        print(f"saved {result['out']}")
+    _print_summary(dict(result["test"], out=result["out"]), args.json)
+    return 0
+
+
 def _run(args) -> int:
     from . import commands
 
@@ -168,37 +243,7 @@ def _run(args) -> int:
         numba.set_num_threads(min(args.threads, available))
 
     if args.command == "train":
-        from .progress import NullProgress, TqdmProgress
-        from .train import TrainConfig
-
-        if args.hidden is not None:
-            hidden = tuple(args.hidden)
-        elif args.init is not None:
-            hidden = commands.model_topology(args.init)[1:-1]
-        else:
-            hidden = TrainConfig().hidden
-        config = TrainConfig(
-            hidden=hidden,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            lr_decay=args.lr_decay,
-            seed=args.seed,
-            sparsity=args.sparsity,
-            sparsity_target=args.sparsity_target,
-            temperature=args.temperature,
-            augment_shift_px=args.augment_shift,
-        )
-        progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
-        result = commands.train(
-            config=config, data_dir=args.data, limit=args.limit, out=args.out, init=args.init, progress=progress,
-            on_epoch=None if args.json else _print_epoch,
-        )
-        if not args.json:
-            print(f"saved {result['out']}")
-        summary = dict(result["test"], out=result["out"])
-        _print_summary(summary, args.json)
-        return 0
+        return _run_train(args, commands)
     if args.command == "evaluate":
         summary = commands.evaluate(
             args.model, data_dir=args.data, limit=args.limit, emulate=args.emulate, bits=args.bits,

@@ -120,6 +120,96 @@ def train(
     return {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
 
 
+def train_onchip(
+    *,
+    config,
+    learning_options=None,
+    bits=None,
+    spec_options=None,
+    data_dir=None,
+    limit=None,
+    out=None,
+    init=None,
+    progress=None,
+    evaluate_every_epoch=True,
+    on_epoch=None,
+) -> dict:
+    """Train with the sign-only popcount rule on the integer datapath; save the weight image.
+
+    Starts from ``init`` (a float model, quantised to ``bits`` / ``spec_options``, or a weight
+    image, used as it is) or from a seeded random integer network. ``learning_options``
+    ({field: text}) override ``LearningConfig`` fields (default seed: ``config.seed``; a weight
+    image that carries a learning spec starts from it). Returns the test summary (the keys of
+    ``evaluate --emulate``), the history and the output path.
+    """
+    from . import h5io
+    from .emulator import emulate as run_emulator
+    from .emulator import summarize
+    from .encoding import SpikeEncoding
+    from .learning import LearningConfig
+    from .network import ExactNetwork
+    from .onchip import random_initial_image, train_onchip as run_training
+    from .quantize import quantize
+    from .weight_image import WeightImage
+
+    if out is not None:
+        out = _writable_out_path(out)
+    train_images, train_labels, train_data = _load_split(data_dir, "train", limit)
+    test_images, test_labels, _ = _load_split(data_dir, "test")
+    n_classes = max(int(train_labels.max()), int(test_labels.max())) + 1
+    start = h5io.load_model(init) if init is not None else None
+    if isinstance(start, WeightImage):
+        if bits is not None and bits != start.spec.weight_bits:
+            raise ConfigError(f"--init {init} is a {start.spec.weight_bits}-bit weight image; --bits {bits} cannot change it")
+        if spec_options:
+            raise ConfigError(f"--init {init} is a weight image: its datapath is fixed; --spec applies to float models")
+        image = start
+    else:
+        spec = DatapathConfig.from_options(bits if bits is not None else 8, spec_options)
+        if isinstance(start, ExactNetwork):
+            image = quantize(start, spec)
+        else:
+            topology = (int(train_images[0].size),) + tuple(config.hidden) + (n_classes,)
+            encoding = SpikeEncoding()
+            active = float(encoding.bright(train_images[:1000]).sum(axis=1).mean()) + 1.0
+            image = random_initial_image(topology, spec, config, encoding, active)
+    if image.topology[-1] < n_classes or image.topology[0] != train_images[0].size:
+        raise ConfigError(
+            f"the network is {'-'.join(map(str, image.topology))} but the data has {train_images[0].size} "
+            f"pixels and {n_classes} classes"
+        )
+    base = image.learning.to_dict() if image.learning is not None else {"seed": config.seed}
+    learning = LearningConfig.from_options(learning_options, **base)
+    trained, history = run_training(
+        train_images, train_labels, image, learning, config,
+        test_images=test_images if evaluate_every_epoch else None,
+        test_labels=test_labels if evaluate_every_epoch else None,
+        progress=as_progress(progress), on_epoch=on_epoch, image_shape=train_data.image_shape,
+    )
+    if history and "test" in history[-1]:
+        test = history[-1]["test"]
+    else:
+        test = summarize(run_emulator(trained, test_images), test_labels)
+    provenance = provenance_record(
+        "onchip",
+        init=str(init) if init is not None else None,
+        init_provenance=start.provenance if isinstance(start, WeightImage) else None,
+        epochs=config.epochs,
+        seed=config.seed,
+        train_config={k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+        samples_trained=int(config.epochs * len(train_labels)),
+        dataset=str(Path(train_data.files[0]).parent),
+        dataset_sha256={Path(f).name: file_sha256(f) for f in train_data.files},
+        train_images=int(len(train_labels)),
+        history=history,
+        emulated_test_accuracy=test["accuracy"],
+    )
+    trained = dataclasses.replace(trained, provenance=provenance)
+    if out is not None:
+        h5io.save_weight_image(out, trained)
+    return {"test": test, "history": history, "out": str(out) if out is not None else None}
+
+
 def model_topology(path) -> tuple[int, ...]:
     """Layer sizes of a model or weight image file, e.g. (784, 800, 10)."""
     from . import h5io
@@ -198,10 +288,14 @@ def evaluate(
     return summary
 
 
-def export(model_path, out, *, bits=8, data_dir=None, measure=True, spec_options=None) -> dict:
-    """Quantise a float model to a weight image and write it atomically to ``out``.
+def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_options=None) -> dict:
+    """Write a deployable weight image atomically to ``out``.
 
-    ``spec_options`` ({field: text}) overrides fields of the default datapath for ``bits``.
+    A float model is quantised (``bits``, default 8; ``spec_options`` ({field: text}) override
+    fields of the default datapath for ``bits``). A weight image (e.g. from ``train --mode
+    onchip``) is written as it is: its integers, spec and learning rule are kept, ``bits`` must
+    match and ``spec_options`` are refused. Either way the emulator's test accuracy is measured
+    and recorded in the provenance (unless ``measure`` is false).
     """
     from . import h5io
     from .network import ExactNetwork
@@ -209,19 +303,25 @@ def export(model_path, out, *, bits=8, data_dir=None, measure=True, spec_options
 
     out = _writable_out_path(out)
     model, metadata = h5io.load_model_and_metadata(model_path)
-    if not isinstance(model, ExactNetwork):
-        raise ConfigError(f"{model_path} is already a weight image; export takes a float model (popcount-learn train --out ...)")
-    config = metadata.get("config") or {}
-    provenance = provenance_record(
-        metadata.get("kind", "exact"),
-        source_model=str(model_path),
-        epochs=config.get("epochs"),
-        seed=config.get("seed"),
-        dataset=metadata.get("dataset"),
-        dataset_sha256=metadata.get("dataset_sha256"),
-        float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
-    )
-    image = quantize(model, DatapathConfig.from_options(bits, spec_options), provenance=provenance)
+    if isinstance(model, ExactNetwork):
+        config = metadata.get("config") or {}
+        provenance = provenance_record(
+            metadata.get("kind", "exact"),
+            source_model=str(model_path),
+            epochs=config.get("epochs"),
+            seed=config.get("seed"),
+            dataset=metadata.get("dataset"),
+            dataset_sha256=metadata.get("dataset_sha256"),
+            float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
+        )
+        image = quantize(model, DatapathConfig.from_options(8 if bits is None else bits, spec_options), provenance=provenance)
+    else:
+        if bits is not None and bits != model.spec.weight_bits:
+            raise ConfigError(f"{model_path} is a {model.spec.weight_bits}-bit weight image; --bits {bits} cannot re-quantise it")
+        if spec_options:
+            raise ConfigError(f"{model_path} is a weight image: its datapath is fixed; --spec applies to float models")
+        provenance = dict(model.provenance, source_model=str(model_path))
+        image = dataclasses.replace(model, provenance=provenance)
     if measure:
         from .emulator import emulate as run_emulator
         from .emulator import summarize
@@ -260,6 +360,7 @@ def inspect(path) -> dict:
         thresholds_lsb=[int(t) for t in model.thresholds_lsb],
         scales=[float(l.scale) for l in model.layers],
         weight_bytes=int(sum(l.weights_lsb.nbytes for l in model.layers)),
+        learning=model.learning.to_dict() if model.learning is not None else None,
         provenance=model.provenance,
         crc32=f"0x{image_crc32(model):08x}",
         checksums_verified=True,

@@ -65,7 +65,8 @@ class EmulationResult:
     tie: bool, more than one output neuron fired at the decision step.
     input_spike_steps: int32 ``(n, n_in)``, the encoded input (-1 = never).
     spike_steps: per layer int32 ``(n, n_post)``: step at which each neuron fired, -1 = did not
-        fire in the steps run (``0 .. D`` with early termination, all steps with full_raster).
+        fire in the steps run (``0 .. D + steps_after_decision`` with early termination, all
+        steps with full_raster).
     rows_read: int32 ``(n, n_layers)``: weight rows read per layer, bias row excluded. Layer 0:
         input spikes with step ``<= D``; layer k: layer k-1 spikes with step ``<= D - 1``.
     synaptic_additions: int64, ``sum_k (rows_read[k] + 1) * n_post[k]`` (bias row included).
@@ -81,6 +82,7 @@ class EmulationResult:
     synaptic_additions: np.ndarray
     max_steps: int
     full_raster: bool
+    steps_after_decision: int = 0
 
     FIELDS = (
         "predicted",
@@ -142,11 +144,12 @@ def _add_row(acc_k, row, first):
 def _run_image(
     in_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
     time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
-    tie_lowest, max_steps, full_raster, acc_proto, spk, rows_read_out,
+    tie_lowest, max_steps, steps_after_decision, acc_proto, spk, rows_read_out,
 ):
     """Run one image; writes spike steps into ``spk`` (pre-filled with -1) and rows read.
 
-    Returns (predicted, first_output_step, tie).
+    Runs steps ``0 .. min(D + steps_after_decision, max_steps - 1)`` (D = decision step; all
+    steps without a decision). Returns (predicted, first_output_step, tie).
     """
     n_layers = n_pre.shape[0]
     n_in = in_steps.shape[0]
@@ -268,7 +271,7 @@ def _run_image(
                         if mem_k[j] > mem_k[best]:
                             best = j
                 predicted = best
-        if decision >= 0 and not full_raster:
+        if decision >= 0 and n >= decision + steps_after_decision:
             break
 
     last = decision if decision >= 0 else max_steps - 1
@@ -292,14 +295,14 @@ def _run_image(
 def _emulate_kernel(
     input_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
     time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
-    tie_lowest, max_steps, full_raster, acc_proto,
+    tie_lowest, max_steps, steps_after_decision, acc_proto,
     spike_steps, predicted, first_output_step, tie, rows_read,
 ):
     for i in numba.prange(input_steps.shape[0]):
         p, d, t = _run_image(
             input_steps[i], w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
             time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
-            tie_lowest, max_steps, full_raster, acc_proto, spike_steps[i], rows_read[i],
+            tie_lowest, max_steps, steps_after_decision, acc_proto, spike_steps[i], rows_read[i],
         )
         predicted[i] = p
         first_output_step[i] = d
@@ -375,17 +378,23 @@ def emulate(
     *,
     input_spike_steps: np.ndarray | None = None,
     full_raster: bool = False,
+    steps_after_decision: int = 0,
 ) -> EmulationResult:
     """Run the datapath on a batch; give either uint8 images or encoded input spike steps.
 
     Input spike steps >= ``max_steps`` never arrive. With ``full_raster=False`` each image
-    stops after its decision step; with ``full_raster=True`` every image runs all
-    ``max_steps`` steps (the counters still refer to the decision, so they are identical).
+    stops ``steps_after_decision`` steps after its decision step (0: right after it; the
+    on-chip learning rule looks a few steps further); with ``full_raster=True`` every image
+    runs all ``max_steps`` steps. The counters always refer to the decision, so they do not
+    depend on either option.
     """
     if not isinstance(image, WeightImage):
         raise ConfigError(f"emulate: expected a WeightImage, got {type(image).__name__}")
     steps = _input_steps_for(image, images_uint8, input_spike_steps)
     spec = image.spec
+    if isinstance(steps_after_decision, bool) or not isinstance(steps_after_decision, (int, np.integer)) or steps_after_decision < 0:
+        raise ConfigError(f"steps_after_decision must be an integer >= 0, got {steps_after_decision!r}")
+    extra_steps = spec.max_steps if full_raster else min(int(steps_after_decision), spec.max_steps)
     packed = _pack(image)
     n = steps.shape[0]
     n_layers = len(image.layers)
@@ -400,7 +409,7 @@ def emulate(
         packed.thresholds, spec.time_shift, spec.current_frac_bits,
         spec.current_min, spec.current_max, spec.current_overflow_code == _WRAP,
         spec.membrane_min, spec.membrane_max, spec.membrane_overflow_code == _WRAP,
-        spec.tie_rule_code == _LOWEST_INDEX, spec.max_steps, bool(full_raster), packed.acc_proto,
+        spec.tie_rule_code == _LOWEST_INDEX, spec.max_steps, extra_steps, packed.acc_proto,
         spike_steps, predicted, first_output_step, tie, rows_read,
     )
     decided = first_output_step >= 0
@@ -420,6 +429,7 @@ def emulate(
         synaptic_additions=synaptic_additions,
         max_steps=spec.max_steps,
         full_raster=bool(full_raster),
+        steps_after_decision=int(extra_steps),
     )
 
 

@@ -30,6 +30,7 @@ from . import __version__
 from .datapath import DatapathConfig
 from .encoding import SpikeEncoding
 from .errors import ConfigError, ModelFileError
+from .learning import LearningConfig
 from .network import ExactNetwork
 from .weight_image import LayerImage, WeightImage, image_crc32, threshold_dtype, weight_dtype
 
@@ -120,9 +121,12 @@ def save_weight_image(path, image: WeightImage) -> None:
         f.attrs["topology"] = np.asarray(image.topology, dtype=np.int64)
         f.attrs["crc32"] = np.uint32(crc)
         f.attrs["provenance_json"] = provenance_json
-        g = f.create_group("datapath")
-        for fld in dataclasses.fields(spec):
-            _put_scalar_attr(g.attrs, fld.name, getattr(spec, fld.name), f"datapath.{fld.name}")
+        for group_name, config in (("datapath", spec), ("learning", image.learning)):
+            if config is None:
+                continue  # an inference-only image has no learning rule
+            g = f.create_group(group_name)
+            for fld in dataclasses.fields(config):
+                _put_scalar_attr(g.attrs, fld.name, getattr(config, fld.name), f"{group_name}.{fld.name}")
         for k, layer in enumerate(image.layers):
             lg = f.create_group(f"layers/{k}")
             # Exact: __post_init__ checked that every weight fits weight_bits.
@@ -417,20 +421,30 @@ class _Reader:
 
     # -- weight image --
 
-    def spec(self) -> DatapathConfig:
-        g = self.group(self.f, "datapath")
+    def config(self, group_name: str, cls, label: str):
+        """A spec dataclass from one attribute per field of group ``group_name``; every field
+        must be there and nothing else (no silent defaults)."""
+        g = self.group(self.f, group_name)
         stored = {name: self.attr(g, name) for name in g.attrs}
-        names = [fld.name for fld in dataclasses.fields(DatapathConfig)]
+        names = [fld.name for fld in dataclasses.fields(cls)]
         missing = [n for n in names if n not in stored]
         unknown = sorted(set(stored) - set(names))
         if missing:
-            raise self.fail(f"datapath spec lacks field(s) {missing}")
+            raise self.fail(f"{label} lacks field(s) {missing}")
         if unknown:
-            raise self.fail(f"datapath spec has unknown field(s) {unknown} (written by a newer popcount-learn?)")
+            raise self.fail(f"{label} has unknown field(s) {unknown} (written by a newer popcount-learn?)")
         try:
-            return DatapathConfig.from_dict(stored)
+            return cls.from_dict(stored)
         except ConfigError as exc:
-            raise self.fail(f"invalid datapath spec: {exc}") from None
+            raise self.fail(f"invalid {label}: {exc}") from None
+
+    def spec(self) -> DatapathConfig:
+        return self.config("datapath", DatapathConfig, "datapath spec")
+
+    def learning(self) -> LearningConfig | None:
+        if "learning" not in self.f:
+            return None
+        return self.config("learning", LearningConfig, "learning rule spec")
 
     def weight_image(self) -> WeightImage:
         spec = self.spec()
@@ -471,7 +485,7 @@ class _Reader:
                 raise self.fail(f"layer {k}: scale must be a positive finite float, got {scale!r}")
             layers.append(LayerImage(weights_lsb=w.astype(wdtype), threshold_lsb=threshold, scale=scale))
         try:
-            image = WeightImage(spec=spec, layers=tuple(layers), provenance=provenance)
+            image = WeightImage(spec=spec, layers=tuple(layers), provenance=provenance, learning=self.learning())
         except ConfigError as exc:
             raise self.fail(f"inconsistent weight image: {exc}") from None
         stored_crc = self.int_attr(self.f, "crc32")

@@ -16,6 +16,7 @@ import numpy as np
 
 from .datapath import DatapathConfig
 from .errors import ConfigError
+from .learning import LearningConfig
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,13 @@ class LayerImage:
 
 @dataclass(frozen=True)
 class WeightImage:
-    """A deployable network: datapath spec, integer layers and provenance."""
+    """A deployable network: datapath spec, integer layers, provenance and, for an image that is
+    trained on chip, the learning rule's spec (``None``: an inference-only image)."""
 
     spec: DatapathConfig
     layers: tuple[LayerImage, ...]
     provenance: dict = field(default_factory=dict)
+    learning: LearningConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, DatapathConfig):
@@ -50,6 +53,8 @@ class WeightImage:
             # The file format stores provenance as a JSON object; anything else could be written
             # but not read back.
             raise ConfigError(f"provenance must be a dict, got {type(self.provenance).__name__}")
+        if self.learning is not None and not isinstance(self.learning, LearningConfig):
+            raise ConfigError(f"learning must be a LearningConfig or None, got {type(self.learning).__name__}")
         spec = self.spec
         for k, layer in enumerate(self.layers):
             if not isinstance(layer, LayerImage):

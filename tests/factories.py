@@ -157,6 +157,78 @@ def weight_images(draw, max_layers: int = 3, max_width: int = 9) -> WeightImage:
     return random_weight_image(seed, spec=spec, topology=topology, provenance=draw(provenances()))
 
 
+def make_image(spec, weights, thresholds):
+    """A WeightImage from integer weight matrices and thresholds (scale 1)."""
+    layers = tuple(LayerImage(np.asarray(w, dtype=np.int64), int(t), 1.0) for w, t in zip(weights, thresholds))
+    return WeightImage(spec, layers)
+
+
+# ----------------------------------------------------------------------------------------------
+# Random cases
+
+
+@st.composite
+def emulator_cases(draw):
+    """(image, uint8 images or None, input spike steps or None): small networks whose neurons
+    fire, with narrow registers, both policies and tie rules, extremes sprinkled in."""
+    weight_bits = draw(st.integers(2, 16))
+    frac = draw(st.integers(0, min(16, 32 - weight_bits)))
+    narrow = draw(st.booleans())
+    cb_lo = weight_bits + frac
+    current_bits = cb_lo if narrow else draw(st.integers(cb_lo, 32))
+    membrane_bits = draw(st.integers(2, 12)) if draw(st.booleans()) else draw(st.integers(2, 32))
+    max_steps = draw(st.integers(1, 40))
+    dark = draw(st.sampled_from([-1, -1] + list(range(1, max_steps))[:5] + [max_steps - 1])) if max_steps > 1 else -1
+    if dark == 0:
+        dark = -1
+    spec = DatapathConfig(
+        time_shift=draw(st.integers(0, 12)),
+        weight_bits=weight_bits,
+        current_frac_bits=frac,
+        current_bits=current_bits,
+        membrane_bits=membrane_bits,
+        current_overflow=draw(st.sampled_from(["saturate", "wrap"])),
+        membrane_overflow=draw(st.sampled_from(["saturate", "wrap"])),
+        input_threshold=draw(st.integers(0, 254)),
+        dark_input_step=dark,
+        max_steps=max_steps,
+        tie_rule=draw(st.sampled_from(["max_membrane", "lowest_index"])),
+    )
+    topology = [draw(st.integers(1, 12))] + [draw(st.integers(1, 20)) for _ in range(draw(st.integers(1, 3)))]
+    # Weights and inputs come from a numpy generator seeded by hypothesis: hypothesis' own
+    # integer lists favour repeated boundary values, which hide e.g. tie-rule differences.
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    wmin, wmax = spec.weight_min, spec.weight_max
+    extremes = np.array([wmin, wmax, 0, 1, -1])
+    weights, thresholds = [], []
+    for n_pre, n_post in zip(topology[:-1], topology[1:]):
+        shape = (n_pre + 1, n_post)
+        w = rng.integers(wmin, wmax + 1, size=shape)
+        # Mostly positive weights in some layers so that spikes propagate; extremes sprinkled in.
+        if rng.random() < 0.5:
+            w = np.abs(w) - (rng.random(shape) < 0.2) * np.abs(w)
+            w = np.clip(w, wmin, wmax)
+        pick = rng.random(shape) < 0.15
+        w[pick] = rng.choice(extremes, size=int(pick.sum()))
+        weights.append(w.astype(np.int64))
+        # Threshold around a few weight LSBs times a few steps, so that neurons do fire.
+        exp = draw(st.integers(-2, 10))
+        th = int(2.0 ** (weight_bits - 2 + frac + exp) * rng.uniform(0.5, 2.0))
+        thresholds.append(min(max(th, 1), spec.membrane_max) if rng.random() < 0.9 else spec.membrane_max)
+    image = make_image(spec, weights, thresholds)
+    n_images = draw(st.integers(1, 4))
+    shape = (n_images, topology[0])
+    if draw(st.booleans()):
+        images = rng.integers(0, 256, size=shape).astype(np.uint8)
+        images[rng.random(shape) < 0.3] = 255
+        steps = None
+    else:
+        images = None
+        special = np.array([-1, 0, 0, 1, 2, max_steps - 1, max_steps, 3 * max_steps])
+        steps = np.where(rng.random(shape) < 0.6, rng.choice(special, size=shape), rng.integers(-1, max_steps + 3, size=shape))
+    return image, images, steps
+
+
 # --- exact networks --------------------------------------------------------------------------
 
 

@@ -68,7 +68,7 @@ def reference_encode(spec, images_uint8) -> list[list[int]]:
     return out
 
 
-def reference_one(image, in_steps: list[int], full_raster: bool, stats: Counter) -> dict:
+def reference_one(image, in_steps: list[int], full_raster: bool, stats: Counter, steps_after_decision: int = 0) -> dict:
     spec = image.spec
     weights = [[[int(v) for v in row] for row in layer.weights_lsb] for layer in image.layers]
     thresholds = [int(layer.threshold_lsb) for layer in image.layers]
@@ -122,11 +122,12 @@ def reference_one(image, in_steps: list[int], full_raster: bool, stats: Counter)
                     stats["tie"] += 1
                     if predicted != fired_out[0]:
                         stats["tie_rules_disagree"] += 1
-        another_step = n + 1 < spec.max_steps and (decision == -1 or full_raster)
+        keep_going = decision == -1 or full_raster or n < decision + steps_after_decision
+        another_step = n + 1 < spec.max_steps and keep_going
         for k in range(n_layers - 1):
             if another_step and all(s != -1 for s in spike[k]) and any(s == n for s in spike[k]):
                 stats["hidden_layer_all_fired"] += 1  # the kernel skips this layer in later steps
-        if decision != -1 and not full_raster:
+        if not keep_going:
             break
 
     last = decision if decision != -1 else spec.max_steps - 1
@@ -150,10 +151,15 @@ def reference_one(image, in_steps: list[int], full_raster: bool, stats: Counter)
     }
 
 
-def reference_emulate(image, input_spike_steps, full_raster: bool = False, stats: Counter | None = None) -> dict:
+def reference_emulate(
+    image, input_spike_steps, full_raster: bool = False, stats: Counter | None = None, steps_after_decision: int = 0
+) -> dict:
     """Batch version: returns a dict of numpy arrays named like EmulationResult's fields."""
     stats = Counter() if stats is None else stats
-    per = [reference_one(image, [int(s) for s in row], full_raster, stats) for row in np.asarray(input_spike_steps)]
+    per = [
+        reference_one(image, [int(s) for s in row], full_raster, stats, steps_after_decision)
+        for row in np.asarray(input_spike_steps)
+    ]
     n_layers = len(image.layers)
     out = {}
     for name in FIELDS:

@@ -105,8 +105,17 @@ def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
         "hidden_spikes_before_decision.png", "raster.png", "steps_to_decision.png"]
 
     # Mistakes around a weight image: one clear line each.
-    r = run_cli("export", str(image), "-o", str(tmp_path / "again.h5"))
-    assert r.returncode == 2 and "already a weight image" in r.stderr
+    r = run_cli("export", str(image), "-o", str(tmp_path / "again.h5"), "--bits", "6")
+    assert r.returncode == 2 and "cannot re-quantise" in r.stderr
+    r = run_cli("export", str(image), "-o", str(tmp_path / "again.h5"), "--spec", "time_shift=8")
+    assert r.returncode == 2 and "datapath is fixed" in r.stderr
+    assert not (tmp_path / "again.h5").exists()
+    # A weight image (e.g. trained on chip) exports as it is, its accuracy measured again.
+    r = run_cli("export", str(image), "-o", str(tmp_path / "again.h5"), "--json")
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)
+    assert again["provenance"]["emulated_test_accuracy"] == exported["provenance"]["emulated_test_accuracy"]
+    assert again["provenance"]["source_model"] == str(image)
     not_a_dir = tmp_path / "plainfile"
     not_a_dir.write_text("x")
     r = run_cli("evaluate", str(image), "--emulate", "--limit", "5", "--plots", str(not_a_dir))

@@ -18,6 +18,8 @@ from popcount_learn.errors import ConfigError
 from popcount_learn.weight_image import LayerImage, WeightImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from factories import emulator_cases as cases  # noqa: E402
+from factories import make_image  # noqa: E402
 from reference_emulator import FIELDS, diff_results, reference_emulate, reference_encode  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,85 +32,17 @@ def _load_dense():
     return mod
 
 
-def make_image(spec, weights, thresholds):
-    layers = tuple(LayerImage(np.asarray(w, dtype=np.int64), int(t), 1.0) for w, t in zip(weights, thresholds))
-    return WeightImage(spec, layers)
-
-
-# ----------------------------------------------------------------------------------------------
-# Random cases
-
-
-@st.composite
-def cases(draw):
-    weight_bits = draw(st.integers(2, 16))
-    frac = draw(st.integers(0, min(16, 32 - weight_bits)))
-    narrow = draw(st.booleans())
-    cb_lo = weight_bits + frac
-    current_bits = cb_lo if narrow else draw(st.integers(cb_lo, 32))
-    membrane_bits = draw(st.integers(2, 12)) if draw(st.booleans()) else draw(st.integers(2, 32))
-    max_steps = draw(st.integers(1, 40))
-    dark = draw(st.sampled_from([-1, -1] + list(range(1, max_steps))[:5] + [max_steps - 1])) if max_steps > 1 else -1
-    if dark == 0:
-        dark = -1
-    spec = DatapathConfig(
-        time_shift=draw(st.integers(0, 12)),
-        weight_bits=weight_bits,
-        current_frac_bits=frac,
-        current_bits=current_bits,
-        membrane_bits=membrane_bits,
-        current_overflow=draw(st.sampled_from(["saturate", "wrap"])),
-        membrane_overflow=draw(st.sampled_from(["saturate", "wrap"])),
-        input_threshold=draw(st.integers(0, 254)),
-        dark_input_step=dark,
-        max_steps=max_steps,
-        tie_rule=draw(st.sampled_from(["max_membrane", "lowest_index"])),
-    )
-    topology = [draw(st.integers(1, 12))] + [draw(st.integers(1, 20)) for _ in range(draw(st.integers(1, 3)))]
-    # Weights and inputs come from a numpy generator seeded by hypothesis: hypothesis' own
-    # integer lists favour repeated boundary values, which hide e.g. tie-rule differences.
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    wmin, wmax = spec.weight_min, spec.weight_max
-    extremes = np.array([wmin, wmax, 0, 1, -1])
-    weights, thresholds = [], []
-    for n_pre, n_post in zip(topology[:-1], topology[1:]):
-        shape = (n_pre + 1, n_post)
-        w = rng.integers(wmin, wmax + 1, size=shape)
-        # Mostly positive weights in some layers so that spikes propagate; extremes sprinkled in.
-        if rng.random() < 0.5:
-            w = np.abs(w) - (rng.random(shape) < 0.2) * np.abs(w)
-            w = np.clip(w, wmin, wmax)
-        pick = rng.random(shape) < 0.15
-        w[pick] = rng.choice(extremes, size=int(pick.sum()))
-        weights.append(w.astype(np.int64))
-        # Threshold around a few weight LSBs times a few steps, so that neurons do fire.
-        exp = draw(st.integers(-2, 10))
-        th = int(2.0 ** (weight_bits - 2 + frac + exp) * rng.uniform(0.5, 2.0))
-        thresholds.append(min(max(th, 1), spec.membrane_max) if rng.random() < 0.9 else spec.membrane_max)
-    image = make_image(spec, weights, thresholds)
-    n_images = draw(st.integers(1, 4))
-    shape = (n_images, topology[0])
-    if draw(st.booleans()):
-        images = rng.integers(0, 256, size=shape).astype(np.uint8)
-        images[rng.random(shape) < 0.3] = 255
-        steps = None
-    else:
-        images = None
-        special = np.array([-1, 0, 0, 1, 2, max_steps - 1, max_steps, 3 * max_steps])
-        steps = np.where(rng.random(shape) < 0.6, rng.choice(special, size=shape), rng.integers(-1, max_steps + 3, size=shape))
-    return image, images, steps
-
-
-def _run_both(image, images, steps, full_raster, stats):
+def _run_both(image, images, steps, full_raster, stats, steps_after_decision=0):
+    opts = dict(full_raster=full_raster, steps_after_decision=steps_after_decision)
     if images is not None:
         enc = encode_input_steps(image.spec, images)
         ref_steps = reference_encode(image.spec, images)
         assert enc.tolist() == ref_steps
-        got = emulate(image, images, full_raster=full_raster)
+        got = emulate(image, images, **opts)
     else:
         ref_steps = steps
-        got = emulate(image, input_spike_steps=steps, full_raster=full_raster)
-    ref = reference_emulate(image, ref_steps, full_raster=full_raster, stats=stats)
+        got = emulate(image, input_spike_steps=steps, **opts)
+    ref = reference_emulate(image, ref_steps, stats=stats, **opts)
     return got, ref
 
 
@@ -133,6 +67,16 @@ def test_kernel_matches_reference_bit_exact():
         last = early.steps_to_decision - 1
         for e, f in zip(early.spike_steps, full.spike_steps):
             assert np.array_equal(e, np.where(f <= last[:, None], f, -1))
+        # Running a few steps past the decision (the learning rule's window) is the full raster
+        # cut later, with the same counters.
+        extra = n_examples[0] % 4 + 1
+        window, ref_window = _run_both(image, images, steps, False, Counter(), extra)
+        assert diff_results(window, ref_window) == []
+        for name in ("predicted", "first_output_step", "steps_to_decision", "tie", "rows_read", "synaptic_additions"):
+            assert np.array_equal(getattr(window, name), getattr(full, name)), name
+        end = np.where(early.first_output_step >= 0, last + extra, image.spec.max_steps - 1)
+        for w, f in zip(window.spike_steps, full.spike_steps):
+            assert np.array_equal(w, np.where(f <= end[:, None], f, -1))
 
     check()
     assert n_examples[0] >= 100

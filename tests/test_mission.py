@@ -110,3 +110,57 @@ def test_register_high_water_marks_fit_the_declared_widths(mnist_test, image600,
         assert dense.signed_bits_needed(e["current_min"], e["current_max"]) <= image.spec.current_bits
         assert dense.signed_bits_needed(e["membrane_min"], e["membrane_max"]) <= image.spec.membrane_bits
         assert e["current_min"] < 0 < e["current_max"]  # inhibition and excitation both happen
+
+
+# ----------------------------------------------------------------------------------------------
+# On-chip learning (docs/learning-rule.md)
+
+
+def test_shipped_onchip_image_meets_the_floor(mnist_test):
+    image = h5io.load_weight_image(PRETRAINED / "net600-onchip.h5")
+    assert image.topology == (784, 600, 10) and image.spec.weight_bits == 8
+    assert image.learning is not None and image.provenance["mode"] == "onchip"
+    s = summarize(emulate(image, mnist_test.images), mnist_test.labels)
+    assert s["accuracy"] >= 0.970
+    assert image.provenance["emulated_test_accuracy"] == pytest.approx(s["accuracy"], abs=0)
+
+
+def test_quick_onchip_run_from_scratch_learns(tmp_path):
+    # The quick run: 784-100-10, one epoch on the first 10k training images.
+    out = tmp_path / "quick.h5"
+    r = subprocess.run(
+        [sys.executable, "-m", "popcount_learn.cli", "train", "--mode", "onchip", "--hidden", "100", "--epochs", "1",
+         "--limit", "10000", "--seed", "1", "--out", str(out), "--no-progress", "--json"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["accuracy"] >= 0.80
+
+
+def test_finetuning_the_shipped_image_with_the_rule_keeps_its_accuracy(mnist_test, image600):
+    from popcount_learn.learning import LearningConfig
+    from popcount_learn.onchip import OnchipTrainConfig, train_onchip
+
+    train = load_mnist(default_data_dir(), "train")
+    base = summarize(emulate(image600, mnist_test.images), mnist_test.labels)
+    learning = LearningConfig(hidden_update_prob_q16=256, output_update_prob_q16=256, prob_halving_samples=0)
+    tuned, history = train_onchip(train.images, train.labels, image600, learning, OnchipTrainConfig(epochs=1),
+                                  test_images=mnist_test.images, test_labels=mnist_test.labels)
+    after = history[-1]["test"]
+    assert after["accuracy"] >= base["accuracy"] - 0.003
+    assert after["hidden_spikes_before_decision_mean"] <= base["hidden_spikes_before_decision_mean"] + 0.1
+    assert any(not np.array_equal(a, b) for a, b in zip(tuned.weights_lsb, image600.weights_lsb))
+
+
+@pytest.mark.slow
+def test_full_onchip_training_from_scratch_reaches_the_floor(tmp_path):
+    out = tmp_path / "onchip600.h5"
+    r = subprocess.run(
+        [sys.executable, "-m", "popcount_learn.cli", "train", "--mode", "onchip", "--out", str(out),
+         "--no-progress", "--json"],
+        capture_output=True, text=True, timeout=3600,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["accuracy"] >= 0.95

@@ -1,0 +1,199 @@
+"""The sign-only popcount learning rule: its spec object and random draw (``docs/learning-rule.md``).
+
+The kernels that apply it live in ``onchip.py``; this module holds what every implementation
+(emulator, firmware, RTL) shares.
+
+One training step on one labelled input, with ``E`` the last step run:
+
+1. Forward: the datapath of ``docs/datapath.md`` on the current integer weights, run until
+   ``E = min(D + margin_steps - 1, max_steps - 1)`` (``D`` = decision step; ``max_steps - 1``
+   without a decision).
+2. Output deltas (+1 = fire later, -1 = fire earlier): a wrong output ``j`` that fired *violates*
+   when the correct output ``c`` did not fire by ``E`` or ``s_j < s_c + margin_steps``. The
+   earliest violator (lowest index among equals) gets +1 (``output_rule="all_violators"``: every
+   violator); ``c`` gets -1 when something violates or ``c`` did not fire
+   (``correct_rule="always"``: on every sample).
+3. Causal sets: row ``r`` of layer ``k`` (an input, a neuron of layer ``k-1`` or the bias) is
+   causal for neuron ``j`` when it arrived at step ``a_r <= deadline_j``: ``deadline_j`` is the
+   step ``j`` fired at, or ``E`` for a silent neuron with a delta (only ever the correct output).
+4. Hidden deltas, from the output back: for a presynaptic neuron ``h`` with sign bit
+   ``S[h, j] = (w[h, j] < 0)``, ``plus = popcount(C_h & ((P & ~S_h) | (M & S_h)))`` and
+   ``minus = popcount(C_h & ((M & ~S_h) | (P & S_h)))`` over the layer's delta planes ``P``
+   (+1) and ``M`` (-1) and its causal row ``C_h``; ``delta_h = sign(plus - minus)``. All signs
+   are read before any weight of the step changes.
+5. Updates: every causal weight ``w[r, j]`` of a neuron with ``delta_j != 0`` moves one LSB,
+   ``w -= delta_j`` saturated to the weight range, when ``draw(seed, t, g) >> 16 < p_q16``:
+   ``g`` is the weight's index in the upload stream's weight order, ``t`` the sample index and
+   ``p_q16`` the layer's update probability in units of 2**-16 (halved every
+   ``prob_halving_samples`` samples when that is > 0).
+
+The random draw is counter-based (``mix32`` below), so the result does not depend on the order
+in which weights are visited and a 32-bit microcontroller reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .errors import ConfigError
+
+OUTPUT_RULES = ("earliest_violator", "all_violators")
+CORRECT_RULES = ("when_violated", "always")
+OUTPUT_RULE_CODES = {"earliest_violator": 0, "all_violators": 1}
+CORRECT_RULE_CODES = {"when_violated": 0, "always": 1}
+PROB_ONE_Q16 = 1 << 16
+# Constants of the counter-based random draw (docs/learning-rule.md, section 5).
+MIX_MUL_1 = 0x85EBCA6B
+MIX_MUL_2 = 0xC2B2AE35
+INDEX_MUL = 0x9E3779B9
+SAMPLE_SALT = 0x3C6EF372
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    """Constants of the sign-only learning rule; travels in the weight image next to the datapath.
+
+    margin_steps: a wrong output must fire at least this many steps after the correct one (>= 1);
+        also the length of the window after the decision that the forward pass runs.
+    hidden_update_prob_q16 / output_update_prob_q16: probability, in 2**-16 units (0..65536),
+        that a causal weight of a neuron with a delta moves by one LSB; hidden layers / output.
+    prob_halving_samples: both probabilities halve every this many samples (0 = constant).
+
+    The defaults train 784-600-10 int8 MNIST from scratch (BENCHMARKS.md): every causal weight
+    moves one LSB at first, halving every 180,000 samples (three MNIST epochs).
+    seed: 32-bit key of the random draw.
+    output_rule: "earliest_violator" (only the earliest violating wrong output gets +1) or
+        "all_violators".
+    correct_rule: "when_violated" (the correct output gets -1 only when a wrong output violates
+        the margin or it did not fire) or "always".
+    """
+
+    margin_steps: int = 8
+    hidden_update_prob_q16: int = 65536
+    output_update_prob_q16: int = 65536
+    prob_halving_samples: int = 180000
+    seed: int = 0
+    output_rule: str = "earliest_violator"
+    correct_rule: str = "when_violated"
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"LearningConfig: {msg}")
+
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int":
+                need(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)), f"{f.name} must be an int, got {v!r}")
+            else:
+                need(isinstance(v, str), f"{f.name} must be a string, got {v!r}")
+        need(1 <= self.margin_steps <= 1 << 16, f"margin_steps must be in 1..65536, got {self.margin_steps}")
+        for name in ("hidden_update_prob_q16", "output_update_prob_q16"):
+            v = getattr(self, name)
+            need(0 <= v <= PROB_ONE_Q16, f"{name} must be in 0..65536 (units of 2**-16), got {v}")
+        need(0 <= self.prob_halving_samples < 1 << 31, f"prob_halving_samples must be in 0..2**31-1, got {self.prob_halving_samples}")
+        need(0 <= self.seed < 1 << 32, f"seed must be a 32-bit unsigned integer, got {self.seed}")
+        need(self.output_rule in OUTPUT_RULES, f"output_rule must be one of {OUTPUT_RULES}, got {self.output_rule!r}")
+        need(self.correct_rule in CORRECT_RULES, f"correct_rule must be one of {CORRECT_RULES}, got {self.correct_rule!r}")
+
+    def update_prob_q16(self, layer_is_output: bool, sample_index: int) -> int:
+        """The layer's update probability (2**-16 units) at sample ``sample_index``."""
+        p = self.output_update_prob_q16 if layer_is_output else self.hidden_update_prob_q16
+        if self.prob_halving_samples:
+            p >>= min(31, sample_index // self.prob_halving_samples)
+        return p
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LearningConfig":
+        """Rebuild from every field; a missing or unknown field is an error (no silent defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"LearningConfig: unknown field(s) {sorted(unknown)}")
+        missing = names - set(d)
+        if missing:
+            raise ConfigError(f"LearningConfig: missing field(s) {sorted(missing)}")
+        return cls(**d)
+
+    @classmethod
+    def from_options(cls, options: dict | None = None, **fields) -> "LearningConfig":
+        """Defaults, then ``fields``, then text overrides such as {"margin_steps": "6"}."""
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        typed = dict(fields)
+        for name, text in (options or {}).items():
+            if name not in types:
+                raise ConfigError(f"unknown learning field {name!r}; the fields are: {', '.join(types)}")
+            if types[name] == "int":
+                try:
+                    typed[name] = int(text, 0) if isinstance(text, str) else int(text)
+                except ValueError:
+                    raise ConfigError(f"learning field {name} takes an integer, got {text!r}") from None
+            else:
+                typed[name] = str(text)
+        return cls(**typed)
+
+    def c_header(self, guard: str = "POPCOUNT_LEARNING_H") -> str:
+        """The rule's constants as C preprocessor definitions (``PCL_LEARN_*``)."""
+        consts = [
+            ("MARGIN_STEPS", str(self.margin_steps)),
+            ("HIDDEN_UPDATE_PROB_Q16", f"{self.hidden_update_prob_q16}u"),
+            ("OUTPUT_UPDATE_PROB_Q16", f"{self.output_update_prob_q16}u"),
+            ("PROB_HALVING_SAMPLES", f"{self.prob_halving_samples}u"),
+            ("SEED", f"0x{self.seed:08X}u"),
+            ("OUTPUT_EARLIEST_VIOLATOR", str(OUTPUT_RULE_CODES["earliest_violator"])),
+            ("OUTPUT_ALL_VIOLATORS", str(OUTPUT_RULE_CODES["all_violators"])),
+            ("OUTPUT_RULE", str(OUTPUT_RULE_CODES[self.output_rule])),
+            ("CORRECT_WHEN_VIOLATED", str(CORRECT_RULE_CODES["when_violated"])),
+            ("CORRECT_ALWAYS", str(CORRECT_RULE_CODES["always"])),
+            ("CORRECT_RULE", str(CORRECT_RULE_CODES[self.correct_rule])),
+            ("MIX_MUL_1", f"0x{MIX_MUL_1:08X}u"),
+            ("MIX_MUL_2", f"0x{MIX_MUL_2:08X}u"),
+            ("INDEX_MUL", f"0x{INDEX_MUL:08X}u"),
+            ("SAMPLE_SALT", f"0x{SAMPLE_SALT:08X}u"),
+        ]
+        lines = ["/* Generated from popcount_learn.learning.LearningConfig; do not edit. */",
+                 f"#ifndef {guard}", f"#define {guard}", ""]
+        lines += [f"#define PCL_LEARN_{name} {text}" for name, text in consts]
+        lines += ["", f"#endif /* {guard} */", ""]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# The counter-based random draw (all arithmetic modulo 2**32)
+
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True, inline="always")
+def mix32(x):
+    """32-bit finaliser: x ^= x >> 16; x *= MIX_MUL_1; x ^= x >> 13; x *= MIX_MUL_2; x ^= x >> 16."""
+    x = np.uint64(x) & _M32
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(MIX_MUL_1)) & _M32
+    x ^= x >> np.uint64(13)
+    x = (x * np.uint64(MIX_MUL_2)) & _M32
+    x ^= x >> np.uint64(16)
+    return x
+
+
+@numba.njit(cache=True, inline="always")
+def sample_key(seed, sample_index):
+    """Per-sample key: mix32(seed ^ mix32(sample_index + SAMPLE_SALT))."""
+    t = (np.uint64(sample_index) + np.uint64(SAMPLE_SALT)) & _M32
+    return mix32(np.uint64(seed) ^ mix32(t))
+
+
+@numba.njit(cache=True, inline="always")
+def weight_draw(key, weight_index):
+    """The 32-bit draw of one weight: mix32(key + weight_index * INDEX_MUL)."""
+    g = (np.uint64(weight_index) * np.uint64(INDEX_MUL)) & _M32
+    return mix32((np.uint64(key) + g) & _M32)
+
+

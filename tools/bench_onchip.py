@@ -1,0 +1,108 @@
+"""Training throughput of the on-chip rule: Numba bit-plane kernels vs the plain numpy version.
+
+Usage: python tools/bench_onchip.py [--hidden 600] [--samples 20000] [--numpy-samples 300]
+                                    [--repeat 3] [--init IMAGE.h5] [--learn FIELD=VALUE ...]
+
+Two regimes, because the cost of a step grows with the number of weights it changes:
+- "from scratch": a fresh seeded random int8 784-H-10 network and the first samples of MNIST
+  training in a random order (the busiest part of training: most samples update hundreds of
+  weights);
+- "trained": the same network after one epoch of on-chip training (or --init IMAGE), where most
+  samples are already right by the margin.
+In each regime both versions start from the same weights and train on the same samples; the
+numpy version runs on the first --numpy-samples of them and must end with identical weights
+(checked every run). One process; Numba is single-threaded by construction (samples are
+sequential), BLAS gets one thread. Prints one JSON object.
+"""
+
+import os
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _machine import machine  # noqa: E402
+import numpy_onchip  # noqa: E402
+from popcount_learn import h5io  # noqa: E402
+from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
+from popcount_learn.datapath import DatapathConfig  # noqa: E402
+from popcount_learn.emulator import encode_input_steps  # noqa: E402
+from popcount_learn.encoding import SpikeEncoding  # noqa: E402
+from popcount_learn.learning import LearningConfig  # noqa: E402
+from popcount_learn.onchip import OnchipLearner, OnchipTrainConfig, random_initial_image  # noqa: E402
+
+
+def measure(image, learning, steps, labels, numpy_samples, repeat):
+    # Numba: best of `repeat` runs from the same starting weights (the first call compiles).
+    OnchipLearner(image, learning).train(steps[:10], labels[:10], 0)
+    best = float("inf")
+    for _ in range(repeat):
+        learner = OnchipLearner(image, learning)
+        t = time.perf_counter()
+        stats = learner.train(steps, labels, 0)
+        best = min(best, time.perf_counter() - t)
+    check = OnchipLearner(image, learning)
+    check.train(steps[:numpy_samples], labels[:numpy_samples], 0)
+    t = time.perf_counter()
+    weights = numpy_onchip.train(image, learning, steps[:numpy_samples], labels[:numpy_samples], 0)
+    numpy_s = time.perf_counter() - t
+    exact = all(np.array_equal(a.astype(np.int64), b) for a, b in zip(check.image().weights_lsb, weights))
+    numba_rate = len(labels) / best
+    numpy_rate = numpy_samples / numpy_s
+    return {
+        "numba_samples_per_s": round(numba_rate, 1),
+        "numpy_samples_per_s": round(numpy_rate, 1),
+        "ratio": round(numba_rate / numpy_rate, 1),
+        "bit_exact": exact,
+        "samples": len(labels),
+        "numpy_samples": numpy_samples,
+        "weights_changed_per_sample": round(float(stats[:, 2].mean()), 1),
+        "samples_with_update_fraction": round(float((stats[:, 2] > 0).mean()), 4),
+    }, learner
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hidden", type=int, default=600)
+    ap.add_argument("--samples", type=int, default=20000)
+    ap.add_argument("--numpy-samples", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--init", default=None, help="weight image for the 'trained' regime")
+    ap.add_argument("--learn", action="append", default=[], metavar="FIELD=VALUE")
+    args = ap.parse_args(argv)
+    learning = LearningConfig.from_options(dict(x.split("=", 1) for x in args.learn))
+    train = load_mnist(default_data_dir(), "train")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(train.labels))
+    spec = DatapathConfig.for_weight_bits(8)
+    steps_all = encode_input_steps(spec, train.images)
+    steps, labels = steps_all[order[: args.samples]], train.labels[order[: args.samples]].astype(np.int64)
+    fresh = random_initial_image((784, args.hidden, 10), spec, OnchipTrainConfig(hidden=(args.hidden,)), SpikeEncoding(),
+                                 float((steps_all[:1000] == 0).sum(axis=1).mean()) + 1.0)
+    result = {"machine": machine(), "load_average": list(os.getloadavg()), "topology": [784, args.hidden, 10],
+              "learning": learning.to_dict()}
+    result["from_scratch"], _ = measure(fresh, learning, steps, labels, args.numpy_samples, args.repeat)
+    if args.init:
+        trained = h5io.load_weight_image(args.init)
+    else:
+        learner = OnchipLearner(fresh, learning)
+        learner.train(steps_all, train.labels.astype(np.int64), 0, rng.permutation(len(train.labels)))
+        trained = learner.image()
+    later = steps_all[order[-args.samples:]], train.labels[order[-args.samples:]].astype(np.int64)
+    result["trained"], _ = measure(trained, learning, later[0], later[1], args.numpy_samples, args.repeat)
+    print(json.dumps(result, indent=1))
+    return 0 if result["from_scratch"]["bit_exact"] and result["trained"]["bit_exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
