@@ -64,10 +64,11 @@ def main(argv=None) -> int:
         sim_seconds += observed.sim_seconds
         record = {"image": args.image, "lanes": args.lanes, "start": start, "end": end, "mismatches": int(bad.size),
                   "cycles_mean": float(observed.cycles.mean()), "cycles_max": int(observed.cycles.max()),
-                  "sim_seconds": round(observed.sim_seconds, 2)}
+                  "sim_seconds": round(observed.sim_seconds, 2), "cycles": observed.cycles.tolist(),
+                  "steps_to_decision": observed.steps_to_decision.tolist()}
         with out.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        print(json.dumps({k: v for k, v in record.items() if k not in ("cycles", "steps_to_decision")}), flush=True)
     c = np.concatenate(cycles)
     n = len(c)
     summary = {
