@@ -92,9 +92,10 @@ def main(argv=None) -> int:
     p.add_argument("--freq", type=float, default=30.0, help="nextpnr target MHz (default 30)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sim-images", type=int, default=0, help="also simulate N MNIST test images per lane count")
+    p.add_argument("--no-synth", action="store_true", help="only simulate (cycles per image vs lanes)")
     p.add_argument("--out-dir", default="build/rtl-synth")
     args = p.parse_args(argv)
-    for tool in ("yosys", "nextpnr-ice40"):
+    for tool in () if args.no_synth else ("yosys", "nextpnr-ice40"):
         if shutil.which(tool) is None:
             print(f"error: {tool} is not on PATH (Debian: apt-get install yosys nextpnr-ice40)", file=sys.stderr)
             return 2
@@ -105,13 +106,15 @@ def main(argv=None) -> int:
         layout = RtlLayout.for_image(image, lanes)
         row = {"lanes": lanes, "weight_words": layout.weight_words, "word_bits": layout.word_bits,
                "weight_ram_bytes": layout.weight_bytes, "state_bits": layout.state_bits}
-        row.update(synthesise(layout, out_dir / f"lanes{lanes}", args.freq, args.seed))
+        if not args.no_synth:
+            row.update(synthesise(layout, out_dir / f"lanes{lanes}", args.freq, args.seed))
         if args.sim_images:
             row.update(simulate_cycles(image, lanes, args.sim_images))
             if "fmax_mhz" in row:
                 row["images_per_s_at_fmax"] = row["fmax_mhz"] * 1e6 / row["cycles_mean"]
         rows.append(row)
         print(json.dumps(row), flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "synth.json").write_text(json.dumps({"image": args.image, "rows": rows}, indent=1))
 
     print("\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | fmax MHz | cycles/image mean (median, max) | images/s at fmax |")

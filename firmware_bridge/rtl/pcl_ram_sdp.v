@@ -1,6 +1,6 @@
 // Simple dual-port synchronous RAM: one write port, one registered read port (iCE40 EBR shape).
-// A read of the address being written in the same cycle returns the old word; pcl_core
-// forwards around that case. rdata holds while re is low.
+// A read of the address being written in the same cycle returns the old word; pcl_core never
+// does that (it leaves gap cycles instead). rdata holds while re is low.
 module pcl_ram_sdp #(
     parameter integer WIDTH = 8,
     parameter integer DEPTH = 16,
