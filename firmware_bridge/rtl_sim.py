@@ -103,16 +103,21 @@ def build(layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, build_
         path = build_dir / name
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
+    sources = [*CORE_SOURCES, HARNESS]
+    options = dict(sources=sources, includes=[build_dir], hdl_toplevel=TOPLEVEL, timescale=("1ns", "1ps"))
+    if not (build_dir / "sim.vvp").exists():
+        # Compile in a private directory and rename: a concurrent run never sees half a file.
+        tmp = Path(tempfile.mkdtemp(prefix="build-", dir=build_dir))
+        try:
+            get_runner("icarus").build(**options, build_dir=tmp, always=True, log_file=tmp / "build.log")
+            os.replace(tmp / "sim.vvp", build_dir / "sim.vvp")
+        except (RuntimeError, SystemExit, FileNotFoundError) as exc:
+            log = (tmp / "build.log").read_text(errors="replace")[-3000:] if (tmp / "build.log").exists() else ""
+            raise RtlSimulationError(f"building the RTL failed: {exc}\n{log}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     runner = get_runner("icarus")
-    try:
-        runner.build(
-            sources=[*CORE_SOURCES, HARNESS], includes=[build_dir], hdl_toplevel=TOPLEVEL,
-            build_dir=build_dir, always=not (build_dir / "sim.vvp").exists(), timescale=("1ns", "1ps"), log_file=build_dir / "build.log",
-        )
-    except (RuntimeError, SystemExit) as exc:
-        log = (build_dir / "build.log").read_text(errors="replace")[-3000:] if (build_dir / "build.log").exists() else ""
-        (build_dir / "sim.vvp").unlink(missing_ok=True)
-        raise RtlSimulationError(f"building the RTL failed: {exc}\n{log}") from None
+    runner.build(**options, build_dir=build_dir, always=False, log_file=build_dir / "build.log")
     return runner, build_dir
 
 
