@@ -7,6 +7,8 @@ Each chunk of images is simulated (firmware_bridge.rtl_sim.simulate: Icarus + co
 soon as the chunk is done, so an interrupted run keeps what it finished. The last line is the
 summary: images compared, mismatching images (and the first one in full), cycles per image
 (mean / median / max), simulated images/s. Exit code 1 on any mismatch.
+``python tools/bench_rtl.py --summarize A.jsonl B.jsonl`` merges the chunks of split or
+interrupted runs into one summary.
 """
 
 from __future__ import annotations
@@ -30,8 +32,47 @@ from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate  # noqa: E402
 
 
+def _merged(ranges):
+    out = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [f"{a}..{b - 1}" for a, b in out]
+
+
+def summarize_records(paths) -> dict:
+    """Merge the chunk records of one or more --out files (e.g. a run split over processes)."""
+    chunks = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            rec = json.loads(line)
+            if not rec.get("summary"):
+                chunks[(rec["image"], rec["lanes"], rec["start"], rec["end"])] = rec
+    recs = sorted(chunks.values(), key=lambda r: (r["image"], r["lanes"], r["start"]))
+    cycles = np.concatenate([r["cycles"] for r in recs]) if recs else np.zeros(0)
+    steps = np.concatenate([r["steps_to_decision"] for r in recs]) if recs else np.zeros(0)
+    n = int(sum(r["end"] - r["start"] for r in recs))
+    seconds = sum(r["sim_seconds"] for r in recs)
+    return {
+        "images": n, "ranges": _merged([(r["start"], r["end"]) for r in recs]), "lanes": sorted({r["lanes"] for r in recs}),
+        "mismatches": int(sum(r["mismatches"] for r in recs)),
+        "cycles_mean": float(cycles.mean()) if n else None, "cycles_median": float(np.median(cycles)) if n else None,
+        "cycles_max": int(cycles.max()) if n else None,
+        "steps_to_decision_mean": float(steps.mean()) if n else None,
+        "sim_images_per_s_per_process": n / seconds if seconds else None,
+    }
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--summarize":
+        print(json.dumps(summarize_records(argv[1:]), indent=1))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="python tools/bench_rtl.py --summarize OUT.jsonl... merges recorded chunks")
     p.add_argument("image")
     p.add_argument("--lanes", type=int, default=4)
     p.add_argument("--start", type=int, default=0)
