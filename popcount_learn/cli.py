@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--data", default=None, metavar="DIR")
     rc.add_argument("--json", action="store_true")
     rc.add_argument("--no-progress", action="store_true")
+
+    from .cli_board import add_board_parser
+
+    add_board_parser(sub, _positive_int)
     return p
 
 
@@ -273,6 +277,10 @@ def _run(args) -> int:
                   f"{out['cycles_mean']:.1f} (median {out['cycles_median']:.0f}, max {out['cycles_max']}); "
                   f"simulated {out['sim_images_per_s']:.2f} images/s ({out['sim_seconds']:.1f} s)")
         return 1 if out["mismatches"] else 0
+    if args.command == "board":
+        from .cli_board import run_board
+
+        return run_board(args, _print_summary)
     raise AssertionError(args.command)
 
 

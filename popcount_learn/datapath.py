@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ._spec_fields import strict_from_dict, typed_options
 from .errors import ConfigError
 
 OVERFLOW_POLICIES = ("saturate", "wrap")
@@ -269,20 +270,9 @@ class DatapathConfig:
         Values are converted by the field's declared type; an unknown field, a value that is not
         of that type, or ``weight_bits`` itself (give it as ``weight_bits``) is a ConfigError.
         """
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        typed = {}
-        for name, text in (options or {}).items():
-            if name not in fields:
-                raise ConfigError(f"unknown datapath field {name!r}; the fields are: {', '.join(fields)}")
-            if name == "weight_bits":
-                raise ConfigError("the weight width is set with --bits, not as a datapath field")
-            if fields[name].type == "int":
-                try:
-                    typed[name] = int(text)
-                except ValueError:
-                    raise ConfigError(f"datapath field {name} takes an integer, got {text!r}") from None
-            else:
-                typed[name] = str(text)
+        if "weight_bits" in (options or {}):
+            raise ConfigError("the weight width is set with --bits, not as a datapath field")
+        typed = typed_options(cls, options, "datapath")
         return cls.for_weight_bits(weight_bits, **typed)
 
     def to_dict(self) -> dict:
@@ -295,11 +285,4 @@ class DatapathConfig:
         Defaults are not filled in: a stored spec that lacks a field would otherwise silently
         take today's default, which may differ from what the hardware was built with.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"DatapathConfig: unknown field(s) {sorted(unknown)}")
-        missing = names - set(d)
-        if missing:
-            raise ConfigError(f"DatapathConfig: missing field(s) {sorted(missing)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)

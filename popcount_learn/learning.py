@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._spec_fields import strict_from_dict, typed_options
 from .errors import ConfigError
 
 OUTPUT_RULES = ("earliest_violator", "all_violators")
@@ -113,30 +114,13 @@ class LearningConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "LearningConfig":
         """Rebuild from every field; a missing or unknown field is an error (no silent defaults)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"LearningConfig: unknown field(s) {sorted(unknown)}")
-        missing = names - set(d)
-        if missing:
-            raise ConfigError(f"LearningConfig: missing field(s) {sorted(missing)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
     @classmethod
     def from_options(cls, options: dict | None = None, **fields) -> "LearningConfig":
         """Defaults, then ``fields``, then text overrides such as {"margin_steps": "6"}."""
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
         typed = dict(fields)
-        for name, text in (options or {}).items():
-            if name not in types:
-                raise ConfigError(f"unknown learning field {name!r}; the fields are: {', '.join(types)}")
-            if types[name] == "int":
-                try:
-                    typed[name] = int(text, 0) if isinstance(text, str) else int(text)
-                except ValueError:
-                    raise ConfigError(f"learning field {name} takes an integer, got {text!r}") from None
-            else:
-                typed[name] = str(text)
+        typed.update(typed_options(cls, options, "learning"))
         return cls(**typed)
 
     def c_header(self, guard: str = "POPCOUNT_LEARNING_H") -> str:

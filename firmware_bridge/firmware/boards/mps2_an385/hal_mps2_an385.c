@@ -1,0 +1,192 @@
+/* The portable HAL (hal.h) on mps2-an385: UART0 for the link, SysTick for the millisecond tick.
+ *
+ * Time: SysTick interrupts at SYSTICK_HZ (100 Hz) and adds MS_PER_TICK to a 32-bit count;
+ * hal_millis() adds the milliseconds elapsed inside the current tick from the SysTick counter,
+ * so it resolves 1 ms while an idle core wakes only 100 times a second. The sum wraps at 2**32
+ * as the HAL contract requires.
+ *
+ * Receive: the UART has a one-byte buffer, so the RX interrupt moves every byte into a ring
+ * (RX_RING_BYTES) at once, whatever the main loop is doing (computing an inference, or waiting
+ * to send a reply the host is not reading yet). Without it a real UART overruns during every
+ * inference, and under QEMU board and host can deadlock, each blocked writing to the other.
+ * Only when the ring is full does the ISR leave a byte in the UART and mask the RX interrupt
+ * (QEMU then holds further bytes back; silicon would overrun); hal_read_byte unmasks it.
+ *
+ * Waiting is done with WFI so that an idle board (and an idle QEMU) sleeps: the UART0 RX/TX
+ * interrupts and SysTick are the wake-up sources. The check-then-sleep runs with
+ * PRIMASK set, so a byte that arrives between the check and the WFI still ends the WFI
+ * (a pending interrupt wakes the core even while masked) and is never slept through.
+ */
+#include <stdint.h>
+
+#include "board.h"
+#include "cmsdk_uart.h"
+#include "cortex_m3.h"
+#include "hal.h"
+
+#define UART0 ((cmsdk_uart_regs *)MPS2_UART0_BASE)
+#define SYSTICK_HZ 100u
+#define MS_PER_TICK (1000u / SYSTICK_HZ)
+#define CLOCKS_PER_TICK (MPS2_SYSCLK_HZ / SYSTICK_HZ)
+#define CLOCKS_PER_MS (MPS2_SYSCLK_HZ / 1000u)
+
+/* Power of two; 64 KiB holds several maximal request frames (retries included). */
+#ifndef RX_RING_BYTES
+#define RX_RING_BYTES 65536u
+#endif
+#if (RX_RING_BYTES & (RX_RING_BYTES - 1u)) != 0u
+#error "RX_RING_BYTES must be a power of two"
+#endif
+
+static volatile uint8_t rx_ring[RX_RING_BYTES];
+static volatile uint32_t rx_head; /* written by the ISR only: bytes stored so far */
+static volatile uint32_t rx_tail; /* written by the thread only: bytes consumed so far */
+static volatile uint32_t rx_paused; /* ring was full: RX interrupt masked, byte left in UART */
+
+/* Milliseconds at the start of the current SysTick period. */
+static volatile uint32_t tick_base_ms;
+/* Last value hal_millis() returned (thread context only). */
+static uint32_t last_millis;
+
+void systick_handler(void)
+{
+    tick_base_ms = tick_base_ms + MS_PER_TICK;
+}
+
+/* Move waiting bytes from the UART into the ring; called from the RX ISR, or with interrupts
+ * masked. */
+static void rx_drain(void)
+{
+    uint8_t byte;
+    while ((UART0->state & CMSDK_UART_STATE_RXFULL) != 0u) {
+        if (rx_head - rx_tail >= RX_RING_BYTES) {
+            UART0->ctrl &= ~CMSDK_UART_CTRL_RXINTEN;
+            rx_paused = 1u;
+            return;
+        }
+        (void)cmsdk_uart_try_read(UART0, &byte);
+        rx_ring[rx_head & (RX_RING_BYTES - 1u)] = byte;
+        rx_head = rx_head + 1u;
+    }
+}
+
+void uart0_rx_handler(void)
+{
+    cmsdk_uart_clear_interrupts(UART0);
+    rx_drain();
+}
+
+void uart0_tx_handler(void)
+{
+    cmsdk_uart_clear_interrupts(UART0);
+}
+
+void hal_init(void)
+{
+    M3_SYST_CSR = 0u;
+    M3_SYST_RVR = CLOCKS_PER_TICK - 1u;
+    M3_SYST_CVR = 0u;
+    M3_SYST_CSR = M3_SYST_CSR_ENABLE | M3_SYST_CSR_TICKINT | M3_SYST_CSR_CLKSOURCE;
+
+    cmsdk_uart_init(UART0, MPS2_SYSCLK_HZ, MPS2_UART0_BAUD);
+    M3_NVIC_ISER0 = (1u << MPS2_UART0_RX_IRQ) | (1u << MPS2_UART0_TX_IRQ);
+    m3_enable_irq();
+}
+
+uint32_t hal_millis(void)
+{
+    uint32_t base;
+    uint32_t counter;
+    uint32_t now;
+    /* Re-read if the tick interrupt ran in between, so base and counter belong together. */
+    do {
+        base = tick_base_ms;
+        counter = M3_SYST_CVR;
+    } while (base != tick_base_ms);
+    now = base + (CLOCKS_PER_TICK - 1u - counter) / CLOCKS_PER_MS;
+    /* A counter that has reloaded before its interrupt was taken (interrupts masked, or QEMU,
+     * which reloads before its tick callback pends the interrupt) reads as the start of the
+     * old period: hold the clock still until the tick lands rather than step it back. */
+    if ((uint32_t)(last_millis - now) <= MS_PER_TICK && now != last_millis) {
+        now = last_millis;
+    }
+    last_millis = now;
+    return now;
+}
+
+static int take_from_ring(uint8_t *byte)
+{
+    if (rx_tail == rx_head) {
+        return 0;
+    }
+    *byte = rx_ring[rx_tail & (RX_RING_BYTES - 1u)];
+    rx_tail = rx_tail + 1u;
+    if (rx_paused != 0u) {
+        /* Room again: take the byte the ISR had to leave, then let interrupts in. */
+        m3_disable_irq();
+        rx_paused = 0u;
+        rx_drain();
+        if (rx_paused == 0u) {
+            UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
+        }
+        m3_enable_irq();
+    }
+    return 1;
+}
+
+int hal_read_byte(uint8_t *byte, uint32_t timeout_ms)
+{
+    uint32_t start;
+    if (take_from_ring(byte)) {
+        return 1; /* streaming: no clock read per byte */
+    }
+    start = hal_millis();
+    for (;;) {
+        if (take_from_ring(byte)) {
+            return 1;
+        }
+        if (timeout_ms == 0u || (uint32_t)(hal_millis() - start) >= timeout_ms) {
+            return 0;
+        }
+        m3_disable_irq();
+        if (rx_tail == rx_head) {
+            m3_wfi();
+        }
+        m3_enable_irq();
+    }
+}
+
+void hal_write(const uint8_t *data, uint32_t len)
+{
+    uint32_t i;
+    for (i = 0; i < len; ++i) {
+        while (!cmsdk_uart_tx_ready(UART0)) {
+            m3_disable_irq();
+            if (!cmsdk_uart_tx_ready(UART0)) {
+                m3_wfi();
+            }
+            m3_enable_irq();
+        }
+        cmsdk_uart_put(UART0, data[i]);
+    }
+}
+
+void board_system_reset(void)
+{
+    m3_dsb();
+    M3_SCB_AIRCR = M3_AIRCR_VECTKEY | M3_AIRCR_SYSRESETREQ;
+    m3_dsb();
+    for (;;) {
+        m3_wfi();
+    }
+}
+
+void board_panic_write(const char *text)
+{
+    /* Polling only: may run with interrupts masked or from a fault handler. */
+    for (; *text != '\0'; ++text) {
+        while (!cmsdk_uart_tx_ready(UART0)) {
+        }
+        cmsdk_uart_put(UART0, (uint8_t)*text);
+    }
+}

@@ -1,0 +1,41 @@
+/* The datapath of docs/datapath.md, one image at a time, with early termination.
+ *
+ * Per step n = 0 .. PCL_MAX_STEPS - 1, per layer, per neuron whose spike flag is clear:
+ *     I = I - floor(I / 2**TIME_SHIFT)                         decay
+ *     I = OVF_I(I + (A << CURRENT_FRAC_BITS))  if rows arrived  accumulate (A: int32 raw row sum)
+ *     V = OVF_V(V + I)                                         integrate
+ *     V >= threshold_lsb  ->  spike step = n                   fire (at most once)
+ * Arrivals at step n: layer 0 the inputs spiking at n (bright inputs at 0, dark ones at
+ * DARK_INPUT_STEP), layer k > 0 the layer k-1 neurons that fired at n - 1, every layer its bias
+ * row at n = 0. The run stops after the decision step D (the first output spike) has been
+ * completed in every layer (or steps_after_decision steps later). I and V are int32 registers; the sums are formed exactly in int64.
+ */
+#ifndef PCL_INFER_H
+#define PCL_INFER_H
+
+#include <stdint.h>
+
+#include "pcl_image.h"
+
+typedef struct {
+    int32_t predicted;         /* winning output neuron, -1 = no decision */
+    int32_t first_output_step; /* D, -1 = none */
+    uint8_t tie;               /* more than one output neuron fired at D */
+    uint32_t synaptic_additions;           /* sum_k (rows_read[k] + 1) * n_post[k] */
+    uint32_t rows_read[PCL_MAX_LAYERS];    /* weight rows delivered in steps 0 .. D, bias excluded */
+} pcl_result_t;
+
+/* Input bit i (byte i / 8, bit i % 8) set = input i spikes at step 0, clear = at DARK_INPUT_STEP.
+ * Runs steps 0 .. min(D + steps_after_decision, MAX_STEPS - 1) (0 = stop right after D; the
+ * learning rule looks further); the result and counters always refer to D. */
+void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, uint32_t steps_after_decision,
+               pcl_result_t *result);
+
+/* After pcl_infer: spike step of every neuron (layer k at img->layer[k].neuron_offset), -1 = did
+ * not fire in steps 0 .. D. */
+const int32_t *pcl_spike_steps(void);
+/* After pcl_infer: membrane register of every neuron at the end of the run (fired neurons keep
+ * the value of their firing step). */
+const int32_t *pcl_membranes(void);
+
+#endif /* PCL_INFER_H */

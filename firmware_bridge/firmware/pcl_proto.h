@@ -1,0 +1,28 @@
+/* The board's side of docs/protocol.md: frame assembly, checks, dispatch, replies.
+ *
+ * Every frame gets exactly one reply. Faults in frames whose sequence number cannot be trusted
+ * (bad COBS, bad CRC, oversize, truncated) are answered with ERROR and seq = PCL_PROTO_NO_SEQ.
+ * The last request's seq and CRC and its reply are kept: a repeated request (a host retry) gets
+ * the kept reply again and is not executed twice.
+ */
+#ifndef PCL_PROTO_H
+#define PCL_PROTO_H
+
+#include <stdint.h>
+
+void pcl_proto_init(void);
+/* One received byte; now_ms = hal_millis(). */
+void pcl_proto_feed(uint8_t byte, uint32_t now_ms);
+/* Call when no byte came for a while: ends a frame that stopped arriving (TRUNCATED). */
+void pcl_proto_idle(uint32_t now_ms);
+
+/* Training hook: returns 0 and fills reply (at most reply_room bytes, *reply_len) or a PCL_ERR_*
+ * code with details. The firmware without a learning rule links the stub in pcl_learn_none.c. */
+int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_t reply_room,
+                   uint32_t *reply_len, int32_t detail[2]);
+/* Learning spec fields reported in INFO (count in *n); 0 fields without a rule. */
+const uint32_t *pcl_learning_spec(uint32_t *n);
+/* Called on RESET and on a new image: forget any training state. */
+void pcl_learning_reset(void);
+
+#endif

@@ -1,0 +1,490 @@
+"""The host virtual board on a real pty against the emulator: inference, training, faults."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import serial
+
+from firmware_bridge import commands, launch
+from firmware_bridge import protocol as p
+from firmware_bridge.client import BoardClient
+from firmware_bridge.compare import (
+    compare_on_board, compare_results, densify, first_mismatch, image_input_bits, run_on_board,
+)
+from firmware_bridge.errors import BoardRefused, ImageRejected
+from firmware_bridge.protocol import ErrorCode, MsgType
+from popcount_learn.data import load_mnist
+from popcount_learn.datapath import DatapathConfig
+from popcount_learn.emulator import emulate, encode_input_steps
+from popcount_learn.errors import ConfigError
+from popcount_learn.h5io import load_weight_image, save_weight_image
+from popcount_learn.learning import LearningConfig
+from popcount_learn.onchip import train_step
+from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32, upload_bytes
+from tests.factories import random_weight_image
+
+REPO = Path(__file__).resolve().parents[1]
+PRETRAINED = REPO / "datasets" / "pretrained"
+# A rule that moves many weights per step, so that every path of the update is exercised.
+BUSY_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_update_prob_q16=50000,
+                           prob_halving_samples=150, seed=12345, output_rule="all_violators", correct_rule="always")
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    test = load_mnist(mnist_dir, "test")
+    train = load_mnist(mnist_dir, "train")
+    return test.images, test.labels, train.images[:400], train.labels[:400]
+
+
+@pytest.fixture(scope="module")
+def net600():
+    return load_weight_image(PRETRAINED / "net600-int8.h5")
+
+
+@pytest.fixture(scope="module")
+def board(request, firmware_build_root):
+    """A host virtual board (int8 spec, BUSY_RULE), or the board given with --board-port."""
+    url = request.config.getoption("--board-port")
+    if url:
+        from types import SimpleNamespace
+
+        yield SimpleNamespace(port=url)
+        return
+    with launch.start_virtual_board(build_root=firmware_build_root, learning=BUSY_RULE) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def rule(board):
+    """The learning rule compiled into the board (from INFO)."""
+    with BoardClient(board.port, timeout_s=5.0) as c:
+        codes = c.info().learning_codes
+    if not codes:
+        pytest.skip("the board has no learning rule")
+    return launch.learning_from_codes(codes)
+
+
+@pytest.fixture
+def client(board):
+    with BoardClient(board.port, timeout_s=5.0) as c:
+        yield c
+
+
+def test_info_reports_compiled_spec_rule_and_capacity(client, rule, request):
+    info = client.info()
+    spec = DatapathConfig.for_weight_bits(8)
+    assert info.spec_codes == commands.image_spec_codes(
+        WeightImage(spec, (LayerImage(np.zeros((2, 1), np.int8), 1, 1.0),)))
+    assert info.learning_codes == launch.learning_codes(rule)
+    if not request.config.getoption("--board-port"):
+        assert rule == BUSY_RULE and info.board == "host"
+    assert info.protocol_version == p.PROTOCOL_VERSION
+    assert info.weight_capacity_bytes >= len(upload_bytes(load_weight_image(PRETRAINED / "net800-int8.h5")))
+
+
+def test_upload_read_back_and_crc(client, net600):
+    commands.upload_image(client, net600)
+    stream = upload_bytes(net600)
+    assert client.read_image(len(stream)) == stream
+    info = client.info()
+    assert info.image_loaded and info.image_crc32 == image_crc32(net600) and info.image_bytes == len(stream)
+
+
+@pytest.mark.parametrize("name", ["net600-int8.h5", "net800-int8.h5"])
+def test_bit_exact_with_the_emulator_on_1000_mnist_test_images(client, mnist, name):
+    image = load_weight_image(PRETRAINED / name)
+    commands.upload_image(client, image)
+    images, labels = mnist[0][:1000], mnist[1][:1000]
+    summary = compare_on_board(client, image, images, labels=labels)
+    assert summary["n"] == 1000
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["board_accuracy"] == summary["emulator_accuracy"] > 0.95
+
+
+# -- random networks on specs that exercise overflow, wrap, ties, dark inputs -----------------
+
+RANDOM_SPECS = [
+    DatapathConfig.for_weight_bits(8),
+    DatapathConfig(time_shift=2, weight_bits=12, current_frac_bits=1, current_bits=14, membrane_bits=15,
+                   current_overflow="wrap", membrane_overflow="wrap", dark_input_step=3, max_steps=40,
+                   tie_rule="lowest_index"),
+    DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=5, membrane_bits=7,
+                   current_overflow="saturate", membrane_overflow="saturate", dark_input_step=2, max_steps=12,
+                   tie_rule="max_membrane"),
+    DatapathConfig(time_shift=3, weight_bits=16, current_frac_bits=3, current_bits=32, membrane_bits=32,
+                   max_steps=30, dark_input_step=-1),
+]
+
+
+def _random_image(rng, spec):
+    topology = [int(rng.integers(1, 40))] + [int(rng.integers(1, 30)) for _ in range(int(rng.integers(1, 4)))]
+    image = random_weight_image(rng, spec=spec, topology=topology)
+    # Thresholds a few rows' worth of current above zero, so that neurons fire at varied steps.
+    scale = spec.weight_max << spec.current_frac_bits
+    layers = tuple(dataclasses.replace(l, threshold_lsb=int(min(spec.membrane_max, rng.integers(1, 6 * scale + 2))))
+                   for l in image.layers)
+    return dataclasses.replace(image, layers=layers)
+
+
+@pytest.mark.parametrize("spec_index", range(len(RANDOM_SPECS)))
+def test_random_networks_match_the_emulator(spec_index, firmware_build_root):
+    spec = RANDOM_SPECS[spec_index]
+    rng = np.random.default_rng(spec_index)
+    seen = {"decided": 0, "no_decision": 0, "tie": 0, "hidden_spikes": 0}
+    with launch.start_virtual_board(spec, build_root=firmware_build_root) as b, BoardClient(b.port) as c:
+        for _ in range(15):
+            image = _random_image(rng, spec)
+            c.load_image(upload_bytes(image), image_crc32(image))
+            bits_on = rng.random((40, image.topology[0])) < rng.uniform(0.1, 0.9)
+            steps = np.where(bits_on, 0, spec.dark_input_step).astype(np.int32)
+            board = [densify(r, image.topology) for r in c.infer_batch([p.input_bits(row) for row in bits_on])]
+            emu = emulate(image, input_spike_steps=steps)
+            summary = compare_results(board, emu)
+            assert summary["mismatches"] == 0, summary["first_mismatch"]
+            seen["decided"] += int((emu.first_output_step >= 0).sum())
+            seen["no_decision"] += int((emu.first_output_step < 0).sum())
+            seen["tie"] += int(emu.tie.sum())
+            seen["hidden_spikes"] += sum(int((s >= 0).sum()) for s in emu.spike_steps[:-1])
+        with pytest.raises(BoardRefused, match="NO_LEARNING"):  # built without a rule
+            c.train_step(0, 0, p.input_bits(bits_on[0]))
+    assert all(v > 0 for v in seen.values()), seen  # the comparison covered each kind of outcome
+
+
+# -- the comparator can fail ---------------------------------------------------------------
+
+
+def _one_lsb_variant_that_matters(image, images):
+    """A copy of ``image`` with one weight moved by one LSB that changes the emulated results."""
+    base = emulate(image, images)
+    out = len(image.layers) - 1
+    for k in (out, 0):
+        w = image.layers[k].weights_lsb
+        for j in range(w.shape[1]):
+            for d in (1, -1):
+                w2 = w.copy()
+                w2[-1, j] = np.clip(int(w2[-1, j]) + d, image.spec.weight_min, image.spec.weight_max)
+                layers = list(image.layers)
+                layers[k] = dataclasses.replace(layers[k], weights_lsb=w2)
+                variant = dataclasses.replace(image, layers=tuple(layers))
+                if compare_results([_dense_row(emulate(variant, images), i) for i in range(len(images))],
+                                   base)["mismatches"]:
+                    return variant, (k, w.shape[0] - 1, j, d)
+    raise AssertionError("no single-LSB change altered the results")
+
+
+def _dense_row(result, i):
+    from firmware_bridge.compare import DenseBoardResult
+
+    return DenseBoardResult(int(result.predicted[i]), int(result.first_output_step[i]), bool(result.tie[i]),
+                            tuple(s[i] for s in result.spike_steps), result.rows_read[i].astype(np.int64),
+                            int(result.synaptic_additions[i]))
+
+
+def test_batches_shrink_when_a_reply_would_not_fit(client, mnist, net600):
+    commands.upload_image(client, net600)
+    with pytest.raises(BoardRefused, match="REPLY_TOO_LARGE"):
+        client.infer_batch(image_input_bits(net600, mnist[0][:600]))  # ~170 bytes x 600 > 64 KiB
+    board = run_on_board(client, net600, mnist[0][:600], batch_size=600)
+    assert compare_results(board, emulate(net600, mnist[0][:600]))["mismatches"] == 0
+
+
+def test_comparator_fails_on_a_one_lsb_weight_difference(client, mnist, net600):
+    images = mnist[0][:300]
+    variant, where = _one_lsb_variant_that_matters(net600, images)
+    commands.upload_image(client, variant)
+    summary = compare_on_board(client, net600, images)  # board runs the variant, emulator the original
+    assert summary["mismatches"] > 0 and summary["first_mismatch"].startswith("image "), where
+    assert compare_on_board(client, variant, images)["mismatches"] == 0  # and it is exactly that weight
+
+
+def test_comparator_fails_on_a_one_step_shift_of_one_hidden_spike(client, mnist, net600):
+    commands.upload_image(client, net600)
+    images = mnist[0][:20]
+    board = run_on_board(client, net600, images)
+    emu = emulate(net600, images)
+    assert compare_results(board, emu)["mismatches"] == 0
+    i = 7
+    hidden = board[i].spike_steps[0].copy()
+    j = int(np.flatnonzero(hidden >= 0)[0])
+    hidden[j] += 1
+    shifted = dataclasses.replace(board[i], spike_steps=(hidden,) + board[i].spike_steps[1:])
+    text = first_mismatch(shifted, emu, i)
+    assert text == (f"layer 0 spike steps differ at 1 neuron(s): neuron {j}: board {hidden[j]}, "
+                    f"emulator {hidden[j] - 1}")
+    silent = int(np.flatnonzero(board[i].spike_steps[0] < 0)[0])
+    hidden = board[i].spike_steps[0].copy()
+    hidden[silent] = 3
+    assert f"neuron {silent}: board 3, emulator -1" in first_mismatch(
+        dataclasses.replace(board[i], spike_steps=(hidden,) + board[i].spike_steps[1:]), emu, i)
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def test_training_steps_equal_the_python_one_step_function(client, rule, mnist, net600):
+    commands.upload_image(client, net600)
+    image = net600
+    _, _, train_images, train_labels = mnist
+    changed = []
+    for t in range(len(train_images)):  # until three steps moved weights (a rule may skip correct samples)
+        enc = encode_input_steps(image.spec, train_images[t : t + 1])[0]
+        reply = client.train_step(t, int(train_labels[t]), p.input_bits(enc == 0))
+        image, result = train_step(image, rule, enc, int(train_labels[t]), t)
+        assert reply.weights_changed == result.weights_changed
+        if result.weights_changed:
+            assert client.read_image(len(upload_bytes(image))) == upload_bytes(image)
+            changed.append(result.weights_changed)
+            if len(changed) == 3:
+                break
+    assert changed, "no training step moved a weight"
+    assert client.read_image(len(upload_bytes(image))) == upload_bytes(image)
+
+
+def test_200_training_steps_side_by_side_stay_identical(client, rule, mnist, net600):
+    _, _, train_images, train_labels = mnist
+    summary = commands.train_side_by_side(client, net600, rule, train_images[:200], train_labels[:200],
+                                          check_every=50, first_sample_index=1000)
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["steps"] == 200 and summary["weight_checks"] == 4
+    assert summary["weights_changed"] > 1000
+
+
+def test_training_comparison_fails_on_a_one_lsb_difference(client, rule, mnist, net600):
+    _, _, train_images, train_labels = mnist
+    w = net600.layers[0].weights_lsb.copy()
+    w[0, 5] += 1 if w[0, 5] < 127 else -1  # pixel 0 is always dark: this weight never learns
+    corrupted = dataclasses.replace(net600, layers=(dataclasses.replace(net600.layers[0], weights_lsb=w),)
+                                    + net600.layers[1:])
+    summary = commands.train_side_by_side(client, net600, rule, train_images[:20], train_labels[:20],
+                                          check_every=10, board_image=corrupted)
+    assert summary["mismatches"] == 1
+    assert "layer 0 weight [row 0, column 5]" in summary["first_mismatch"]
+
+
+def test_board_with_another_rule_is_refused(client, rule, mnist, net600):
+    other = dataclasses.replace(rule, seed=rule.seed ^ 1)
+    with pytest.raises(ConfigError, match="learning rule"):
+        commands.train_side_by_side(client, net600, other, mnist[2][:2], mnist[3][:2])
+
+
+# -- retries and faults over the real pty ----------------------------------------------------
+
+
+class DropFirstReply:
+    """A serial port that loses the first reply frame it receives (a glitch on the line)."""
+
+    def __init__(self, port):
+        self._port = port
+        self.dropped = False
+
+    timeout = property(lambda self: self._port.timeout, lambda self, v: setattr(self._port, "timeout", v))
+    in_waiting = property(lambda self: self._port.in_waiting)
+
+    def read(self, n):
+        data = self._port.read(n)
+        if self.dropped:
+            return data
+        end = data.find(b"\x00")
+        if end < 0:
+            return b""
+        self.dropped = True
+        return data[end + 1 :]
+
+    def write(self, data):
+        return self._port.write(data)
+
+    def reset_input_buffer(self):
+        self._port.reset_input_buffer()
+
+    def close(self):
+        self._port.close()
+
+
+def test_a_lost_reply_is_retried_and_the_step_applied_once(board, rule, mnist, net600):
+    _, _, train_images, train_labels = mnist
+    with BoardClient(board.port) as c:
+        commands.upload_image(c, net600)
+    port = DropFirstReply(serial.serial_for_url(board.port))
+    encoded = encode_input_steps(net600.spec, train_images[:100])
+    i = next(i for i in range(100)  # a sample whose step moves weights, so that twice != once
+             if train_step(net600, rule, encoded[i], int(train_labels[i]), 77)[1].weights_changed)
+    with BoardClient(port=port, url=board.port, timeout_s=0.5, retries=2) as c:
+        enc = encoded[i]
+        reply = c.train_step(77, int(train_labels[i]), p.input_bits(enc == 0))
+        assert port.dropped and c.stats["resends"] == 1
+        once, result = train_step(net600, rule, enc, int(train_labels[i]), 77)
+        assert reply.weights_changed == result.weights_changed > 0
+        assert c.read_image(len(upload_bytes(once))) == upload_bytes(once)  # not applied twice
+
+
+def test_board_answers_garbage_oversize_and_truncation_and_stays_in_sync(client):
+    client._write(b"\x42\x43garbage\xff\x00")
+    assert client.info().protocol_version == p.PROTOCOL_VERSION
+    client._write(b"\x55" * (p.MAX_PAYLOAD_BYTES + 2000) + b"\x00")
+    assert client.info().protocol_version == p.PROTOCOL_VERSION
+    client._write(p.encode_frame(MsgType.INFO, 5, b"")[:6])
+    time.sleep(0.8)  # longer than the board's frame gap timeout
+    assert client.info().protocol_version == p.PROTOCOL_VERSION
+    assert client.stats["frame_faults"] >= 3
+
+
+def test_unknown_type_and_bad_lengths_are_typed_errors(client):
+    with pytest.raises(BoardRefused, match="UNKNOWN_TYPE") as e:
+        client.request(0x55)
+    assert e.value.code == ErrorCode.UNKNOWN_TYPE
+    with pytest.raises(BoardRefused, match="BAD_LENGTH"):
+        client.request(MsgType.LOAD_BEGIN, b"\x01\x02")
+
+
+def test_reset_forgets_the_image(client, net600):
+    commands.upload_image(client, net600)
+    assert client.info().image_loaded
+    client.reset()
+    assert not client.info().image_loaded
+    with pytest.raises(BoardRefused, match="NO_IMAGE"):
+        client.infer(bytes(98))
+    with pytest.raises(BoardRefused, match="NO_IMAGE"):
+        client.read_image(16)
+
+
+def test_train_step_with_a_label_that_is_no_output_is_refused(client, net600):
+    commands.upload_image(client, net600)
+    with pytest.raises(BoardRefused, match="BAD_ARGUMENT: argument 1 has bad value 10"):
+        client.train_step(0, 10, bytes(98))
+    with pytest.raises(BoardRefused, match="BAD_LENGTH"):
+        client.train_step(0, 1, bytes(97))
+
+
+def test_half_loaded_and_mismatched_images_are_refused(client, net600):
+    stream = upload_bytes(net600)
+    client.request(MsgType.LOAD_BEGIN, p.encode_load_begin(len(stream), image_crc32(net600)))
+    client.request(MsgType.LOAD_CHUNK, p.encode_load_chunk(0, stream[:1000]))
+    with pytest.raises(ImageRejected, match="IMAGE_INCOMPLETE: image incomplete: 1000 of"):
+        client.request(MsgType.LOAD_COMMIT)
+    with pytest.raises(BoardRefused, match="NO_IMAGE"):
+        client.infer(bytes(98))
+    other = dataclasses.replace(net600, spec=dataclasses.replace(net600.spec, max_steps=300))
+    with pytest.raises(ImageRejected, match="SPEC_MISMATCH: spec field 9 is 300"):
+        client.load_image(upload_bytes(other), image_crc32(other))
+    with pytest.raises(ConfigError, match="built for max_steps = 512 but"):
+        commands.upload_image(client, other)
+    with pytest.raises(ImageRejected, match="IMAGE_CRC"):
+        client.load_image(stream, image_crc32(net600) ^ 1)
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+def _cli(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "popcount_learn.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
+    import json
+
+    env = dict(os.environ, PCL_FIRMWARE_BUILD_ROOT=str(firmware_build_root), PYTHONPATH=str(REPO))
+    image_path = tmp_path / "net600-busy.h5"
+    save_weight_image(image_path, dataclasses.replace(load_weight_image(PRETRAINED / "net600-int8.h5"),
+                                                      learning=BUSY_RULE))
+    proc = subprocess.Popen([sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--image",
+                             str(image_path)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.startswith("/dev/pts/")
+        r = _cli("board", "info", "--port", port, "--json", "--trace", env=env)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["datapath"]["max_steps"] == 512
+        assert r.stderr.startswith("trace: tx INFO seq=") and "trace: rx type=0x81" in r.stderr
+        r = _cli("board", "compare", "--port", port, "--image", str(image_path), "--limit", "100", "--json", env=env)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["mismatches"] == 0
+        r = _cli("board", "train", "--port", port, "--image", str(image_path), "--steps", "30", "--check-every",
+                 "10", "--json", env=env)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["mismatches"] == 0 and out["weight_checks"] == 3
+        r = _cli("board", "compare", "--port", port, "--image", str(PRETRAINED / "net600.h5"), env=env)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "weight-image" in r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert not os.path.exists(port)  # the board and its pty are gone
+    r = _cli("board", "info", "--port", "/dev/nonexistent-pcl", env=env)
+    assert r.returncode == 2 and "cannot open /dev/nonexistent-pcl" in r.stderr
+
+
+# -- property tests: random networks of 1-3 layers on the default-spec board -----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def small_problems(draw):
+    """A random default-spec image of 1-3 layers with moderate thresholds, inputs and a label."""
+    spec = DatapathConfig.for_weight_bits(8)
+    n_layers = draw(st.integers(1, 3))
+    topology = [draw(st.integers(1, 48))] + [draw(st.integers(1, 24)) for _ in range(n_layers)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    image = random_weight_image(rng, spec=spec, topology=topology, provenance={})
+    unit = spec.weight_max << spec.current_frac_bits
+    layers = tuple(dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 4 * unit))) for l in image.layers)
+    image = dataclasses.replace(image, layers=layers)
+    bits_on = rng.random(topology[0]) < draw(st.floats(0.05, 0.95))
+    label = draw(st.integers(0, topology[-1] - 1))
+    t = draw(st.integers(0, 2**32 - 1))
+    return image, bits_on, label, t
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problem=small_problems())
+def test_property_inference_and_one_training_step_match_on_random_networks(client, rule, problem):
+    image, bits_on, label, t = problem
+    client.load_image(upload_bytes(image), image_crc32(image))
+    steps = np.where(bits_on, 0, image.spec.dark_input_step).astype(np.int32)
+    board = densify(client.infer(p.input_bits(bits_on)), image.topology)
+    emu = emulate(image, input_spike_steps=steps[None, :])
+    assert first_mismatch(board, emu, 0) is None
+    reply = client.train_step(t, label, p.input_bits(bits_on))
+    trained, result = train_step(image, rule, steps, label, t)
+    got = (reply.predicted, reply.first_output_step, reply.weights_changed, reply.neurons_with_delta,
+           reply.hidden_spikes_delivered)
+    assert got == (result.predicted, result.first_output_step, result.weights_changed, result.neurons_with_delta,
+                   result.hidden_spikes_delivered)
+    assert client.read_image(len(upload_bytes(trained))) == upload_bytes(trained)
+
+
+def test_property_test_exercised_deep_learning_paths(client, rule):
+    """The random problems above do reach hidden deltas two layers deep and weight changes there."""
+    rng = np.random.default_rng(5)
+    deep_changes = 0
+    for i in range(40):
+        spec = DatapathConfig.for_weight_bits(8)
+        image = random_weight_image(rng, spec=spec, topology=(30, 20, 15, 6), provenance={})
+        unit = spec.weight_max << spec.current_frac_bits
+        image = dataclasses.replace(image, layers=tuple(
+            dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 2 * unit))) for l in image.layers))
+        bits_on = rng.random(30) < 0.5
+        steps = np.where(bits_on, 0, -1).astype(np.int32)
+        client.load_image(upload_bytes(image), image_crc32(image))
+        client.train_step(i, i % 6, p.input_bits(bits_on))
+        trained, _ = train_step(image, rule, steps, i % 6, i)
+        assert client.read_image(len(upload_bytes(trained))) == upload_bytes(trained)
+        deep_changes += int((trained.layers[0].weights_lsb != image.layers[0].weights_lsb).sum())
+    assert deep_changes > 0  # first-layer weights moved: deltas propagated back through two layers
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(noise=st.lists(st.binary(max_size=300) | st.just(b"\x00"), max_size=6).map(b"".join))
+def test_property_any_noise_leaves_the_board_answering(client, noise):
+    client._write(noise)
+    assert client.info().protocol_version == p.PROTOCOL_VERSION

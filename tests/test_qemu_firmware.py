@@ -1,0 +1,203 @@
+"""The real firmware on the QEMU Cortex-M3 board (mps2-an385), driven by the same BoardClient.
+
+A 784-100-10 int8 image (the first 100 hidden neurons of the shipped net600-int8) keeps the
+upload short: the QEMU UART carries only ~20 kB/s. Skips only when arm-none-eabi-gcc or
+qemu-system-arm is absent (CI installs gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_bridge import launch
+from firmware_bridge.client import BoardClient
+from firmware_bridge.commands import train_side_by_side, upload_image
+from firmware_bridge.compare import compare_on_board
+from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
+from firmware_bridge.faults import FaultProxy
+from firmware_bridge.protocol import ErrorCode
+from firmware_bridge.qemu import CROSS_GCC, QEMU_BINARY
+from popcount_learn.data import load_mnist
+from popcount_learn.emulator import emulate
+from popcount_learn.h5io import load_weight_image
+from popcount_learn.learning import LearningConfig
+from popcount_learn.weight_image import LayerImage, WeightImage, upload_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+N_IMAGES = 100
+N_TRAIN_STEPS = 100
+# Moves many weights per step, so every path of the on-board update runs on the Cortex-M3.
+BUSY_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_update_prob_q16=50000,
+                           prob_halving_samples=150, seed=12345, output_rule="all_violators", correct_rule="always")
+MISSING = [tool for tool in (CROSS_GCC, QEMU_BINARY) if shutil.which(tool) is None]
+pytestmark = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"{' and '.join(MISSING)} not installed (apt-get install gcc-arm-none-eabi "
+    "libnewlib-arm-none-eabi qemu-system-arm)",
+)
+
+
+def first_hidden_neurons(image: WeightImage, n_hidden: int) -> WeightImage:
+    """A 2-layer image cut down to its first ``n_hidden`` hidden neurons (bias rows kept)."""
+    hidden, output = image.layers
+    out_rows = np.concatenate([output.weights_lsb[:n_hidden], output.weights_lsb[-1:]])
+    return WeightImage(
+        spec=image.spec,
+        layers=(
+            LayerImage(np.ascontiguousarray(hidden.weights_lsb[:, :n_hidden]), hidden.threshold_lsb, hidden.scale),
+            LayerImage(np.ascontiguousarray(out_rows), output.threshold_lsb, output.scale),
+        ),
+        provenance={"derived_from": "net600-int8.h5", "hidden_neurons_kept": n_hidden},
+    )
+
+
+@pytest.fixture(scope="module")
+def shipped_image() -> WeightImage:
+    return load_weight_image(REPO / "datasets" / "pretrained" / "net600-int8.h5")
+
+
+@pytest.fixture(scope="module")
+def small_image(shipped_image) -> WeightImage:
+    return first_hidden_neurons(shipped_image, 100)
+
+
+@pytest.fixture(scope="module")
+def test_images(mnist_dir):
+    test = load_mnist(mnist_dir, "test")
+    return test.images[:N_IMAGES], test.labels[:N_IMAGES]
+
+
+@pytest.fixture(scope="module")
+def qemu_board(small_image, firmware_build_root):
+    board = launch.start_virtual_board(small_image.spec, qemu=True, learning=BUSY_RULE,
+                                       build_root=firmware_build_root)
+    try:
+        yield board
+    finally:
+        board.close()
+
+
+@pytest.fixture(scope="module")
+def client(qemu_board, small_image):
+    # The first request waits out QEMU's ~1 s poll for a newly opened pty.
+    with BoardClient(qemu_board.port, timeout_s=5.0) as open_client:
+        upload_image(open_client, small_image)
+        yield open_client
+
+
+def test_board_reports_itself_and_fits_the_shipped_600_neuron_image(client, shipped_image):
+    info = client.info()
+    assert info.board == "mps2_an385"
+    assert info.image_loaded
+    assert info.weight_capacity_bytes >= len(upload_bytes(shipped_image))  # 784-600-10 int8: ~472 KB
+    assert info.max_neurons >= sum(shipped_image.topology[1:])
+
+
+def test_bit_exact_with_the_emulator_on_100_test_images(client, small_image, test_images):
+    images, labels = test_images
+    summary = compare_on_board(client, small_image, images, labels=labels)
+    assert summary["n"] == N_IMAGES
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["board_accuracy"] == summary["emulator_accuracy"]
+
+
+def _one_lsb_change_the_emulator_notices(image: WeightImage, images: np.ndarray) -> WeightImage:
+    """The image with one weight moved by one LSB, chosen so the emulator's results change."""
+    reference = emulate(image, images)
+    hidden = image.layers[0]
+    bias_row = hidden.weights_lsb.shape[0] - 1
+    for neuron in range(hidden.weights_lsb.shape[1]):
+        w = hidden.weights_lsb.copy()
+        w[bias_row, neuron] += 1 if w[bias_row, neuron] < image.spec.weight_max else -1
+        changed = WeightImage(image.spec, (LayerImage(w, hidden.threshold_lsb, hidden.scale), image.layers[1]))
+        if not np.array_equal(emulate(changed, images).spike_steps[0], reference.spike_steps[0]):
+            return changed
+    raise AssertionError("no single bias-weight LSB changes a hidden spike step")
+
+
+def test_comparison_on_the_qemu_board_catches_a_one_lsb_weight_change(client, small_image, test_images):
+    images, _ = test_images
+    changed = _one_lsb_change_the_emulator_notices(small_image, images[:20])
+    upload_image(client, changed)  # (the tests after this one upload what they need)
+    # Board runs the changed image, the emulator the original: they must disagree.
+    summary = compare_on_board(client, small_image, images[:20])
+    assert summary["mismatches"] > 0
+    assert "spike steps differ" in summary["first_mismatch"]
+
+
+def test_reset_mid_upload_leaves_no_image_behind(qemu_board, client, small_image):
+    stream_bytes = len(upload_bytes(small_image))
+    with FaultProxy(qemu_board.port, reset_hook=qemu_board.reset,
+                    reset_after_to_board_bytes=stream_bytes // 3) as proxy:
+        with BoardClient(proxy.client_port, timeout_s=3.0, retries=2) as through_proxy:
+            with pytest.raises(BoardError) as raised:
+                upload_image(through_proxy, small_image)
+            assert proxy.counts()["resets"] == 1
+    # Typed, not a generic exception: the board forgot the load (NOT_LOADING / BAD_OFFSET) or
+    # the cut frame never got an answer.
+    assert isinstance(raised.value, (BoardRefused, BoardTimeout)), repr(raised.value)
+    info = client.info()
+    assert not info.image_loaded and info.image_bytes == 0
+    with pytest.raises(BoardRefused) as refused:
+        client.infer(b"\x00" * ((small_image.topology[0] + 7) // 8))
+    assert refused.value.code == ErrorCode.NO_IMAGE
+    # (The next test's clean upload shows that the board takes an image again.)
+
+
+def test_weights_identical_to_the_emulator_after_100_on_board_training_steps(client, small_image, mnist_dir):
+    # Runs after the inference tests (it leaves trained weights); starts with a clean upload.
+    train = load_mnist(mnist_dir, "train")
+    summary = train_side_by_side(client, small_image, BUSY_RULE, train.images[:N_TRAIN_STEPS],
+                                 train.labels[:N_TRAIN_STEPS], check_every=50)
+    assert summary["steps"] == N_TRAIN_STEPS
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["weight_checks"] == 2  # the whole image read back after step 50 and 100
+    assert summary["weights_changed"] > 0  # the rule did move weights: the check is not vacuous
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(firmware_build_root):
+    env = {**os.environ, "PYTHONPATH": str(REPO), launch.BUILD_ROOT_ENV: str(firmware_build_root)}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--qemu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )
+    try:
+        port = cli.stdout.readline().strip()
+        assert port.startswith("/dev/pts/"), (port, cli.stderr.read() if cli.poll() is not None else "")
+        qemu_pids = [pid for pid in _children(cli.pid)
+                     if "qemu-system-arm" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+        assert len(qemu_pids) == 1
+        info = subprocess.run(
+            [sys.executable, "-m", "popcount_learn.cli", "board", "info", "--port", port, "--json"],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
+        )
+        assert info.returncode == 0, info.stderr
+        assert '"mps2_an385"' in info.stdout
+    finally:
+        cli.send_signal(signal.SIGTERM)
+        cli.wait(timeout=20)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{qemu_pids[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{qemu_pids[0]}").exists()
