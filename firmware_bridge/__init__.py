@@ -8,4 +8,7 @@
 - ``qemu``: runs the firmware ELF on QEMU's mps2-an385 (Cortex-M3), UART0 on a pty.
 - ``faults``: a protocol-agnostic fault-injection proxy on the byte stream.
 - ``commands``: plain functions behind ``popcount-learn board ...`` (info, compare).
+- ``rtl/``: the datapath in Verilog (event-driven core, UP5K wrappers); ``rtl_params``: its
+  generated parameters and memory layout; ``rtl_sim``: build and run it under Icarus + cocotb
+  (``_rtl_cocotb`` is the in-simulator testbench) and the checker against the emulator.
 """

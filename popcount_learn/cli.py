@@ -137,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path", metavar="FILE")
     i.add_argument("--json", action="store_true")
 
+    r = sub.add_parser("rtl", help="the Verilog core (firmware_bridge/rtl) under Icarus + cocotb")
+    rsub = r.add_subparsers(dest="rtl_command", metavar="ACTION", parser_class=_Parser)
+    rsub.required = True
+    rc = rsub.add_parser("compare", help="simulate the core on test images and compare it with the emulator")
+    rc.add_argument("--image", required=True, metavar="NET.h5", help="weight image (popcount-learn export)")
+    rc.add_argument("--limit", type=_positive_int, default=None, help="first N test images only")
+    rc.add_argument("--lanes", type=_positive_int, default=4, help="parallel neuron lanes (default: %(default)s)")
+    rc.add_argument("--data", default=None, metavar="DIR")
+    rc.add_argument("--json", action="store_true")
+    rc.add_argument("--no-progress", action="store_true")
+
     from .cli_board import add_board_parser
 
     add_board_parser(sub, _positive_int)
@@ -251,6 +262,21 @@ def _run(args) -> int:
     if args.command == "inspect":
         _print_summary(commands.inspect(args.path), args.json)
         return 0
+    if args.command == "rtl":
+        from .progress import NullProgress, TqdmProgress
+
+        progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
+        out = commands.rtl_compare(args.image, limit=args.limit, lanes=args.lanes, data_dir=args.data, progress=progress)
+        if args.json:
+            print(json.dumps(out, sort_keys=True))
+        elif out["first_mismatch"]:
+            print("first mismatch (emulator vs RTL):\n" + out["first_mismatch"])
+        if not args.json:
+            verdict = "RTL == emulator" if out["mismatches"] == 0 else f"{out['mismatches']} MISMATCHING images"
+            print(f"{out['images']} images compared, {verdict}; {out['lanes']} lanes, cycles per image mean "
+                  f"{out['cycles_mean']:.1f} (median {out['cycles_median']:.0f}, max {out['cycles_max']}); "
+                  f"simulated {out['sim_images_per_s']:.2f} images/s ({out['sim_seconds']:.1f} s)")
+        return 1 if out["mismatches"] else 0
     if args.command == "board":
         from .cli_board import run_board
 

@@ -366,3 +366,47 @@ def inspect(path) -> dict:
         checksums_verified=True,
     )
     return info
+
+
+def rtl_compare(image_path, *, limit=None, lanes=4, data_dir=None, progress=None, batch_images=None) -> dict:
+    """Simulate the RTL core (firmware_bridge/rtl, Icarus + cocotb) on test images and compare it
+    with the emulator image by image: class, decision step, tie, every spike step, counters.
+
+    Returns the counts, the first mismatching image described in full (``first_mismatch``, None
+    when bit-exact), cycles per image (mean / median / max) and simulated images per second.
+    """
+    import numpy as np
+
+    from firmware_bridge import rtl_sim
+
+    from . import h5io
+    from .emulator import emulate
+    from .weight_image import WeightImage
+
+    reason = rtl_sim.missing_tools()
+    if reason:
+        from .errors import RtlToolsMissing
+
+        raise RtlToolsMissing(reason)
+    image = h5io.load_model(image_path)
+    if not isinstance(image, WeightImage):
+        raise ConfigError(f"{image_path} is a float model; rtl compare takes a weight image (popcount-learn export)")
+    images, labels, _ = _load_split(data_dir, "test", limit)
+    expected = emulate(image, images)
+    kwargs = {} if batch_images is None else {"batch_images": batch_images}
+    observed = rtl_sim.simulate(image, images, lanes=lanes, progress=progress, **kwargs)
+    bad = rtl_sim.mismatched_images(expected, observed)
+    cycles = observed.cycles
+    return {
+        "images": int(len(images)),
+        "lanes": int(lanes),
+        "mismatches": int(bad.size),
+        "first_mismatch": rtl_sim.describe_image(expected, observed, int(bad[0])) if bad.size else None,
+        "accuracy": float(np.mean(observed.predicted == labels)),
+        "mean_steps_to_decision": float(np.mean(observed.steps_to_decision)),
+        "cycles_mean": float(np.mean(cycles)),
+        "cycles_median": float(np.median(cycles)),
+        "cycles_max": int(np.max(cycles)),
+        "sim_seconds": float(observed.sim_seconds),
+        "sim_images_per_s": float(len(images) / observed.sim_seconds) if observed.sim_seconds > 0 else 0.0,
+    }

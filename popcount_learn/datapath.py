@@ -193,6 +193,42 @@ class DatapathConfig:
         lines += ["", f"#endif /* {guard} */", ""]
         return "\n".join(lines)
 
+    def verilog_header(self) -> str:
+        """The spec as Verilog ``localparam integer PCL_...`` lines, to be included inside a module.
+
+        Same names and values as ``c_header()`` plus ``PCL_CURRENT_WRAP`` / ``PCL_MEMBRANE_WRAP`` /
+        ``PCL_TIE_LOWEST_INDEX`` (0/1 flags the RTL tests directly). Used by firmware_bridge/rtl.
+        """
+        consts = [
+            ("TIME_SHIFT", self.time_shift),
+            ("WEIGHT_BITS", self.weight_bits),
+            ("WEIGHT_MIN", self.weight_min),
+            ("WEIGHT_MAX", self.weight_max),
+            ("CURRENT_FRAC_BITS", self.current_frac_bits),
+            ("CURRENT_BITS", self.current_bits),
+            ("CURRENT_MIN", self.current_min),
+            ("CURRENT_MAX", self.current_max),
+            ("MEMBRANE_BITS", self.membrane_bits),
+            ("MEMBRANE_MIN", self.membrane_min),
+            ("MEMBRANE_MAX", self.membrane_max),
+            ("MEMBRANE_FRAC_BITS", self.membrane_frac_bits),
+            ("CURRENT_OVERFLOW", self.current_overflow_code),
+            ("MEMBRANE_OVERFLOW", self.membrane_overflow_code),
+            ("CURRENT_WRAP", int(self.current_overflow_code == OVERFLOW_CODES["wrap"])),
+            ("MEMBRANE_WRAP", int(self.membrane_overflow_code == OVERFLOW_CODES["wrap"])),
+            ("TIE_RULE", self.tie_rule_code),
+            ("TIE_LOWEST_INDEX", int(self.tie_rule_code == TIE_CODES["lowest_index"])),
+            ("INPUT_THRESHOLD", self.input_threshold),
+            ("DARK_INPUT_STEP", self.dark_input_step),
+            ("MAX_STEPS", self.max_steps),
+        ]
+        lines = ["// Generated from popcount_learn.datapath.DatapathConfig; do not edit."]
+        for name, value in consts:
+            # -2**31 is not a 32-bit integer literal in Verilog; spell it as (-MAX - 1).
+            text = f"({value + 1} - 1)" if value == -(1 << 31) else str(value)
+            lines.append(f"localparam integer PCL_{name} = {text};")
+        return "\n".join(lines) + "\n"
+
     def threshold_lsb(self, scale: float) -> int:
         """Threshold 1 (real units) in membrane register units for a layer of weight scale.
 

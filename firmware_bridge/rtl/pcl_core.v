@@ -1,0 +1,512 @@
+// Event-driven inference core for the fixed-point datapath of docs/datapath.md.
+//
+// Per image, per step n = 0 .. MAX_STEPS-1, layers from the last to the first (layer k only
+// sees layer k-1's spikes of step n-1, so this order lets one spike queue per layer serve both):
+//   ACC    every arriving row (bias at n = 0, then input spikes of step n for k = 0, or the
+//          queued spikes of layer k-1 for k > 0) is fetched from the weight RAM one word of
+//          LANES weights per cycle and added into LANES neuron states per cycle;
+//   SWEEP  every neuron group of layer k: I = OVF_I(..), V = OVF_V(V + I), fire, decay;
+//          groups with fires are pushed to the layer's spike queue as (group, lane mask);
+//   REPORT the queue is streamed out as spike events; on the output layer the first step with
+//          a spike is the decision (tie rule applied over the V read back from the state RAM).
+// The image ends after the decision step has been completed for every layer (early
+// termination) or after MAX_STEPS steps; the remaining input beats are drained and one result
+// beat is sent. Counters as the emulator's: rows read per layer (bias excluded), decision step,
+// tie.
+//
+// Weight RAM: one word = LANES weights (lane l at bits [l*WEIGHT_BITS +: WEIGHT_BITS]) of one
+// row; word g of row r of layer k is at LAYER_WEIGHT_BASE[k] + (r << LAYER_ROW_SHIFT[k]) + g,
+// g < LAYER_GROUPS[k] <= 2**LAYER_ROW_SHIFT[k] (rows padded to a power of two of words).
+// Thresholds are loaded through the same load port (wl_threshold = 1, wl_addr = layer).
+// Streams are valid/ready; a beat moves on a cycle with valid & ready.
+module pcl_core #(
+    parameter integer LANES = 4,
+    parameter integer N_LAYERS = 2,
+    parameter integer N_IN = 4,
+    parameter [32*N_LAYERS-1:0] LAYER_N_PRE = 0,
+    parameter [32*N_LAYERS-1:0] LAYER_N_POST = 0,
+    parameter [32*N_LAYERS-1:0] LAYER_GROUPS = 0,
+    parameter [32*N_LAYERS-1:0] LAYER_LAST_LANES = 0,
+    parameter [32*N_LAYERS-1:0] LAYER_STATE_BASE = 0,
+    parameter [32*N_LAYERS-1:0] LAYER_WEIGHT_BASE = 0,
+    parameter [32*N_LAYERS-1:0] LAYER_ROW_SHIFT = 0,
+    parameter integer STATE_DEPTH = 2,
+    parameter integer WADDR_BITS = 8,
+    parameter integer SADDR_BITS = 1,
+    parameter integer GROUP_BITS = 1,
+    parameter integer ROW_BITS = 3,
+    parameter integer NEURON_BITS = 3,
+    parameter integer IN_INDEX_BITS = 2,
+    parameter integer STEP_BITS = 10,
+    parameter integer LAYER_BITS = 1,
+    parameter integer ROWCOUNT_BITS = 3,
+    parameter integer WL_BITS = 32,
+    // datapath
+    parameter integer WEIGHT_BITS = 8,
+    parameter integer CURRENT_FRAC_BITS = 6,
+    parameter integer CURRENT_BITS = 24,
+    parameter integer MEMBRANE_BITS = 24,
+    parameter integer WIDE_BITS = 25,
+    parameter integer TIME_SHIFT = 6,
+    parameter integer CURRENT_WRAP = 0,
+    parameter integer MEMBRANE_WRAP = 0,
+    parameter integer TIE_LOWEST_INDEX = 0,
+    parameter integer MAX_STEPS = 512
+) (
+    input  wire clk,
+    input  wire rst,
+    // weight / threshold load (accepted only between images)
+    input  wire                          wl_valid,
+    output wire                          wl_ready,
+    input  wire                          wl_threshold,
+    input  wire [WADDR_BITS-1:0]         wl_addr,
+    input  wire [WL_BITS-1:0]            wl_data,
+    // weight RAM, single port, synchronous read (data the cycle after wmem_en & !wmem_we)
+    output wire                          wmem_en,
+    output wire                          wmem_we,
+    output wire [WADDR_BITS-1:0]         wmem_addr,
+    output wire [LANES*WEIGHT_BITS-1:0]  wmem_wdata,
+    input  wire [LANES*WEIGHT_BITS-1:0]  wmem_rdata,
+    // input spike events, sorted by step; in_last marks an image's last beat. A beat with
+    // in_step >= MAX_STEPS never arrives (use one as the only beat of an image without spikes).
+    input  wire                          in_valid,
+    output reg                           in_ready,
+    input  wire [IN_INDEX_BITS-1:0]      in_index,
+    input  wire [STEP_BITS-1:0]          in_step,
+    input  wire                          in_last,
+    // spike events: every spike in steps 0 .. decision step
+    output wire                          sp_valid,
+    input  wire                          sp_ready,
+    output wire [LAYER_BITS-1:0]         sp_layer,
+    output wire [NEURON_BITS-1:0]        sp_index,
+    output wire [STEP_BITS-1:0]          sp_step,
+    // one result per image
+    output wire                          res_valid,
+    input  wire                          res_ready,
+    output reg                           res_decided,
+    output reg  [NEURON_BITS-1:0]        res_class,
+    output reg  [STEP_BITS-1:0]          res_step,        // decision step (valid if decided)
+    output reg                           res_tie,
+    output wire [N_LAYERS*ROWCOUNT_BITS-1:0] res_rows_read,
+    output reg                           res_input_error  // beat out of step order or index >= N_IN
+);
+    localparam integer SW = 1 + MEMBRANE_BITS + WIDE_BITS;   // state bits per neuron
+    localparam integer QW = GROUP_BITS + LANES;               // queue entry: group, lane mask
+    localparam integer LB = (LANES > 1) ? $clog2(LANES) : 1;
+    localparam [2:0] S_IDLE = 3'd0, S_ACC = 3'd1, S_SWEEP = 3'd2, S_DRAIN = 3'd3,
+                     S_REPORT = 3'd4, S_NEXT = 3'd5, S_FLUSH = 3'd6, S_RESULT = 3'd7;
+    localparam [1:0] R_FETCH = 2'd0, R_ENTRY = 2'd1, R_BITS = 2'd2;
+
+    reg [2:0] state;
+    reg [1:0] rstate;
+    reg [STEP_BITS-1:0] n;
+    reg [LAYER_BITS-1:0] k;
+    reg in_done, bias_done, decided;
+
+    // Per-layer constants selected by the current layer k.
+    wire [31:0] groups_k     = LAYER_GROUPS[k*32 +: 32];
+    wire [31:0] last_lanes_k = LAYER_LAST_LANES[k*32 +: 32];
+    wire [31:0] n_pre_k      = LAYER_N_PRE[k*32 +: 32];
+    wire [SADDR_BITS-1:0] sbase_k = LAYER_STATE_BASE[k*32 +: SADDR_BITS];
+    wire [LAYER_BITS-1:0] kp = k - 1'b1;                       // source layer of ACC for k > 0
+    wire [SADDR_BITS-1:0] sbase_kp = LAYER_STATE_BASE[kp*32 +: SADDR_BITS];
+    wire is_out_layer = (k == N_LAYERS - 1);
+
+    // Thresholds (loaded) and counters.
+    reg [MEMBRANE_BITS-1:0] threshold [0:N_LAYERS-1];
+    reg [ROWCOUNT_BITS-1:0] rows_read [0:N_LAYERS-1];
+    reg [GROUP_BITS-1:0] qcnt [0:N_LAYERS-1];
+    genvar gj;
+    generate
+        for (gj = 0; gj < N_LAYERS; gj = gj + 1) begin : g_rows
+            assign res_rows_read[gj*ROWCOUNT_BITS +: ROWCOUNT_BITS] = rows_read[gj];
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ row issuer
+    // Issues the words of one row, one per cycle: weight address and state address together.
+    reg iss_busy, iss_init;
+    reg [WADDR_BITS-1:0] iss_waddr;
+    reg [SADDR_BITS-1:0] iss_saddr;
+    reg [GROUP_BITS-1:0] iss_g;
+    wire iss_last = (iss_g == groups_k - 1);
+    reg [1:0] iss_gap;   // cycles to wait after a short row (groups_k < PIPE), see state RAM
+    wire iss_free = iss_busy ? (iss_last && groups_k >= PIPE) : (iss_gap == 0);
+
+    // Rows pass through a one-entry buffer (rb_*) between the row sources and the issuer, which
+    // keeps the source decisions and the address arithmetic in separate cycles.
+    reg [ROW_BITS-1:0] row_sel;        // row taken from a source this cycle (combinational, below)
+    reg row_take, row_init;
+    reg rb_valid, rb_init;
+    reg [ROW_BITS-1:0] rb_row;
+    wire rb_take = rb_valid && iss_free;
+    wire src_free = !rb_valid || rb_take;
+    wire [WADDR_BITS-1:0] row_base [0:N_LAYERS-1];
+    generate
+        for (gj = 0; gj < N_LAYERS; gj = gj + 1) begin : g_rowbase
+            // Rows are 2**LAYER_ROW_SHIFT words apart: the row offset is wiring, not a multiply.
+            localparam [WADDR_BITS-1:0] WB = LAYER_WEIGHT_BASE[gj*32 +: 32];
+            localparam integer SH = LAYER_ROW_SHIFT[gj*32 +: 32];
+            wire [WADDR_BITS+ROW_BITS-1:0] offset = {{WADDR_BITS{1'b0}}, rb_row} << SH;
+            assign row_base[gj] = WB + offset[WADDR_BITS-1:0];
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ sweep issue
+    reg [GROUP_BITS-1:0] sw_g;
+    reg [1:0] drain;
+
+    // ------------------------------------------------------------------ spike queue
+    reg [GROUP_BITS-1:0] qe_idx;       // next entry to read (ACC: of layer k-1; REPORT: of k)
+    reg qe_pending;
+    reg [GROUP_BITS-1:0] ent_g;
+    reg [LANES-1:0] ent_mask;
+    wire q_we;
+    wire [SADDR_BITS-1:0] q_waddr;
+    wire [QW-1:0] q_wdata;
+    reg q_re;
+    reg [SADDR_BITS-1:0] q_raddr;
+    wire [QW-1:0] q_rdata;
+    pcl_ram_sdp #(.WIDTH(QW), .DEPTH(STATE_DEPTH), .ADDR_BITS(SADDR_BITS)) u_queue (
+        .clk(clk), .we(q_we), .waddr(q_waddr), .wdata(q_wdata),
+        .re(q_re), .raddr(q_raddr), .rdata(q_rdata));
+
+    // Lowest set lane of ent_mask.
+    reg [LB-1:0] ent_bit;
+    integer bi;
+    always @* begin
+        ent_bit = {LB{1'b0}};
+        for (bi = LANES - 1; bi >= 0; bi = bi - 1)
+            if (ent_mask[bi]) ent_bit = bi;
+    end
+    wire [ROW_BITS+LB:0] ent_neuron = ent_g * LANES + ent_bit;
+
+    // ------------------------------------------------------------------ state RAM + pipeline
+    // Issue (cycle t): st_re, st_raddr, op. Lane stage 1 (t+1): RAM data. Lane stage 2 (t+2):
+    // write-back and queue push. One word holds the LANES neurons of a group ({fired, V, I_wide}
+    // per lane). A word is never read before its previous write landed: words of one layer
+    // differ, and a row of fewer than PIPE groups is followed by gap cycles (iss_free below).
+    localparam integer PIPE = 3;
+    reg st_re;
+    reg [SADDR_BITS-1:0] st_raddr;
+    reg op_acc, op_sweep;
+    reg ex_acc, ex_sweep, ex_init;
+    reg [SADDR_BITS-1:0] ex_saddr;
+    reg [GROUP_BITS-1:0] ex_g;
+    reg ex2_acc, ex2_sweep;
+    reg [SADDR_BITS-1:0] ex2_saddr;
+    reg [GROUP_BITS-1:0] ex2_g;
+    wire ex_we = ex2_acc | ex2_sweep;
+    wire [LANES*SW-1:0] st_rdata, st_wdata;
+    pcl_ram_sdp #(.WIDTH(LANES*SW), .DEPTH(STATE_DEPTH), .ADDR_BITS(SADDR_BITS)) u_state (
+        .clk(clk), .we(ex_we), .waddr(ex2_saddr), .wdata(st_wdata),
+        .re(st_re), .raddr(st_raddr), .rdata(st_rdata));
+
+    // Per-lane "holds a real neuron" for stage 2, computed in stage 1; the layer's threshold is
+    // copied into a register (k changes many cycles before the next sweep reaches stage 2).
+    wire ex_last_group = (ex_g == groups_k - 1);
+    reg [LANES-1:0] ex2_lane_valid;
+    reg [MEMBRANE_BITS-1:0] th_k;
+    wire [LANES-1:0] fire;
+    genvar gl;
+    generate
+        for (gl = 0; gl < LANES; gl = gl + 1) begin : g_lane
+            pcl_lane #(
+                .WEIGHT_BITS(WEIGHT_BITS), .CURRENT_FRAC_BITS(CURRENT_FRAC_BITS),
+                .CURRENT_BITS(CURRENT_BITS), .MEMBRANE_BITS(MEMBRANE_BITS), .WIDE_BITS(WIDE_BITS),
+                .TIME_SHIFT(TIME_SHIFT), .CURRENT_WRAP(CURRENT_WRAP), .MEMBRANE_WRAP(MEMBRANE_WRAP)
+            ) u_lane (
+                .clk(clk), .state_in(st_rdata[gl*SW +: SW]), .weight(wmem_rdata[gl*WEIGHT_BITS +: WEIGHT_BITS]),
+                .acc(ex_acc), .init(ex_init), .valid(ex2_lane_valid[gl]), .threshold(th_k),
+                .state_out(st_wdata[gl*SW +: SW]), .fire(fire[gl]));
+        end
+    endgenerate
+    // Queue push one cycle after stage 2 (stage 3), registered.
+    reg q_we_r;
+    reg [QW-1:0] q_wdata_r;
+    assign q_we = q_we_r;
+    assign q_waddr = sbase_k + qcnt[k];
+    assign q_wdata = q_wdata_r;
+
+    // ------------------------------------------------------------------ report / decision
+    reg [NEURON_BITS-1:0] best_idx;
+    reg [MEMBRANE_BITS-1:0] best_v;
+    reg have_best, out_multi;
+    reg cand_valid;                      // an output spike waiting for the tie compare
+    reg [NEURON_BITS-1:0] cand_idx;
+    reg [MEMBRANE_BITS-1:0] cand_v;
+    wire [MEMBRANE_BITS-1:0] rep_v = st_rdata[ent_bit*SW + WIDE_BITS +: MEMBRANE_BITS];
+    assign sp_valid = (state == S_REPORT) && (rstate == R_BITS) && (ent_mask != 0);
+    assign sp_layer = k;
+    assign sp_index = ent_neuron[NEURON_BITS-1:0];
+    assign sp_step = n;
+    assign res_valid = (state == S_RESULT);
+
+    // ------------------------------------------------------------------ weight port
+    assign wl_ready = (state == S_IDLE);
+    wire wl_fire = wl_valid && wl_ready;
+    assign wmem_en = (wl_fire && !wl_threshold) || iss_busy;
+    assign wmem_we = wl_fire && !wl_threshold;
+    assign wmem_addr = iss_busy ? iss_waddr : wl_addr;
+    assign wmem_wdata = wl_data[LANES*WEIGHT_BITS-1:0];
+
+    // ------------------------------------------------------------------ sequencer, combinational part
+    wire acc_from_input = (k == 0);
+    wire in_now = in_valid && (in_step == n);
+    wire in_bad = in_valid && (in_step < n || in_index >= N_IN);
+    reg acc_done;   // no more rows for this layer and step
+    always @* begin
+        row_take = 1'b0;
+        row_init = 1'b0;
+        row_sel = {ROW_BITS{1'b0}};
+        in_ready = 1'b0;
+        acc_done = 1'b0;
+        q_re = 1'b0;
+        q_raddr = sbase_kp + qe_idx;
+        st_re = 1'b0;
+        st_raddr = iss_saddr;
+        op_acc = 1'b0;
+        op_sweep = 1'b0;
+        case (state)
+            S_ACC: begin
+                if (iss_busy) begin
+                    st_re = 1'b1;
+                    op_acc = 1'b1;
+                end
+                if (n == 0 && !bias_done) begin
+                    if (src_free) begin
+                        row_take = 1'b1;
+                        row_init = 1'b1;
+                        row_sel = n_pre_k[ROW_BITS-1:0];
+                    end
+                end else if (acc_from_input) begin
+                    if (in_done) acc_done = 1'b1;
+                    else if (in_bad) in_ready = 1'b1;               // dropped, flagged
+                    else if (in_now) begin
+                        if (src_free) begin
+                            in_ready = 1'b1;
+                            row_take = 1'b1;
+                            row_sel = in_index;
+                        end
+                    end else if (in_valid) acc_done = 1'b1;          // next beat is for a later step
+                end else begin
+                    if (ent_mask != 0) begin
+                        if (src_free) begin
+                            row_take = 1'b1;
+                            row_sel = ent_neuron[ROW_BITS-1:0];
+                        end
+                    end else if (!qe_pending) begin
+                        if (qe_idx != qcnt[kp]) q_re = 1'b1;
+                        else acc_done = 1'b1;
+                    end
+                end
+            end
+            S_SWEEP: begin
+                st_re = 1'b1;
+                st_raddr = sbase_k + sw_g;
+                op_sweep = 1'b1;
+            end
+            S_REPORT: begin
+                q_raddr = sbase_k + qe_idx;
+                if (rstate == R_FETCH && qe_idx != qcnt[k]) q_re = 1'b1;
+                if (rstate == R_ENTRY) begin
+                    st_re = 1'b1;
+                    st_raddr = sbase_k + q_rdata[QW-1:LANES];
+                end
+            end
+            S_FLUSH: in_ready = !in_done;
+            default: ;
+        endcase
+    end
+
+    // ------------------------------------------------------------------ sequencer, registers
+    integer li;
+    always @(posedge clk) begin
+        // execute stage follows the issue stage by one cycle
+        ex_acc <= op_acc;
+        ex_sweep <= op_sweep;
+        ex_init <= iss_init;
+        ex_saddr <= st_raddr;
+        ex_g <= op_sweep ? sw_g : iss_g;
+        ex2_acc <= ex_acc;
+        ex2_sweep <= ex_sweep;
+        ex2_saddr <= ex_saddr;
+        ex2_g <= ex_g;
+        for (li = 0; li < LANES; li = li + 1) ex2_lane_valid[li] <= !ex_last_group || (li < last_lanes_k);
+        th_k <= threshold[k];
+        q_we_r <= ex2_sweep && (|fire);
+        q_wdata_r <= {ex2_g, fire};
+        if (q_we) qcnt[k] <= qcnt[k] + 1'b1;
+
+        // row issuer
+        if (row_take) begin
+            rb_valid <= 1'b1;
+            rb_init <= row_init;
+            rb_row <= row_sel;
+        end else if (rb_take) begin
+            rb_valid <= 1'b0;
+        end
+        if (rb_take) begin
+            iss_busy <= 1'b1;
+            iss_init <= rb_init;
+            iss_waddr <= row_base[k];
+            iss_saddr <= sbase_k;
+            iss_g <= {GROUP_BITS{1'b0}};
+            iss_gap <= 2'd0;
+        end else if (iss_busy) begin
+            if (iss_last) begin
+                iss_busy <= 1'b0;
+                iss_gap <= (groups_k >= PIPE) ? 2'd0 : PIPE - 1 - groups_k;
+            end
+            iss_waddr <= iss_waddr + 1'b1;
+            iss_saddr <= iss_saddr + 1'b1;
+            iss_g <= iss_g + 1'b1;
+        end else if (iss_gap != 0) begin
+            iss_gap <= iss_gap - 1'b1;
+        end
+
+        if (in_ready && in_valid) begin
+            if (in_last) in_done <= 1'b1;
+            if (in_bad && state == S_ACC) res_input_error <= 1'b1;
+        end
+        if (state == S_ACC && row_take && !row_init) rows_read[k] <= rows_read[k] + 1'b1;
+        if (row_take && row_init) bias_done <= 1'b1;
+        if (q_re) begin
+            qe_idx <= qe_idx + 1'b1;
+            qe_pending <= 1'b1;
+        end
+        if (state == S_ACC) begin
+            if (qe_pending) begin
+                qe_pending <= 1'b0;
+                {ent_g, ent_mask} <= q_rdata;
+            end else if (row_take && !row_init && !acc_from_input) begin
+                ent_mask <= ent_mask & (ent_mask - 1'b1);
+            end
+        end
+
+        // Tie rule, one cycle behind the spike report (off the report's critical path).
+        if (cand_valid) begin
+            cand_valid <= 1'b0;
+            if (have_best) out_multi <= 1'b1;
+            if (!have_best || (TIE_LOWEST_INDEX == 0 && $signed(cand_v) > $signed(best_v))) begin
+                best_idx <= cand_idx;
+                best_v <= cand_v;
+            end
+            have_best <= 1'b1;
+        end
+
+        case (state)
+            S_IDLE: begin
+                if (wl_fire && wl_threshold) threshold[wl_addr[LAYER_BITS-1:0]] <= wl_data[MEMBRANE_BITS-1:0];
+                if (in_valid && !wl_valid) begin
+                    state <= S_ACC;
+                    n <= {STEP_BITS{1'b0}};
+                    k <= N_LAYERS - 1;
+                    in_done <= 1'b0;
+                    bias_done <= 1'b0;
+                    decided <= 1'b0;
+                    res_decided <= 1'b0;
+                    res_class <= {NEURON_BITS{1'b0}};
+                    res_step <= {STEP_BITS{1'b0}};
+                    res_tie <= 1'b0;
+                    res_input_error <= 1'b0;
+                    have_best <= 1'b0;
+                    out_multi <= 1'b0;
+                    cand_valid <= 1'b0;
+                    qe_idx <= {GROUP_BITS{1'b0}};
+                    qe_pending <= 1'b0;
+                    ent_mask <= {LANES{1'b0}};
+                    for (li = 0; li < N_LAYERS; li = li + 1) begin
+                        rows_read[li] <= {ROWCOUNT_BITS{1'b0}};
+                        qcnt[li] <= {GROUP_BITS{1'b0}};
+                    end
+                end
+            end
+            S_ACC: begin
+                if (acc_done && !rb_valid && iss_free) begin
+                    state <= S_SWEEP;
+                    sw_g <= {GROUP_BITS{1'b0}};
+                    qcnt[k] <= {GROUP_BITS{1'b0}};
+                end
+            end
+            S_SWEEP: begin
+                sw_g <= sw_g + 1'b1;
+                if (sw_g == groups_k - 1) begin
+                    state <= S_DRAIN;
+                    drain <= 2'd0;
+                end
+            end
+            S_DRAIN: begin   // three cycles: the last sweep word passes lane stages 1, 2, queue push
+                drain <= drain + 1'b1;
+                if (drain == 2'd2) state <= S_REPORT;
+                rstate <= R_FETCH;
+                qe_idx <= {GROUP_BITS{1'b0}};
+            end
+            S_REPORT: begin
+                case (rstate)
+                    R_FETCH: begin
+                        if (qe_idx != qcnt[k]) rstate <= R_ENTRY;
+                        else if (!cand_valid) begin
+                            if (is_out_layer && have_best && !decided) begin
+                                decided <= 1'b1;
+                                res_decided <= 1'b1;
+                                res_class <= best_idx;
+                                res_step <= n;
+                                res_tie <= out_multi;
+                            end
+                            state <= S_NEXT;
+                        end
+                    end
+                    R_ENTRY: begin
+                        {ent_g, ent_mask} <= q_rdata;
+                        qe_pending <= 1'b0;
+                        rstate <= R_BITS;   // the state word read this cycle is there next cycle
+                    end
+                    R_BITS: begin
+                        if (ent_mask == 0) rstate <= R_FETCH;
+                        else if (sp_ready) begin
+                            ent_mask <= ent_mask & (ent_mask - 1'b1);
+                            cand_valid <= is_out_layer;
+                            cand_idx <= ent_neuron[NEURON_BITS-1:0];
+                            cand_v <= rep_v;
+                        end
+                    end
+                endcase
+            end
+            S_NEXT: begin
+                bias_done <= 1'b0;
+                qe_idx <= {GROUP_BITS{1'b0}};
+                qe_pending <= 1'b0;
+                ent_mask <= {LANES{1'b0}};
+                if (k != 0) begin
+                    k <= k - 1'b1;
+                    state <= S_ACC;
+                end else if (decided || n == MAX_STEPS - 1) begin
+                    state <= S_FLUSH;
+                end else begin
+                    n <= n + 1'b1;
+                    k <= N_LAYERS - 1;
+                    state <= S_ACC;
+                end
+            end
+            S_FLUSH: if (in_done || (in_valid && in_last)) state <= S_RESULT;
+            S_RESULT: if (res_ready) state <= S_IDLE;
+            default: state <= S_IDLE;
+        endcase
+
+        if (rst) begin
+            state <= S_IDLE;
+            rstate <= R_FETCH;
+            iss_busy <= 1'b0;
+            rb_valid <= 1'b0;
+            ex_acc <= 1'b0;
+            ex_sweep <= 1'b0;
+            ex2_acc <= 1'b0;
+            ex2_sweep <= 1'b0;
+            q_we_r <= 1'b0;
+            iss_gap <= 2'd0;
+            qe_pending <= 1'b0;
+            in_done <= 1'b0;
+        end
+    end
+endmodule

@@ -1,0 +1,270 @@
+"""Layout of a weight image in the RTL core and the Verilog parameters that describe it.
+
+Everything the Verilog needs is computed here from the image's ``DatapathConfig`` (through
+``DatapathConfig.verilog_header()``), its topology and the number of lanes, and written as
+generated include files; nothing is typed into the RTL by hand.
+
+Weight memory (``docs`` in ``firmware_bridge/rtl/README.md``): one word holds ``lanes`` weights
+of one row, lane ``l`` at bits ``[l * weight_bits, (l + 1) * weight_bits)``; layer ``k`` has
+``groups[k] = ceil(n_post / lanes)`` words per row, rows ``2**row_shift[k]`` words apart (the
+next power of two), and its row ``r`` starts at word ``weight_base[k] + (r << row_shift[k])``
+(rows ``0 .. n_pre - 1`` then the bias row ``n_pre``). Lanes past ``n_post`` and padding words
+hold 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from popcount_learn.datapath import DatapathConfig
+from popcount_learn.errors import ConfigError
+from popcount_learn.weight_image import WeightImage
+
+# Record widths of the simulation harness (firmware_bridge/rtl/sim/pcl_tb_harness.v).
+TB_IMAGE_BITS = 24
+TB_CYCLE_BITS = 32
+
+
+def _bits_for(max_value: int) -> int:
+    """Unsigned width that holds 0 .. max_value (at least 1)."""
+    return max(1, int(max_value).bit_length())
+
+
+@dataclass(frozen=True)
+class RtlLayout:
+    """Sizes, bases and register widths of one network on the core with ``lanes`` lanes."""
+
+    spec: DatapathConfig
+    topology: tuple[int, ...]
+    lanes: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
+            raise ConfigError(f"lanes must be an integer in 1..64, got {self.lanes!r}")
+        if len(self.topology) < 2 or any(int(n) < 1 for n in self.topology):
+            raise ConfigError(f"topology must have an input size and at least one layer, got {self.topology}")
+
+    @classmethod
+    def for_image(cls, image: WeightImage, lanes: int) -> "RtlLayout":
+        return cls(image.spec, tuple(int(n) for n in image.topology), lanes)
+
+    # --- per layer
+    @property
+    def n_layers(self) -> int:
+        return len(self.topology) - 1
+
+    @property
+    def n_pre(self) -> tuple[int, ...]:
+        return self.topology[:-1]
+
+    @property
+    def n_post(self) -> tuple[int, ...]:
+        return self.topology[1:]
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """Words per row (= neuron groups of ``lanes`` neurons) per layer."""
+        return tuple(math.ceil(n / self.lanes) for n in self.n_post)
+
+    @property
+    def last_lanes(self) -> tuple[int, ...]:
+        """Neurons in the last group of each layer (1 .. lanes)."""
+        return tuple(n - (g - 1) * self.lanes for n, g in zip(self.n_post, self.groups))
+
+    @property
+    def row_shift(self) -> tuple[int, ...]:
+        """log2 of the words between consecutive rows: rows are padded to a power of two of words,
+        so that a row's address is a shift, not a multiply, in the core's address path."""
+        return tuple((g - 1).bit_length() for g in self.groups)
+
+    @property
+    def row_words(self) -> tuple[int, ...]:
+        return tuple(1 << s for s in self.row_shift)
+
+    @property
+    def state_base(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.groups)[:-1]]))
+
+    @property
+    def weight_base(self) -> tuple[int, ...]:
+        sizes = [(p + 1) * w for p, w in zip(self.n_pre, self.row_words)]
+        return tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+
+    @property
+    def state_depth(self) -> int:
+        return sum(self.groups)
+
+    @property
+    def weight_words(self) -> int:
+        return sum((p + 1) * w for p, w in zip(self.n_pre, self.row_words))
+
+    # --- widths
+    @property
+    def word_bits(self) -> int:
+        return self.lanes * self.spec.weight_bits
+
+    @property
+    def wide_bits(self) -> int:
+        """Per-neuron current register between operations: max(current, accumulator) + 1."""
+        return max(self.spec.current_bits, self.spec.accumulator_bits(max(self.n_pre) + 1)) + 1
+
+    @property
+    def state_bits_per_neuron(self) -> int:
+        return 1 + self.spec.membrane_bits + self.wide_bits
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return {
+            "WADDR_BITS": _bits_for(max(self.weight_words, self.n_layers) - 1),
+            "SADDR_BITS": _bits_for(self.state_depth - 1),
+            "GROUP_BITS": _bits_for(max(self.groups)),
+            "ROW_BITS": _bits_for(max(self.n_pre)),
+            "NEURON_BITS": _bits_for(max(self.n_post) - 1),
+            "IN_INDEX_BITS": _bits_for(self.topology[0] - 1),
+            "STEP_BITS": _bits_for(self.spec.max_steps),
+            "LAYER_BITS": _bits_for(self.n_layers - 1),
+            "ROWCOUNT_BITS": _bits_for(max(self.n_pre)),
+            "WL_BITS": max(self.word_bits, self.spec.membrane_bits),
+            "WIDE_BITS": self.wide_bits,
+        }
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weight RAM the core addresses (padding lanes included)."""
+        return self.weight_words * self.word_bits // 8
+
+    @property
+    def state_bits(self) -> int:
+        """Bits of neuron state RAM (I, V, flag per neuron slot)."""
+        return self.state_depth * self.lanes * self.state_bits_per_neuron
+
+    # --- generated Verilog
+    def topology_header(self) -> str:
+        """``localparam`` lines for the topology, lanes, memory bases and register widths."""
+
+        def vec(values) -> str:
+            return "{" + ", ".join(f"32'd{int(v)}" for v in reversed(values)) + "}"
+
+        k = self.n_layers
+        lines = [
+            "// Generated by firmware_bridge.rtl_params.RtlLayout; do not edit.",
+            f"localparam integer PCL_LANES = {self.lanes};",
+            f"localparam integer PCL_N_LAYERS = {k};",
+            f"localparam integer PCL_N_IN = {self.topology[0]};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_N_PRE = {vec(self.n_pre)};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_N_POST = {vec(self.n_post)};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_GROUPS = {vec(self.groups)};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_LAST_LANES = {vec(self.last_lanes)};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_STATE_BASE = {vec(self.state_base)};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_WEIGHT_BASE = {vec(self.weight_base)};",
+            f"localparam [32*{k}-1:0] PCL_LAYER_ROW_SHIFT = {vec(self.row_shift)};",
+            f"localparam integer PCL_STATE_DEPTH = {self.state_depth};",
+            f"localparam integer PCL_WEIGHT_WORDS = {self.weight_words};",
+            f"localparam integer PCL_WORD_BITS = {self.word_bits};",
+        ]
+        lines += [f"localparam integer PCL_{name} = {value};" for name, value in self.widths.items()]
+        return "\n".join(lines) + "\n"
+
+    def core_parameters(self) -> str:
+        """The ``#(...)`` parameter list that binds pcl_core to the generated localparams."""
+        names = ["LANES", "N_LAYERS", "N_IN", "LAYER_N_PRE", "LAYER_N_POST", "LAYER_GROUPS",
+                 "LAYER_LAST_LANES", "LAYER_STATE_BASE", "LAYER_WEIGHT_BASE", "LAYER_ROW_SHIFT", "STATE_DEPTH",
+                 *[n for n in self.widths if n != "WIDE_BITS"], "WIDE_BITS",
+                 "WEIGHT_BITS", "CURRENT_FRAC_BITS", "CURRENT_BITS", "MEMBRANE_BITS", "TIME_SHIFT",
+                 "CURRENT_WRAP", "MEMBRANE_WRAP", "TIE_LOWEST_INDEX", "MAX_STEPS"]
+        return ",\n".join(f"    .{n}(PCL_{n})" for n in names) + "\n"
+
+    def write_headers(self, directory) -> list:
+        """Write pcl_datapath.vh, pcl_topology.vh and pcl_core_params.vh into ``directory``."""
+        from pathlib import Path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {
+            "pcl_datapath.vh": self.spec.verilog_header(),
+            "pcl_topology.vh": self.topology_header(),
+            "pcl_core_params.vh": self.core_parameters(),
+        }
+        paths = []
+        for name, text in files.items():
+            path = directory / name
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+            paths.append(path)
+        return paths
+
+    # --- memory image and beats
+    def weight_words_of(self, image: WeightImage) -> list[int]:
+        """The weight RAM contents, word by word (unsigned Python ints of ``word_bits`` bits)."""
+        if tuple(image.topology) != self.topology or image.spec != self.spec:
+            raise ConfigError("weight image does not match this RTL layout (topology or datapath differ)")
+        wb, lanes = self.spec.weight_bits, self.lanes
+        mask = (1 << wb) - 1
+        words: list[int] = []
+        shifts = [l * wb for l in range(lanes)]
+        for layer, groups, row_words in zip(image.layers, self.groups, self.row_words):
+            w = np.asarray(layer.weights_lsb, dtype=np.int64)
+            padded = np.zeros((w.shape[0], row_words * lanes), dtype=np.int64)
+            padded[:, : w.shape[1]] = w
+            lane_vals = (padded & mask).reshape(w.shape[0], row_words, lanes).tolist()
+            for row in lane_vals:
+                for group in row:
+                    words.append(sum(v << s for v, s in zip(group, shifts)))
+        assert len(words) == self.weight_words
+        return words
+
+    def load_beats(self, image: WeightImage) -> list[int]:
+        """Weight-load stream: {threshold flag, address, data} per beat, weights then thresholds."""
+        w = self.widths
+        a_bits, d_bits = w["WADDR_BITS"], w["WL_BITS"]
+        beats = [(addr << d_bits) | word for addr, word in enumerate(self.weight_words_of(image))]
+        mb_mask = (1 << self.spec.membrane_bits) - 1
+        for k, th in enumerate(image.thresholds_lsb):
+            beats.append((1 << (a_bits + d_bits)) | (k << d_bits) | (int(th) & mb_mask))
+        return beats
+
+    def input_beats(self, steps_row: np.ndarray, shuffle: np.random.Generator | None = None) -> list[int]:
+        """Input-spike stream of one image: {last, step, index} per spike that arrives, by step.
+
+        Spikes at ``-1`` or at steps ``>= max_steps`` never arrive and are not sent; an image
+        without arriving spikes is one beat with step ``max_steps`` (never). ``shuffle``
+        permutes the spikes within each step (the core must not depend on that order).
+        """
+        steps = np.asarray(steps_row, dtype=np.int64)
+        w = self.widths
+        s_bits, i_bits = w["STEP_BITS"], w["IN_INDEX_BITS"]
+        arriving = np.nonzero((steps >= 0) & (steps < self.spec.max_steps))[0]
+        if shuffle is not None:
+            arriving = shuffle.permutation(arriving)
+        order = arriving[np.argsort(steps[arriving], kind="stable")]
+        pairs = [(int(steps[i]), int(i)) for i in order] or [(self.spec.max_steps, 0)]
+        beats = [(step << i_bits) | idx for step, idx in pairs]
+        beats[-1] |= 1 << (s_bits + i_bits)
+        return beats
+
+    # --- harness records
+    def spike_fields(self) -> list[tuple[str, int]]:
+        """Fields of a spike record, most significant first."""
+        w = self.widths
+        return [("image", TB_IMAGE_BITS), ("layer", w["LAYER_BITS"]), ("index", w["NEURON_BITS"]), ("step", w["STEP_BITS"])]
+
+    def result_fields(self) -> list[tuple[str, int]]:
+        """Fields of a result record, most significant first (rows_read: layer K-1 first)."""
+        w = self.widths
+        fields = [("cycles", TB_CYCLE_BITS), ("input_error", 1), ("tie", 1), ("decided", 1),
+                  ("predicted", w["NEURON_BITS"]), ("step", w["STEP_BITS"])]
+        fields += [(f"rows_read{k}", w["ROWCOUNT_BITS"]) for k in reversed(range(self.n_layers))]
+        return fields
+
+
+def unpack(value: int, fields: list[tuple[str, int]]) -> dict[str, int]:
+    """Split an unsigned record into named fields (most significant first)."""
+    out = {}
+    shift = sum(bits for _, bits in fields)
+    for name, bits in fields:
+        shift -= bits
+        out[name] = (value >> shift) & ((1 << bits) - 1)
+    return out

@@ -1,0 +1,133 @@
+"""Synthesis of the RTL core for the iCE40 UP5K (yosys + nextpnr-ice40) and a lanes sweep.
+
+    python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --lanes 2 4 8 --sim-images 50
+
+For each lane count: generate the parameter headers for the image's datapath and topology
+(firmware_bridge.rtl_params.RtlLayout), synthesise pcl_up5k_top (core + weights in SPRAM +
+byte-wide streams) with ``yosys synth_ice40``, place and route with ``nextpnr-ice40 --up5k
+--package sg48`` and read logic cells, EBR, SPRAM and fmax from nextpnr's JSON report. With
+--sim-images N the first N MNIST test images are also simulated (Icarus + cocotb) for cycles
+per image, checked against the emulator, and images/s at fmax is derived. Prints a markdown
+table and writes everything to <out-dir>/synth.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from firmware_bridge.rtl_params import RtlLayout  # noqa: E402
+from popcount_learn import h5io  # noqa: E402
+
+RTL = ROOT / "firmware_bridge" / "rtl"
+SOURCES = ["pcl_lane.v", "pcl_ram_sdp.v", "pcl_core.v", "pcl_spram_up5k.v", "pcl_byte_bridge.v", "pcl_up5k_top.v"]
+UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
+
+
+def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    layout.write_headers(work)
+    srcs = " ".join(str(RTL / s) for s in SOURCES)
+    t0 = time.perf_counter()
+    yosys = subprocess.run(
+        ["yosys", "-q", "-l", str(work / "yosys.log"), "-p",
+         f"read_verilog -I{work} {srcs}; synth_ice40 -top pcl_up5k_top -json {work / 'top.json'}"],
+        capture_output=True, text=True)
+    if yosys.returncode != 0:
+        return {"error": "yosys failed: " + (yosys.stderr or yosys.stdout)[-500:]}
+    t1 = time.perf_counter()
+    report = work / "report.json"
+    report.unlink(missing_ok=True)
+    pnr = subprocess.run(
+        ["nextpnr-ice40", "--up5k", "--package", "sg48", "--json", str(work / "top.json"), "--asc", str(work / "top.asc"),
+         "--freq", str(freq_mhz), "--seed", str(seed), "--timing-allow-fail", "--pcf-allow-unconstrained",
+         "--report", str(report)], capture_output=True, text=True)
+    (work / "nextpnr.log").write_text(pnr.stderr + pnr.stdout)
+    out = {"yosys_seconds": round(t1 - t0, 1), "nextpnr_seconds": round(time.perf_counter() - t1, 1)}
+    if pnr.returncode != 0 or not report.exists():
+        util = dict(re.findall(r"(ICESTORM_\w+):\s+(\d+)/", pnr.stderr))
+        out["utilization"] = {k: int(v) for k, v in util.items()}
+        errors = [line for line in pnr.stderr.splitlines() if "ERROR" in line]
+        out["error"] = errors[-1] if errors else "nextpnr failed"
+        return out
+    r = json.loads(report.read_text())
+    out["utilization"] = {k: v["used"] for k, v in r["utilization"].items() if k in UP5K}
+    out["fmax_mhz"] = min(v["achieved"] for v in r["fmax"].values())
+    return out
+
+
+def simulate_cycles(image, lanes: int, n_images: int) -> dict:
+    from firmware_bridge import rtl_sim
+    from popcount_learn.data import default_data_dir, load_mnist
+    from popcount_learn.emulator import emulate
+
+    test = load_mnist(default_data_dir(), "test")
+    images = test.images[:n_images]
+    observed = rtl_sim.simulate(image, images, lanes=lanes)
+    mismatches = int(rtl_sim.mismatched_images(emulate(image, images), observed).size)
+    c = observed.cycles
+    return {"sim_images": n_images, "mismatches": mismatches, "cycles_mean": float(c.mean()),
+            "cycles_median": float(np.median(c)), "cycles_max": int(c.max()),
+            "sim_images_per_s": n_images / observed.sim_seconds}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("image", help="weight image (its datapath and topology size the core)")
+    p.add_argument("--lanes", type=int, nargs="+", default=[4])
+    p.add_argument("--freq", type=float, default=30.0, help="nextpnr target MHz (default 30)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sim-images", type=int, default=0, help="also simulate N MNIST test images per lane count")
+    p.add_argument("--no-synth", action="store_true", help="only simulate (cycles per image vs lanes)")
+    p.add_argument("--out-dir", default="build/rtl-synth")
+    args = p.parse_args(argv)
+    for tool in () if args.no_synth else ("yosys", "nextpnr-ice40"):
+        if shutil.which(tool) is None:
+            print(f"error: {tool} is not on PATH (Debian: apt-get install yosys nextpnr-ice40)", file=sys.stderr)
+            return 2
+    image = h5io.load_weight_image(args.image)
+    out_dir = Path(args.out_dir)
+    rows = []
+    for lanes in args.lanes:
+        layout = RtlLayout.for_image(image, lanes)
+        row = {"lanes": lanes, "weight_words": layout.weight_words, "word_bits": layout.word_bits,
+               "weight_ram_bytes": layout.weight_bytes, "state_bits": layout.state_bits}
+        if not args.no_synth:
+            row.update(synthesise(layout, out_dir / f"lanes{lanes}", args.freq, args.seed))
+        if args.sim_images:
+            row.update(simulate_cycles(image, lanes, args.sim_images))
+            if "fmax_mhz" in row:
+                row["images_per_s_at_fmax"] = row["fmax_mhz"] * 1e6 / row["cycles_mean"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "synth.json").write_text(json.dumps({"image": args.image, "rows": rows}, indent=1))
+
+    print("\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | fmax MHz | cycles/image mean (median, max) | images/s at fmax |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        u = r.get("utilization", {})
+        fmax = f"{r['fmax_mhz']:.1f}" if "fmax_mhz" in r else f"does not fit: {r.get('error', '?')}"
+        cyc = (f"{r['cycles_mean']:.0f} ({r['cycles_median']:.0f}, {r['cycles_max']})" if "cycles_mean" in r else "-")
+        ips = f"{r['images_per_s_at_fmax']:,.0f}" if "images_per_s_at_fmax" in r else "-"
+        print(f"| {r['lanes']} | {u.get('ICESTORM_LC', '?')} | {u.get('ICESTORM_RAM', '?')} | {u.get('ICESTORM_SPRAM', '?')} "
+              f"| {fmax} | {cyc} | {ips} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
