@@ -154,9 +154,9 @@ class DatapathConfig:
             raise ConfigError(f"accumulator_bits: n_rows must be >= 1, got {n_rows}")
         return self.weight_bits + self.current_frac_bits + (n_rows - 1).bit_length()
 
-    def c_header(self, guard: str = "POPCOUNT_DATAPATH_H") -> str:
-        """The spec as C preprocessor constants (widths, limits, shifts, policy codes)."""
-        consts = [
+    def _register_constants(self) -> list[tuple[str, int]]:
+        """Widths, limits and shifts of the registers, as (NAME, value): shared by every header."""
+        return [
             ("TIME_SHIFT", self.time_shift),
             ("WEIGHT_BITS", self.weight_bits),
             ("WEIGHT_MIN", self.weight_min),
@@ -169,6 +169,11 @@ class DatapathConfig:
             ("MEMBRANE_MIN", self.membrane_min),
             ("MEMBRANE_MAX", self.membrane_max),
             ("MEMBRANE_FRAC_BITS", self.membrane_frac_bits),
+        ]
+
+    def c_header(self, guard: str = "POPCOUNT_DATAPATH_H") -> str:
+        """The spec as C preprocessor constants (widths, limits, shifts, policy codes)."""
+        consts = self._register_constants() + [
             ("OVERFLOW_SATURATE", OVERFLOW_CODES["saturate"]),
             ("OVERFLOW_WRAP", OVERFLOW_CODES["wrap"]),
             ("CURRENT_OVERFLOW", self.current_overflow_code),
@@ -199,19 +204,7 @@ class DatapathConfig:
         Same names and values as ``c_header()`` plus ``PCL_CURRENT_WRAP`` / ``PCL_MEMBRANE_WRAP`` /
         ``PCL_TIE_LOWEST_INDEX`` (0/1 flags the RTL tests directly). Used by firmware_bridge/rtl.
         """
-        consts = [
-            ("TIME_SHIFT", self.time_shift),
-            ("WEIGHT_BITS", self.weight_bits),
-            ("WEIGHT_MIN", self.weight_min),
-            ("WEIGHT_MAX", self.weight_max),
-            ("CURRENT_FRAC_BITS", self.current_frac_bits),
-            ("CURRENT_BITS", self.current_bits),
-            ("CURRENT_MIN", self.current_min),
-            ("CURRENT_MAX", self.current_max),
-            ("MEMBRANE_BITS", self.membrane_bits),
-            ("MEMBRANE_MIN", self.membrane_min),
-            ("MEMBRANE_MAX", self.membrane_max),
-            ("MEMBRANE_FRAC_BITS", self.membrane_frac_bits),
+        consts = self._register_constants() + [
             ("CURRENT_OVERFLOW", self.current_overflow_code),
             ("MEMBRANE_OVERFLOW", self.membrane_overflow_code),
             ("CURRENT_WRAP", int(self.current_overflow_code == OVERFLOW_CODES["wrap"])),
