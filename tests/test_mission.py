@@ -144,12 +144,13 @@ def test_finetuning_the_shipped_image_with_the_rule_keeps_its_accuracy(mnist_tes
 
     train = load_mnist(default_data_dir(), "train")
     base = summarize(emulate(image600, mnist_test.images), mnist_test.labels)
-    learning = LearningConfig(hidden_update_prob_q16=256, output_update_prob_q16=256, prob_halving_samples=0)
+    # The README's fine-tuning recipe: the output layer learns at 1/64, the hidden layer at 1/1024.
+    learning = LearningConfig(hidden_update_prob_q16=64, output_update_prob_q16=1024, prob_halving_samples=0)
     tuned, history = train_onchip(train.images, train.labels, image600, learning, OnchipTrainConfig(epochs=1),
                                   test_images=mnist_test.images, test_labels=mnist_test.labels)
     after = history[-1]["test"]
     assert after["accuracy"] >= base["accuracy"] - 0.003
-    assert after["hidden_spikes_before_decision_mean"] <= base["hidden_spikes_before_decision_mean"] + 0.1
+    assert after["hidden_spikes_before_decision_mean"] <= base["hidden_spikes_before_decision_mean"]
     assert any(not np.array_equal(a, b) for a, b in zip(tuned.weights_lsb, image600.weights_lsb))
 
 
