@@ -122,13 +122,14 @@ static int take_from_ring(uint8_t *byte)
     *byte = rx_ring[rx_tail & (RX_RING_BYTES - 1u)];
     rx_tail = rx_tail + 1u;
     if (rx_paused != 0u) {
-        /* Room again: take the byte the ISR had to leave, then let interrupts in. */
+        /* Room again. Unmask first, then drain: a byte that reaches the UART while RXINTEN is
+         * clear raises no interrupt when it is set again (the UART latches RX interrupts only
+         * on arrival), so draining before unmasking could leave one byte stuck in the UART and
+         * the host held back for good. */
         m3_disable_irq();
         rx_paused = 0u;
+        UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
         rx_drain();
-        if (rx_paused == 0u) {
-            UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
-        }
         m3_enable_irq();
     }
     return 1;
