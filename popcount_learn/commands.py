@@ -150,6 +150,7 @@ def train_onchip(
     from .network import ExactNetwork
     from .onchip import random_initial_image, train_onchip as run_training
     from .quantize import quantize
+    from .train import expected_active_inputs
     from .weight_image import WeightImage
 
     if out is not None:
@@ -171,8 +172,7 @@ def train_onchip(
         else:
             topology = (int(train_images[0].size),) + tuple(config.hidden) + (n_classes,)
             encoding = SpikeEncoding()
-            active = float(encoding.bright(train_images[:1000]).sum(axis=1).mean()) + 1.0
-            image = random_initial_image(topology, spec, config, encoding, active)
+            image = random_initial_image(topology, spec, config, encoding, expected_active_inputs(train_images, encoding))
     if image.topology[-1] < n_classes or image.topology[0] != train_images[0].size:
         raise ConfigError(
             f"the network is {'-'.join(map(str, image.topology))} but the data has {train_images[0].size} "

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from .datapath import OVERFLOW_CODES, TIE_CODES
-from .emulator import _check_bounds, _input_steps_for, _pack, _run_image
+from .emulator import _input_steps_for, _pack, _run_image
 from .errors import ConfigError
 from .learning import LearningConfig, sample_key, weight_draw
 from .weight_image import LayerImage, WeightImage, weight_dtype
@@ -324,7 +324,6 @@ class OnchipLearner:
         self.sign_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.sign_flat = np.concatenate([sign_plane(l.weights_lsb).ravel() for l in image.layers]).astype(np.uint64)
         self._delta = np.zeros(int(packed.neuron_off[-1]), np.int8)
-        _check_bounds(self.spec, packed.n_pre)
 
     def _args(self):
         spec, p, lr = self.spec, self._packed, self.learning

@@ -111,6 +111,13 @@ class TrainHistory:
     epochs: list[dict] = field(default_factory=list)
 
 
+def expected_active_inputs(images: np.ndarray, encoding: SpikeEncoding, sample: int = 1000) -> float:
+    """Mean number of inputs that spike per image over the first ``sample`` images, plus the
+    bias input: the ``a`` that ``init_network`` scales the first layer by."""
+    flat = images.reshape(len(images), -1)[:sample]
+    return float(np.isfinite(encoding.input_z(flat)).sum(axis=1).mean()) + 1.0
+
+
 def init_network(topology, config: TrainConfig, encoding: SpikeEncoding, active_inputs: float) -> ExactNetwork:
     """Gaussian init scaled by the expected number ``a`` of spiking inputs per layer.
 
@@ -337,8 +344,7 @@ def train_exact(
         raise ConfigError(f"n_classes={n_classes} but the labels go up to {seen_classes - 1}")
     if network is None:
         topology = (n_in,) + tuple(config.hidden) + (n_classes,)
-        sample = train_images.reshape(len(train_images), -1)[:1000]
-        active = float(np.isfinite(encoding.input_z(sample)).sum(axis=1).mean()) + 1.0
+        active = expected_active_inputs(train_images, encoding)
         network = init_network(topology, config, encoding, active)
     else:
         if network.topology[0] != n_in or network.topology[-1] < n_classes:

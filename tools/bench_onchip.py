@@ -40,6 +40,7 @@ from popcount_learn.emulator import encode_input_steps  # noqa: E402
 from popcount_learn.encoding import SpikeEncoding  # noqa: E402
 from popcount_learn.learning import LearningConfig  # noqa: E402
 from popcount_learn.onchip import OnchipLearner, OnchipTrainConfig, random_initial_image  # noqa: E402
+from popcount_learn.train import expected_active_inputs  # noqa: E402
 
 
 def measure(image, learning, steps, labels, numpy_samples, repeat):
@@ -88,7 +89,7 @@ def main(argv=None):
     steps_all = encode_input_steps(spec, train.images)
     steps, labels = steps_all[order[: args.samples]], train.labels[order[: args.samples]].astype(np.int64)
     fresh = random_initial_image((784, args.hidden, 10), spec, OnchipTrainConfig(hidden=(args.hidden,)), SpikeEncoding(),
-                                 float((steps_all[:1000] == 0).sum(axis=1).mean()) + 1.0)
+                                 expected_active_inputs(train.images, SpikeEncoding()))
     result = {"machine": machine(), "load_average": list(os.getloadavg()), "topology": [784, args.hidden, 10],
               "learning": learning.to_dict()}
     result["from_scratch"], _ = measure(fresh, learning, steps, labels, args.numpy_samples, args.repeat)

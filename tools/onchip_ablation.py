@@ -21,6 +21,7 @@ from popcount_learn.datapath import DatapathConfig
 from popcount_learn.encoding import SpikeEncoding
 from popcount_learn.learning import LearningConfig
 from popcount_learn.onchip import OnchipTrainConfig, random_initial_image, train_onchip
+from popcount_learn.train import expected_active_inputs
 
 ONE = 65536
 CONSTANT = dict(prob_halving_samples=0)
@@ -57,8 +58,8 @@ def main(argv=None):
     x, y = train.images[: args.limit], train.labels[: args.limit]
     spec = DatapathConfig.for_weight_bits(8)
     config = OnchipTrainConfig(hidden=(args.hidden,), epochs=args.epochs)
-    active = float(SpikeEncoding().bright(x[:1000]).sum(axis=1).mean()) + 1.0
-    start = random_initial_image((784, args.hidden, 10), spec, config, SpikeEncoding(), active)
+    start = random_initial_image((784, args.hidden, 10), spec, config, SpikeEncoding(),
+                                 expected_active_inputs(x, SpikeEncoding()))
     print(f"784-{args.hidden}-10 int8 from the same seeded random init; {len(y)} training images, "
           f"{args.epochs} epochs; test accuracy after each epoch (emulator, 10k test images)\n")
     print("| variant | " + " | ".join(f"ep {e + 1}" for e in range(args.epochs)) + " | hidden spikes | s |")
