@@ -14,9 +14,9 @@ from popcount_learn.errors import ConfigError
 from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, WeightImage, image_crc32, upload_bytes
 
-from .client import BoardClient
-from .compare import compare_on_board
-from .protocol import BoardInfo
+from .wire.client import BoardClient
+from .check import compare_on_board
+from .wire.protocol import BoardInfo
 
 
 def image_spec_codes(image: WeightImage) -> tuple[int, ...]:
@@ -132,7 +132,7 @@ def first_stream_difference(board: bytes, model: bytes, image: WeightImage) -> s
 
 
 def check_learning(info: BoardInfo, learning) -> None:
-    from .launch import learning_codes
+    from .boards.launch import learning_codes
 
     if not info.learning_codes:
         raise ConfigError("the board's firmware has no learning rule; start one with popcount-learn board virtual")
@@ -168,7 +168,7 @@ def train_side_by_side(client: BoardClient, image: WeightImage, learning, images
     from popcount_learn.emulator import encode_input_steps
     from popcount_learn.onchip import OnchipLearner
 
-    from .protocol import input_bits
+    from .wire.protocol import input_bits
 
     if check_every < 1:
         raise ConfigError("--check-every must be positive")

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--json", action="store_true")
     rc.add_argument("--no-progress", action="store_true")
 
-    from .cli_board import add_board_parser
+    from firmware_bridge.cli import add_board_parser
 
     add_board_parser(sub, _positive_int)
     return p
@@ -278,7 +278,7 @@ def _run(args) -> int:
                   f"simulated {out['sim_images_per_s']:.2f} images/s ({out['sim_seconds']:.1f} s)")
         return 1 if out["mismatches"] else 0
     if args.command == "board":
-        from .cli_board import run_board
+        from firmware_bridge.cli import run_board
 
         return run_board(args, _print_summary)
     raise AssertionError(args.command)

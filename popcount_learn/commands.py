@@ -377,7 +377,7 @@ def rtl_compare(image_path, *, limit=None, lanes=4, data_dir=None, progress=None
     """
     import numpy as np
 
-    from firmware_bridge import rtl_sim
+    from firmware_bridge.rtl import sim as rtl_sim
 
     from . import h5io
     from .emulator import emulate

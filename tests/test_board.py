@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import serial
 
-from firmware_bridge import commands, launch
-from firmware_bridge import protocol as p
-from firmware_bridge.client import BoardClient
-from firmware_bridge.compare import (
+from firmware_bridge import commands
+from firmware_bridge.boards import launch
+from firmware_bridge.wire import protocol as p
+from firmware_bridge.wire.client import BoardClient
+from firmware_bridge.check import (
     compare_on_board, compare_results, densify, first_mismatch, image_input_bits, run_on_board,
 )
 from firmware_bridge.errors import BoardRefused, ImageRejected
-from firmware_bridge.protocol import ErrorCode, MsgType
+from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate, encode_input_steps
@@ -180,7 +181,7 @@ def _one_lsb_variant_that_matters(image, images):
 
 
 def _dense_row(result, i):
-    from firmware_bridge.compare import DenseBoardResult
+    from firmware_bridge.check import DenseBoardResult
 
     return DenseBoardResult(int(result.predicted[i]), int(result.first_output_step[i]), bool(result.tie[i]),
                             tuple(s[i] for s in result.spike_steps), result.rows_read[i].astype(np.int64),

@@ -6,11 +6,11 @@ import time
 import pytest
 import serial
 
-from firmware_bridge import client as client_mod
-from firmware_bridge import protocol as p
-from firmware_bridge.client import BoardClient
+from firmware_bridge.wire import client as client_mod
+from firmware_bridge.wire import protocol as p
+from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.errors import BoardConnectionError, BoardProtocolError, BoardRefused, BoardTimeout, ImageRejected
-from firmware_bridge.protocol import ErrorCode, MsgType
+from firmware_bridge.wire.protocol import ErrorCode, MsgType
 
 
 def loop_client(**kw):

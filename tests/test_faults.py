@@ -13,7 +13,7 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.faults import Babbler, ByteFaults, FaultProxy, FaultRates, open_raw_pty
+from firmware_bridge.boards.faults import Babbler, ByteFaults, FaultProxy, FaultRates, open_raw_pty
 from popcount_learn.errors import ConfigError
 
 
@@ -235,8 +235,8 @@ needs_qemu = pytest.mark.skipif(
 
 @needs_qemu
 def test_reset_hook_resets_the_qemu_board_mid_stream(tmp_path):
-    from firmware_bridge import qemu
-    from firmware_bridge._selftest_link import SelftestLink
+    from firmware_bridge.boards import qemu
+    from firmware_bridge.boards.selftest_link import SelftestLink
 
     elf = qemu.build_selftest(tmp_path)
     with qemu.start_qemu(elf) as board:

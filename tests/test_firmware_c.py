@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge import launch
+from firmware_bridge.boards import launch
 from firmware_bridge.errors import FirmwareBuildError
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.learning import LearningConfig
 
 FW = launch.FIRMWARE_DIR
-GOLDEN = FW.parent / "golden_frames.txt"
+GOLDEN = FW.parent / "wire" / "golden_frames.txt"
 PORTABLE = sorted(p for p in FW.glob("*.c")) + sorted(FW.glob("*.h"))
 
 SPECS = {

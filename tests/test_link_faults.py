@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge import launch
-from firmware_bridge import client as client_module
-from firmware_bridge.client import BoardClient
+from firmware_bridge.boards import launch
+from firmware_bridge.wire import client as client_module
+from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.commands import upload_image
 from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
-from firmware_bridge.faults import Babbler, FaultProxy, FaultRates, open_raw_pty
-from firmware_bridge.protocol import ErrorCode, MsgType
+from firmware_bridge.boards.faults import Babbler, FaultProxy, FaultRates, open_raw_pty
+from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.weight_image import upload_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def test_no_wrong_answer_is_ever_accepted_through_a_faulty_link(tool, board, ima
 def test_the_truth_check_catches_a_wrong_answer(tool, board, image, monkeypatch):
     # Make the board's answers wrong on purpose (one hidden spike moved by a step): the same
     # checker must count them as wrong, or the zero above would prove nothing.
-    from firmware_bridge import compare
+    from firmware_bridge import check as compare
 
     real = compare.densify
 

@@ -1,4 +1,4 @@
-"""The wire format (firmware_bridge.protocol): golden vectors, round trips, damaged input."""
+"""The wire format (firmware_bridge.wire.protocol): golden vectors, round trips, damaged input."""
 
 import struct
 import zlib
@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as p
-from firmware_bridge.protocol import ErrorCode, Frame, FrameDecoder, FrameError, MsgType
+from firmware_bridge.wire import protocol as p
+from firmware_bridge.wire.protocol import ErrorCode, Frame, FrameDecoder, FrameError, MsgType
 from popcount_learn.datapath import OVERFLOW_CODES, TIE_CODES
 from popcount_learn.weight_image import UPLOAD_ENUM_CODES
 
-GOLDEN = Path(__file__).resolve().parents[1] / "firmware_bridge" / "golden_frames.txt"
+GOLDEN = Path(__file__).resolve().parents[1] / "firmware_bridge" / "wire" / "golden_frames.txt"
 
 
 def golden_vectors():
@@ -216,7 +216,7 @@ def test_input_bits_are_lsb_first():
 
 
 def test_learning_codes_round_trip():
-    from firmware_bridge.launch import learning_codes, learning_from_codes
+    from firmware_bridge.boards.launch import learning_codes, learning_from_codes
     from popcount_learn.learning import LearningConfig
 
     for cfg in (LearningConfig(), LearningConfig(seed=2**32 - 1, output_rule="all_violators", correct_rule="always",

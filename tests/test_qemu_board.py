@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge import qemu
-from firmware_bridge._selftest_link import SelftestLink, crc32, source_pattern
+from firmware_bridge.boards import qemu
+from firmware_bridge.boards.selftest_link import SelftestLink, crc32, source_pattern
 from firmware_bridge.errors import BoardToolError
 
 MISSING = [tool for tool in (qemu.CROSS_GCC, qemu.QEMU_BINARY) if shutil.which(tool) is None]

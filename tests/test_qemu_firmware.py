@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge import launch
-from firmware_bridge.client import BoardClient
+from firmware_bridge.boards import launch
+from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.commands import train_side_by_side, upload_image
-from firmware_bridge.compare import compare_on_board
+from firmware_bridge.check import compare_on_board
 from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
-from firmware_bridge.faults import FaultProxy
-from firmware_bridge.protocol import ErrorCode
-from firmware_bridge.qemu import CROSS_GCC, QEMU_BINARY
+from firmware_bridge.boards.faults import FaultProxy
+from firmware_bridge.wire.protocol import ErrorCode
+from firmware_bridge.boards.qemu import CROSS_GCC, QEMU_BINARY
 from popcount_learn.data import load_mnist
 from popcount_learn.emulator import emulate
 from popcount_learn.h5io import load_weight_image

@@ -1,7 +1,7 @@
 """The Verilog core (firmware_bridge/rtl) against the emulator, bit for bit, under Icarus + cocotb.
 
 Stimulus and monitor live in firmware_bridge/_rtl_cocotb.py, the model is
-popcount_learn.emulator.emulate itself and the checker is firmware_bridge.rtl_sim: these tests
+popcount_learn.emulator.emulate itself and the checker is firmware_bridge.rtl.sim: these tests
 only choose networks and inputs, run them, and assert that the checker finds nothing (and that
 it does find a one-LSB change). Skipped only when iverilog/vvp or cocotb >= 2 are absent.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from firmware_bridge import rtl_sim
-from firmware_bridge.rtl_params import RtlLayout
+from firmware_bridge.rtl import sim as rtl_sim
+from firmware_bridge.rtl.params import RtlLayout
 from popcount_learn import h5io
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig

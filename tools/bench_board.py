@@ -30,10 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _machine import machine  # noqa: E402
 
-from firmware_bridge import commands, launch  # noqa: E402
-from firmware_bridge import protocol as p  # noqa: E402
-from firmware_bridge.client import BoardClient  # noqa: E402
-from firmware_bridge.compare import compare_results, image_input_bits, run_on_board  # noqa: E402
+from firmware_bridge import commands  # noqa: E402
+from firmware_bridge.boards import launch  # noqa: E402
+from firmware_bridge.wire import protocol as p  # noqa: E402
+from firmware_bridge.wire.client import BoardClient  # noqa: E402
+from firmware_bridge.check import compare_results, image_input_bits, run_on_board  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate, encode_input_steps  # noqa: E402
 from popcount_learn.h5io import load_weight_image  # noqa: E402

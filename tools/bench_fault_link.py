@@ -33,12 +33,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from _machine import machine  # noqa: E402
-from firmware_bridge import launch  # noqa: E402
-from firmware_bridge.client import BoardClient  # noqa: E402
+from firmware_bridge.boards import launch  # noqa: E402
+from firmware_bridge.wire.client import BoardClient  # noqa: E402
 from firmware_bridge.commands import upload_image  # noqa: E402
-from firmware_bridge.compare import densify, first_mismatch, image_input_bits  # noqa: E402
+from firmware_bridge.check import densify, first_mismatch, image_input_bits  # noqa: E402
 from firmware_bridge.errors import BoardError  # noqa: E402
-from firmware_bridge.faults import FaultProxy, FaultRates  # noqa: E402
+from firmware_bridge.boards.faults import FaultProxy, FaultRates  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate  # noqa: E402
 from popcount_learn.h5io import load_weight_image  # noqa: E402
@@ -134,8 +134,8 @@ def run_fault_link(board_port: str, image: WeightImage, *, frames: int, rates: F
 
 def _read_at(client: BoardClient, offset: int, length: int) -> bytes:
     """READ_IMAGE of one range (BoardClient.read_image reads from offset 0)."""
-    from firmware_bridge import protocol
-    from firmware_bridge.protocol import MsgType
+    from firmware_bridge.wire import protocol
+    from firmware_bridge.wire.protocol import MsgType
 
     reply = client.request(MsgType.READ_IMAGE, protocol.encode_read_image(offset, length))
     return client._decoded(lambda p: protocol.decode_read_image(p, offset, length), reply)

@@ -29,12 +29,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from _machine import machine  # noqa: E402
-from firmware_bridge import launch  # noqa: E402
-from firmware_bridge._selftest_link import SelftestLink  # noqa: E402
-from firmware_bridge.client import BoardClient  # noqa: E402
+from firmware_bridge.boards import launch  # noqa: E402
+from firmware_bridge.boards.selftest_link import SelftestLink  # noqa: E402
+from firmware_bridge.wire.client import BoardClient  # noqa: E402
 from firmware_bridge.commands import train_side_by_side, upload_image  # noqa: E402
-from firmware_bridge.compare import compare_results, image_input_bits, run_on_board  # noqa: E402
-from firmware_bridge.qemu import build_selftest, start_qemu  # noqa: E402
+from firmware_bridge.check import compare_results, image_input_bits, run_on_board  # noqa: E402
+from firmware_bridge.boards.qemu import build_selftest, start_qemu  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate  # noqa: E402
 from popcount_learn.h5io import load_weight_image  # noqa: E402

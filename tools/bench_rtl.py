@@ -2,7 +2,7 @@
 
     python tools/bench_rtl.py datasets/pretrained/net100-int8.h5 --lanes 4 --out runs/net100.jsonl
 
-Each chunk of images is simulated (firmware_bridge.rtl_sim.simulate: Icarus + cocotb), emulated
+Each chunk of images is simulated (firmware_bridge.rtl.sim.simulate: Icarus + cocotb), emulated
 (popcount_learn.emulator) and compared image by image; one JSON line per chunk goes to --out as
 soon as the chunk is done, so an interrupted run keeps what it finished. The last line is the
 summary: images compared, mismatching images (and the first one in full), cycles per image
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from firmware_bridge import rtl_sim  # noqa: E402
+from firmware_bridge.rtl import sim as rtl_sim  # noqa: E402
 from popcount_learn import h5io  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate  # noqa: E402

@@ -32,8 +32,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from _machine import machine  # noqa: E402
-from firmware_bridge import launch, protocol  # noqa: E402
-from firmware_bridge.protocol import MsgType  # noqa: E402
+from firmware_bridge.boards import launch  # noqa: E402
+from firmware_bridge.wire import protocol  # noqa: E402
+from firmware_bridge.wire.protocol import MsgType  # noqa: E402
 from popcount_learn.learning import LearningConfig  # noqa: E402
 from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32, upload_bytes  # noqa: E402
 

@@ -3,7 +3,7 @@
     python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --lanes 2 4 8 --sim-images 50
 
 For each lane count: generate the parameter headers for the image's datapath and topology
-(firmware_bridge.rtl_params.RtlLayout), synthesise pcl_up5k_top (core + weights in SPRAM +
+(firmware_bridge.rtl.params.RtlLayout), synthesise pcl_up5k_top (core + weights in SPRAM +
 byte-wide streams) with ``yosys synth_ice40``, place and route with ``nextpnr-ice40 --up5k
 --package sg48`` and read logic cells, EBR, SPRAM and fmax from nextpnr's JSON report. With
 --sim-images N the first N MNIST test images are also simulated (Icarus + cocotb) for cycles
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from firmware_bridge.rtl_params import RtlLayout  # noqa: E402
+from firmware_bridge.rtl.params import RtlLayout  # noqa: E402
 from popcount_learn import h5io  # noqa: E402
 
 RTL = ROOT / "firmware_bridge" / "rtl"
@@ -71,7 +71,7 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
 
 
 def simulate_cycles(image, lanes: int, n_images: int) -> dict:
-    from firmware_bridge import rtl_sim
+    from firmware_bridge.rtl import sim as rtl_sim
     from popcount_learn.data import default_data_dir, load_mnist
     from popcount_learn.emulator import emulate
 

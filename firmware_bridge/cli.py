@@ -33,7 +33,7 @@ def add_board_parser(sub, positive_int) -> None:
 
 
 def _serve(args) -> int:
-    from firmware_bridge.launch import start_virtual_board
+    from firmware_bridge.boards.launch import start_virtual_board
 
     from popcount_learn.learning import LearningConfig
 
@@ -60,7 +60,7 @@ def run_board(args, print_summary) -> int:
     if getattr(args, "trace", False):  # frames as hex on stderr; nothing else turns verbose
         import logging
 
-        from firmware_bridge.client import trace_log
+        from firmware_bridge.wire.client import trace_log
 
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("trace: %(message)s"))
@@ -70,7 +70,7 @@ def run_board(args, print_summary) -> int:
         print_summary(commands.board_info(args.port, trace=args.trace), args.json)
         return 0
     if args.board_command == "compare":
-        from .progress import TqdmProgress
+        from popcount_learn.progress import TqdmProgress
 
         summary = commands.board_compare(
             args.port, args.image, limit=args.limit, data_dir=args.data, batch_size=args.batch, trace=args.trace,
@@ -83,7 +83,7 @@ def run_board(args, print_summary) -> int:
             return 1
         return 0
     if args.board_command == "train":
-        from .progress import TqdmProgress
+        from popcount_learn.progress import TqdmProgress
 
         summary = commands.board_train(
             args.port, args.image, steps=args.steps, seed=args.seed, check_every=args.check_every,

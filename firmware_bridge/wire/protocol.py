@@ -418,7 +418,7 @@ def c_header(guard: str = "PCL_PROTOCOL_H") -> str:
     ]
     consts += [(f"MSG_{m.name}", int(m)) for m in MsgType]
     consts += [(f"ERR_{e.name}", int(e)) for e in ErrorCode]
-    lines = ["/* Generated from firmware_bridge.protocol; do not edit. */", f"#ifndef {guard}", f"#define {guard}", ""]
+    lines = ["/* Generated from firmware_bridge.wire.protocol; do not edit. */", f"#ifndef {guard}", f"#define {guard}", ""]
     lines += [f"#define PCL_{name} {value}" for name, value in consts]
     lines += ["", f"#endif /* {guard} */", ""]
     return "\n".join(lines)

@@ -1,9 +1,9 @@
-"""cocotb testbench for pcl_core, run inside the simulator by ``firmware_bridge.rtl_sim``.
+"""cocotb testbench for pcl_core, run inside the simulator by ``firmware_bridge.rtl.sim``.
 
 Stimulus (``Driver``): the weight image through the load port, then batches of input-spike
 beats. Observation (``Monitor``): the spike and result beats recorded by the harness, decoded into
 one ``.npz`` per batch. There is no model and no checker here: those run in the calling process
-(``popcount_learn.emulator`` and ``firmware_bridge.rtl_sim.compare``), so this file cannot drift
+(``popcount_learn.emulator`` and ``firmware_bridge.rtl.sim.compare``), so this file cannot drift
 into a second copy of the datapath.
 
 The job (``PCL_RTL_JOB``, JSON) names the files: ``load_hex`` (``load_beats`` weight-load beats),
@@ -22,7 +22,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
-from firmware_bridge.rtl_params import RtlLayout, unpack
+from firmware_bridge.rtl.params import RtlLayout, unpack
 from popcount_learn.datapath import DatapathConfig
 
 CLOCK_NS = 10  # the harness's clock period

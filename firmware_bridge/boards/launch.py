@@ -7,7 +7,7 @@ those headers, the board and the make variables, so each spec gets its own binar
 of spec is a rebuild. ``make`` itself rebuilds when a source changed.
 
 Boards: ``host`` (this machine; the firmware process reads and writes a pty) and, plugged in by
-``firmware_bridge.qemu.start_qemu(elf_path)``, a QEMU Cortex-M3 (``board="mps2_an385"``). A
+``firmware_bridge.boards.qemu.start_qemu(elf_path)``, a QEMU Cortex-M3 (``board="mps2_an385"``). A
 started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()`` and use as a
 context manager that stops it on exit; ``VirtualBoard`` is the host one.
 """
@@ -35,11 +35,11 @@ from popcount_learn.weight_image import (
     UPLOAD_STREAM_VERSION,
 )
 
-from . import protocol
-from .errors import FirmwareBuildError
+from ..wire import protocol
+from ..errors import FirmwareBuildError
 
 _LEARNING_ENUM_CODES = {"output_rule": OUTPUT_RULE_CODES, "correct_rule": CORRECT_RULE_CODES}
-FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
+FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 BUILD_ROOT_ENV = "PCL_FIRMWARE_BUILD_ROOT"
 MAKE_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 3.0

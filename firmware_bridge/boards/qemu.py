@@ -29,7 +29,7 @@ import time
 import weakref
 from pathlib import Path
 
-from .errors import BoardToolError
+from ..errors import BoardToolError
 
 QEMU_BINARY = "qemu-system-arm"
 QEMU_MACHINE = "mps2-an385"
@@ -40,7 +40,7 @@ QMP_TIMEOUT_S = 5.0
 _PTY_ANNOUNCEMENT = re.compile(r"char device redirected to (/dev/\S+) \(label uart0\)")
 _PR_SET_PDEATHSIG = 1
 _EM_ARM = 40
-FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
+FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 CROSS_GCC = "arm-none-eabi-gcc"
 
 

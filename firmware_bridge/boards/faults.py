@@ -33,7 +33,7 @@ import serial
 
 from popcount_learn.errors import ConfigError
 
-from .errors import BoardConnectionError
+from ..errors import BoardConnectionError
 
 PUMP_POLL_S = 0.02
 BOARD_READ_BYTES = 4096

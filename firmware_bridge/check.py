@@ -18,7 +18,7 @@ from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import WeightImage
 
 from .errors import BoardRefused
-from .protocol import BoardResult, ErrorCode, input_bits
+from .wire.protocol import BoardResult, ErrorCode, input_bits
 
 
 def image_input_bits(image: WeightImage, images_uint8: np.ndarray) -> list[bytes]:

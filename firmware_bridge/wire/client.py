@@ -20,7 +20,7 @@ import time
 import serial
 
 from . import protocol
-from .errors import (
+from ..errors import (
     BoardConnectionError,
     BoardProtocolError,
     BoardRefused,
