@@ -6,26 +6,16 @@ only through the emulator and the weight image.
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 from popcount_learn.errors import ConfigError
 from popcount_learn.progress import as_progress
-from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, WeightImage, image_crc32, upload_bytes
+from popcount_learn.learning import LearningConfig
+from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, WeightImage, image_crc32, stream_spec_codes, upload_bytes
 
 from .wire.client import BoardClient
 from .check import compare_on_board
 from .wire.protocol import BoardInfo
-
-
-def image_spec_codes(image: WeightImage) -> tuple[int, ...]:
-    """The spec fields as the upload stream header carries them (stream order, enum codes)."""
-    return struct.unpack_from(f"<{len(UPLOAD_SPEC_FIELDS)}i", upload_bytes_header(image), 8)
-
-
-def upload_bytes_header(image: WeightImage) -> bytes:
-    return upload_bytes(image)[: 8 + 4 * len(UPLOAD_SPEC_FIELDS)]
 
 
 def describe_info(info: BoardInfo) -> dict:
@@ -38,7 +28,7 @@ def describe_info(info: BoardInfo) -> dict:
         "max_neurons": info.max_neurons,
         "max_layers": info.max_layers,
         "datapath": dict(zip(UPLOAD_SPEC_FIELDS, info.spec_codes)),
-        "learning": list(info.learning_codes),
+        "learning": LearningConfig.from_codes(info.learning_codes).to_dict() if info.learning_codes else None,
         "image_loaded": info.image_loaded,
         "image_crc32": f"0x{info.image_crc32:08x}",
         "image_bytes": info.image_bytes,
@@ -52,8 +42,8 @@ def board_info(port: str, *, trace: bool = False) -> dict:
 
 def check_spec(info: BoardInfo, image: WeightImage, image_name: str = "the image") -> None:
     """ConfigError naming the first field in which the board's compiled spec differs."""
-    codes = image_spec_codes(image)
-    for name, board_v, image_v in zip(UPLOAD_SPEC_FIELDS, info.spec_codes, codes):
+    codes = stream_spec_codes(image.spec)
+    for name, board_v, image_v in zip(UPLOAD_SPEC_FIELDS, info.spec_codes, codes, strict=True):
         if board_v != image_v:
             raise ConfigError(
                 f"the board is built for {name} = {board_v} but {image_name} has {name} = {image_v}; "
@@ -132,15 +122,15 @@ def first_stream_difference(board: bytes, model: bytes, image: WeightImage) -> s
 
 
 def check_learning(info: BoardInfo, learning) -> None:
-    from .boards.launch import learning_codes
-
     if not info.learning_codes:
         raise ConfigError("the board's firmware has no learning rule; start one with popcount-learn board virtual")
-    want = learning_codes(learning)
-    if tuple(info.learning_codes) != want:
+    board = LearningConfig.from_codes(info.learning_codes)
+    if board != learning:
+        differ = [f"{k} = {v!r} on the board, {getattr(learning, k)!r} in the image"
+                  for k, v in board.to_dict().items() if v != getattr(learning, k)]
         raise ConfigError(
-            f"the board's learning rule {list(info.learning_codes)} differs from the image's {list(want)} "
-            "(LearningConfig fields in order); start the board with --image of this file"
+            f"the board's learning rule differs from the image's: {'; '.join(differ)}; "
+            "start the board with --image of this file"
         )
 
 

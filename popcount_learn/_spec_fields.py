@@ -48,3 +48,29 @@ def _parse_int(text, label: str) -> int:
         except ValueError:
             pass
     raise ConfigError(f"{label} takes an integer, got {text!r}")
+
+
+def field_codes(obj, names: tuple[str, ...] | None = None) -> tuple[int, ...]:
+    """The fields ``names`` (default: all, in declaration order) as integers: string fields by
+    ``type(obj).ENUM_CODES[field]``, integers as they are. This is how a board reports a spec."""
+    enums = type(obj).ENUM_CODES
+    names = names or tuple(f.name for f in dataclasses.fields(obj))
+    return tuple(enums[n][getattr(obj, n)] if n in enums else int(getattr(obj, n)) for n in names)
+
+
+def from_field_codes(cls, codes, names: tuple[str, ...] | None = None):
+    """Inverse of ``field_codes``; a wrong count or an unknown code is a ConfigError."""
+    names = names or tuple(f.name for f in dataclasses.fields(cls))
+    codes = tuple(codes)
+    if len(codes) != len(names):
+        raise ConfigError(f"{cls.__name__}: expected {len(names)} field codes, got {len(codes)}")
+    values = {}
+    for name, code in zip(names, codes, strict=True):
+        if name in cls.ENUM_CODES:
+            by_code = {v: k for k, v in cls.ENUM_CODES[name].items()}
+            if int(code) not in by_code:
+                raise ConfigError(f"{cls.__name__}: {name} code {code} is none of {sorted(by_code)}")
+            values[name] = by_code[int(code)]
+        else:
+            values[name] = int(code)
+    return strict_from_dict(cls, values)

@@ -1,7 +1,8 @@
 """The fixed-point datapath spec: the single source of truth for every width, shift and limit.
 
-The emulator, the firmware header and the weight image all derive their constants from a
-``DatapathConfig``; nothing re-types them. See ``docs/datapath.md`` for the full semantics.
+The emulator, the weight image and, through ``codegen``, the firmware and Verilog headers all
+derive their constants from a ``DatapathConfig``; nothing re-types them. See ``docs/datapath.md``
+for the full semantics.
 
 Registers (all two's complement):
 
@@ -26,8 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
-from ._spec_fields import strict_from_dict, typed_options
+from ._spec_fields import field_codes, from_field_codes, strict_from_dict, typed_options
 from .errors import ConfigError
 
 OVERFLOW_POLICIES = ("saturate", "wrap")
@@ -65,6 +67,13 @@ class DatapathConfig:
     dark_input_step: int = -1
     max_steps: int = 512
     tie_rule: str = "max_membrane"
+
+    # How the string fields travel as integers (kernels, headers, the upload stream, INFO).
+    ENUM_CODES: ClassVar[dict[str, dict[str, int]]] = {
+        "current_overflow": OVERFLOW_CODES,
+        "membrane_overflow": OVERFLOW_CODES,
+        "tie_rule": TIE_CODES,
+    }
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -154,74 +163,6 @@ class DatapathConfig:
             raise ConfigError(f"accumulator_bits: n_rows must be >= 1, got {n_rows}")
         return self.weight_bits + self.current_frac_bits + (n_rows - 1).bit_length()
 
-    def _register_constants(self) -> list[tuple[str, int]]:
-        """Widths, limits and shifts of the registers, as (NAME, value): shared by every header."""
-        return [
-            ("TIME_SHIFT", self.time_shift),
-            ("WEIGHT_BITS", self.weight_bits),
-            ("WEIGHT_MIN", self.weight_min),
-            ("WEIGHT_MAX", self.weight_max),
-            ("CURRENT_FRAC_BITS", self.current_frac_bits),
-            ("CURRENT_BITS", self.current_bits),
-            ("CURRENT_MIN", self.current_min),
-            ("CURRENT_MAX", self.current_max),
-            ("MEMBRANE_BITS", self.membrane_bits),
-            ("MEMBRANE_MIN", self.membrane_min),
-            ("MEMBRANE_MAX", self.membrane_max),
-            ("MEMBRANE_FRAC_BITS", self.membrane_frac_bits),
-        ]
-
-    def c_header(self, guard: str = "POPCOUNT_DATAPATH_H") -> str:
-        """The spec as C preprocessor constants (widths, limits, shifts, policy codes)."""
-        consts = self._register_constants() + [
-            ("OVERFLOW_SATURATE", OVERFLOW_CODES["saturate"]),
-            ("OVERFLOW_WRAP", OVERFLOW_CODES["wrap"]),
-            ("CURRENT_OVERFLOW", self.current_overflow_code),
-            ("MEMBRANE_OVERFLOW", self.membrane_overflow_code),
-            ("TIE_MAX_MEMBRANE", TIE_CODES["max_membrane"]),
-            ("TIE_LOWEST_INDEX", TIE_CODES["lowest_index"]),
-            ("TIE_RULE", self.tie_rule_code),
-            ("INPUT_THRESHOLD", self.input_threshold),
-            ("DARK_INPUT_STEP", self.dark_input_step),
-            ("MAX_STEPS", self.max_steps),
-        ]
-        lines = [
-            "/* Generated from popcount_learn.datapath.DatapathConfig; do not edit. */",
-            f"#ifndef {guard}",
-            f"#define {guard}",
-            "",
-        ]
-        for name, value in consts:
-            # INT32_MIN cannot be written as a plain literal in C; spell it as (-MAX - 1).
-            text = f"({value + 1} - 1)" if value == -(1 << 31) else f"({value})" if value < 0 else str(value)
-            lines.append(f"#define PCL_{name} {text}")
-        lines += ["", f"#endif /* {guard} */", ""]
-        return "\n".join(lines)
-
-    def verilog_header(self) -> str:
-        """The spec as Verilog ``localparam integer PCL_...`` lines, to be included inside a module.
-
-        Same names and values as ``c_header()`` plus ``PCL_CURRENT_WRAP`` / ``PCL_MEMBRANE_WRAP`` /
-        ``PCL_TIE_LOWEST_INDEX`` (0/1 flags the RTL tests directly). Used by firmware_bridge/rtl.
-        """
-        consts = self._register_constants() + [
-            ("CURRENT_OVERFLOW", self.current_overflow_code),
-            ("MEMBRANE_OVERFLOW", self.membrane_overflow_code),
-            ("CURRENT_WRAP", int(self.current_overflow_code == OVERFLOW_CODES["wrap"])),
-            ("MEMBRANE_WRAP", int(self.membrane_overflow_code == OVERFLOW_CODES["wrap"])),
-            ("TIE_RULE", self.tie_rule_code),
-            ("TIE_LOWEST_INDEX", int(self.tie_rule_code == TIE_CODES["lowest_index"])),
-            ("INPUT_THRESHOLD", self.input_threshold),
-            ("DARK_INPUT_STEP", self.dark_input_step),
-            ("MAX_STEPS", self.max_steps),
-        ]
-        lines = ["// Generated from popcount_learn.datapath.DatapathConfig; do not edit."]
-        for name, value in consts:
-            # -2**31 is not a 32-bit integer literal in Verilog; spell it as (-MAX - 1).
-            text = f"({value + 1} - 1)" if value == -(1 << 31) else str(value)
-            lines.append(f"localparam integer PCL_{name} = {text};")
-        return "\n".join(lines) + "\n"
-
     def threshold_lsb(self, scale: float) -> int:
         """Threshold 1 (real units) in membrane register units for a layer of weight scale.
 
@@ -279,3 +220,12 @@ class DatapathConfig:
         take today's default, which may differ from what the hardware was built with.
         """
         return strict_from_dict(cls, d)
+
+    def to_codes(self, names: tuple[str, ...] | None = None) -> tuple[int, ...]:
+        """The fields ``names`` (default: all, in order) as integers, strings by ``ENUM_CODES``."""
+        return field_codes(self, names)
+
+    @classmethod
+    def from_codes(cls, codes, names: tuple[str, ...] | None = None) -> "DatapathConfig":
+        """Inverse of ``to_codes``."""
+        return from_field_codes(cls, codes, names)

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numba
 import numpy as np
 
-from ._spec_fields import strict_from_dict, typed_options
+from ._spec_fields import field_codes, from_field_codes, strict_from_dict, typed_options
 from .errors import ConfigError
 
 OUTPUT_RULES = ("earliest_violator", "all_violators")
@@ -81,6 +82,8 @@ class LearningConfig:
     output_rule: str = "earliest_violator"
     correct_rule: str = "when_violated"
 
+    ENUM_CODES: ClassVar[dict[str, dict[str, int]]] = {"output_rule": OUTPUT_RULE_CODES, "correct_rule": CORRECT_RULE_CODES}
+
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
             if not cond:
@@ -116,37 +119,21 @@ class LearningConfig:
         """Rebuild from every field; a missing or unknown field is an error (no silent defaults)."""
         return strict_from_dict(cls, d)
 
+    def to_codes(self) -> tuple[int, ...]:
+        """The fields in declaration order as integers, rules by their codes (as INFO reports them)."""
+        return field_codes(self)
+
+    @classmethod
+    def from_codes(cls, codes) -> "LearningConfig":
+        """Inverse of ``to_codes``: the rule a board reports."""
+        return from_field_codes(cls, codes)
+
     @classmethod
     def from_options(cls, options: dict | None = None, **fields) -> "LearningConfig":
         """Defaults, then ``fields``, then text overrides such as {"margin_steps": "6"}."""
         typed = dict(fields)
         typed.update(typed_options(cls, options, "learning"))
         return cls(**typed)
-
-    def c_header(self, guard: str = "POPCOUNT_LEARNING_H") -> str:
-        """The rule's constants as C preprocessor definitions (``PCL_LEARN_*``)."""
-        consts = [
-            ("MARGIN_STEPS", str(self.margin_steps)),
-            ("HIDDEN_UPDATE_PROB_Q16", f"{self.hidden_update_prob_q16}u"),
-            ("OUTPUT_UPDATE_PROB_Q16", f"{self.output_update_prob_q16}u"),
-            ("PROB_HALVING_SAMPLES", f"{self.prob_halving_samples}u"),
-            ("SEED", f"0x{self.seed:08X}u"),
-            ("OUTPUT_EARLIEST_VIOLATOR", str(OUTPUT_RULE_CODES["earliest_violator"])),
-            ("OUTPUT_ALL_VIOLATORS", str(OUTPUT_RULE_CODES["all_violators"])),
-            ("OUTPUT_RULE", str(OUTPUT_RULE_CODES[self.output_rule])),
-            ("CORRECT_WHEN_VIOLATED", str(CORRECT_RULE_CODES["when_violated"])),
-            ("CORRECT_ALWAYS", str(CORRECT_RULE_CODES["always"])),
-            ("CORRECT_RULE", str(CORRECT_RULE_CODES[self.correct_rule])),
-            ("MIX_MUL_1", f"0x{MIX_MUL_1:08X}u"),
-            ("MIX_MUL_2", f"0x{MIX_MUL_2:08X}u"),
-            ("INDEX_MUL", f"0x{INDEX_MUL:08X}u"),
-            ("SAMPLE_SALT", f"0x{SAMPLE_SALT:08X}u"),
-        ]
-        lines = ["/* Generated from popcount_learn.learning.LearningConfig; do not edit. */",
-                 f"#ifndef {guard}", f"#define {guard}", ""]
-        lines += [f"#define PCL_LEARN_{name} {text}" for name, text in consts]
-        lines += ["", f"#endif /* {guard} */", ""]
-        return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------

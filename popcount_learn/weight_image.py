@@ -142,29 +142,21 @@ UPLOAD_SPEC_FIELDS = (
     "max_steps",
     "tie_rule",
 )
-# Fixed codes for the string-valued fields; they are part of the stream format, so they are
-# spelled out here rather than derived from the order of a tuple elsewhere.
-UPLOAD_ENUM_CODES = {
-    "current_overflow": {"saturate": 0, "wrap": 1},
-    "membrane_overflow": {"saturate": 0, "wrap": 1},
-    "tie_rule": {"max_membrane": 0, "lowest_index": 1},
-}
 UPLOAD_HEADER_BYTES = 4 + 4 + 4 * len(UPLOAD_SPEC_FIELDS) + 4
 UPLOAD_LAYER_HEADER_BYTES = 12
 
 
-def _spec_field_code(spec: DatapathConfig, name: str) -> int:
-    value = getattr(spec, name)
-    if name in UPLOAD_ENUM_CODES:
-        return UPLOAD_ENUM_CODES[name][value]
-    return int(value)
+def stream_spec_codes(spec: DatapathConfig) -> tuple[int, ...]:
+    """The spec fields as the stream header carries them: ``UPLOAD_SPEC_FIELDS`` order, string
+    fields by ``DatapathConfig.ENUM_CODES`` (the codes the kernels and headers use)."""
+    return spec.to_codes(UPLOAD_SPEC_FIELDS)
 
 
 def upload_bytes(image: WeightImage) -> bytes:
     """The image as the byte stream a board receives (layout: docs/weight-image.md).
 
     Header: magic ``PCLW``; int32 LE stream version; one int32 LE per spec field in
-    ``UPLOAD_SPEC_FIELDS`` order (strings as ``UPLOAD_ENUM_CODES``); int32 LE layer count.
+    ``UPLOAD_SPEC_FIELDS`` order (``stream_spec_codes``); int32 LE layer count.
     Per layer: int32 LE ``n_pre + 1``, ``n_post``, ``threshold_lsb``; then the weight rows in
     memory order (row = presynaptic neuron, bias row last), each weight int8 when
     ``weight_bits <= 8`` else int16 LE. No padding anywhere.
@@ -176,7 +168,7 @@ def upload_bytes(image: WeightImage) -> bytes:
             f"upload stream layout covers {sorted(UPLOAD_SPEC_FIELDS)} but DatapathConfig has "
             f"{sorted(spec_names)}: extend UPLOAD_SPEC_FIELDS and bump UPLOAD_STREAM_VERSION"
         )
-    header = [UPLOAD_STREAM_VERSION] + [_spec_field_code(spec, n) for n in UPLOAD_SPEC_FIELDS]
+    header = [UPLOAD_STREAM_VERSION, *stream_spec_codes(spec)]
     header.append(len(image.layers))
     parts = [UPLOAD_MAGIC, np.asarray(header, dtype="<i4").tobytes()]
     wdtype = weight_dtype(spec)

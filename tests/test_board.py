@@ -27,8 +27,10 @@ from popcount_learn.errors import ConfigError
 from popcount_learn.h5io import load_weight_image, save_weight_image
 from popcount_learn.learning import LearningConfig
 from popcount_learn.onchip import train_step
-from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32, upload_bytes
-from tests.factories import random_weight_image
+from popcount_learn.weight_image import image_crc32, stream_spec_codes, upload_bytes
+from factories import random_weight_image
+
+pytestmark = pytest.mark.firmware
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "datasets" / "pretrained"
@@ -69,7 +71,7 @@ def rule(board):
         codes = c.info().learning_codes
     if not codes:
         pytest.skip("the board has no learning rule")
-    return launch.learning_from_codes(codes)
+    return LearningConfig.from_codes(codes)
 
 
 @pytest.fixture
@@ -81,9 +83,8 @@ def client(board):
 def test_info_reports_compiled_spec_rule_and_capacity(client, rule, request):
     info = client.info()
     spec = DatapathConfig.for_weight_bits(8)
-    assert info.spec_codes == commands.image_spec_codes(
-        WeightImage(spec, (LayerImage(np.zeros((2, 1), np.int8), 1, 1.0),)))
-    assert info.learning_codes == launch.learning_codes(rule)
+    assert info.spec_codes == stream_spec_codes(spec)
+    assert info.learning_codes == rule.to_codes()
     if not request.config.getoption("--board-port"):
         assert rule == BUSY_RULE and info.board == "host"
     assert info.protocol_version == p.PROTOCOL_VERSION

@@ -226,14 +226,7 @@ def test_babbler_speaks_something_else():
 
 # --- the proxy in front of the QEMU board -----------------------------------------------------
 
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="qemu-system-arm or arm-none-eabi-gcc not installed "
-    "(apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)",
-)
-
-
-@needs_qemu
+@pytest.mark.qemu
 def test_reset_hook_resets_the_qemu_board_mid_stream(tmp_path):
     from firmware_bridge.boards import qemu
     from firmware_bridge.boards.selftest_link import SelftestLink

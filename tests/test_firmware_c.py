@@ -12,6 +12,8 @@ from firmware_bridge.errors import FirmwareBuildError
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.learning import LearningConfig
 
+pytestmark = pytest.mark.firmware
+
 FW = launch.FIRMWARE_DIR
 GOLDEN = FW.parent / "wire" / "golden_frames.txt"
 PORTABLE = sorted(p for p in FW.glob("*.c")) + sorted(FW.glob("*.h"))
@@ -72,7 +74,7 @@ def test_portable_sources_use_no_stdio_heap_or_float():
         assert not banned.search(code), f"{path.name}: {banned.search(code).group(0)}"
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.needs("arm-none-eabi-gcc")
 @pytest.mark.parametrize("name", ["int8-default", "int12-wrap-dark"])
 def test_portable_sources_compile_for_cortex_m3_without_64bit_division_or_float(name, firmware_build_root, tmp_path):
     spec, learning = SPECS[name]

@@ -4,10 +4,11 @@ barrage, every reply checked. The recorded 1,000,000-input run is in BENCHMARKS.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.firmware
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT_INPUTS = 15_000
@@ -15,10 +16,9 @@ SHORT_INPUTS = 15_000
 
 @pytest.fixture(scope="module")
 def fuzz():
-    spec = importlib.util.spec_from_file_location("fuzz_firmware", REPO / "tools" / "fuzz_firmware.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import fuzz_firmware
+
+    return fuzz_firmware
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,6 @@ from popcount_learn.datapath import OVERFLOW_POLICIES, TIE_RULES, DatapathConfig
 from popcount_learn.errors import ConfigError, ModelFileError
 from popcount_learn.network import ExactNetwork
 from popcount_learn.weight_image import (
-    UPLOAD_ENUM_CODES,
     UPLOAD_SPEC_FIELDS,
     LayerImage,
     WeightImage,
@@ -337,13 +336,11 @@ def test_upload_stream_bytes_by_hand():
 
 def test_upload_layout_covers_every_spec_field():
     assert set(UPLOAD_SPEC_FIELDS) == {f.name for f in dataclasses.fields(DatapathConfig)}
-    assert set(UPLOAD_ENUM_CODES["current_overflow"]) == set(OVERFLOW_POLICIES)
-    assert set(UPLOAD_ENUM_CODES["membrane_overflow"]) == set(OVERFLOW_POLICIES)
-    assert set(UPLOAD_ENUM_CODES["tie_rule"]) == set(TIE_RULES)
-    # The emulator and C header codes (datapath.py) must be the ones the stream uses.
-    for table, fields in (("OVERFLOW_CODES", ("current_overflow", "membrane_overflow")), ("TIE_CODES", ("tie_rule",))):
-        for name in fields:
-            assert UPLOAD_ENUM_CODES[name] == getattr(datapath_module, table)
+    codes = DatapathConfig.ENUM_CODES
+    assert set(codes["current_overflow"]) == set(codes["membrane_overflow"]) == set(OVERFLOW_POLICIES)
+    assert set(codes["tie_rule"]) == set(TIE_RULES)
+    # The emulator's and the headers' codes (datapath.py) are the ones the stream uses.
+    assert codes["current_overflow"] is datapath_module.OVERFLOW_CODES and codes["tie_rule"] is datapath_module.TIE_CODES
 
 
 ALTERNATIVE_VALUES = {
@@ -682,7 +679,7 @@ def test_emulator_agrees_on_original_and_reloaded_image(tmp_path):
             np.testing.assert_array_equal(xs, ys, err_msg=name)
 
 
-@pytest.mark.skipif(shutil.which("h5dump") is None, reason="h5dump (hdf5-tools) not installed")
+@pytest.mark.needs("h5dump")
 def test_h5dump_reads_a_weight_image(tmp_path):
     path = tmp_path / "dump.h5"
     h5io.save_weight_image(path, small_image())

@@ -8,7 +8,6 @@ scripted faults (board falls silent mid-frame, speaks something else, link cut m
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -24,21 +23,18 @@ from firmware_bridge.boards.faults import Babbler, FaultProxy, FaultRates, open_
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.weight_image import upload_bytes
 
+pytestmark = pytest.mark.firmware
+
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 0.2
 RETRIES = 2
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("bench_fault_link", REPO / "tools" / "bench_fault_link.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def tool():
-    return _load_tool()
+    import bench_fault_link
+
+    return bench_fault_link
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ figures the hardware prototype reached (97%, <= 30 hidden spikes, <= 5% of hidde
 The full trainings behind BENCHMARKS.md are marked slow (``python -m pytest -m slow``).
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -36,10 +35,9 @@ def image600():
 @pytest.fixture(scope="module")
 def dense():
     """tools/dense_numpy_emulator.py, the straightforward batched datapath."""
-    spec = importlib.util.spec_from_file_location("dense_numpy_emulator", REPO / "tools" / "dense_numpy_emulator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import dense_numpy_emulator
+
+    return dense_numpy_emulator
 
 
 def test_shipped_600_hidden_int8_image_meets_the_hardware_figures(mnist_test, image600):

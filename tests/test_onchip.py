@@ -13,6 +13,7 @@ from bitarray import bitarray
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from popcount_learn import codegen
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.errors import ConfigError
@@ -27,8 +28,7 @@ from popcount_learn.onchip import (
     unpack_bits,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference_onchip as ref  # noqa: E402
+import reference_onchip as ref
 from factories import emulator_cases, make_image  # noqa: E402
 
 
@@ -269,8 +269,7 @@ def test_halving_schedule():
 def test_c_headers_compile_and_agree(tmp_path):
     cc = "cc"
     lc = LearningConfig(margin_steps=7, hidden_update_prob_q16=65536, seed=0xDEADBEEF, output_rule="all_violators")
-    (tmp_path / "pcl_learning.h").write_text(lc.c_header())
-    (tmp_path / "pcl_datapath.h").write_text(DatapathConfig().c_header())
+    codegen.write_headers(tmp_path, codegen.firmware_spec_headers(DatapathConfig(), lc))
     (tmp_path / "t.c").write_text(
         '#include <stdio.h>\n#include <stdint.h>\n#include "pcl_datapath.h"\n#include "pcl_learning.h"\n'
         "static uint32_t mix32(uint32_t x){x^=x>>16;x*=PCL_LEARN_MIX_MUL_1;x^=x>>13;x*=PCL_LEARN_MIX_MUL_2;x^=x>>16;return x;}\n"
@@ -311,18 +310,8 @@ def test_training_does_not_depend_on_the_thread_count():
     assert all(np.array_equal(results[i], results[i % 2]) for i in range(len(results)))
 
 
-def _load_numpy_tool():
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "tools" / "numpy_onchip.py"
-    spec = importlib.util.spec_from_file_location("numpy_onchip", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_numpy_baseline_tool_is_bit_exact():
-    tool = _load_numpy_tool()
+    import numpy_onchip as tool
 
     @settings(max_examples=60, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

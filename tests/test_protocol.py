@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from firmware_bridge.wire import protocol as p
 from firmware_bridge.wire.protocol import ErrorCode, Frame, FrameDecoder, FrameError, MsgType
-from popcount_learn.datapath import OVERFLOW_CODES, TIE_CODES
-from popcount_learn.weight_image import UPLOAD_ENUM_CODES
+from popcount_learn import codegen
+from popcount_learn.datapath import OVERFLOW_CODES, TIE_CODES, DatapathConfig
+from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, stream_spec_codes
 
 GOLDEN = Path(__file__).resolve().parents[1] / "firmware_bridge" / "wire" / "golden_frames.txt"
 
@@ -195,7 +196,7 @@ def test_info_round_trip_and_truncation():
 
 
 def test_c_header_carries_every_message_and_error_code():
-    text = p.c_header()
+    text = codegen.c_header("pcl_protocol.h", p.header_constants(), source="test")
     for m in MsgType:
         assert f"#define PCL_MSG_{m.name} {int(m)}\n" in text
     for e in ErrorCode:
@@ -204,11 +205,13 @@ def test_c_header_carries_every_message_and_error_code():
     assert all(int(m) & p.REPLY == 0 for m in MsgType)  # a reply type never collides with a request
 
 
-def test_stream_enum_codes_agree_with_the_datapath_codes():
-    # The board compares an image's header codes with its compiled PCL_* codes.
-    assert UPLOAD_ENUM_CODES["current_overflow"] == OVERFLOW_CODES
-    assert UPLOAD_ENUM_CODES["membrane_overflow"] == OVERFLOW_CODES
-    assert UPLOAD_ENUM_CODES["tie_rule"] == TIE_CODES
+def test_stream_enum_codes_are_the_fixed_datapath_codes():
+    # The codes are part of the upload stream format (and the CRC of every shipped image): fixed.
+    assert OVERFLOW_CODES == {"saturate": 0, "wrap": 1} and TIE_CODES == {"max_membrane": 0, "lowest_index": 1}
+    spec = DatapathConfig(current_overflow="wrap", membrane_overflow="saturate", tie_rule="lowest_index")
+    codes = dict(zip(UPLOAD_SPEC_FIELDS, stream_spec_codes(spec), strict=True))
+    assert (codes["current_overflow"], codes["membrane_overflow"], codes["tie_rule"]) == (1, 0, 1)
+    assert DatapathConfig.from_codes(stream_spec_codes(spec), UPLOAD_SPEC_FIELDS) == spec
 
 
 def test_input_bits_are_lsb_first():
@@ -216,12 +219,11 @@ def test_input_bits_are_lsb_first():
 
 
 def test_learning_codes_round_trip():
-    from firmware_bridge.boards.launch import learning_codes, learning_from_codes
     from popcount_learn.learning import LearningConfig
 
     for cfg in (LearningConfig(), LearningConfig(seed=2**32 - 1, output_rule="all_violators", correct_rule="always",
                                                  margin_steps=65536, prob_halving_samples=0)):
-        assert learning_from_codes(learning_codes(cfg)) == cfg
+        assert LearningConfig.from_codes(cfg.to_codes()) == cfg
 
 
 @settings(max_examples=300, deadline=None)

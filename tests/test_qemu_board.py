@@ -20,12 +20,7 @@ from firmware_bridge.boards import qemu
 from firmware_bridge.boards.selftest_link import SelftestLink, crc32, source_pattern
 from firmware_bridge.errors import BoardToolError
 
-MISSING = [tool for tool in (qemu.CROSS_GCC, qemu.QEMU_BINARY) if shutil.which(tool) is None]
-pytestmark = pytest.mark.skipif(
-    bool(MISSING),
-    reason=f"{' and '.join(MISSING)} not installed (apt-get install gcc-arm-none-eabi "
-    "libnewlib-arm-none-eabi qemu-system-arm)",
-)
+pytestmark = pytest.mark.qemu
 
 
 @pytest.fixture(scope="module")

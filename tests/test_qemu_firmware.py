@@ -38,12 +38,7 @@ N_TRAIN_STEPS = 100
 # Moves many weights per step, so every path of the on-board update runs on the Cortex-M3.
 BUSY_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_update_prob_q16=50000,
                            prob_halving_samples=150, seed=12345, output_rule="all_violators", correct_rule="always")
-MISSING = [tool for tool in (CROSS_GCC, QEMU_BINARY) if shutil.which(tool) is None]
-pytestmark = pytest.mark.skipif(
-    bool(MISSING),
-    reason=f"{' and '.join(MISSING)} not installed (apt-get install gcc-arm-none-eabi "
-    "libnewlib-arm-none-eabi qemu-system-arm)",
-)
+pytestmark = pytest.mark.qemu
 
 
 def first_hidden_neurons(image: WeightImage, n_hidden: int) -> WeightImage:

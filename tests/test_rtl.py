@@ -19,22 +19,19 @@ from hypothesis import given, settings
 
 from firmware_bridge.rtl import sim as rtl_sim
 from firmware_bridge.rtl.params import RtlLayout
-from popcount_learn import h5io
+from popcount_learn import codegen, h5io
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate
 from popcount_learn.weight_image import LayerImage, WeightImage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from factories import datapath_configs, random_weight_image  # noqa: E402
-from reference_emulator import reference_emulate  # noqa: E402
+from factories import datapath_configs, random_weight_image
+from reference_emulator import reference_emulate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NET100 = REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5"
 NET600 = REPO_ROOT / "datasets" / "pretrained" / "net600-int8.h5"
 
-_MISSING = rtl_sim.missing_tools()
-needs_rtl = pytest.mark.skipif(_MISSING is not None, reason=f"RTL simulation unavailable: {_MISSING}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -44,7 +41,7 @@ needs_rtl = pytest.mark.skipif(_MISSING is not None, reason=f"RTL simulation una
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(datapath_configs())
 def test_verilog_header_carries_every_constant_of_the_spec(spec):
-    text = spec.verilog_header()
+    text = codegen.rtl_spec_headers(spec)["pcl_datapath.vh"]
     values = {m[1]: int(eval(m[2])) for m in re.finditer(r"localparam integer PCL_(\w+) = (.+);", text)}
     assert values["TIME_SHIFT"] == spec.time_shift
     assert values["WEIGHT_BITS"] == spec.weight_bits
@@ -55,7 +52,7 @@ def test_verilog_header_carries_every_constant_of_the_spec(spec):
     assert (values["MEMBRANE_MIN"], values["MEMBRANE_MAX"]) == (spec.membrane_min, spec.membrane_max)
     assert values["CURRENT_WRAP"] == (spec.current_overflow == "wrap")
     assert values["MEMBRANE_WRAP"] == (spec.membrane_overflow == "wrap")
-    assert values["TIE_LOWEST_INDEX"] == (spec.tie_rule == "lowest_index")
+    assert values["TIE_BY_LOWEST_INDEX"] == (spec.tie_rule == "lowest_index")
     assert values["MAX_STEPS"] == spec.max_steps
     assert values["DARK_INPUT_STEP"] == spec.dark_input_step
     assert values["INPUT_THRESHOLD"] == spec.input_threshold
@@ -167,7 +164,7 @@ def _run_set(index):
     return _RUNS[index]
 
 
-@needs_rtl
+@pytest.mark.rtl
 @pytest.mark.parametrize("index", range(len(PARAMETER_SETS)), ids=[p[0] for p in PARAMETER_SETS])
 def test_random_networks_bit_exact(index):
     image, steps, expected, observed, stats = _run_set(index)
@@ -177,7 +174,7 @@ def test_random_networks_bit_exact(index):
     assert len(observed) == len(steps) and np.all(observed.cycles > 0)
 
 
-@needs_rtl
+@pytest.mark.rtl
 def test_random_sets_cover_saturation_wrap_ties_and_no_decision():
     total = Counter()
     for index in range(len(PARAMETER_SETS)):
@@ -214,7 +211,7 @@ def _replace_layer(image, k, weights, threshold):
     return WeightImage(image.spec, tuple(layers))
 
 
-@needs_rtl
+@pytest.mark.rtl
 def test_one_lsb_change_in_the_model_is_reported():
     image, steps, expected, observed, _ = _run_set(0)
     assert rtl_sim.first_mismatch(expected, observed) is None
@@ -232,7 +229,7 @@ def test_one_lsb_change_in_the_model_is_reported():
     assert caught >= 5
 
 
-@needs_rtl
+@pytest.mark.rtl
 @pytest.mark.parametrize("field", ["predicted", "first_output_step", "steps_to_decision", "tie", "rows_read",
                                    "synaptic_additions", "spike_steps"])
 def test_checker_compares_every_field(field):
@@ -262,7 +259,7 @@ def mnist_test(mnist_dir):
     return load_mnist(mnist_dir, "test")
 
 
-@needs_rtl
+@pytest.mark.rtl
 def test_mnist_net100_int8_bit_exact_on_200_images(mnist_test):
     image = h5io.load_weight_image(NET100)
     images = mnist_test.images[:200]
@@ -274,7 +271,7 @@ def test_mnist_net100_int8_bit_exact_on_200_images(mnist_test):
     assert np.mean(observed.predicted == mnist_test.labels[:200]) > 0.9
 
 
-@needs_rtl
+@pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.parametrize("path, n, lanes", [(NET100, 2000, 8), (NET600, 200, 4)])
 def test_mnist_more_images_bit_exact(mnist_test, path, n, lanes):
@@ -289,7 +286,7 @@ def test_mnist_more_images_bit_exact(mnist_test, path, n, lanes):
 # CLI
 
 
-@needs_rtl
+@pytest.mark.rtl
 def test_cli_rtl_compare(capsys):
     from popcount_learn.cli import main
 

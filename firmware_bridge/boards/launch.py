@@ -1,8 +1,8 @@
 """Build the firmware for a spec and start a virtual board behind a pseudo-terminal.
 
-The firmware's spec is compile-time: ``generated_headers`` renders the datapath spec
-(``DatapathConfig.c_header()``), the upload stream layout (``weight_image``) and the wire
-constants (``protocol.c_header()``) into ``GEN_DIR``; the build directory is keyed by a hash of
+The firmware's spec is compile-time: ``generated_headers`` renders the datapath spec, the
+upload stream layout, the learning rule and the wire constants (through
+``popcount_learn.codegen``) into ``GEN_DIR``; the build directory is keyed by a hash of
 those headers, the board and the make variables, so each spec gets its own binary and a change
 of spec is a rebuild. ``make`` itself rebuilds when a source changed.
 
@@ -14,7 +14,6 @@ context manager that stops it on exit; ``VirtualBoard`` is the host one.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import os
@@ -24,21 +23,12 @@ import tty
 from dataclasses import dataclass
 from pathlib import Path
 
-from popcount_learn import __version__
+from popcount_learn import __version__, codegen
 from popcount_learn.datapath import DatapathConfig
-from popcount_learn.learning import CORRECT_RULE_CODES, OUTPUT_RULE_CODES, LearningConfig
-from popcount_learn.weight_image import (
-    UPLOAD_HEADER_BYTES,
-    UPLOAD_LAYER_HEADER_BYTES,
-    UPLOAD_MAGIC,
-    UPLOAD_SPEC_FIELDS,
-    UPLOAD_STREAM_VERSION,
-)
 
 from ..wire import protocol
 from ..errors import FirmwareBuildError
 
-_LEARNING_ENUM_CODES = {"output_rule": OUTPUT_RULE_CODES, "correct_rule": CORRECT_RULE_CODES}
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 BUILD_ROOT_ENV = "PCL_FIRMWARE_BUILD_ROOT"
 MAKE_TIMEOUT_S = 300
@@ -58,84 +48,13 @@ def default_build_root() -> Path:
     return cache / "popcount-learn" / "firmware"
 
 
-def stream_c_header(guard: str = "PCL_IMAGE_STREAM_H") -> str:
-    """Layout constants of the upload stream (docs/weight-image.md) for the firmware.
-
-    ``PCL_STREAM_SPEC_VALUES`` pairs each header field, in stream order, with the compiled
-    spec's ``PCL_<FIELD>`` constant: the board compares an image's header against it.
-    """
-    macros = [f"PCL_{name.upper()}" for name in UPLOAD_SPEC_FIELDS]
-    missing = [m for m in macros if f"#define {m} " not in default_spec().c_header()]
-    if missing:
-        raise RuntimeError(f"DatapathConfig.c_header() lacks {missing}, needed by the upload stream")
-    consts = [(f"STREAM_MAGIC_{i}", b) for i, b in enumerate(UPLOAD_MAGIC)]
-    consts += [
-        ("STREAM_VERSION", UPLOAD_STREAM_VERSION),
-        ("STREAM_VERSION_OFFSET", len(UPLOAD_MAGIC)),
-        ("STREAM_SPEC_OFFSET", len(UPLOAD_MAGIC) + 4),
-        ("STREAM_N_SPEC_FIELDS", len(UPLOAD_SPEC_FIELDS)),
-        ("STREAM_N_LAYERS_OFFSET", len(UPLOAD_MAGIC) + 4 + 4 * len(UPLOAD_SPEC_FIELDS)),
-        ("STREAM_HEADER_BYTES", UPLOAD_HEADER_BYTES),
-        ("STREAM_LAYER_HEADER_BYTES", UPLOAD_LAYER_HEADER_BYTES),
-    ]
-    lines = ["/* Generated from popcount_learn.weight_image (upload stream layout); do not edit. */",
-             f"#ifndef {guard}", f"#define {guard}", ""]
-    lines += [f"#define PCL_{name} {value}" for name, value in consts]
-    lines.append(f"#define PCL_STREAM_SPEC_VALUES {{ {', '.join(macros)} }}")
-    lines += ["", f"#endif /* {guard} */", ""]
-    return "\n".join(lines)
-
-
 def generated_headers(spec: DatapathConfig | None = None, learning=None) -> dict[str, str]:
-    """File name -> text of every generated header for this spec (and learning rule, if any)."""
-    spec = spec or default_spec()
-    headers = {
-        "pcl_datapath.h": spec.c_header(),
-        "pcl_image_stream.h": stream_c_header(),
-        "pcl_protocol.h": protocol.c_header() + f'#define PCL_FIRMWARE_VERSION "{__version__}"\n',
-    }
-    if learning is not None:
-        headers["pcl_learning.h"] = learning.c_header()
-        headers["pcl_learning_fields.h"] = learning_fields_c_header()
+    """File name -> text of every generated header of a firmware build for this spec (and rule)."""
+    headers = codegen.firmware_spec_headers(spec or default_spec(), learning)
+    headers["pcl_protocol.h"] = codegen.c_header(
+        "pcl_protocol.h", [*protocol.header_constants(), codegen.Constant("FIRMWARE_VERSION", f'"{__version__}"')],
+        source="firmware_bridge.wire.protocol")
     return headers
-
-
-def learning_codes(learning: LearningConfig) -> tuple[int, ...]:
-    """The rule's fields in declaration order, string fields as their codes (as INFO reports them)."""
-    return tuple(
-        _LEARNING_ENUM_CODES[f.name][getattr(learning, f.name)] if f.name in _LEARNING_ENUM_CODES
-        else int(getattr(learning, f.name))
-        for f in dataclasses.fields(LearningConfig)
-    )
-
-
-def learning_from_codes(codes) -> LearningConfig:
-    """Inverse of ``learning_codes``: the rule a board reports in INFO."""
-    fields = dataclasses.fields(LearningConfig)
-    if len(codes) != len(fields):
-        raise ValueError(f"expected {len(fields)} learning fields, got {len(codes)}")
-    values = {}
-    for f, code in zip(fields, codes):
-        if f.name in _LEARNING_ENUM_CODES:
-            names = {v: k for k, v in _LEARNING_ENUM_CODES[f.name].items()}
-            values[f.name] = names[int(code)]
-        else:
-            values[f.name] = int(code)
-    return LearningConfig(**values)
-
-
-def learning_fields_c_header(guard: str = "PCL_LEARNING_FIELDS_H") -> str:
-    """``PCL_LEARN_SPEC_VALUES``: the rule's constants in LearningConfig field order (for INFO)."""
-    macros = [f"(uint32_t)PCL_LEARN_{f.name.upper()}" for f in dataclasses.fields(LearningConfig)]
-    missing = [m for m in macros if f"#define {m[10:]} " not in LearningConfig().c_header()]
-    if missing:
-        raise RuntimeError(f"LearningConfig.c_header() lacks {missing}")
-    return "\n".join([
-        "/* Generated from popcount_learn.learning.LearningConfig (field order); do not edit. */",
-        f"#ifndef {guard}", f"#define {guard}", "",
-        f"#define PCL_LEARN_SPEC_VALUES {{ {', '.join(macros)} }}",
-        "", f"#endif /* {guard} */", "",
-    ])
 
 
 @dataclass(frozen=True)
@@ -150,14 +69,6 @@ class FirmwareBuild:
                 f"GEN_DIR={self.gen_dir}", *(f"{k}={v}" for k, v in self.make_vars), *targets]
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text() == text:
-        return  # keep the timestamp: make must not rebuild for nothing
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def prepare_build(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
                   build_root: Path | None = None, make_vars: dict | None = None) -> FirmwareBuild:
     """Write the generated headers into a build directory keyed by their hash; no compiling yet."""
@@ -170,7 +81,7 @@ def prepare_build(spec: DatapathConfig | None = None, *, board: str = "host", le
     gen_dir = build_dir / "gen"
     gen_dir.mkdir(parents=True, exist_ok=True)
     for name, text in headers.items():
-        _write_if_changed(gen_dir / name, text)
+        codegen.write_if_changed(gen_dir / name, text)
     return FirmwareBuild(board, build_dir, gen_dir, items)
 
 

@@ -19,8 +19,7 @@
 #include "pcl_config.h"
 #include "pcl_infer.h"
 #include "pcl_learning.h"
-#include "pcl_learning_fields.h"
-#include "pcl_proto.h"
+#include "pcl_learn.h"
 
 #define TRAIN_HEAD_BYTES 6u
 #define TRAIN_REPLY_BYTES 20u

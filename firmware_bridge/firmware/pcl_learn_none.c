@@ -1,6 +1,6 @@
 /* Firmware built without a learning rule: TRAIN_STEP answers NO_LEARNING. */
 #include "pcl_config.h"
-#include "pcl_proto.h"
+#include "pcl_learn.h"
 
 int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_t reply_room,
                    uint32_t *reply_len, int32_t detail[2])

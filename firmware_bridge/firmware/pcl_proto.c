@@ -7,6 +7,7 @@
 #include "pcl_crc32.h"
 #include "pcl_image.h"
 #include "pcl_infer.h"
+#include "pcl_learn.h"
 
 #define RAW_MAX_BYTES (PCL_PROTO_HEADER_BYTES + PCL_MAX_PAYLOAD_BYTES + PCL_PROTO_CRC_BYTES)
 #define ENCODED_MAX_BYTES (RAW_MAX_BYTES + RAW_MAX_BYTES / 254u + 1u)

@@ -16,13 +16,4 @@ void pcl_proto_feed(uint8_t byte, uint32_t now_ms);
 /* Call when no byte came for a while: ends a frame that stopped arriving (TRUNCATED). */
 void pcl_proto_idle(uint32_t now_ms);
 
-/* Training hook: returns 0 and fills reply (at most reply_room bytes, *reply_len) or a PCL_ERR_*
- * code with details. The firmware without a learning rule links the stub in pcl_learn_none.c. */
-int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_t reply_room,
-                   uint32_t *reply_len, int32_t detail[2]);
-/* Learning spec fields reported in INFO (count in *n); 0 fields without a rule. */
-const uint32_t *pcl_learning_spec(uint32_t *n);
-/* Called on RESET and on a new image: forget any training state. */
-void pcl_learning_reset(void);
-
 #endif

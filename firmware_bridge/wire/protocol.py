@@ -12,7 +12,8 @@ A reply carries the request's ``seq`` and type ``request | REPLY``, or ``ERROR``
 code. Faults in a frame whose sequence number cannot be trusted (bad COBS, bad CRC, oversize,
 truncated) are answered with ``ERROR`` and ``seq = NO_SEQ``.
 
-The firmware takes its copy of these constants from ``c_header()`` (generated at build time).
+The firmware takes its copy of these constants from ``header_constants()`` (rendered into
+``pcl_protocol.h`` by ``popcount_learn.codegen`` at build time).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from popcount_learn.codegen import Constant
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<BBHI")  # version, type, seq, payload_len
@@ -400,25 +403,22 @@ def decode_train_reply(payload: bytes) -> TrainStepReply:
     return TrainStepReply(*_TRAIN_REPLY.unpack(payload))
 
 
-# -- C constants -----------------------------------------------------------------------------
+# -- constants for the firmware ----------------------------------------------------------------
 
 
-def c_header(guard: str = "PCL_PROTOCOL_H") -> str:
-    """The wire constants as ``#define PCL_PROTO_...`` for the firmware (generated, never edited)."""
+def header_constants() -> list[Constant]:
+    """The wire constants the firmware is built with (``pcl_protocol.h``, rendered by codegen)."""
     consts = [
-        ("PROTO_VERSION", PROTOCOL_VERSION),
-        ("PROTO_HEADER_BYTES", HEADER.size),
-        ("PROTO_CRC_BYTES", CRC.size),
-        ("PROTO_MAX_PAYLOAD_BYTES", MAX_PAYLOAD_BYTES),
-        ("PROTO_NO_SEQ", NO_SEQ),
-        ("PROTO_REPLY", REPLY),
-        ("PROTO_ERROR_BYTES", _ERROR.size),
-        ("PROTO_RESULT_HEAD_BYTES", _RESULT_HEAD.size),
-        ("PROTO_SPIKE_BYTES", _SPIKE.itemsize),
+        Constant("PROTO_VERSION", PROTOCOL_VERSION),
+        Constant("PROTO_HEADER_BYTES", HEADER.size),
+        Constant("PROTO_CRC_BYTES", CRC.size),
+        Constant("PROTO_MAX_PAYLOAD_BYTES", MAX_PAYLOAD_BYTES),
+        Constant("PROTO_NO_SEQ", NO_SEQ),
+        Constant("PROTO_REPLY", REPLY),
+        Constant("PROTO_ERROR_BYTES", _ERROR.size),
+        Constant("PROTO_RESULT_HEAD_BYTES", _RESULT_HEAD.size),
+        Constant("PROTO_SPIKE_BYTES", _SPIKE.itemsize),
     ]
-    consts += [(f"MSG_{m.name}", int(m)) for m in MsgType]
-    consts += [(f"ERR_{e.name}", int(e)) for e in ErrorCode]
-    lines = ["/* Generated from firmware_bridge.wire.protocol; do not edit. */", f"#ifndef {guard}", f"#define {guard}", ""]
-    lines += [f"#define PCL_{name} {value}" for name, value in consts]
-    lines += ["", f"#endif /* {guard} */", ""]
-    return "\n".join(lines)
+    consts += [Constant(f"MSG_{m.name}", int(m)) for m in MsgType]
+    consts += [Constant(f"ERR_{e.name}", int(e)) for e in ErrorCode]
+    return consts

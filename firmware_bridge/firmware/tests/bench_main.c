@@ -18,6 +18,7 @@
 #include "pcl_crc32.h"
 #include "pcl_image.h"
 #include "pcl_infer.h"
+#include "pcl_learn.h"
 #include "pcl_proto.h"
 
 static uint8_t *slurp(const char *path, uint32_t *len)
