@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge.boards import launch
+from firmware_bridge.boards import build
 from firmware_bridge.rtl import sim as rtl_sim
 from firmware_bridge.rtl.params import RtlLayout
 from firmware_bridge.wire import protocol
@@ -45,8 +45,8 @@ def expected_firmware_headers(spec, learning):
 @pytest.mark.parametrize("index", range(len(SPECS)))
 def test_the_firmware_build_directory_holds_exactly_the_regenerated_headers(index, tmp_path):
     spec, learning = SPECS[index]
-    build = launch.prepare_build(spec, learning=learning, build_root=tmp_path)
-    written = {p.name: p.read_text() for p in build.gen_dir.iterdir()}
+    prepared = build.prepare_build(spec, learning=learning, build_root=tmp_path)
+    written = {p.name: p.read_text() for p in prepared.gen_dir.iterdir()}
     assert written == expected_firmware_headers(spec, learning)
 
 

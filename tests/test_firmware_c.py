@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from firmware_bridge.boards import launch
+from firmware_bridge.boards import build
 from firmware_bridge.errors import FirmwareBuildError
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.learning import LearningConfig
 
 pytestmark = pytest.mark.firmware
 
-FW = launch.FIRMWARE_DIR
+FW = build.FIRMWARE_DIR
 GOLDEN = FW.parent / "wire" / "golden_frames.txt"
 PORTABLE = sorted(p for p in FW.glob("*.c")) + sorted(FW.glob("*.h"))
 
@@ -32,7 +32,7 @@ SPECS = {
 @pytest.mark.parametrize("name", SPECS)
 def test_c_unit_tests_pass(name, firmware_build_root):
     spec, learning = SPECS[name]
-    runner = launch.build_c_tests(spec, learning=learning, build_root=firmware_build_root)
+    runner = build.build_c_tests(spec, learning=learning, build_root=firmware_build_root)
     r = subprocess.run([str(runner), str(GOLDEN)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     checks = int(re.search(r"(\d+) checks, 0 failed", r.stdout).group(1))
@@ -40,7 +40,7 @@ def test_c_unit_tests_pass(name, firmware_build_root):
 
 
 def test_c_runner_fails_on_a_damaged_golden_vector(firmware_build_root, tmp_path):
-    runner = launch.build_c_tests(build_root=firmware_build_root)
+    runner = build.build_c_tests(build_root=firmware_build_root)
     lines = GOLDEN.read_text().splitlines()
     i = next(i for i, l in enumerate(lines) if l.startswith("mixed_600"))
     name, t, seq, payload, frame = lines[i].split()
@@ -52,19 +52,19 @@ def test_c_runner_fails_on_a_damaged_golden_vector(firmware_build_root, tmp_path
 
 
 def test_build_is_keyed_by_spec_and_reused(firmware_build_root):
-    a = launch.build_firmware(build_root=firmware_build_root)
-    b = launch.build_firmware(build_root=firmware_build_root)
-    c = launch.build_firmware(DatapathConfig.for_weight_bits(8, max_steps=100), build_root=firmware_build_root)
+    a = build.build_firmware(build_root=firmware_build_root)
+    b = build.build_firmware(build_root=firmware_build_root)
+    c = build.build_firmware(DatapathConfig.for_weight_bits(8, max_steps=100), build_root=firmware_build_root)
     assert a == b and a.parent != c.parent
     mtime = a.stat().st_mtime_ns
-    launch.build_firmware(build_root=firmware_build_root)
+    build.build_firmware(build_root=firmware_build_root)
     assert a.stat().st_mtime_ns == mtime  # nothing rebuilt
     assert "#define PCL_MAX_STEPS 100" in (c.parent / "gen" / "pcl_datapath.h").read_text()
 
 
 def test_unknown_board_is_a_build_error(firmware_build_root):
     with pytest.raises(FirmwareBuildError, match="unknown board"):
-        launch.build_firmware(board="no-such-board", build_root=firmware_build_root)
+        build.build_firmware(board="no-such-board", build_root=firmware_build_root)
 
 
 def test_portable_sources_use_no_stdio_heap_or_float():
@@ -78,7 +78,7 @@ def test_portable_sources_use_no_stdio_heap_or_float():
 @pytest.mark.parametrize("name", ["int8-default", "int12-wrap-dark"])
 def test_portable_sources_compile_for_cortex_m3_without_64bit_division_or_float(name, firmware_build_root, tmp_path):
     spec, learning = SPECS[name]
-    build = launch.prepare_build(spec, learning=learning, build_root=firmware_build_root)
+    prepared = build.prepare_build(spec, learning=learning, build_root=firmware_build_root)
     sources = ["pcl_crc32.c", "pcl_cobs.c", "pcl_image.c", "pcl_infer.c", "pcl_proto.c", "main.c",
                "pcl_learn.c" if learning else "pcl_learn_none.c"]
     undefined, defined = set(), set()
@@ -86,7 +86,7 @@ def test_portable_sources_compile_for_cortex_m3_without_64bit_division_or_float(
         obj = tmp_path / (src + ".o")
         r = subprocess.run(
             ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
-             "-ffreestanding", f"-I{FW}", f"-I{build.gen_dir}", "-c", str(FW / src), "-o", str(obj)],
+             "-ffreestanding", f"-I{FW}", f"-I{prepared.gen_dir}", "-c", str(FW / src), "-o", str(obj)],
             capture_output=True, text=True, timeout=120,
         )
         assert r.returncode == 0, r.stderr

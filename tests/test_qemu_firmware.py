@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.boards import launch
+from firmware_bridge.boards import build, launch
 from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.commands import train_side_by_side, upload_image
 from firmware_bridge.check import compare_on_board
@@ -172,7 +172,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(firmware_build_root):
-    env = {**os.environ, "PYTHONPATH": str(REPO), launch.BUILD_ROOT_ENV: str(firmware_build_root)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), build.BUILD_ROOT_ENV: str(firmware_build_root)}
     cli = subprocess.Popen(
         [sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--qemu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,

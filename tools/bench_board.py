@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _machine import machine  # noqa: E402
 
 from firmware_bridge import commands  # noqa: E402
-from firmware_bridge.boards import launch  # noqa: E402
+from firmware_bridge.boards import build, launch  # noqa: E402
 from firmware_bridge.wire import protocol as p  # noqa: E402
 from firmware_bridge.wire.client import BoardClient  # noqa: E402
 from firmware_bridge.check import compare_results, image_input_bits, run_on_board  # noqa: E402
@@ -141,7 +141,7 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
         out["host_framing_train_us"] = host_framing_us(reply_payloads, payloads, p.MsgType.TRAIN_STEP)
 
     # Firmware compute vs protocol handler, no I/O (C micro-benchmark).
-    bench = launch.build_c_bench(image.spec, learning=learning, build_root=build_root)
+    bench = build.build_c_bench(image.spec, learning=learning, build_root=build_root)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "image").write_bytes(stream)

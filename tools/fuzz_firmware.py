@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from _machine import machine  # noqa: E402
-from firmware_bridge.boards import launch  # noqa: E402
+from firmware_bridge.boards import build  # noqa: E402
 from firmware_bridge.wire import protocol  # noqa: E402
 from firmware_bridge.wire.protocol import MsgType  # noqa: E402
 from popcount_learn.learning import LearningConfig  # noqa: E402
@@ -48,7 +48,7 @@ FUZZ_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_
 
 def seed_image() -> WeightImage:
     """A 784-16-10 image for the compiled (default int8) spec, weights biased to spike."""
-    spec = launch.default_spec()
+    spec = build.default_spec()
     rng = np.random.default_rng(5)
     w0 = rng.integers(-20, 60, size=(785, 16)).astype(np.int8)
     w1 = rng.integers(-40, 90, size=(17, 10)).astype(np.int8)
@@ -77,7 +77,7 @@ def corpus_bytes(image: WeightImage) -> bytes:
 
 
 def build_fuzzer(build_root: Path | None = None) -> Path:
-    return launch.build_firmware(launch.default_spec(), board="fuzz_barrage", learning=FUZZ_RULE,
+    return build.build_firmware(build.default_spec(), board="fuzz_barrage", learning=FUZZ_RULE,
                                  build_root=build_root, make_vars=FUZZ_MAKE_VARS)
 
 

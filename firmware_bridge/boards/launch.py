@@ -1,188 +1,23 @@
-"""Build the firmware for a spec and start a virtual board behind a pseudo-terminal.
+"""Start a virtual board: the host one (``host.VirtualBoard``) or a QEMU Cortex-M board.
 
-The firmware's spec is compile-time: ``generated_headers`` renders the datapath spec, the
-upload stream layout, the learning rule and the wire constants (through
-``popcount_learn.codegen``) into ``GEN_DIR``; the build directory is keyed by a hash of
-those headers, the board and the make variables, so each spec gets its own binary and a change
-of spec is a rebuild. ``make`` itself rebuilds when a source changed.
-
-Boards: ``host`` (this machine; the firmware process reads and writes a pty) and, plugged in by
-``firmware_bridge.boards.qemu.start_qemu(elf_path)``, a QEMU Cortex-M3 (``board="mps2_an385"``). A
-started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()`` and use as a
-context manager that stops it on exit; ``VirtualBoard`` is the host one.
+A started board is anything with ``.port`` (what ``BoardClient`` opens), ``.wait()`` and use as a
+context manager that stops it on exit.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
-import shutil
-import subprocess
-import tty
-from dataclasses import dataclass
 from pathlib import Path
 
-from popcount_learn import __version__, codegen
 from popcount_learn.datapath import DatapathConfig
 
-from ..wire import protocol
-from ..errors import FirmwareBuildError
-
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
-BUILD_ROOT_ENV = "PCL_FIRMWARE_BUILD_ROOT"
-MAKE_TIMEOUT_S = 300
-STOP_TIMEOUT_S = 3.0
-
-
-def default_spec() -> DatapathConfig:
-    """The spec of the shipped int8 images (and of ``board virtual`` without ``--image``)."""
-    return DatapathConfig.for_weight_bits(8)
-
-
-def default_build_root() -> Path:
-    env = os.environ.get(BUILD_ROOT_ENV)
-    if env:
-        return Path(env)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "popcount-learn" / "firmware"
-
-
-def generated_headers(spec: DatapathConfig | None = None, learning=None) -> dict[str, str]:
-    """File name -> text of every generated header of a firmware build for this spec (and rule)."""
-    headers = codegen.firmware_spec_headers(spec or default_spec(), learning)
-    headers["pcl_protocol.h"] = codegen.c_header(
-        "pcl_protocol.h", [*protocol.header_constants(), codegen.Constant("FIRMWARE_VERSION", f'"{__version__}"')],
-        source="firmware_bridge.wire.protocol")
-    return headers
-
-
-@dataclass(frozen=True)
-class FirmwareBuild:
-    board: str
-    build_dir: Path
-    gen_dir: Path
-    make_vars: tuple[tuple[str, str], ...]
-
-    def make_command(self, *targets: str) -> list[str]:
-        return ["make", "-s", "-C", str(FIRMWARE_DIR), f"BOARD={self.board}", f"BUILD_DIR={self.build_dir}",
-                f"GEN_DIR={self.gen_dir}", *(f"{k}={v}" for k, v in self.make_vars), *targets]
-
-
-def prepare_build(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
-                  build_root: Path | None = None, make_vars: dict | None = None) -> FirmwareBuild:
-    """Write the generated headers into a build directory keyed by their hash; no compiling yet."""
-    headers = generated_headers(spec, learning)
-    if learning is not None:
-        make_vars = {"LEARN_SRCS": "pcl_learn.c", **(make_vars or {})}
-    items = tuple(sorted((str(k), str(v)) for k, v in (make_vars or {}).items()))
-    key = hashlib.sha256(repr((board, items, sorted(headers.items()))).encode()).hexdigest()[:16]
-    build_dir = Path(build_root or default_build_root()) / f"{board}-{key}"
-    gen_dir = build_dir / "gen"
-    gen_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in headers.items():
-        codegen.write_if_changed(gen_dir / name, text)
-    return FirmwareBuild(board, build_dir, gen_dir, items)
-
-
-def _make(build: FirmwareBuild, *targets: str) -> str:
-    if shutil.which("make") is None:
-        raise FirmwareBuildError("building the firmware needs 'make' and a C compiler (apt-get install make gcc)")
-    with open(build.build_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent launchers of one spec build once
-        r = subprocess.run(build.make_command(*targets), capture_output=True, text=True, timeout=MAKE_TIMEOUT_S)
-    if r.returncode != 0:
-        tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-15:])
-        raise FirmwareBuildError(f"firmware build failed (make {' '.join(targets) or 'all'} in {build.build_dir}):\n{tail}")
-    return r.stdout
-
-
-def build_firmware(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
-                   build_root: Path | None = None, make_vars: dict | None = None) -> Path:
-    """Build (if needed) the firmware for ``spec`` and return the path of the binary / ELF."""
-    if not (FIRMWARE_DIR / "boards" / board / "board.mk").is_file():
-        known = sorted(p.name for p in (FIRMWARE_DIR / "boards").iterdir() if (p / "board.mk").is_file())
-        raise FirmwareBuildError(f"unknown board {board!r}; boards: {', '.join(known)}")
-    build = prepare_build(spec, board=board, learning=learning, build_root=build_root, make_vars=make_vars)
-    _make(build, "all")
-    return Path(_make(build, "print-target").strip().splitlines()[-1])
-
-
-def build_c_tests(spec: DatapathConfig | None = None, *, learning=None, build_root: Path | None = None) -> Path:
-    """Build the C unit test runner (host compiler) for ``spec``; returns its path."""
-    build = prepare_build(spec, board="host", learning=learning, build_root=build_root)
-    _make(build, "test")
-    return build.build_dir / "pcl-tests"
-
-
-def build_c_bench(spec: DatapathConfig | None = None, *, learning=None, build_root: Path | None = None) -> Path:
-    """Build the host micro-benchmark (tools/bench_board.py) for ``spec``; returns its path."""
-    build = prepare_build(spec, board="host", learning=learning, build_root=build_root)
-    _make(build, "bench")
-    return build.build_dir / "pcl-bench"
-
-
-class VirtualBoard:
-    """The host firmware as a child process whose stdin/stdout is the master side of a pty.
-
-    ``port`` is the slave device (e.g. ``/dev/pts/5``), which any serial client can open. The
-    launcher keeps the slave open itself, so clients may come and go; closing the board ends
-    the process.
-    """
-
-    def __init__(self, executable: Path) -> None:
-        master, slave = os.openpty()
-        try:
-            tty.setraw(slave)  # no echo, no line editing, no CR/LF translation
-            self.port = os.ttyname(slave)
-            self._process = subprocess.Popen(
-                [str(executable)], stdin=master, stdout=master, close_fds=True, start_new_session=True
-            )
-        except BaseException:
-            os.close(slave)
-            raise
-        finally:
-            os.close(master)  # the child holds its own copy
-        self._slave = slave
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def poll(self) -> int | None:
-        return self._process.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self._process.wait(timeout)
-
-    def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._slave is not None:
-            os.close(self._slave)
-            self._slave = None
-
-    stop = close  # the name QEMU boards use
-
-    def __enter__(self) -> "VirtualBoard":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+from .build import build_firmware
+from .host import VirtualBoard
+from .qemu import start_qemu
 
 
 def start_virtual_board(spec: DatapathConfig | None = None, *, qemu: bool = False, learning=None,
                         build_root: Path | None = None):
     """Build for ``spec`` and start a virtual board: the host one, or QEMU with ``qemu=True``."""
     if qemu:
-        try:
-            from .qemu import start_qemu
-        except ImportError:
-            raise FirmwareBuildError("this release has no QEMU board (firmware_bridge/qemu.py)") from None
         return start_qemu(build_firmware(spec, board="mps2_an385", learning=learning, build_root=build_root))
     return VirtualBoard(build_firmware(spec, board="host", learning=learning, build_root=build_root))
