@@ -23,6 +23,7 @@ Thread count: the kernels use ``prange`` over images; call ``numba.set_num_threa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numba
@@ -34,6 +35,12 @@ from .weight_image import WeightImage, weight_dtype
 
 _WRAP = OVERFLOW_CODES["wrap"]
 _LOWEST_INDEX = TIE_CODES["lowest_index"]
+
+
+def steps_to_decision(first_output_step: np.ndarray, max_steps: int) -> np.ndarray:
+    """``D + 1`` per image, ``max_steps`` where there is no decision (``D`` = -1): int32."""
+    d = np.asarray(first_output_step)
+    return np.where(d >= 0, d + 1, max_steps).astype(np.int32)
 
 
 def encode_input_steps(spec: DatapathConfig, images_uint8: np.ndarray) -> np.ndarray:
@@ -102,6 +109,12 @@ class EmulationResult:
     def topology(self) -> tuple[int, ...]:
         return (self.input_spike_steps.shape[1],) + tuple(s.shape[1] for s in self.spike_steps)
 
+    def take(self, indices) -> EmulationResult:
+        """The results of the images ``indices`` (an int array or a slice), in that order."""
+        pick = (lambda a: a[indices]) if isinstance(indices, slice) else (lambda a: a[np.asarray(indices)])
+        per_image = {name: pick(getattr(self, name)) for name in self.FIELDS if name != "spike_steps"}
+        return dataclasses.replace(self, **per_image, spike_steps=tuple(pick(s) for s in self.spike_steps))
+
     @property
     def input_spikes_delivered(self) -> np.ndarray:
         """Input spikes whose weight row was read before or at the decision step."""
@@ -141,7 +154,7 @@ def _add_row(acc_k, row, first):
 
 
 @numba.njit(cache=True)
-def _run_image(
+def run_image(
     in_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
     time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
     tie_lowest, max_steps, steps_after_decision, acc_proto, spk, rows_read_out,
@@ -299,7 +312,7 @@ def _emulate_kernel(
     spike_steps, predicted, first_output_step, tie, rows_read,
 ):
     for i in numba.prange(input_steps.shape[0]):
-        p, d, t = _run_image(
+        p, d, t = run_image(
             input_steps[i], w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
             time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
             tie_lowest, max_steps, steps_after_decision, acc_proto, spike_steps[i], rows_read[i],
@@ -314,7 +327,7 @@ def _emulate_kernel(
 
 
 @dataclass(frozen=True)
-class _PackedImage:
+class PackedImage:
     w_flat: np.ndarray
     w_off: np.ndarray
     n_pre: np.ndarray
@@ -338,7 +351,7 @@ def _check_bounds(spec: DatapathConfig, n_pre: np.ndarray) -> np.dtype:
     return np.dtype(np.int32) if raw_bits <= 32 else np.dtype(np.int64)
 
 
-def _pack(image: WeightImage) -> _PackedImage:
+def pack_image(image: WeightImage) -> PackedImage:
     layers = image.layers
     n_pre = np.array([l.weights_lsb.shape[0] - 1 for l in layers], dtype=np.int64)
     n_post = np.array([l.weights_lsb.shape[1] for l in layers], dtype=np.int64)
@@ -350,10 +363,10 @@ def _pack(image: WeightImage) -> _PackedImage:
     neuron_off = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
     thresholds = image.thresholds_lsb.astype(np.int64)
     acc_dtype = _check_bounds(image.spec, n_pre)
-    return _PackedImage(w_flat, w_off, n_pre, n_post, neuron_off, thresholds, np.zeros(0, acc_dtype))
+    return PackedImage(w_flat, w_off, n_pre, n_post, neuron_off, thresholds, np.zeros(0, acc_dtype))
 
 
-def _input_steps_for(image: WeightImage, images_uint8, input_spike_steps) -> np.ndarray:
+def input_steps_for(image: WeightImage, images_uint8, input_spike_steps) -> np.ndarray:
     if (images_uint8 is None) == (input_spike_steps is None):
         raise ConfigError("emulate: pass exactly one of images_uint8 and input_spike_steps")
     n_in = image.topology[0]
@@ -390,12 +403,12 @@ def emulate(
     """
     if not isinstance(image, WeightImage):
         raise ConfigError(f"emulate: expected a WeightImage, got {type(image).__name__}")
-    steps = _input_steps_for(image, images_uint8, input_spike_steps)
+    steps = input_steps_for(image, images_uint8, input_spike_steps)
     spec = image.spec
     if isinstance(steps_after_decision, bool) or not isinstance(steps_after_decision, (int, np.integer)) or steps_after_decision < 0:
         raise ConfigError(f"steps_after_decision must be an integer >= 0, got {steps_after_decision!r}")
     extra_steps = spec.max_steps if full_raster else min(int(steps_after_decision), spec.max_steps)
-    packed = _pack(image)
+    packed = pack_image(image)
     n = steps.shape[0]
     n_layers = len(image.layers)
     total = int(packed.neuron_off[-1])
@@ -412,8 +425,6 @@ def emulate(
         spec.tie_rule_code == _LOWEST_INDEX, spec.max_steps, extra_steps, packed.acc_proto,
         spike_steps, predicted, first_output_step, tie, rows_read,
     )
-    decided = first_output_step >= 0
-    steps_to_decision = np.where(decided, first_output_step + 1, spec.max_steps).astype(np.int32)
     synaptic_additions = ((rows_read.astype(np.int64) + 1) * packed.n_post[None, :]).sum(axis=1)
     per_layer = tuple(
         spike_steps[:, packed.neuron_off[k] : packed.neuron_off[k + 1]] for k in range(n_layers)
@@ -421,7 +432,7 @@ def emulate(
     return EmulationResult(
         predicted=predicted,
         first_output_step=first_output_step,
-        steps_to_decision=steps_to_decision,
+        steps_to_decision=steps_to_decision(first_output_step, spec.max_steps),
         tie=tie,
         input_spike_steps=steps,
         spike_steps=per_layer,

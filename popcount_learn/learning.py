@@ -1,6 +1,7 @@
 """The sign-only popcount learning rule: its spec object and random draw (``docs/learning-rule.md``).
 
-The kernels that apply it live in ``onchip.py``; this module holds what every implementation
+The kernels that apply it live in ``onchip_kernels.py`` (``onchip.OnchipLearner`` drives them,
+``onchip_train`` trains a data set with them); this module holds what every implementation
 (emulator, firmware, RTL) shares.
 
 One training step on one labelled input, with ``E`` the last step run:

@@ -147,7 +147,7 @@ def init_network(topology, config: TrainConfig, encoding: SpikeEncoding, active_
     return ExactNetwork(weights, encoding)
 
 
-def _shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, shape=(28, 28)) -> np.ndarray:
+def shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, shape=(28, 28)) -> np.ndarray:
     """Translate each image by a random integer offset in [-max_shift, max_shift]^2 (zero fill)."""
     n = len(images)
     rows, cols = shape
@@ -366,7 +366,7 @@ def train_exact(
         perm = rng.permutation(n)
         images = train_images.reshape(n, -1)
         if config.augment_shift_px and epoch + 1 >= config.augment_from_epoch:
-            images = _shift_images(images, rng, config.augment_shift_px, image_shape)
+            images = shift_images(images, rng, config.augment_shift_px, image_shape)
         z_all = encoding.input_z(images, dtype=dtype)
         progress.start(total=n, desc=f"epoch {epoch + 1}/{config.epochs}")
         loss_sum = 0.0

@@ -138,7 +138,7 @@ def test_quick_onchip_run_from_scratch_learns(tmp_path):
 
 def test_finetuning_the_shipped_image_with_the_rule_keeps_its_accuracy(mnist_test, image600):
     from popcount_learn.learning import LearningConfig
-    from popcount_learn.onchip import OnchipTrainConfig, train_onchip
+    from popcount_learn.onchip_train import OnchipTrainConfig, train_onchip
 
     train = load_mnist(default_data_dir(), "train")
     base = summarize(emulate(image600, mnist_test.images), mnist_test.labels)

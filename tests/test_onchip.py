@@ -18,15 +18,8 @@ from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.errors import ConfigError
 from popcount_learn.learning import CORRECT_RULES, OUTPUT_RULES, LearningConfig, mix32, sample_key, weight_draw
-from popcount_learn.onchip import (
-    OnchipLearner,
-    causal_planes,
-    pack_bits,
-    sign_plane,
-    sign_popcount_delta,
-    train_step,
-    unpack_bits,
-)
+from popcount_learn.onchip import OnchipLearner, train_step
+from popcount_learn.onchip_kernels import causal_planes, pack_bits, sign_plane, sign_popcount_delta, unpack_bits
 
 import reference_onchip as ref
 from factories import emulator_cases, make_image  # noqa: E402

@@ -15,7 +15,8 @@ from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import encode_input_steps, evaluate_emulated
 from popcount_learn.learning import LearningConfig
-from popcount_learn.onchip import OnchipLearner, OnchipTrainConfig, random_initial_image, train_onchip
+from popcount_learn.onchip import OnchipLearner
+from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image, train_onchip
 from popcount_learn.encoding import SpikeEncoding
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_cli_onchip_writes_an_image_that_evaluate_inspect_and_training_take(tmp_
         (["train", "--mode", "onchip", "--learn", "margin_steps=0", "--limit", "10"], "margin_steps must be in"),
         (["train", "--mode", "onchip", "--learn", "seed=x", "--limit", "10"], "takes an integer"),
         (["train", "--mode", "onchip", "--init", str(PRETRAINED / "net600-int8.h5"), "--bits", "6", "--limit", "10"],
-         "cannot change it"),
+         "cannot re-quantise it"),
     ],
 )
 def test_onchip_user_mistakes_are_one_line(args, needle, capsys, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 from popcount_learn import exact
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.evaluate import evaluate_exact
-from popcount_learn.train import TrainConfig, _shift_images, batch_loss_and_grads, train_exact
+from popcount_learn.train import TrainConfig, batch_loss_and_grads, shift_images, train_exact
 from popcount_learn.errors import ConfigError
 
 
@@ -126,7 +126,7 @@ def test_shift_images_moves_pixels():
     rng = np.random.default_rng(0)
     img = np.zeros((1, 784), np.uint8)
     img[0, 14 * 28 + 14] = 255
-    out = _shift_images(np.repeat(img, 50, 0), rng, 1)
+    out = shift_images(np.repeat(img, 50, 0), rng, 1)
     ys, xs = np.nonzero(out.reshape(50, 28, 28))[1:]
     assert set(np.abs(ys - 14)) <= {0, 1} and set(np.abs(xs - 14)) <= {0, 1}
     assert len(set(zip(ys, xs))) > 1
@@ -221,7 +221,7 @@ def test_shift_augmentation_handles_non_square_images_and_refuses_unknown_shapes
         train_exact(images, labels, cfg)
     net, _ = train_exact(images, labels, cfg, image_shape=(6, 4))
     assert net.topology == (24, 8, 3)
-    out = _shift_images(images[:1].repeat(30, 0), rng, 1, (6, 4))
+    out = shift_images(images[:1].repeat(30, 0), rng, 1, (6, 4))
     assert out.shape == (30, 24)
 
 

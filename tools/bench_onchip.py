@@ -39,7 +39,8 @@ from popcount_learn.datapath import DatapathConfig  # noqa: E402
 from popcount_learn.emulator import encode_input_steps  # noqa: E402
 from popcount_learn.encoding import SpikeEncoding  # noqa: E402
 from popcount_learn.learning import LearningConfig  # noqa: E402
-from popcount_learn.onchip import OnchipLearner, OnchipTrainConfig, random_initial_image  # noqa: E402
+from popcount_learn.onchip import OnchipLearner  # noqa: E402
+from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image  # noqa: E402
 from popcount_learn.train import expected_active_inputs  # noqa: E402
 
 

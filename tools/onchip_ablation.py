@@ -20,7 +20,7 @@ from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.encoding import SpikeEncoding
 from popcount_learn.learning import LearningConfig
-from popcount_learn.onchip import OnchipTrainConfig, random_initial_image, train_onchip
+from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image, train_onchip
 from popcount_learn.train import expected_active_inputs
 
 ONE = 65536
