@@ -1,24 +1,51 @@
-"""Plain functions behind ``popcount-learn board ...``: take arguments, return dicts.
+"""Plain functions behind ``popcount-learn board ...`` and ``popcount-learn rtl ...``.
 
-They talk to a board only through ``BoardClient`` (no bytes, no frames here) and to the model
-only through the emulator and the weight image.
+Each takes arguments and returns a dict the CLI prints. They talk to a board only through
+``BoardClient`` (no bytes, no frames here), to the RTL only through ``rtl.sim``, and to the model
+only through the emulator, the learner and the weight image; ``check`` compares the two sides.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from popcount_learn.data import load_split
+from popcount_learn.datapath import DatapathConfig
+from popcount_learn.emulator import emulate, encode_input_steps, steps_to_decision
 from popcount_learn.errors import ConfigError
-from popcount_learn.progress import as_progress
+from popcount_learn.h5io import load_model
 from popcount_learn.learning import LearningConfig
+from popcount_learn.onchip import OnchipLearner
+from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, WeightImage, image_crc32, stream_spec_codes, upload_bytes
 
+from . import check
+from .errors import BoardRefused, RtlToolsMissing
+from .rtl import sim as rtl_sim
 from .wire.client import BoardClient
-from .check import compare_on_board
-from .wire.protocol import BoardInfo
+from .wire.protocol import BoardInfo, BoardResult, ErrorCode, input_bits
+
+# ----------------------------------------------------------------------------------------------
+# Board information and upload
+
+
+def load_weight_image(path) -> WeightImage:
+    """The weight image in ``path``; a float model is refused with what to do instead."""
+    model = load_model(path)
+    if not isinstance(model, WeightImage):
+        raise ConfigError(f"{path} is a float model; boards and the RTL run weight images "
+                          f"(make one with: popcount-learn export {path} -o IMAGE.h5)")
+    return model
 
 
 def describe_info(info: BoardInfo) -> dict:
+    """INFO as a person reads it: the datapath and the learning rule by field name."""
+    try:
+        datapath = DatapathConfig.from_codes(info.spec_codes, UPLOAD_SPEC_FIELDS).to_dict()
+    except ConfigError:  # a board built for a spec this version cannot express: its codes as they are
+        datapath = dict(zip(UPLOAD_SPEC_FIELDS, info.spec_codes, strict=False))
     return {
         "board": info.board,
         "firmware_version": info.firmware_version,
@@ -27,7 +54,7 @@ def describe_info(info: BoardInfo) -> dict:
         "weight_capacity_bytes": info.weight_capacity_bytes,
         "max_neurons": info.max_neurons,
         "max_layers": info.max_layers,
-        "datapath": dict(zip(UPLOAD_SPEC_FIELDS, info.spec_codes)),
+        "datapath": datapath,
         "learning": LearningConfig.from_codes(info.learning_codes).to_dict() if info.learning_codes else None,
         "image_loaded": info.image_loaded,
         "image_crc32": f"0x{info.image_crc32:08x}",
@@ -42,8 +69,7 @@ def board_info(port: str, *, trace: bool = False) -> dict:
 
 def check_spec(info: BoardInfo, image: WeightImage, image_name: str = "the image") -> None:
     """ConfigError naming the first field in which the board's compiled spec differs."""
-    codes = stream_spec_codes(image.spec)
-    for name, board_v, image_v in zip(UPLOAD_SPEC_FIELDS, info.spec_codes, codes, strict=True):
+    for name, board_v, image_v in zip(UPLOAD_SPEC_FIELDS, info.spec_codes, stream_spec_codes(image.spec), strict=True):
         if board_v != image_v:
             raise ConfigError(
                 f"the board is built for {name} = {board_v} but {image_name} has {name} = {image_v}; "
@@ -67,61 +93,114 @@ def upload_image(client: BoardClient, image: WeightImage, *, image_name: str = "
     return {"image_bytes": len(stream), "image_crc32": f"0x{crc:08x}"}
 
 
+# ----------------------------------------------------------------------------------------------
+# Inference on a board
+
+
+def image_input_bits(image: WeightImage, images_uint8: np.ndarray) -> list[bytes]:
+    """The INFER bit vector per image: bit i set = input i spikes at step 0 (a bright pixel)."""
+    return [input_bits(row == 0) for row in encode_input_steps(image.spec, images_uint8)]
+
+
+def board_observations(results: list[BoardResult], topology: tuple[int, ...], max_steps: int) -> check.BodyResult:
+    """The board's sparse replies (per layer: neuron indices and steps) in the emulator's shapes.
+
+    A neuron the board reports that does not exist, or reports twice, is a fault of that image."""
+    n, n_post = len(results), topology[1:]
+    spike_steps = tuple(np.full((n, m), -1, np.int32) for m in n_post)
+    faults: dict[int, tuple[str, ...]] = {}
+    for i, r in enumerate(results):
+        problems = []
+        if len(r.spike_index) != len(n_post):
+            problems.append(f"reported {len(r.spike_index)} layers of spikes, the network has {len(n_post)}")
+        for k, (idx, steps) in enumerate(zip(r.spike_index, r.spike_step, strict=True)):
+            if k >= len(n_post):
+                break
+            known = idx < n_post[k]
+            if not known.all():
+                problems.append(f"layer {k}: reported neuron {int(idx[~known].max())} of {n_post[k]}")
+            if len(np.unique(idx)) != len(idx):
+                problems.append(f"layer {k}: a neuron reported twice")
+            spike_steps[k][i, idx[known]] = steps[known]
+        if problems:
+            faults[i] = tuple(problems)
+    rows = np.zeros((n, len(n_post)), np.int64)
+    for i, r in enumerate(results):
+        m = min(len(r.rows_read), len(n_post))
+        rows[i, :m] = r.rows_read[:m]
+        if len(r.rows_read) != len(n_post):
+            faults[i] = (*faults.get(i, ()), f"reported {len(r.rows_read)} row counters, the network has {len(n_post)}")
+    first = np.array([r.first_output_step for r in results], np.int32)
+    return check.BodyResult(
+        predicted=np.array([r.predicted for r in results], np.int32),
+        first_output_step=first,
+        steps_to_decision=steps_to_decision(first, max_steps),
+        tie=np.array([r.tie for r in results], bool),
+        spike_steps=spike_steps,
+        rows_read=rows,
+        synaptic_additions=np.array([r.synaptic_additions for r in results], np.int64),
+        faults=faults,
+    )
+
+
+def run_on_board(client: BoardClient, image: WeightImage, images_uint8: np.ndarray, *,
+                 batch_size: int | None = None, progress=None) -> check.BodyResult:
+    """Infer every image on the board (in INFER_BATCH round trips); the results as a BodyResult."""
+    progress = as_progress(progress)
+    bits = image_input_bits(image, images_uint8)
+    batch = batch_size or client.batch_size_hint(len(bits[0]) if bits else 1)
+    results: list[BoardResult] = []
+    progress.start(total=len(bits), desc="board")
+    while len(results) < len(bits):
+        part = bits[len(results) : len(results) + batch]
+        try:
+            results += client.infer_batch(part)
+        except BoardRefused as exc:
+            if exc.code not in (ErrorCode.REPLY_TOO_LARGE, ErrorCode.OVERSIZE) or len(part) == 1:
+                raise
+            batch = max(1, len(part) // 2)  # a request or reply the board cannot hold: smaller batches
+            continue
+        progress.update(len(part))
+    progress.close()
+    return board_observations(results, image.topology, image.spec.max_steps)
+
+
+def compare_on_board(client: BoardClient, image: WeightImage, images_uint8: np.ndarray, *, labels=None,
+                     batch_size: int | None = None, progress=None) -> dict:
+    """Run board and emulator on the same images; ``check.Comparison.summary()`` plus accuracies."""
+    board = run_on_board(client, image, images_uint8, batch_size=batch_size, progress=progress)
+    emu = emulate(image, images_uint8)
+    summary = check.compare(emu, board, body="board").summary()
+    if labels is not None:
+        labels = np.asarray(labels)
+        summary["board_accuracy"] = float(np.mean(board.predicted == labels))
+        summary["emulator_accuracy"] = float(np.mean(emu.predicted == labels))
+    return summary
+
+
 def board_compare(port: str, image_path, *, limit: int | None = None, data_dir=None, progress=None,
                   batch_size: int | None = None, trace: bool = False) -> dict:
     """Upload ``image_path`` and run test images on board and emulator; compare every field.
 
-    Returns {n, mismatches, first_mismatch (full text or None), mismatched_images (first 20),
-    board_accuracy, emulator_accuracy, image_crc32}.
+    Returns {verdict, n, mismatches, first_mismatch (full text or None), mismatched_images
+    (first 20), board_accuracy, emulator_accuracy, image_bytes, image_crc32}.
     """
-    from popcount_learn.commands import _load_split
-    from popcount_learn.h5io import load_weight_image
-
     image = load_weight_image(image_path)
-    images, labels, _ = _load_split(data_dir, "test", limit)
-    progress = as_progress(progress)
+    test = load_split(data_dir, "test", limit)
     with BoardClient(port, trace=trace) as client:
         upload = upload_image(client, image, image_name=str(image_path))
-        summary = compare_on_board(client, image, images, labels=labels, batch_size=batch_size, progress=progress)
+        summary = compare_on_board(client, image, test.images, labels=test.labels, batch_size=batch_size,
+                                   progress=progress)
     summary.update(upload)
     return summary
 
 
-def stream_position(image: WeightImage, offset: int) -> str:
-    """Where byte ``offset`` of the upload stream lies: header, layer header or W_k[row, col]."""
-    from popcount_learn.weight_image import UPLOAD_HEADER_BYTES, UPLOAD_LAYER_HEADER_BYTES, weight_dtype
-
-    if offset < UPLOAD_HEADER_BYTES:
-        return f"stream header byte {offset}"
-    pos = UPLOAD_HEADER_BYTES
-    wbytes = weight_dtype(image.spec).itemsize
-    for k, layer in enumerate(image.layers):
-        rows, cols = layer.weights_lsb.shape
-        if offset < pos + UPLOAD_LAYER_HEADER_BYTES:
-            return f"layer {k} header byte {offset - pos}"
-        pos += UPLOAD_LAYER_HEADER_BYTES
-        size = rows * cols * wbytes
-        if offset < pos + size:
-            index = (offset - pos) // wbytes
-            return f"layer {k} weight [row {index // cols}, column {index % cols}]"
-        pos += size
-    return f"byte {offset}, past the end of the image"
+# ----------------------------------------------------------------------------------------------
+# Training on a board
 
 
-def first_stream_difference(board: bytes, model: bytes, image: WeightImage) -> str | None:
-    """None if identical, else the first differing byte with its place in the image."""
-    if board == model:
-        return None
-    n = min(len(board), len(model))
-    diff = np.flatnonzero(np.frombuffer(board[:n], np.uint8) != np.frombuffer(model[:n], np.uint8))
-    if not len(diff):
-        return f"lengths differ: board {len(board)} bytes, emulator {len(model)}"
-    at = int(diff[0])
-    return (f"{len(diff)} byte(s) differ; first at offset {at} ({stream_position(image, at)}): "
-            f"board 0x{board[at]:02x}, emulator 0x{model[at]:02x}")
-
-
-def check_learning(info: BoardInfo, learning) -> None:
+def check_learning(info: BoardInfo, learning: LearningConfig) -> None:
+    """ConfigError naming each field in which the board's compiled rule differs from ``learning``."""
     if not info.learning_codes:
         raise ConfigError("the board's firmware has no learning rule; start one with popcount-learn board virtual")
     board = LearningConfig.from_codes(info.learning_codes)
@@ -141,25 +220,18 @@ def training_order(n_images: int, steps: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.permutation(n_images) for _ in range(reps)])[:steps]
 
 
-def train_side_by_side(client: BoardClient, image: WeightImage, learning, images_uint8, labels, *,
+def train_side_by_side(client: BoardClient, image: WeightImage, learning: LearningConfig, images_uint8, labels, *,
                        check_every: int = 100, first_sample_index: int = 0, board_image: WeightImage | None = None,
                        image_name: str = "the image", progress=None) -> dict:
     """Train board and emulator from the same image, one sample at a time, and compare.
 
     Sample ``i`` (image ``images_uint8[i]``, label ``labels[i]``) gets sample index
-    ``first_sample_index + i``. Each step's summary (predicted, decision step, weights changed,
-    neurons with a delta, hidden spikes delivered) is compared at once; the board's weight image
-    is read back and compared byte for byte with the emulator's ``upload_bytes`` every
-    ``check_every`` steps and after the last. Stops at the first difference. ``board_image``
-    (tests only) uploads a different image to the board than the emulator starts from.
+    ``first_sample_index + i``. Every field the board reports for a step is compared with the
+    emulator's at once (``check.training_step_difference``); the board's weight image is read
+    back and compared byte for byte with the emulator's every ``check_every`` steps and after
+    the last. Stops at the first difference. ``board_image`` (tests only) uploads a different
+    image to the board than the emulator starts from.
     """
-    import time
-
-    from popcount_learn.emulator import encode_input_steps
-    from popcount_learn.onchip import OnchipLearner
-
-    from .wire.protocol import input_bits
-
     if check_every < 1:
         raise ConfigError("--check-every must be positive")
     progress = as_progress(progress)
@@ -176,32 +248,36 @@ def train_side_by_side(client: BoardClient, image: WeightImage, learning, images
         t = first_sample_index + i
         enc, label = encoded[i], int(labels[i])
         t0 = time.perf_counter()
-        b = client.train_step(t, label, input_bits(enc == 0))
+        reply = client.train_step(t, label, input_bits(enc == 0))
         t1 = time.perf_counter()
-        e = learner.step(enc, label, t)
+        expected = learner.step(enc, label, t)
         emulator_s += time.perf_counter() - t1
         board_s += t1 - t0
         done += 1
-        changed += b.weights_changed
-        correct += b.predicted == label
-        got = (b.predicted, b.first_output_step, b.weights_changed, b.neurons_with_delta, b.hidden_spikes_delivered)
-        want = (e.predicted, e.first_output_step, e.weights_changed, e.neurons_with_delta, e.hidden_spikes_delivered)
-        if got != want:
-            first = (f"step {i} (sample index {t}, label {label}): board (predicted, D, weights changed, "
-                     f"neurons with delta, hidden spikes delivered) = {got}, emulator {want}")
+        changed += reply.weights_changed
+        correct += reply.predicted == label
+        diff = check.training_step_difference(reply, expected)
+        if diff is not None:
+            first = f"step {i} (sample index {t}, label {label}): {diff}"
             break
         if (i + 1) % check_every == 0 or i + 1 == steps:
             t0 = time.perf_counter()
             board_bytes = client.read_image(n_bytes)
             readback_s += time.perf_counter() - t0
             checks += 1
-            diff = first_stream_difference(board_bytes, upload_bytes(learner.image()), image)
+            diff = check.first_stream_difference(board_bytes, upload_bytes(learner.image()), image)
             if diff is not None:
                 first = f"after step {i} (sample index {t}): {diff}"
                 break
         progress.update(1, changed=changed)
     progress.close()
+    if first is None:
+        verdict = (f"{done:,} training steps: board == emulator on every step's result and on all "
+                   f"{n_bytes:,} bytes of the weight image at {checks} read-backs")
+    else:
+        verdict = f"board != emulator at {first}"
     return {
+        "verdict": verdict,
         "steps": done,
         "weight_checks": checks,
         "mismatches": int(first is not None),
@@ -221,17 +297,48 @@ def board_train(port: str, image_path, *, steps: int, seed: int = 0, check_every
                 first_sample_index: int = 0, data_dir=None, progress=None, trace: bool = False) -> dict:
     """``train_side_by_side`` on ``steps`` training images in a seeded random order, with the
     image's learning rule (the default ``LearningConfig`` for an inference-only image)."""
-    from popcount_learn.commands import _load_split
-    from popcount_learn.h5io import load_weight_image
-    from popcount_learn.learning import LearningConfig
-
     if steps < 1:
         raise ConfigError(f"--steps must be positive, got {steps}")
     image = load_weight_image(image_path)
     learning = image.learning or LearningConfig()
-    images, labels, _ = _load_split(data_dir, "train")
-    order = training_order(len(images), steps, seed)
+    train = load_split(data_dir, "train")
+    order = training_order(len(train.images), steps, seed)
     with BoardClient(port, trace=trace) as client:
-        return train_side_by_side(client, image, learning, images[order], labels[order], check_every=check_every,
-                                  first_sample_index=first_sample_index, image_name=str(image_path),
-                                  progress=progress)
+        return train_side_by_side(client, image, learning, train.images[order], train.labels[order],
+                                  check_every=check_every, first_sample_index=first_sample_index,
+                                  image_name=str(image_path), progress=progress)
+
+
+# ----------------------------------------------------------------------------------------------
+# The RTL core
+
+
+def rtl_compare(image_path, *, limit=None, lanes=4, data_dir=None, progress=None, batch_images=None) -> dict:
+    """Simulate the RTL core (Icarus + cocotb) on test images and compare it with the emulator
+    image by image: class, decision step, tie, every spike step, counters.
+
+    Returns the verdict, the counts, the first mismatching image described in full
+    (``first_mismatch``, None when bit-exact), cycles per image (mean / median / max) and
+    simulated images per second.
+    """
+    reason = rtl_sim.missing_tools()
+    if reason:
+        raise RtlToolsMissing(reason)
+    image = load_weight_image(image_path)
+    test = load_split(data_dir, "test", limit)
+    expected = emulate(image, test.images)
+    kwargs = {} if batch_images is None else {"batch_images": batch_images}
+    observed = rtl_sim.simulate(image, test.images, lanes=lanes, progress=progress, **kwargs)
+    comparison = check.compare(expected, observed, body="RTL")
+    cycles = observed.cycles
+    return {
+        **comparison.summary(),
+        "lanes": int(lanes),
+        "accuracy": float(np.mean(observed.predicted == test.labels)),
+        "mean_steps_to_decision": float(np.mean(observed.steps_to_decision)),
+        "cycles_mean": float(np.mean(cycles)),
+        "cycles_median": float(np.median(cycles)),
+        "cycles_max": int(np.max(cycles)),
+        "sim_seconds": float(observed.sim_seconds),
+        "sim_images_per_s": float(len(test.images) / observed.sim_seconds) if observed.sim_seconds > 0 else 0.0,
+    }

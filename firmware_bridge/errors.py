@@ -1,4 +1,4 @@
-"""Errors of the board bridge; all are PopcountLearnError (the CLI prints one line)."""
+"""Errors of the board bridge and the RTL; all are PopcountLearnError (the CLI prints one line)."""
 
 from popcount_learn.errors import PopcountLearnError
 
@@ -37,3 +37,15 @@ class FirmwareBuildError(BoardError):
 
 class BoardToolError(BoardError):
     """A tool a virtual board needs (QEMU, the cross compiler) is missing or failed to start."""
+
+
+class RtlError(PopcountLearnError):
+    """Base class of every fault simulating the RTL."""
+
+
+class RtlToolsMissing(RtlError):
+    """The RTL simulation needs Icarus Verilog (``iverilog``/``vvp``) and cocotb >= 2, and one is absent."""
+
+
+class RtlSimulationError(RtlError):
+    """The RTL simulation did not finish (build error, timeout, harness protocol error)."""

@@ -1,6 +1,12 @@
 """The ``popcount-learn`` command: parses arguments, calls ``commands``, prints the result.
 
 A user mistake (PopcountLearnError, bad option) is one line on stderr and exit code 2.
+
+Other packages add command groups through the entry-point group ``popcount_learn.cli``: each
+entry is a function ``register(subparsers)`` that adds its subcommands, each with
+``set_defaults(run=fn)`` where ``fn(args) -> exit code``. This package imports none of them by
+name (the board and RTL commands of ``firmware_bridge`` come this way); the helpers below
+(argument types, ``add_output_flags``, ``progress_from``, ``print_summary``) are theirs to use.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
+from importlib.metadata import entry_points  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .errors import ConfigError, PopcountLearnError  # noqa: E402
+from .progress import progress_for_output  # noqa: E402
 
 PROG = "popcount-learn"
+PLUGIN_GROUP = "popcount_learn.cli"
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line + usage hint, exit 2 (argparse's own convention)
         self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
 
@@ -43,118 +52,41 @@ def _number(kind, *, minimum, inclusive=True, label):
     return parse
 
 
-_positive_int = _number(int, minimum=1, label="a positive integer")
-_nonneg_int = _number(int, minimum=0, label="a non-negative integer")
-_positive_float = _number(float, minimum=0.0, inclusive=False, label="a positive number")
-_nonneg_float = _number(float, minimum=0.0, label="a non-negative number")
+positive_int = _number(int, minimum=1, label="a positive integer")
+nonneg_int = _number(int, minimum=0, label="a non-negative integer")
+positive_float = _number(float, minimum=0.0, inclusive=False, label="a positive number")
+nonneg_float = _number(float, minimum=0.0, label="a non-negative number")
 
 
-def _spec_item(text):
+def spec_item(text):
+    """``FIELD=VALUE`` as a (field, value) pair, for ``--spec`` and ``--learn``."""
     name, sep, value = text.partition("=")
     if not sep or not name or not value:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE (e.g. time_shift=8), got {text!r}")
     return name.strip(), value.strip()
 
 
-def _bits(text):
-    v = _positive_int(text)
+def weight_bits(text):
+    v = positive_int(text)
     if not 2 <= v <= 16:
         raise argparse.ArgumentTypeError(f"weight bits must be in 2..16, got {v}")
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .onchip import OnchipTrainConfig
-    from .train import TrainConfig
-
-    d = TrainConfig()
-    od = OnchipTrainConfig()
-    p = _Parser(prog=PROG, description="Temporally coded spiking networks: exact training, bit-exact emulation.")
-    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    p.add_argument("--threads", type=_positive_int, default=None, help="Numba threads (default: all cores)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    t = sub.add_parser("train", help="train a network on MNIST-style data and report test accuracy")
-    t.add_argument("--mode", choices=("exact", "onchip"), default="exact",
-                   help="exact: float model, exact gradients (default); onchip: integer weights, sign-only "
-                        "popcount rule on the bit-exact datapath (docs/learning-rule.md)")
-    t.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
-                   help=f"hidden layer sizes (default: exact {' '.join(map(str, d.hidden))}, onchip "
-                        f"{' '.join(map(str, od.hidden))}, or those of --init)")
-    t.add_argument("--epochs", type=_nonneg_int, default=None, help=f"default: exact {d.epochs}, onchip {od.epochs}")
-    t.add_argument("--seed", type=_nonneg_int, default=d.seed, help="default: %(default)s")
-    t.add_argument("--augment-shift", type=_nonneg_int, default=None,
-                   help=f"random translation in pixels (default: exact {d.augment_shift_px}, onchip {od.augment_shift_px})")
-    t.add_argument("--augment-from-epoch", type=_positive_int, default=None,
-                   help=f"first epoch with shifted images (default: exact {d.augment_from_epoch}, onchip {od.augment_from_epoch})")
-    t.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training images only")
-    t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
-    t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
-    t.add_argument("--init", default=None, metavar="MODEL",
-                   help="start from this model or weight image (onchip: a float model is quantised)")
-    t.add_argument("--json", action="store_true", help="print the final summary as JSON")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ex = t.add_argument_group("exact mode")
-    ex.add_argument("--batch-size", type=_positive_int, default=None, help=f"default: {d.batch_size}")
-    ex.add_argument("--lr", type=_positive_float, default=None, help=f"Adam learning rate (default: {d.lr})")
-    ex.add_argument("--lr-decay", type=_positive_float, default=None, help=f"per-epoch factor (default: {d.lr_decay})")
-    ex.add_argument("--sparsity", type=_nonneg_float, default=None,
-                    help=f"weight of the hidden-spikes-before-decision term, 0 = off (default: {d.sparsity})")
-    ex.add_argument("--sparsity-target", type=_nonneg_float, default=None,
-                    help=f"hidden spikes before the decision tolerated without penalty (default: {d.sparsity_target})")
-    ex.add_argument("--temperature", type=_positive_float, default=None,
-                    help=f"softmax temperature over -z of the outputs (default: {d.temperature})")
-    oc = t.add_argument_group("onchip mode")
-    oc.add_argument("--bits", type=_bits, default=None, help="weight bits of a new or quantised network (default 8)")
-    oc.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a datapath field of a new or quantised network (repeatable)")
-    oc.add_argument("--learn", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a learning-rule field (repeatable; docs/learning-rule.md), e.g. margin_steps=6")
-
-    e = sub.add_parser("evaluate", help="evaluate a model or weight image on the test set")
-    e.add_argument("model", metavar="MODEL")
-    e.add_argument("--limit", type=_positive_int, default=None, help="first N test images only")
-    e.add_argument("--data", default=None, metavar="DIR")
-    e.add_argument("--emulate", action="store_true", help="run the bit-exact fixed-point emulator")
-    e.add_argument("--bits", type=_bits, default=None, help="weight bits when quantising a float model (default 8)")
-    e.add_argument("--plots", default=None, metavar="DIR", help="with --emulate: write histogram and raster PNGs")
-    e.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                   help="with --emulate on a float model: override a datapath field (repeatable; "
-                        "fields as in docs/datapath.md, e.g. time_shift=8)")
-    e.add_argument("--json", action="store_true", help="print one JSON object")
-
-    x = sub.add_parser("export", help="quantise a float model (or re-measure a weight image) into an HDF5 weight image")
-    x.add_argument("model", metavar="MODEL")
-    x.add_argument("-o", "--out", required=True, metavar="PATH")
-    x.add_argument("--bits", type=_bits, default=None, help="weight bits of a quantised float model (default 8)")
-    x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
-    x.add_argument("--spec", type=_spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a datapath field of the image (repeatable), e.g. membrane_bits=28")
-    x.add_argument("--json", action="store_true")
-
-    i = sub.add_parser("inspect", help="summarise a model or weight image and verify its checksums")
-    i.add_argument("path", metavar="FILE")
-    i.add_argument("--json", action="store_true")
-
-    r = sub.add_parser("rtl", help="the Verilog core (firmware_bridge/rtl) under Icarus + cocotb")
-    rsub = r.add_subparsers(dest="rtl_command", metavar="ACTION", parser_class=_Parser)
-    rsub.required = True
-    rc = rsub.add_parser("compare", help="simulate the core on test images and compare it with the emulator")
-    rc.add_argument("--image", required=True, metavar="NET.h5", help="weight image (popcount-learn export)")
-    rc.add_argument("--limit", type=_positive_int, default=None, help="first N test images only")
-    rc.add_argument("--lanes", type=_positive_int, default=4, help="parallel neuron lanes (default: %(default)s)")
-    rc.add_argument("--data", default=None, metavar="DIR")
-    rc.add_argument("--json", action="store_true")
-    rc.add_argument("--no-progress", action="store_true")
-
-    from firmware_bridge.cli import add_board_parser
-
-    add_board_parser(sub, _positive_int)
-    return p
+def add_output_flags(parser, *, progress: bool = True) -> None:
+    """``--json`` (one JSON object on stdout) and, for a long command, ``--no-progress``."""
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    if progress:
+        parser.add_argument("--no-progress", action="store_true",
+                            help="no progress on stderr (a bar on a terminal, else one line per phase)")
 
 
-def _print_summary(summary: dict, as_json: bool) -> None:
+def progress_from(args, every_fraction: float | None = None):
+    """The progress a command shows on stderr: a bar on a terminal, plain lines otherwise."""
+    return progress_for_output(not getattr(args, "no_progress", False), sys.stderr, every_fraction)
+
+
+def print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, sort_keys=True, default=str))
         return
@@ -166,6 +98,101 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         print(f"{key:42s} {value}")
 
 
+def _add_plugins(sub) -> None:
+    """Let every installed ``popcount_learn.cli`` entry point add its command groups."""
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            register = entry.load()
+        except ModuleNotFoundError as exc:
+            # The package that registered the entry point is not importable here (absent from the
+            # path): its commands are simply not offered. Anything else is a bug and surfaces.
+            if (exc.name or "").split(".")[0] == entry.value.split(".")[0]:
+                continue
+            raise
+        register(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .onchip_train import OnchipTrainConfig
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    od = OnchipTrainConfig()
+    p = Parser(prog=PROG, description="Temporally coded spiking networks: exact training, bit-exact emulation.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--threads", type=positive_int, default=None, help="Numba threads (default: all cores)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a network on MNIST-style data and report test accuracy")
+    t.set_defaults(run=_run_train)
+    t.add_argument("--mode", choices=("exact", "onchip"), default="exact",
+                   help="exact: float model, exact gradients (default); onchip: integer weights, sign-only "
+                        "popcount rule on the bit-exact datapath (docs/learning-rule.md)")
+    t.add_argument("--hidden", type=positive_int, nargs="+", default=None,
+                   help=f"hidden layer sizes (default: exact {' '.join(map(str, d.hidden))}, onchip "
+                        f"{' '.join(map(str, od.hidden))}, or those of --init)")
+    t.add_argument("--epochs", type=nonneg_int, default=None, help=f"default: exact {d.epochs}, onchip {od.epochs}")
+    t.add_argument("--seed", type=nonneg_int, default=d.seed, help="default: %(default)s")
+    t.add_argument("--augment-shift", type=nonneg_int, default=None,
+                   help=f"random translation in pixels (default: exact {d.augment_shift_px}, onchip {od.augment_shift_px})")
+    t.add_argument("--augment-from-epoch", type=positive_int, default=None,
+                   help=f"first epoch with shifted images (default: exact {d.augment_from_epoch}, onchip {od.augment_from_epoch})")
+    t.add_argument("--limit", type=positive_int, default=None, help="train on the first N training images only")
+    t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
+    t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
+    t.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from this model or weight image (onchip: a float model is quantised)")
+    add_output_flags(t)
+    ex = t.add_argument_group("exact mode")
+    ex.add_argument("--batch-size", type=positive_int, default=None, help=f"default: {d.batch_size}")
+    ex.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default: {d.lr})")
+    ex.add_argument("--lr-decay", type=positive_float, default=None, help=f"per-epoch factor (default: {d.lr_decay})")
+    ex.add_argument("--sparsity", type=nonneg_float, default=None,
+                    help=f"weight of the hidden-spikes-before-decision term, 0 = off (default: {d.sparsity})")
+    ex.add_argument("--sparsity-target", type=nonneg_float, default=None,
+                    help=f"hidden spikes before the decision tolerated without penalty (default: {d.sparsity_target})")
+    ex.add_argument("--temperature", type=positive_float, default=None,
+                    help=f"softmax temperature over -z of the outputs (default: {d.temperature})")
+    oc = t.add_argument_group("onchip mode")
+    oc.add_argument("--bits", type=weight_bits, default=None, help="weight bits of a new or quantised network (default 8)")
+    oc.add_argument("--spec", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a datapath field of a new or quantised network (repeatable)")
+    oc.add_argument("--learn", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a learning-rule field (repeatable; docs/learning-rule.md), e.g. margin_steps=6")
+
+    e = sub.add_parser("evaluate", help="evaluate a model or weight image on the test set")
+    e.set_defaults(run=_run_evaluate)
+    e.add_argument("model", metavar="MODEL")
+    e.add_argument("--limit", type=positive_int, default=None, help="first N test images only")
+    e.add_argument("--data", default=None, metavar="DIR")
+    e.add_argument("--emulate", action="store_true", help="run the bit-exact fixed-point emulator")
+    e.add_argument("--bits", type=weight_bits, default=None, help="weight bits when quantising a float model (default 8)")
+    e.add_argument("--plots", default=None, metavar="DIR", help="with --emulate: write histogram and raster PNGs")
+    e.add_argument("--spec", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                   help="with --emulate on a float model: override a datapath field (repeatable; "
+                        "fields as in docs/datapath.md, e.g. time_shift=8)")
+    add_output_flags(e, progress=False)
+
+    x = sub.add_parser("export", help="quantise a float model (or re-measure a weight image) into an HDF5 weight image")
+    x.set_defaults(run=_run_export)
+    x.add_argument("model", metavar="MODEL")
+    x.add_argument("-o", "--out", required=True, metavar="PATH")
+    x.add_argument("--bits", type=weight_bits, default=None, help="weight bits of a quantised float model (default 8)")
+    x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
+    x.add_argument("--spec", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a datapath field of the image (repeatable), e.g. membrane_bits=28")
+    add_output_flags(x, progress=False)
+
+    i = sub.add_parser("inspect", help="summarise a model or weight image and verify its checksums")
+    i.set_defaults(run=_run_inspect)
+    i.add_argument("path", metavar="FILE")
+    add_output_flags(i, progress=False)
+
+    _add_plugins(sub)
+    return p
+
+
 def _print_epoch(record: dict) -> None:
     test = record.get("test", {})
     print(
@@ -175,10 +202,6 @@ def _print_epoch(record: dict) -> None:
         f"({record['seconds']:.1f} s)",
         flush=True,
     )
-
-
-_EXACT_ONLY = ("batch_size", "lr", "lr_decay", "sparsity", "sparsity_target", "temperature")
-_ONCHIP_ONLY = ("bits", "spec", "learn")
 
 
 def _print_onchip_epoch(record: dict) -> None:
@@ -193,8 +216,14 @@ def _print_onchip_epoch(record: dict) -> None:
     )
 
 
-def _run_train(args, commands) -> int:
-    from .progress import NullProgress, TqdmProgress
+_EXACT_ONLY = ("batch_size", "lr", "lr_decay", "sparsity", "sparsity_target", "temperature")
+_ONCHIP_ONLY = ("bits", "spec", "learn")
+
+
+def _run_train(args) -> int:
+    from . import commands
+    from .onchip_train import OnchipTrainConfig
+    from .train import TrainConfig
 
     exact = args.mode == "exact"
     misplaced = [n for n in (_ONCHIP_ONLY if exact else _EXACT_ONLY) if getattr(args, n) not in (None, [])]
@@ -207,88 +236,70 @@ def _run_train(args, commands) -> int:
         hidden = commands.model_topology(args.init)[1:-1]
     else:
         hidden = None
-    progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
     options = {k: getattr(args, k) for k in ("epochs", "augment_shift", "augment_from_epoch") if getattr(args, k) is not None}
     if "augment_shift" in options:
         options["augment_shift_px"] = options.pop("augment_shift")
     if hidden is not None:
         options["hidden"] = hidden
+    common = dict(data_dir=args.data, limit=args.limit, out=args.out, init=args.init, progress=progress_from(args))
     if exact:
-        from .train import TrainConfig
-
         options.update({k: getattr(args, k) for k in _EXACT_ONLY if getattr(args, k) is not None})
-        result = commands.train(
-            config=TrainConfig(seed=args.seed, **options), data_dir=args.data, limit=args.limit, out=args.out,
-            init=args.init, progress=progress, on_epoch=None if args.json else _print_epoch,
-        )
+        result = commands.train(config=TrainConfig(seed=args.seed, **options),
+                                on_epoch=None if args.json else _print_epoch, **common)
     else:
-        from .onchip import OnchipTrainConfig
-
         result = commands.train_onchip(
             config=OnchipTrainConfig(seed=args.seed, **options), learning_options=dict(args.learn), bits=args.bits,
-            spec_options=dict(args.spec), data_dir=args.data, limit=args.limit, out=args.out, init=args.init,
-            progress=progress, on_epoch=None if args.json else _print_onchip_epoch,
+            spec_options=dict(args.spec), on_epoch=None if args.json else _print_onchip_epoch, **common,
         )
     if not args.json:
         print(f"saved {result['out']}")
-    _print_summary(dict(result["test"], out=result["out"]), args.json)
+    print_summary(dict(result["test"], out=result["out"]), args.json)
     return 0
 
 
-def _run(args) -> int:
+def _run_evaluate(args) -> int:
     from . import commands
 
-    if args.threads is not None:
-        import numba
+    summary = commands.evaluate(
+        args.model, data_dir=args.data, limit=args.limit, emulate=args.emulate, bits=args.bits,
+        plots_dir=args.plots, spec_options=dict(args.spec),
+    )
+    print_summary(summary, args.json)
+    return 0
 
-        available = numba.config.NUMBA_NUM_THREADS
-        if args.threads > available:
-            print(f"{PROG}: note: --threads {args.threads} capped at {available} (NUMBA_NUM_THREADS)", file=sys.stderr)
-        numba.set_num_threads(min(args.threads, available))
 
-    if args.command == "train":
-        return _run_train(args, commands)
-    if args.command == "evaluate":
-        summary = commands.evaluate(
-            args.model, data_dir=args.data, limit=args.limit, emulate=args.emulate, bits=args.bits,
-            plots_dir=args.plots, spec_options=dict(args.spec),
-        )
-        _print_summary(summary, args.json)
-        return 0
-    if args.command == "export":
-        summary = commands.export(args.model, args.out, bits=args.bits, data_dir=args.data, spec_options=dict(args.spec))
-        _print_summary(summary, args.json)
-        return 0
-    if args.command == "inspect":
-        _print_summary(commands.inspect(args.path), args.json)
-        return 0
-    if args.command == "rtl":
-        from .progress import NullProgress, TqdmProgress
+def _run_export(args) -> int:
+    from . import commands
 
-        progress = NullProgress() if args.no_progress else TqdmProgress(leave=False, dynamic_ncols=True)
-        out = commands.rtl_compare(args.image, limit=args.limit, lanes=args.lanes, data_dir=args.data, progress=progress)
-        if args.json:
-            print(json.dumps(out, sort_keys=True))
-        elif out["first_mismatch"]:
-            print("first mismatch (emulator vs RTL):\n" + out["first_mismatch"])
-        if not args.json:
-            verdict = "RTL == emulator" if out["mismatches"] == 0 else f"{out['mismatches']} MISMATCHING images"
-            print(f"{out['images']} images compared, {verdict}; {out['lanes']} lanes, cycles per image mean "
-                  f"{out['cycles_mean']:.1f} (median {out['cycles_median']:.0f}, max {out['cycles_max']}); "
-                  f"simulated {out['sim_images_per_s']:.2f} images/s ({out['sim_seconds']:.1f} s)")
-        return 1 if out["mismatches"] else 0
-    if args.command == "board":
-        from firmware_bridge.cli import run_board
+    summary = commands.export(args.model, args.out, bits=args.bits, data_dir=args.data, spec_options=dict(args.spec))
+    print_summary(summary, args.json)
+    return 0
 
-        return run_board(args, _print_summary)
-    raise AssertionError(args.command)
+
+def _run_inspect(args) -> int:
+    from . import commands
+
+    print_summary(commands.inspect(args.path), args.json)
+    return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    import numba
+
+    available = numba.config.NUMBA_NUM_THREADS
+    if threads > available:
+        print(f"{PROG}: note: --threads {threads} capped at {available} (NUMBA_NUM_THREADS)", file=sys.stderr)
+    numba.set_num_threads(min(threads, available))
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _run(args)
+        _set_threads(args.threads)
+        return args.run(args)
     except PopcountLearnError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

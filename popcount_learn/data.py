@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -266,3 +267,13 @@ def default_data_dir() -> Path:
             "datasets/ folder?); pass --data DIR pointing at a directory with the MNIST IDX files"
         )
     return path
+
+
+def load_split(data_dir: str | os.PathLike | None = None, split: str = "test", limit: int | None = None) -> LabeledImages:
+    """``load_mnist(data_dir or the shipped MNIST, split)``, cut to its first ``limit`` images."""
+    data = load_mnist(data_dir if data_dir is not None else default_data_dir(), split)
+    if limit is None:
+        return data
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"--limit must be a positive number of images, got {limit}")
+    return dataclasses.replace(data, images=data.images[:limit], labels=data.labels[:limit])

@@ -20,10 +20,3 @@ class ConfigError(PopcountLearnError, ValueError):
 class ModelFileError(PopcountLearnError):
     """A file is not a model / weight image, is damaged, or has an unsupported version."""
 
-
-class RtlToolsMissing(PopcountLearnError):
-    """The RTL simulation needs Icarus Verilog (``iverilog``/``vvp``) and cocotb >= 2, and one is absent."""
-
-
-class RtlSimulationError(PopcountLearnError):
-    """The RTL simulation did not finish (build error, timeout, harness protocol error)."""

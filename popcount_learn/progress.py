@@ -73,6 +73,73 @@ class TqdmProgress(Progress):
             self._bar = None
 
 
+class LineProgress(Progress):
+    """One plain line per phase, for output that is no terminal (a log file, a CI job):
+    ``epoch 3/30: 60000/60000 loss=0.1234 acc=0.9712 (10.4 s)`` when the phase closes, and with
+    ``every_fraction`` (e.g. 0.1) also a line each time another such share of it is done. No
+    carriage returns, no redraws."""
+
+    def __init__(self, stream=None, every_fraction: float | None = None) -> None:
+        import sys
+
+        self._stream = stream if stream is not None else sys.stderr
+        self._every = every_fraction
+        self._phase = None
+
+    def start(self, total: int, desc: str = "") -> None:
+        import time
+
+        self.close()
+        self._phase = {"desc": desc, "total": total, "done": 0, "metrics": {}, "t0": time.perf_counter(), "next": 0}
+        self._advance_mark()
+
+    def _advance_mark(self) -> None:
+        p = self._phase
+        if self._every and p["total"]:
+            step = max(1, int(p["total"] * self._every))
+            p["next"] = (p["done"] // step + 1) * step
+        else:
+            p["next"] = None
+
+    def _line(self) -> None:
+        import time
+
+        p = self._phase
+        metrics = "".join(f" {k}={_format_metric(v)}" for k, v in p["metrics"].items())
+        head = f"{p['desc']}: " if p["desc"] else ""
+        print(f"{head}{p['done']}/{p['total']}{metrics} ({time.perf_counter() - p['t0']:.1f} s)",
+              file=self._stream, flush=True)
+
+    def update(self, n: int = 1, **metrics: float) -> None:
+        p = self._phase
+        if p is None:
+            return
+        p["done"] += n
+        if metrics:
+            p["metrics"] = metrics
+        if p["next"] is not None and p["done"] >= p["next"] and p["done"] < p["total"]:
+            self._line()
+            self._advance_mark()
+
+    def close(self) -> None:
+        if self._phase is not None:
+            self._line()
+            self._phase = None
+
+
+def progress_for_output(enabled: bool = True, stream=None, every_fraction: float | None = None) -> Progress:
+    """What a command-line tool shows: nothing when disabled; a live bar on a terminal; else
+    ``LineProgress`` lines (one per phase, or per ``every_fraction`` of a phase)."""
+    import sys
+
+    stream = stream if stream is not None else sys.stderr
+    if not enabled:
+        return NullProgress()
+    if hasattr(stream, "isatty") and stream.isatty():
+        return TqdmProgress(leave=False, dynamic_ncols=True, file=stream)
+    return LineProgress(stream, every_fraction)
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     """What a plain-callable progress hook receives on every ``start`` and ``update``.

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import serial
 
-from firmware_bridge import commands
+from firmware_bridge import check, commands
 from firmware_bridge.boards import launch
+from firmware_bridge.commands import board_observations, compare_on_board, image_input_bits, run_on_board
 from firmware_bridge.wire import protocol as p
 from firmware_bridge.wire.client import BoardClient
-from firmware_bridge.check import (
-    compare_on_board, compare_results, densify, first_mismatch, image_input_bits, run_on_board,
-)
 from firmware_bridge.errors import BoardRefused, ImageRejected
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.data import load_mnist
@@ -146,10 +144,11 @@ def test_random_networks_match_the_emulator(spec_index, firmware_build_root):
             c.load_image(upload_bytes(image), image_crc32(image))
             bits_on = rng.random((40, image.topology[0])) < rng.uniform(0.1, 0.9)
             steps = np.where(bits_on, 0, spec.dark_input_step).astype(np.int32)
-            board = [densify(r, image.topology) for r in c.infer_batch([p.input_bits(row) for row in bits_on])]
+            board = board_observations(c.infer_batch([p.input_bits(row) for row in bits_on]), image.topology,
+                                       spec.max_steps)
             emu = emulate(image, input_spike_steps=steps)
-            summary = compare_results(board, emu)
-            assert summary["mismatches"] == 0, summary["first_mismatch"]
+            comparison = check.compare(emu, board, body="board")
+            assert comparison.ok, comparison.first_mismatch
             seen["decided"] += int((emu.first_output_step >= 0).sum())
             seen["no_decision"] += int((emu.first_output_step < 0).sum())
             seen["tie"] += int(emu.tie.sum())
@@ -175,18 +174,9 @@ def _one_lsb_variant_that_matters(image, images):
                 layers = list(image.layers)
                 layers[k] = dataclasses.replace(layers[k], weights_lsb=w2)
                 variant = dataclasses.replace(image, layers=tuple(layers))
-                if compare_results([_dense_row(emulate(variant, images), i) for i in range(len(images))],
-                                   base)["mismatches"]:
+                if not check.compare(base, emulate(variant, images), body="emulator").ok:
                     return variant, (k, w.shape[0] - 1, j, d)
     raise AssertionError("no single-LSB change altered the results")
-
-
-def _dense_row(result, i):
-    from firmware_bridge.check import DenseBoardResult
-
-    return DenseBoardResult(int(result.predicted[i]), int(result.first_output_step[i]), bool(result.tie[i]),
-                            tuple(s[i] for s in result.spike_steps), result.rows_read[i].astype(np.int64),
-                            int(result.synaptic_additions[i]))
 
 
 def test_batches_shrink_when_a_reply_would_not_fit(client, mnist, net600):
@@ -194,7 +184,7 @@ def test_batches_shrink_when_a_reply_would_not_fit(client, mnist, net600):
     with pytest.raises(BoardRefused, match="REPLY_TOO_LARGE"):
         client.infer_batch(image_input_bits(net600, mnist[0][:600]))  # ~170 bytes x 600 > 64 KiB
     board = run_on_board(client, net600, mnist[0][:600], batch_size=600)
-    assert compare_results(board, emulate(net600, mnist[0][:600]))["mismatches"] == 0
+    assert check.compare(emulate(net600, mnist[0][:600]), board, body="board").ok
 
 
 def test_comparator_fails_on_a_one_lsb_weight_difference(client, mnist, net600):
@@ -211,20 +201,21 @@ def test_comparator_fails_on_a_one_step_shift_of_one_hidden_spike(client, mnist,
     images = mnist[0][:20]
     board = run_on_board(client, net600, images)
     emu = emulate(net600, images)
-    assert compare_results(board, emu)["mismatches"] == 0
+    assert check.compare(emu, board, body="board").ok
     i = 7
-    hidden = board[i].spike_steps[0].copy()
-    j = int(np.flatnonzero(hidden >= 0)[0])
-    hidden[j] += 1
-    shifted = dataclasses.replace(board[i], spike_steps=(hidden,) + board[i].spike_steps[1:])
-    text = first_mismatch(shifted, emu, i)
-    assert text == (f"layer 0 spike steps differ at 1 neuron(s): neuron {j}: board {hidden[j]}, "
-                    f"emulator {hidden[j] - 1}")
-    silent = int(np.flatnonzero(board[i].spike_steps[0] < 0)[0])
-    hidden = board[i].spike_steps[0].copy()
-    hidden[silent] = 3
-    assert f"neuron {silent}: board 3, emulator -1" in first_mismatch(
-        dataclasses.replace(board[i], spike_steps=(hidden,) + board[i].spike_steps[1:]), emu, i)
+    hidden = board.spike_steps[0].copy()
+    j = int(np.flatnonzero(hidden[i] >= 0)[0])
+    hidden[i, j] += 1
+    result = check.compare(emu, dataclasses.replace(board, spike_steps=(hidden, *board.spike_steps[1:])), body="board")
+    assert result.mismatched == (i,)
+    assert (f"layer 0 spike steps  emulator != board at 1 neuron(s): neuron {j}: emulator {hidden[i, j] - 1}, "
+            f"board {hidden[i, j]}" in result.first_mismatch)
+    assert result.verdict().startswith(f"1 of 20 images: board != emulator; first: image {i}:")
+    silent = int(np.flatnonzero(board.spike_steps[0][i] < 0)[0])
+    hidden = board.spike_steps[0].copy()
+    hidden[i, silent] = 3
+    result = check.compare(emu, dataclasses.replace(board, spike_steps=(hidden, *board.spike_steps[1:])), body="board")
+    assert f"neuron {silent}: emulator -1, board 3" in result.first_mismatch
 
 
 # -- training ------------------------------------------------------------------------------
@@ -414,7 +405,7 @@ def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
         out = json.loads(r.stdout)
         assert out["mismatches"] == 0 and out["weight_checks"] == 3
         r = _cli("board", "compare", "--port", port, "--image", str(PRETRAINED / "net600.h5"), env=env)
-        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "weight-image" in r.stderr
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "is a float model" in r.stderr
     finally:
         proc.terminate()
         proc.wait(10)
@@ -453,9 +444,10 @@ def test_property_inference_and_one_training_step_match_on_random_networks(clien
     image, bits_on, label, t = problem
     client.load_image(upload_bytes(image), image_crc32(image))
     steps = np.where(bits_on, 0, image.spec.dark_input_step).astype(np.int32)
-    board = densify(client.infer(p.input_bits(bits_on)), image.topology)
+    board = board_observations([client.infer(p.input_bits(bits_on))], image.topology, image.spec.max_steps)
     emu = emulate(image, input_spike_steps=steps[None, :])
-    assert first_mismatch(board, emu, 0) is None
+    comparison = check.compare(emu, board, body="board")
+    assert comparison.ok, comparison.first_mismatch
     reply = client.train_step(t, label, p.input_bits(bits_on))
     trained, result = train_step(image, rule, steps, label, t)
     got = (reply.predicted, reply.first_output_step, reply.weights_changed, reply.neurons_with_delta,

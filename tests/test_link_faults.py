@@ -72,20 +72,19 @@ def test_no_wrong_answer_is_ever_accepted_through_a_faulty_link(tool, board, ima
 def test_the_truth_check_catches_a_wrong_answer(tool, board, image, monkeypatch):
     # Make the board's answers wrong on purpose (one hidden spike moved by a step): the same
     # checker must count them as wrong, or the zero above would prove nothing.
-    from firmware_bridge import check as compare
+    import dataclasses
 
-    real = compare.densify
+    real = tool.board_observations
 
-    def off_by_one_step(result, topology):
-        dense = real(result, topology)
-        steps = dense.spike_steps[0].copy()
-        fired = (steps >= 0).nonzero()[0]
+    def off_by_one_step(results, topology, max_steps):
+        observed = real(results, topology, max_steps)
+        steps = observed.spike_steps[0].copy()
+        fired = (steps[0] >= 0).nonzero()[0]
         if len(fired):
-            steps[fired[0]] += 1
-        return compare.DenseBoardResult(dense.predicted, dense.first_output_step, dense.tie,
-                                        (steps,) + dense.spike_steps[1:], dense.rows_read, dense.synaptic_additions)
+            steps[0, fired[0]] += 1
+        return dataclasses.replace(observed, spike_steps=(steps, *observed.spike_steps[1:]))
 
-    monkeypatch.setattr(tool, "densify", off_by_one_step)
+    monkeypatch.setattr(tool, "board_observations", off_by_one_step)
     summary = tool.run_fault_link(board.port, image, frames=60, rates=FaultRates(), seed=1,
                                   timeout_s=0.5, retries=1)
     assert summary["wrong"] > 0

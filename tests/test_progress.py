@@ -75,3 +75,42 @@ def test_tqdm_restart_closes_previous_bar():
     progress.close()
     text = out.getvalue()
     assert "first" in text and "1/2" in text and "second" in text and "3/3" in text
+
+
+def test_line_progress_prints_one_line_per_phase_without_carriage_returns():
+    from popcount_learn.progress import LineProgress
+
+    out = io.StringIO()
+    progress = LineProgress(out)
+    run_phase(progress, 500, "epoch 1/2", [0.5] * 500)
+    run_phase(progress, 3, "epoch 2/2", [0.25, 0.125, 0.0625])
+    text = out.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 1/2: 500/500 loss=0.5 acc=0.5 (") and lines[1].startswith("epoch 2/2: 3/3 loss=0.0625")
+
+
+def test_line_progress_every_fraction_reports_shares_of_a_long_phase():
+    from popcount_learn.progress import LineProgress
+
+    out = io.StringIO()
+    progress = LineProgress(out, every_fraction=0.25)
+    progress.start(100, "board")
+    for _ in range(100):
+        progress.update(1)
+    progress.close()
+    done = [line.split(": ")[1].split(" ")[0] for line in out.getvalue().splitlines()]
+    assert done == ["25/100", "50/100", "75/100", "100/100"]
+
+
+def test_progress_for_output_picks_the_renderer():
+    from popcount_learn.progress import LineProgress, progress_for_output
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert isinstance(progress_for_output(False, io.StringIO()), NullProgress)
+    assert isinstance(progress_for_output(True, io.StringIO()), LineProgress)
+    assert isinstance(progress_for_output(True, Tty()), TqdmProgress)

@@ -20,8 +20,7 @@ import pytest
 
 from firmware_bridge.boards import build, launch
 from firmware_bridge.wire.client import BoardClient
-from firmware_bridge.commands import train_side_by_side, upload_image
-from firmware_bridge.check import compare_on_board
+from firmware_bridge.commands import compare_on_board, train_side_by_side, upload_image
 from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
 from firmware_bridge.boards.faults import FaultProxy
 from firmware_bridge.wire.protocol import ErrorCode
@@ -126,7 +125,7 @@ def test_comparison_on_the_qemu_board_catches_a_one_lsb_weight_change(client, sm
     # Board runs the changed image, the emulator the original: they must disagree.
     summary = compare_on_board(client, small_image, images[:20])
     assert summary["mismatches"] > 0
-    assert "spike steps differ" in summary["first_mismatch"]
+    assert "spike steps  emulator != board" in summary["first_mismatch"]
 
 
 def test_reset_mid_upload_leaves_no_image_behind(qemu_board, client, small_image):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from firmware_bridge import check
 from firmware_bridge.rtl import sim as rtl_sim
 from firmware_bridge.rtl.params import RtlLayout
 from popcount_learn import codegen, h5io
@@ -168,8 +169,8 @@ def _run_set(index):
 @pytest.mark.parametrize("index", range(len(PARAMETER_SETS)), ids=[p[0] for p in PARAMETER_SETS])
 def test_random_networks_bit_exact(index):
     image, steps, expected, observed, stats = _run_set(index)
-    assert observed.protocol_errors == ()
-    problem = rtl_sim.first_mismatch(expected, observed)
+    assert observed.faults == {}
+    problem = check.compare(expected, observed, body="RTL").first_mismatch
     assert problem is None, problem
     assert len(observed) == len(steps) and np.all(observed.cycles > 0)
 
@@ -214,13 +215,13 @@ def _replace_layer(image, k, weights, threshold):
 @pytest.mark.rtl
 def test_one_lsb_change_in_the_model_is_reported():
     image, steps, expected, observed, _ = _run_set(0)
-    assert rtl_sim.first_mismatch(expected, observed) is None
+    assert check.compare(expected, observed, body="RTL").first_mismatch is None
     caught = 0
     for what, variant in _one_lsb_variants(image):
         changed = emulate(variant, input_spike_steps=steps)
-        if rtl_sim.mismatched_images(changed, expected).size == 0:
+        if check.compare(expected, changed, body="emulator").ok:
             continue  # this LSB makes no visible difference on these inputs
-        report = rtl_sim.first_mismatch(changed, observed)
+        report = check.compare(changed, observed, body="RTL").first_mismatch
         assert report is not None, what
         assert "!=" in report and report.startswith("image "), report
         caught += 1
@@ -245,9 +246,10 @@ def test_checker_compares_every_field(field):
         value = value.copy()
         value.flat[0] = (not value.flat[0]) if value.dtype == bool else value.flat[0] + 1
     corrupted = dataclasses.replace(observed, **{field: value})
-    report = rtl_sim.first_mismatch(expected, corrupted)
+    report = check.compare(expected, corrupted, body="RTL").first_mismatch
     assert report is not None and report.startswith("image 0:")
-    assert re.search(rf"{field}\S* .*!=", report), report
+    label = "spike steps" if field == "spike_steps" else check.FIELD_LABELS[field]
+    assert re.search(rf"{label} .*!=", report), report
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,9 +267,9 @@ def test_mnist_net100_int8_bit_exact_on_200_images(mnist_test):
     images = mnist_test.images[:200]
     observed = rtl_sim.simulate(image, images, lanes=4)
     expected = emulate(image, images)
-    problem = rtl_sim.first_mismatch(expected, observed)
+    problem = check.compare(expected, observed, body="RTL").first_mismatch
     assert problem is None, problem
-    assert observed.protocol_errors == ()
+    assert observed.faults == {}
     assert np.mean(observed.predicted == mnist_test.labels[:200]) > 0.9
 
 
@@ -278,7 +280,7 @@ def test_mnist_more_images_bit_exact(mnist_test, path, n, lanes):
     image = h5io.load_weight_image(path)
     images = mnist_test.images[:n]
     observed = rtl_sim.simulate(image, images, lanes=lanes)
-    problem = rtl_sim.first_mismatch(emulate(image, images), observed)
+    problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
     assert problem is None, problem
 
 
@@ -292,8 +294,8 @@ def test_cli_rtl_compare(capsys):
 
     assert main(["rtl", "compare", "--image", str(NET100), "--limit", "3", "--lanes", "2", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"3 images compared, RTL == emulator; 2 lanes, cycles per image mean \d+", out), out
-    assert "simulated" in out
+    assert re.match(r"3 images: RTL == emulator on class, decision step, tie, [\d,]+ spike steps and the counters\n", out), out
+    assert re.search(r"\ncycles_mean +\d+", out) and "sim_images_per_s" in out
 
 
 def test_cli_rtl_compare_refuses_a_float_model(capsys):

@@ -34,7 +34,8 @@ from firmware_bridge import commands  # noqa: E402
 from firmware_bridge.boards import build, launch  # noqa: E402
 from firmware_bridge.wire import protocol as p  # noqa: E402
 from firmware_bridge.wire.client import BoardClient  # noqa: E402
-from firmware_bridge.check import compare_results, image_input_bits, run_on_board  # noqa: E402
+from firmware_bridge.check import compare  # noqa: E402
+from firmware_bridge.commands import image_input_bits, run_on_board  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate, encode_input_steps  # noqa: E402
 from popcount_learn.h5io import load_weight_image  # noqa: E402
@@ -98,9 +99,9 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
         t0 = time.perf_counter()
         emu = emulate(image, images)
         emu_s = time.perf_counter() - t0
-        summary = compare_results(board_results, emu)
+        summary = compare(emu, board_results, body="board").summary()
         out.update(n=summary["n"], mismatches=summary["mismatches"], first_mismatch=summary["first_mismatch"],
-                   board_accuracy=float(np.mean([b.predicted == y for b, y in zip(board_results, labels)])),
+                   board_accuracy=float(np.mean(board_results.predicted == labels)),
                    emulator_accuracy=float(np.mean(emu.predicted == labels)),
                    compare_board_s=board_s, compare_emulator_s=emu_s)
 

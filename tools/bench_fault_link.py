@@ -36,7 +36,8 @@ from _machine import machine  # noqa: E402
 from firmware_bridge.boards import launch  # noqa: E402
 from firmware_bridge.wire.client import BoardClient  # noqa: E402
 from firmware_bridge.commands import upload_image  # noqa: E402
-from firmware_bridge.check import densify, first_mismatch, image_input_bits  # noqa: E402
+from firmware_bridge.check import compare  # noqa: E402
+from firmware_bridge.commands import board_observations, image_input_bits  # noqa: E402
 from firmware_bridge.errors import BoardError  # noqa: E402
 from firmware_bridge.boards.faults import FaultProxy, FaultRates  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
@@ -95,10 +96,10 @@ def run_fault_link(board_port: str, image: WeightImage, *, frames: int, rates: F
                     detail = f"READ_IMAGE {offset}+{length}"
                 else:
                     i = int(rng.integers(0, len(bits)))
-                    result = densify(client.infer(bits[i]), image.topology)
-                    diff = first_mismatch(result, truth, i)
-                    ok = diff is None
-                    detail = f"INFER image {i}: {diff}"
+                    result = board_observations([client.infer(bits[i])], image.topology, image.spec.max_steps)
+                    comparison = compare(truth.take([i]), result, body="board")
+                    ok = comparison.ok
+                    detail = f"INFER image {i}: {comparison.first_mismatch}"
                 outcome = "ok" if ok else "wrong"
                 if not ok and len(wrong_examples) < 5:
                     wrong_examples.append(detail)

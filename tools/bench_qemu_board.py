@@ -33,7 +33,8 @@ from firmware_bridge.boards import launch  # noqa: E402
 from firmware_bridge.boards.selftest_link import SelftestLink  # noqa: E402
 from firmware_bridge.wire.client import BoardClient  # noqa: E402
 from firmware_bridge.commands import train_side_by_side, upload_image  # noqa: E402
-from firmware_bridge.check import compare_results, image_input_bits, run_on_board  # noqa: E402
+from firmware_bridge.check import compare  # noqa: E402
+from firmware_bridge.commands import image_input_bits, run_on_board  # noqa: E402
 from firmware_bridge.boards.qemu import build_selftest, start_qemu  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate  # noqa: E402
@@ -82,7 +83,7 @@ def image_figures(client: BoardClient, image: WeightImage, images: np.ndarray, n
     t = time.perf_counter()
     board = run_on_board(client, image, images)
     batch_s = time.perf_counter() - t
-    summary = compare_results(board, emulate(image, images))
+    summary = compare(emulate(image, images), board, body="board").summary()
     return {"topology": "-".join(map(str, image.topology)), "image_bytes": len(stream),
             "upload_s": round(upload_s, 1), "upload_kB_per_s": round(len(stream) / upload_s / 1e3, 1),
             "infer_latency_ms_median": round(1e3 * statistics.median(latencies), 2),

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from firmware_bridge.check import compare  # noqa: E402
 from firmware_bridge.rtl import sim as rtl_sim  # noqa: E402
 from popcount_learn import h5io  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
@@ -97,15 +98,15 @@ def main(argv=None) -> int:
         images = test.images[start:end]
         observed = rtl_sim.simulate(image, images, lanes=args.lanes)
         expected = emulate(image, images)
-        bad = rtl_sim.mismatched_images(expected, observed)
-        if bad.size and first is None:
-            first = f"test image {start + int(bad[0])} (chunk index {int(bad[0])}):\n" + rtl_sim.describe_image(expected, observed, int(bad[0]))
-        mismatches += int(bad.size)
+        comparison = compare(expected, observed, body="RTL")
+        if comparison.mismatched and first is None:
+            first = f"test image {start + comparison.mismatched[0]} (chunk offset {start}):\n" + comparison.first_mismatch
+        mismatches += len(comparison.mismatched)
         cycles.append(observed.cycles)
         steps.append(observed.steps_to_decision)
         correct += int(np.sum(observed.predicted == test.labels[start:end]))
         sim_seconds += observed.sim_seconds
-        record = {"image": args.image, "lanes": args.lanes, "start": start, "end": end, "mismatches": int(bad.size),
+        record = {"image": args.image, "lanes": args.lanes, "start": start, "end": end, "mismatches": len(comparison.mismatched),
                   "cycles_mean": float(observed.cycles.mean()), "cycles_max": int(observed.cycles.max()),
                   "sim_seconds": round(observed.sim_seconds, 2), "cycles": observed.cycles.tolist(),
                   "steps_to_decision": observed.steps_to_decision.tolist()}

@@ -71,6 +71,7 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
 
 
 def simulate_cycles(image, lanes: int, n_images: int) -> dict:
+    from firmware_bridge.check import compare
     from firmware_bridge.rtl import sim as rtl_sim
     from popcount_learn.data import default_data_dir, load_mnist
     from popcount_learn.emulator import emulate
@@ -78,7 +79,7 @@ def simulate_cycles(image, lanes: int, n_images: int) -> dict:
     test = load_mnist(default_data_dir(), "test")
     images = test.images[:n_images]
     observed = rtl_sim.simulate(image, images, lanes=lanes)
-    mismatches = int(rtl_sim.mismatched_images(emulate(image, images), observed).size)
+    mismatches = len(compare(emulate(image, images), observed, body="RTL").mismatched)
     c = observed.cycles
     return {"sim_images": n_images, "mismatches": mismatches, "cycles_mean": float(c.mean()),
             "cycles_median": float(np.median(c)), "cycles_max": int(c.max()),

@@ -24,11 +24,12 @@ import numpy as np
 
 from popcount_learn import codegen
 from popcount_learn.codegen import Constant
-from popcount_learn.emulator import EmulationResult, encode_input_steps
-from popcount_learn.errors import ConfigError, RtlSimulationError, RtlToolsMissing
+from popcount_learn.emulator import encode_input_steps, steps_to_decision
+from popcount_learn.errors import ConfigError
 from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import WeightImage
 
+from ..errors import RtlSimulationError, RtlToolsMissing
 from .params import TB_CYCLE_BITS, TB_IMAGE_BITS, RtlLayout
 
 RTL_DIR = Path(__file__).resolve().parent
@@ -120,8 +121,9 @@ class RtlResult:
     """What the core reported, per image, in the emulator's field names (``docs/datapath.md`` 6).
 
     ``cycles``: clock cycles from the image's first input beat to its result beat.
-    ``protocol_errors``: harness-level problems (a neuron reported twice, the core's input-error
-    flag), each naming the image; empty when the streams behaved.
+    ``faults``: image index -> stream-level problems (a neuron reported twice, the core's
+    input-error flag); empty when the streams behaved. ``firmware_bridge.check.compare`` takes it
+    as it takes a board's results.
     """
 
     predicted: np.ndarray
@@ -132,7 +134,7 @@ class RtlResult:
     rows_read: np.ndarray
     synaptic_additions: np.ndarray
     cycles: np.ndarray
-    protocol_errors: tuple[str, ...]
+    faults: dict[int, tuple[str, ...]]
     lanes: int
     sim_seconds: float
 
@@ -147,30 +149,31 @@ def _decode(layout: RtlLayout, batches: list[dict], n: int, lanes: int, seconds:
     rows_read = np.concatenate([b["rows_read"] for b in batches]) if batches else np.zeros((0, layout.n_layers), np.int64)
     decided = cat["decided"].astype(bool)
     spike_steps = [np.full((n, m), -1, dtype=np.int32) for m in layout.n_post]
-    errors = []
+    faults: dict[int, list[str]] = {}
     for b in batches:
         first = int(b["first_image"])
         for img, layer, index, step in b["spikes"]:
             i = first + int(img)
             if layer >= layout.n_layers or index >= layout.n_post[layer] or i >= n:
-                errors.append(f"image {i}: spike of layer {layer} neuron {index}, which does not exist")
+                faults.setdefault(min(i, n - 1), []).append(f"spike of layer {layer} neuron {index} of image {i}, "
+                                                            "which does not exist")
             elif spike_steps[layer][i, index] != -1:
-                errors.append(f"image {i}: layer {layer} neuron {index} reported twice "
-                              f"(steps {spike_steps[layer][i, index]} and {step})")
+                faults.setdefault(i, []).append(f"layer {layer} neuron {index} reported twice "
+                                                f"(steps {spike_steps[layer][i, index]} and {step})")
             else:
                 spike_steps[layer][i, index] = step
     for i in np.nonzero(cat["input_error"])[0]:
-        errors.append(f"image {int(i)}: the core flagged an input beat out of step order or out of range")
+        faults.setdefault(int(i), []).append("the core flagged an input beat out of step order or out of range")
     return RtlResult(
         predicted=np.where(decided, cat["predicted"], -1).astype(np.int32),
         first_output_step=np.where(decided, cat["step"], -1).astype(np.int32),
-        steps_to_decision=np.where(decided, cat["step"] + 1, max_steps).astype(np.int32),
+        steps_to_decision=steps_to_decision(np.where(decided, cat["step"], -1), max_steps),
         tie=(cat["tie"].astype(bool) & decided),
         spike_steps=tuple(spike_steps),
         rows_read=rows_read.astype(np.int32),
         synaptic_additions=((rows_read + 1) * np.asarray(layout.n_post)[None, :]).sum(axis=1).astype(np.int64),
         cycles=cat["cycles"],
-        protocol_errors=tuple(errors),
+        faults={i: tuple(texts) for i, texts in sorted(faults.items())},
         lanes=lanes,
         sim_seconds=seconds,
     )
@@ -287,58 +290,3 @@ def _pythonpath() -> str:
     root = str(Path(__file__).resolve().parents[2])
     rest = os.environ.get("PYTHONPATH", "")
     return root + (os.pathsep + rest if rest else "")
-
-
-# ----------------------------------------------------------------------------------------------
-# Checker
-
-_SCALAR_FIELDS = ("predicted", "first_output_step", "steps_to_decision", "tie", "rows_read", "synaptic_additions")
-
-
-def mismatched_images(expected: EmulationResult, observed: RtlResult) -> np.ndarray:
-    """Indices of the images where any compared field differs (sorted).
-
-    Either side may be an ``EmulationResult`` or an ``RtlResult`` (same field names).
-    """
-    if len(expected) != len(observed):
-        raise ConfigError(f"the model has {len(expected)} images, the RTL {len(observed)}")
-    bad = np.zeros(len(expected), dtype=bool)
-    for name in _SCALAR_FIELDS:
-        e = np.asarray(getattr(expected, name)).astype(np.int64)
-        o = np.asarray(getattr(observed, name)).astype(np.int64)
-        bad |= (e != o).reshape(len(bad), -1).any(axis=1)
-    for e, o in zip(expected.spike_steps, observed.spike_steps):
-        bad |= (np.asarray(e) != np.asarray(o)).any(axis=1)
-    for text in getattr(observed, "protocol_errors", ()):
-        bad[int(text.split()[1].rstrip(":"))] = True
-    return np.nonzero(bad)[0]
-
-
-def describe_image(expected: EmulationResult, observed: RtlResult, i: int) -> str:
-    """Every compared field of image ``i``, emulator against RTL, differences marked ``!=``."""
-    lines = [f"image {i}:"]
-    for name in _SCALAR_FIELDS:
-        e = np.asarray(getattr(expected, name))[i]
-        o = np.asarray(getattr(observed, name))[i]
-        e_txt, o_txt = np.asarray(e).tolist(), np.asarray(o).tolist()
-        mark = "==" if e_txt == o_txt else "!="
-        lines.append(f"  {name:20s} emulator {e_txt} {mark} rtl {o_txt}")
-    for k, (e, o) in enumerate(zip(expected.spike_steps, observed.spike_steps)):
-        e, o = np.asarray(e[i]), np.asarray(o[i])
-        diff = np.nonzero(e != o)[0]
-        fired_e = {int(j): int(e[j]) for j in np.nonzero(e >= 0)[0]}
-        fired_o = {int(j): int(o[j]) for j in np.nonzero(o >= 0)[0]}
-        mark = "==" if diff.size == 0 else "!="
-        lines.append(f"  spike_steps[{k}] (neuron: step) emulator {fired_e} {mark} rtl {fired_o}")
-        if diff.size:
-            lines.append("    differ at " + ", ".join(f"neuron {int(j)}: emulator {int(e[j])} rtl {int(o[j])}" for j in diff))
-    for text in getattr(observed, "protocol_errors", ()):
-        if text.startswith(f"image {i}:"):
-            lines.append(f"  protocol: {text}")
-    return "\n".join(lines)
-
-
-def first_mismatch(expected: EmulationResult, observed: RtlResult) -> str | None:
-    """The first mismatching image described in full, or None when the RTL is bit-exact."""
-    bad = mismatched_images(expected, observed)
-    return describe_image(expected, observed, int(bad[0])) if bad.size else None
