@@ -29,21 +29,19 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
-from _machine import machine  # noqa: E402
-from firmware_bridge.boards import launch  # noqa: E402
-from firmware_bridge.wire.client import BoardClient  # noqa: E402
-from firmware_bridge.commands import upload_image  # noqa: E402
-from firmware_bridge.check import compare  # noqa: E402
-from firmware_bridge.commands import board_observations, image_input_bits  # noqa: E402
-from firmware_bridge.errors import BoardError  # noqa: E402
-from firmware_bridge.boards.faults import FaultProxy, FaultRates  # noqa: E402
-from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
-from popcount_learn.emulator import emulate  # noqa: E402
-from popcount_learn.h5io import load_weight_image  # noqa: E402
-from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32, upload_bytes  # noqa: E402
+from _machine import machine
+from firmware_bridge.boards import launch
+from firmware_bridge.wire.client import BoardClient
+from firmware_bridge.commands import upload_image
+from firmware_bridge.check import compare
+from firmware_bridge.commands import board_observations, image_input_bits
+from firmware_bridge.errors import BoardError
+from firmware_bridge.boards.faults import FaultProxy, FaultRates
+from popcount_learn.data import default_data_dir, load_mnist
+from popcount_learn.emulator import emulate
+from popcount_learn.h5io import load_weight_image
+from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32, upload_bytes
 
 DELIMITER = 0x00
 N_DISTINCT_INPUTS = 64

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 from _machine import machine  # noqa: E402
 import numpy_onchip  # noqa: E402

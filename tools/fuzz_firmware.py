@@ -28,15 +28,13 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
-from _machine import machine  # noqa: E402
-from firmware_bridge.boards import build  # noqa: E402
-from firmware_bridge.wire import protocol  # noqa: E402
-from firmware_bridge.wire.protocol import MsgType  # noqa: E402
-from popcount_learn.learning import LearningConfig  # noqa: E402
-from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32, upload_bytes  # noqa: E402
+from _machine import machine
+from firmware_bridge.boards import build
+from firmware_bridge.wire import protocol
+from firmware_bridge.wire.protocol import MsgType
+from popcount_learn.learning import LearningConfig
+from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32, upload_bytes
 
 FUZZ_MAKE_VARS = {"WEIGHT_CAPACITY_BYTES": 65536, "MAX_NEURONS": 64, "MAX_PAYLOAD_BYTES": 8192,
                   "MAX_LAYERS": 4}
