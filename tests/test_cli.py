@@ -172,3 +172,17 @@ def test_spec_overrides_reach_the_emulated_datapath(small_model, tmp_path):
                          (["--spec", "time_shift"], "FIELD=VALUE")]:
         r = run_cli("evaluate", str(model), "--emulate", "--limit", "5", *args)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_progress_into_a_log_file_is_one_line_per_epoch(tmp_path):
+    """stderr that is no terminal gets plain lines, not a redrawn bar (which once wrote 0.6 MB of
+    carriage-return frames into the log of one default training)."""
+    r = run_cli("train", "--hidden", "8", "--epochs", "3", "--limit", "600", "--out", str(tmp_path / "m.h5"))
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"epoch {k + 1}/3: ") for k, line in enumerate(lines)), lines
+    assert [line.split()[0] for line in r.stdout.splitlines() if line.startswith("epoch")] == ["epoch"] * 3
+    quiet = run_cli("train", "--hidden", "8", "--epochs", "1", "--limit", "300", "--out", str(tmp_path / "q.h5"),
+                    "--no-progress")
+    assert quiet.returncode == 0 and quiet.stderr == ""
