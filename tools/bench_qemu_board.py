@@ -34,7 +34,7 @@ from firmware_bridge.boards.selftest_link import SelftestLink  # noqa: E402
 from firmware_bridge.wire.client import BoardClient  # noqa: E402
 from firmware_bridge.commands import train_side_by_side, upload_image  # noqa: E402
 from firmware_bridge.check import compare_results, image_input_bits, run_on_board  # noqa: E402
-from firmware_bridge.boards.qemu import build_selftest, start_qemu  # noqa: E402
+from firmware_bridge.boards.qemu import build_selftest, qemu_machine, start_qemu  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate  # noqa: E402
 from popcount_learn.h5io import load_weight_image  # noqa: E402
@@ -50,8 +50,9 @@ def cut_hidden(image: WeightImage, n_hidden: int) -> WeightImage:
                    output.threshold_lsb, output.scale)))
 
 
-def raw_link() -> dict:
-    with tempfile.TemporaryDirectory() as tmp, start_qemu(build_selftest(tmp)) as board, \
+def raw_link(board_name: str = "mps2_an385") -> dict:
+    with tempfile.TemporaryDirectory() as tmp, \
+            start_qemu(build_selftest(board_name, tmp), qemu_machine(board_name)) as board, \
             SelftestLink(board.port) as link:
         first_answer_s = link.handshake()
         payload = bytes(np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8))
