@@ -131,6 +131,14 @@ def test_board_reports_itself_and_the_sizes_its_board_mk_declares(client, board_
     assert info.image_loaded and info.image_bytes == len(upload_bytes(small_image))
 
 
+def test_bit_exact_with_the_emulator_on_100_test_images(client, small_image, test_images):
+    images, labels = test_images
+    summary = compare_on_board(client, small_image, images, labels=labels)
+    assert summary["n"] == N_IMAGES
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["board_accuracy"] == summary["emulator_accuracy"]
+
+
 def _one_lsb_change_the_emulator_notices(image: WeightImage, images: np.ndarray) -> WeightImage:
     """The image with one weight moved by one LSB, chosen so the emulator's results change."""
     reference = emulate(image, images)
