@@ -25,7 +25,7 @@ from firmware_bridge.boards import build, launch, qemu
 from firmware_bridge.boards.faults import FaultProxy
 from firmware_bridge.check import compare_on_board
 from firmware_bridge.commands import train_side_by_side, upload_image
-from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
+from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout, BoardToolError, FirmwareBuildError
 from firmware_bridge.wire import protocol
 from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
@@ -202,6 +202,23 @@ def test_weights_identical_to_the_emulator_after_100_on_board_training_steps(cli
     assert summary["mismatches"] == 0, summary["first_mismatch"]
     assert summary["weight_checks"] == 2  # the whole image read back after step 50 and 100
     assert summary["weights_changed"] > 0  # the rule did move weights: the check is not vacuous
+
+
+def test_start_virtual_board_takes_the_board_and_its_machine_as_parameters(shipped_image, firmware_build_root):
+    qemu_board_name = qemu.qemu_boards()[0]
+    with pytest.raises(BoardToolError, match="qemu=True"):
+        launch.start_virtual_board(qemu=False, board=qemu_board_name)
+    with pytest.raises(BoardToolError, match="declares no QEMU_MACHINE"):
+        launch.start_virtual_board(qemu=True, board="host")
+    with pytest.raises(FirmwareBuildError, match="unknown board 'no_such_board'"):
+        launch.start_virtual_board(qemu=True, board="no_such_board")
+    with pytest.raises(BoardToolError, match="without qemu=True"):
+        launch.start_virtual_board(machine=qemu.qemu_machine(qemu_board_name))
+    # The machine reaches QEMU as given (default: the board's declared one, used by every
+    # other test here): a machine QEMU does not know ends in its own error message.
+    with pytest.raises(BoardToolError, match="no-such-machine"):
+        launch.start_virtual_board(shipped_image.spec, qemu=True, board=qemu_board_name, machine="no-such-machine",
+                                   learning=BUSY_RULE, build_root=firmware_build_root)
 
 
 def _children(pid: int) -> list[int]:

@@ -246,7 +246,7 @@ def start_qemu(
                 return QemuBoard(process, match.group(1), workdir, elf, machine)
             if process.poll() is not None:
                 raise BoardToolError(
-                    f"QEMU exited with code {process.returncode} before the board came up: "
+                    f"QEMU (-M {machine}) exited with code {process.returncode} before the board came up: "
                     + " | ".join(text.strip().splitlines()[-3:])
                 )
             if time.monotonic() > deadline:

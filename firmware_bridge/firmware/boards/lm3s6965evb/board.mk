@@ -6,7 +6,7 @@
 # Memory: everything in the 64 KB of SRAM (lm3s6965evb.ld), sized for 784-N-10 int8 images
 # with the learning rule up to N = 51 (40,635 upload bytes; 784-32-10 takes 25,530):
 #   weight memory 40 KiB + neuron state 64 x 25 B + frame buffers ~2 x 2 KiB + receive ring
-#   4 KiB + the handler's other state ≈ 51 KB, leaving ~13 KB for the stack (the link
+#   4 KiB + the handler's other state = 51,032 B, leaving 14.5 KB for the stack (the link
 #   fails below 4 KiB).
 BOARD_NAME := lm3s6965evb
 TARGET := pcl-board.elf
