@@ -6,13 +6,16 @@
 
 /* System clock: the PLL (400 MHz VCO, 200 MHz after its fixed /2) divided by SYSDIV + 1 = 4.
  * 50 MHz is the part's maximum. The HAL programs RCC to it at start-up; the reset clock differs
- * between silicon (the 8 MHz crystal, divider unused) and QEMU (200 MHz / 16 = 12.5 MHz: QEMU
- * always applies SYSDIV), so a port that kept the reset clock would run its tick at a
- * different rate on each. SysTick runs on this clock (CLKSOURCE = processor clock; QEMU does
- * not model the part's alternative SysTick reference clock), and so does the UART. */
+ * between silicon (an oscillator, undivided: USESYSDIV is clear) and QEMU (200 MHz / 16 =
+ * 12.5 MHz: QEMU always applies SYSDIV), so a port that kept the reset clock would run its
+ * tick at a different rate on each. SysTick runs on this clock (CLKSOURCE = processor clock;
+ * QEMU does not model the part's alternative SysTick reference clock), and so does the UART. */
 #define LM3S_SYSCLK_HZ 50000000u
 #define LM3S_RCC_SYSDIV 3u      /* 200 MHz / (3 + 1) */
 #define LM3S_RCC_XTAL_8MHZ 0xEu /* the EVB's main crystal */
+/* Busy-loop passes after starting the main oscillator: >= 5 ms at up to 16 MHz (the internal
+ * oscillator the part resets to is 12 MHz +- 30 %), 4 or more cycles a pass. */
+#define LM3S_MOSC_SETTLE_LOOPS 20000u
 
 /* System control block (0x400FE000). */
 #define LM3S_SYSCTL_BASE 0x400FE000u

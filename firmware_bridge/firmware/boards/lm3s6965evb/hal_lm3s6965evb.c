@@ -95,7 +95,8 @@ void uart0_handler(void)
 }
 
 /* PLL from the 8 MHz main crystal, system clock = 200 MHz / (SYSDIV + 1), in the order the
- * data sheet gives: bypass first, power the PLL, set the divider, wait for lock, switch over. */
+ * data sheet gives: run from the raw oscillator (bypass, no divider), start the crystal if it
+ * is off, power the PLL, set the divider, wait for lock, switch over. */
 static void clock_init(void)
 {
     uint32_t rcc = SYSCTL(LM3S_SYSCTL_RCC_OFFSET);
@@ -103,8 +104,19 @@ static void clock_init(void)
     rcc |= LM3S_RCC_BYPASS;
     rcc &= ~LM3S_RCC_USESYSDIV;
     SYSCTL(LM3S_SYSCTL_RCC_OFFSET) = rcc;
+    if ((rcc & LM3S_RCC_MOSCDIS) != 0u) {
+        /* Silicon resets with the main oscillator off (running on the internal one): start
+         * the crystal and give it a few ms to settle before anything is clocked from it.
+         * QEMU resets with it on. */
+        volatile uint32_t settle = LM3S_MOSC_SETTLE_LOOPS;
+        rcc &= ~LM3S_RCC_MOSCDIS;
+        SYSCTL(LM3S_SYSCTL_RCC_OFFSET) = rcc;
+        while (settle > 0u) {
+            settle = settle - 1u;
+        }
+    }
     SYSCTL(LM3S_SYSCTL_MISC_OFFSET) = LM3S_SYSCTL_RIS_PLLLRIS; /* forget an earlier lock */
-    rcc &= ~(LM3S_RCC_XTAL_MASK | LM3S_RCC_OSCSRC_MASK | LM3S_RCC_PWRDN | LM3S_RCC_MOSCDIS);
+    rcc &= ~(LM3S_RCC_XTAL_MASK | LM3S_RCC_OSCSRC_MASK | LM3S_RCC_PWRDN);
     rcc |= LM3S_RCC_XTAL_8MHZ << LM3S_RCC_XTAL_SHIFT;
     SYSCTL(LM3S_SYSCTL_RCC_OFFSET) = rcc;
     rcc &= ~LM3S_RCC_SYSDIV_MASK;
