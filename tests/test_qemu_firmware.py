@@ -4,7 +4,7 @@ The boards are discovered (``qemu.qemu_boards()``: board folders that declare a 
 Each runs a cut of the shipped net600-int8 to its first hidden neurons: the largest of
 ``HIDDEN_LADDER`` that the board's reported weight memory and neuron count hold (784-100-10 on
 mps2_an385; 784-32-10 on the 64 KB lm3s6965evb), which also keeps the upload short (the QEMU
-UARTs carry only ~20 kB/s). Skips only when arm-none-eabi-gcc or qemu-system-arm is absent (CI
+UARTs carry only tens of kB/s from the host). Skips only when arm-none-eabi-gcc or qemu-system-arm is absent (CI
 installs gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm).
 """
 
