@@ -32,7 +32,12 @@ def _add_board(sub) -> None:
     v.set_defaults(run=_run_virtual)
     v.add_argument("--image", default=None, metavar="H5",
                    help="build for this weight image's spec and learning rule (default: the int8 spec, default rule)")
-    v.add_argument("--qemu", action="store_true", help="a QEMU Cortex-M3 board instead of the host one")
+    v.add_argument("--qemu", action="store_true", help="a QEMU Cortex-M board instead of the host one")
+    v.add_argument("--board", default=None, metavar="NAME",
+                   help="firmware board folder (firmware_bridge/firmware/boards/NAME; default: host, or "
+                        "mps2_an385 with --qemu); naming a QEMU board implies --qemu")
+    v.add_argument("--machine", default=None, metavar="M",
+                   help="QEMU machine to run it on (default: the one the board's board.mk declares); implies --qemu")
     i = bs.add_parser("info", help="versions, spec, learning rule, capacity and image state of a board")
     i.set_defaults(run=_run_info)
     add_output_flags(i, progress=False)
@@ -101,7 +106,8 @@ def _run_virtual(args) -> int:
         spec, learning = image.spec, image.learning or learning
     # SIGTERM ends the board like Ctrl-C does (the with block stops the firmware).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with start_virtual_board(spec, learning=learning, qemu=args.qemu) as board:
+    qemu = args.qemu or args.machine is not None or args.board not in (None, "host")
+    with start_virtual_board(spec, learning=learning, qemu=qemu, board=args.board, machine=args.machine) as board:
         print(board.port, flush=True)
         code = board.wait()
         print(f"{PROG}: error: the virtual board exited with status {code}", file=sys.stderr)

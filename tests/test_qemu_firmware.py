@@ -1,8 +1,11 @@
-"""The real firmware on the QEMU Cortex-M3 board (mps2-an385), driven by the same BoardClient.
+"""The real firmware on every QEMU Cortex-M board, driven by the same BoardClient.
 
-A 784-100-10 int8 image (the first 100 hidden neurons of the shipped net600-int8) keeps the
-upload short: the QEMU UART carries only ~20 kB/s. Skips only when arm-none-eabi-gcc or
-qemu-system-arm is absent (CI installs gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm).
+The boards are discovered (``qemu.qemu_boards()``: board folders that declare a QEMU_MACHINE).
+Each runs a cut of the shipped net600-int8 to its first hidden neurons: the largest of
+``HIDDEN_LADDER`` that the board's reported weight memory and neuron count hold (784-100-10 on
+mps2_an385; 784-32-10 on the 64 KB lm3s6965evb), which also keeps the upload short (the QEMU
+UARTs carry only tens of kB/s from the host). Skips only when arm-none-eabi-gcc or qemu-system-arm is absent (CI
+installs gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm).
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.boards import build, launch
-from firmware_bridge.wire.client import BoardClient
-from firmware_bridge.commands import compare_on_board, train_side_by_side, upload_image
-from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
+from firmware_bridge.boards import build, launch, qemu
 from firmware_bridge.boards.faults import FaultProxy
-from firmware_bridge.wire.protocol import ErrorCode
-from firmware_bridge.boards.qemu import CROSS_GCC, QEMU_BINARY
+from firmware_bridge.commands import compare_on_board, train_side_by_side, upload_image
+from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout, BoardToolError, FirmwareBuildError
+from firmware_bridge.wire import protocol
+from firmware_bridge.wire.client import BoardClient
+from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.data import load_mnist
 from popcount_learn.emulator import emulate
 from popcount_learn.h5io import load_weight_image
@@ -34,10 +37,18 @@ from popcount_learn.weight_image import LayerImage, WeightImage, upload_bytes
 REPO = Path(__file__).resolve().parent.parent
 N_IMAGES = 100
 N_TRAIN_STEPS = 100
+# Hidden neurons of the net600-int8 cut a board runs: the first of these that fits it.
+HIDDEN_LADDER = (100, 64, 32, 16)
 # Moves many weights per step, so every path of the on-board update runs on the Cortex-M3.
 BUSY_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_update_prob_q16=50000,
                            prob_halving_samples=150, seed=12345, output_rule="all_violators", correct_rule="always")
 pytestmark = pytest.mark.qemu
+
+
+def _qemu_boards() -> list[str]:
+    # Without make the boards cannot be read; the default board's tests then skip (or fail
+    # under CI) through the qemu marker, which names the missing tool.
+    return qemu.qemu_boards() if shutil.which("make") else [launch.DEFAULT_QEMU_BOARD]
 
 
 def first_hidden_neurons(image: WeightImage, n_hidden: int) -> WeightImage:
@@ -54,14 +65,24 @@ def first_hidden_neurons(image: WeightImage, n_hidden: int) -> WeightImage:
     )
 
 
+def cut_that_fits(image: WeightImage, info) -> WeightImage:
+    """The largest ``HIDDEN_LADDER`` cut of ``image`` the board's INFO says it can hold."""
+    for n_hidden in HIDDEN_LADDER:
+        cut = first_hidden_neurons(image, n_hidden)
+        if len(upload_bytes(cut)) <= info.weight_capacity_bytes and sum(cut.topology[1:]) <= info.max_neurons:
+            return cut
+    raise AssertionError(f"{info.board}: no cut of {HIDDEN_LADDER} hidden neurons fits "
+                         f"{info.weight_capacity_bytes} bytes / {info.max_neurons} neurons")
+
+
+@pytest.fixture(scope="module", params=_qemu_boards())
+def board_name(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def shipped_image() -> WeightImage:
     return load_weight_image(REPO / "datasets" / "pretrained" / "net600-int8.h5")
-
-
-@pytest.fixture(scope="module")
-def small_image(shipped_image) -> WeightImage:
-    return first_hidden_neurons(shipped_image, 100)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +92,8 @@ def test_images(mnist_dir):
 
 
 @pytest.fixture(scope="module")
-def qemu_board(small_image, firmware_build_root):
-    board = launch.start_virtual_board(small_image.spec, qemu=True, learning=BUSY_RULE,
+def qemu_board(board_name, shipped_image, firmware_build_root):
+    board = launch.start_virtual_board(shipped_image.spec, qemu=True, board=board_name, learning=BUSY_RULE,
                                        build_root=firmware_build_root)
     try:
         yield board
@@ -81,19 +102,32 @@ def qemu_board(small_image, firmware_build_root):
 
 
 @pytest.fixture(scope="module")
-def client(qemu_board, small_image):
+def open_client(qemu_board):
     # The first request waits out QEMU's ~1 s poll for a newly opened pty.
-    with BoardClient(qemu_board.port, timeout_s=5.0) as open_client:
-        upload_image(open_client, small_image)
-        yield open_client
+    with BoardClient(qemu_board.port, timeout_s=5.0) as module_client:
+        yield module_client
 
 
-def test_board_reports_itself_and_fits_the_shipped_600_neuron_image(client, shipped_image):
+@pytest.fixture(scope="module")
+def small_image(open_client, shipped_image) -> WeightImage:
+    return cut_that_fits(shipped_image, open_client.info())
+
+
+@pytest.fixture(scope="module")
+def client(open_client, small_image):
+    upload_image(open_client, small_image)
+    return open_client
+
+
+def test_board_reports_itself_and_the_sizes_its_board_mk_declares(client, board_name, small_image):
+    declared = build.board_config(board_name)
     info = client.info()
-    assert info.board == "mps2_an385"
-    assert info.image_loaded
-    assert info.weight_capacity_bytes >= len(upload_bytes(shipped_image))  # 784-600-10 int8: ~472 KB
-    assert info.max_neurons >= sum(shipped_image.topology[1:])
+    assert info.board == declared["BOARD_NAME"]
+    assert info.weight_capacity_bytes == int(declared["WEIGHT_CAPACITY_BYTES"])
+    assert info.max_neurons == int(declared["MAX_NEURONS"])
+    assert info.max_layers == int(declared["MAX_LAYERS"])
+    assert info.max_payload_bytes == int(declared["MAX_PAYLOAD_BYTES"])
+    assert info.image_loaded and info.image_bytes == len(upload_bytes(small_image))
 
 
 def test_bit_exact_with_the_emulator_on_100_test_images(client, small_image, test_images):
@@ -128,14 +162,25 @@ def test_comparison_on_the_qemu_board_catches_a_one_lsb_weight_change(client, sm
     assert "spike steps  emulator != board" in summary["first_mismatch"]
 
 
+def test_board_refuses_an_image_larger_than_its_weight_memory(client):
+    # Asked of the board itself (upload_image would refuse on the host side first): a stream one
+    # byte over the capacity is IMAGE_TOO_LARGE at LOAD_BEGIN, one of exactly the capacity is not.
+    capacity = client.info().weight_capacity_bytes
+    with pytest.raises(BoardRefused) as refused:
+        client.request(MsgType.LOAD_BEGIN, protocol.encode_load_begin(capacity + 1, 0))
+    assert refused.value.code == ErrorCode.IMAGE_TOO_LARGE
+    client.request(MsgType.LOAD_BEGIN, protocol.encode_load_begin(capacity, 0))  # accepted
+    # (The board now waits for chunks; the next test's upload begins a new load.)
+
+
 def test_reset_mid_upload_leaves_no_image_behind(qemu_board, client, small_image):
     stream_bytes = len(upload_bytes(small_image))
     with FaultProxy(qemu_board.port, reset_hook=qemu_board.reset,
-                    reset_after_to_board_bytes=stream_bytes // 3) as proxy:
-        with BoardClient(proxy.client_port, timeout_s=3.0, retries=2) as through_proxy:
-            with pytest.raises(BoardError) as raised:
-                upload_image(through_proxy, small_image)
-            assert proxy.counts()["resets"] == 1
+                    reset_after_to_board_bytes=stream_bytes // 3) as proxy, \
+            BoardClient(proxy.client_port, timeout_s=3.0, retries=2) as through_proxy:
+        with pytest.raises(BoardError) as raised:
+            upload_image(through_proxy, small_image)
+        assert proxy.counts()["resets"] == 1
     # Typed, not a generic exception: the board forgot the load (NOT_LOADING / BAD_OFFSET) or
     # the cut frame never got an answer.
     assert isinstance(raised.value, (BoardRefused, BoardTimeout)), repr(raised.value)
@@ -158,6 +203,23 @@ def test_weights_identical_to_the_emulator_after_100_on_board_training_steps(cli
     assert summary["weights_changed"] > 0  # the rule did move weights: the check is not vacuous
 
 
+def test_start_virtual_board_takes_the_board_and_its_machine_as_parameters(shipped_image, firmware_build_root):
+    qemu_board_name = qemu.qemu_boards()[0]
+    with pytest.raises(BoardToolError, match="qemu=True"):
+        launch.start_virtual_board(qemu=False, board=qemu_board_name)
+    with pytest.raises(BoardToolError, match="declares no QEMU_MACHINE"):
+        launch.start_virtual_board(qemu=True, board="host")
+    with pytest.raises(FirmwareBuildError, match="unknown board 'no_such_board'"):
+        launch.start_virtual_board(qemu=True, board="no_such_board")
+    with pytest.raises(BoardToolError, match="without qemu=True"):
+        launch.start_virtual_board(machine=qemu.qemu_machine(qemu_board_name))
+    # The machine reaches QEMU as given (default: the board's declared one, used by every
+    # other test here): a machine QEMU does not know ends in its own error message.
+    with pytest.raises(BoardToolError, match="no-such-machine"):
+        launch.start_virtual_board(shipped_image.spec, qemu=True, board=qemu_board_name, machine="no-such-machine",
+                                   learning=BUSY_RULE, build_root=firmware_build_root)
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -170,10 +232,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(firmware_build_root):
+def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(board_name, firmware_build_root):
     env = {**os.environ, "PYTHONPATH": str(REPO), build.BUILD_ROOT_ENV: str(firmware_build_root)}
+    named = [] if board_name == launch.DEFAULT_QEMU_BOARD else ["--board", board_name]
     cli = subprocess.Popen(
-        [sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--qemu"],
+        [sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--qemu", *named],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
     )
     try:
@@ -182,14 +245,17 @@ def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(firmware_build
         qemu_pids = [pid for pid in _children(cli.pid)
                      if "qemu-system-arm" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
         assert len(qemu_pids) == 1
+        machine = qemu.qemu_machine(board_name)
+        assert f"\0{machine}\0" in Path(f"/proc/{qemu_pids[0]}/cmdline").read_text()
         info = subprocess.run(
             [sys.executable, "-m", "popcount_learn.cli", "board", "info", "--port", port, "--json"],
             capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
         )
         assert info.returncode == 0, info.stderr
-        assert '"mps2_an385"' in info.stdout
+        assert f'"{build.board_config(board_name)["BOARD_NAME"]}"' in info.stdout
     finally:
-        cli.send_signal(signal.SIGTERM)
+        if cli.poll() is None:
+            cli.send_signal(signal.SIGTERM)
         cli.wait(timeout=20)
     deadline = time.monotonic() + 5
     while Path(f"/proc/{qemu_pids[0]}").exists() and time.monotonic() < deadline:

@@ -1,14 +1,18 @@
-"""The QEMU Cortex-M3 board (mps2-an385): link throughput, upload time, inference latency.
+"""A QEMU Cortex-M board (default mps2_an385): link throughput, upload time, inference latency.
 
-Usage: python tools/bench_qemu_board.py [--images 200] [--batch-images 1000] [--train-steps 50]
+Usage: python tools/bench_qemu_board.py [--board mps2_an385] [--images 200] [--batch-images 1000]
+                                        [--train-steps 50]
 
 In one run, side by side with the host virtual board where it applies:
-- raw UART link (bring-up self-test): time to the first answer on a fresh pty, host->board and
-  board->host throughput (40 kB each, median of 3);
-- per weight image (shipped net600-int8, and its 784-100-10 cut): full upload time and
-  throughput; single-INFER round-trip latency per image (median over --images test images);
-  INFER_BATCH throughput over --batch-images images (all results compared with the emulator);
-- on-board training steps/s (--train-steps, default LearningConfig) on the QEMU board.
+- raw UART link (the board's bring-up self-test): time to the first answer on a fresh pty,
+  host->board and board->host throughput (40 kB each, median of 3);
+- per weight image (shipped net600-int8 and its 784-100-10 and 784-32-10 cuts, each only if it
+  fits the board's weight memory and neuron count): full upload time and throughput;
+  single-INFER round-trip latency per image (median over --images test images); INFER_BATCH
+  throughput over --batch-images images (all results compared with the emulator);
+- on-board training steps/s (--train-steps, default LearningConfig) on the QEMU board, on the
+  largest of the two cuts that fits.
+--board is any folder of firmware/boards/ that declares a QEMU_MACHINE (see --help).
 Prints one JSON object.
 """
 
@@ -35,7 +39,7 @@ from firmware_bridge.wire.client import BoardClient  # noqa: E402
 from firmware_bridge.commands import train_side_by_side, upload_image  # noqa: E402
 from firmware_bridge.check import compare  # noqa: E402
 from firmware_bridge.commands import image_input_bits, run_on_board  # noqa: E402
-from firmware_bridge.boards.qemu import build_selftest, start_qemu  # noqa: E402
+from firmware_bridge.boards.qemu import build_selftest, qemu_boards, qemu_machine, start_qemu  # noqa: E402
 from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
 from popcount_learn.emulator import emulate  # noqa: E402
 from popcount_learn.h5io import load_weight_image  # noqa: E402
@@ -51,8 +55,9 @@ def cut_hidden(image: WeightImage, n_hidden: int) -> WeightImage:
                    output.threshold_lsb, output.scale)))
 
 
-def raw_link() -> dict:
-    with tempfile.TemporaryDirectory() as tmp, start_qemu(build_selftest(tmp)) as board, \
+def raw_link(board_name: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp, \
+            start_qemu(build_selftest(board_name, tmp), qemu_machine(board_name)) as board, \
             SelftestLink(board.port) as link:
         first_answer_s = link.handshake()
         payload = bytes(np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8))
@@ -92,8 +97,14 @@ def image_figures(client: BoardClient, image: WeightImage, images: np.ndarray, n
             "batch_images": len(images), "batch_mismatches": summary["mismatches"]}
 
 
+def fits(image: WeightImage, info) -> bool:
+    return len(upload_bytes(image)) <= info.weight_capacity_bytes and sum(image.topology[1:]) <= info.max_neurons
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--board", default=launch.DEFAULT_QEMU_BOARD, choices=qemu_boards(),
+                    help="QEMU board folder (default: %(default)s)")
     ap.add_argument("--images", type=int, default=200, help="single-INFER round trips per image")
     ap.add_argument("--batch-images", type=int, default=1000)
     ap.add_argument("--train-steps", type=int, default=50)
@@ -102,25 +113,33 @@ def main(argv=None) -> int:
     test = load_mnist(data, "test").images[: args.batch_images]
     train = load_mnist(data, "train")
     shipped = load_weight_image(HERE.parent / "datasets" / "pretrained" / "net600-int8.h5")
-    small = cut_hidden(shipped, 100)
+    candidates = (("net600-int8", shipped), ("784-100-10 cut", cut_hidden(shipped, 100)),
+                  ("784-32-10 cut", cut_hidden(shipped, 32)))
     rule = LearningConfig()
     out = {"command": "python tools/bench_qemu_board.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": machine(), "loadavg_start": Path("/proc/loadavg").read_text().split()[0],
-           "raw_uart_link_qemu": raw_link()}
-    for name, qemu in (("qemu_mps2_an385", True), ("host", False)):
+           "board": args.board, "qemu_machine": qemu_machine(args.board),
+           "raw_uart_link_qemu": raw_link(args.board)}
+    images = None
+    for name, board_name in ((f"qemu_{args.board}", args.board), ("host", None)):
         t = time.perf_counter()
-        with launch.start_virtual_board(shipped.spec, qemu=qemu, learning=rule) as board:
-            with BoardClient(board.port, timeout_s=10.0) as client:
-                client.info()
-                first_info_s = time.perf_counter() - t
-                figures = {"start_to_first_info_s": round(first_info_s, 2)}
-                for label, image in (("net600-int8", shipped), ("784-100-10 cut", small)):
-                    figures[label] = image_figures(client, image, test, args.images)
-                if qemu and args.train_steps:
-                    summary = train_side_by_side(client, small, rule, train.images[: args.train_steps],
-                                                 train.labels[: args.train_steps], check_every=args.train_steps)
-                    figures["train_784-100-10"] = {k: summary[k] for k in (
-                        "steps", "mismatches", "board_steps_per_s", "weights_changed")}
+        with launch.start_virtual_board(shipped.spec, qemu=board_name is not None, board=board_name,
+                                        learning=rule) as board, \
+                BoardClient(board.port, timeout_s=10.0) as client:
+            info = client.info()
+            first_info_s = time.perf_counter() - t
+            figures = {"start_to_first_info_s": round(first_info_s, 2)}
+            if images is None:  # the QEMU board's capacity decides; the host runs the same images
+                images = [(label, image) for label, image in candidates if fits(image, info)]
+                figures["images_that_do_not_fit"] = [label for label, image in candidates if not fits(image, info)]
+            for label, image in images:
+                figures[label] = image_figures(client, image, test, args.images)
+            if board_name is not None and args.train_steps:
+                cut = next(image for label, image in images if label.endswith("cut"))
+                summary = train_side_by_side(client, cut, rule, train.images[: args.train_steps],
+                                             train.labels[: args.train_steps], check_every=args.train_steps)
+                figures["train_" + "-".join(map(str, cut.topology))] = {k: summary[k] for k in (
+                    "steps", "mismatches", "board_steps_per_s", "weights_changed")}
         out[name] = figures
     out["loadavg_end"] = Path("/proc/loadavg").read_text().split()[0]
     print(json.dumps(out, indent=1))

@@ -5,12 +5,15 @@ upload stream layout, the learning rule and the wire constants (through
 ``popcount_learn.codegen``) into ``GEN_DIR``; the build directory is keyed by a hash of
 those headers, the board and the make variables, so each spec gets its own binary and a change
 of spec is a rebuild. ``make`` itself rebuilds when a source changed. Boards are the folders
-``firmware/boards/<name>/`` that hold a ``board.mk``.
+``firmware/boards/<name>/`` that hold a ``board.mk``; ``board_config`` reads what a board.mk
+declares (name, memory sizes, QEMU machine) through ``make print-board``, so the folder is the
+only place a board is described.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -51,6 +54,37 @@ def generated_headers(spec: DatapathConfig | None = None, learning=None) -> dict
     return headers
 
 
+def boards() -> list[str]:
+    """Every board: the folders of ``firmware/boards/`` that hold a ``board.mk``."""
+    return sorted(p.name for p in (FIRMWARE_DIR / "boards").iterdir() if (p / "board.mk").is_file())
+
+
+def _check_board(board: str) -> None:
+    if not (FIRMWARE_DIR / "boards" / board / "board.mk").is_file():
+        raise FirmwareBuildError(f"unknown board {board!r}; boards: {', '.join(boards())}")
+
+
+@functools.cache
+def _board_config(board: str, board_mk_mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    if shutil.which("make") is None:
+        raise FirmwareBuildError("reading a board's board.mk needs 'make' (apt-get install make)")
+    r = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(FIRMWARE_DIR), f"BOARD={board}",
+                        "print-board"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise FirmwareBuildError(f"make print-board failed for board {board!r}:\n{(r.stdout + r.stderr).strip()}")
+    pairs = (line.partition("=") for line in r.stdout.splitlines() if "=" in line)
+    return tuple((name.strip(), value.strip()) for name, _, value in pairs)
+
+
+def board_config(board: str) -> dict[str, str]:
+    """What ``boards/<board>/board.mk`` declares, after the Makefile's defaults: BOARD_NAME,
+    TARGET, QEMU_MACHINE (empty: not a QEMU board), WEIGHT_CAPACITY_BYTES, MAX_NEURONS,
+    MAX_LAYERS, MAX_PAYLOAD_BYTES, SELFTEST ("yes"/"no"), SELFTEST_BIG_BYTES."""
+    _check_board(board)
+    mtime = (FIRMWARE_DIR / "boards" / board / "board.mk").stat().st_mtime_ns
+    return dict(_board_config(board, mtime))
+
+
 @dataclass(frozen=True)
 class FirmwareBuild:
     board: str
@@ -87,16 +121,15 @@ def _make(build: FirmwareBuild, *targets: str) -> str:
         r = subprocess.run(build.make_command(*targets), capture_output=True, text=True, timeout=MAKE_TIMEOUT_S)
     if r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-15:])
-        raise FirmwareBuildError(f"firmware build failed (make {' '.join(targets) or 'all'} in {build.build_dir}):\n{tail}")
+        goal = " ".join(targets) or "all"
+        raise FirmwareBuildError(f"firmware build failed (make {goal} in {build.build_dir}):\n{tail}")
     return r.stdout
 
 
 def build_firmware(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
                    build_root: Path | None = None, make_vars: dict | None = None) -> Path:
     """Build (if needed) the firmware for ``spec`` and return the path of the binary / ELF."""
-    if not (FIRMWARE_DIR / "boards" / board / "board.mk").is_file():
-        known = sorted(p.name for p in (FIRMWARE_DIR / "boards").iterdir() if (p / "board.mk").is_file())
-        raise FirmwareBuildError(f"unknown board {board!r}; boards: {', '.join(known)}")
+    _check_board(board)
     build = prepare_build(spec, board=board, learning=learning, build_root=build_root, make_vars=make_vars)
     _make(build, "all")
     return Path(_make(build, "print-target").strip().splitlines()[-1])

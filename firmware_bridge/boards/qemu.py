@@ -1,8 +1,11 @@
-"""Run a firmware ELF on QEMU's ``mps2-an385`` machine (ARM Cortex-M3) with UART0 on a pty.
+"""Run a firmware ELF on a QEMU Cortex-M machine with the board's first UART on a pty.
 
-``start_qemu(elf)`` returns a ``QemuBoard`` whose ``port`` (such as ``/dev/pts/5``) is a real
-serial device for pyserial / ``BoardClient``. The board's other handle is QEMU's QMP socket,
-used for ``reset()`` (a system reset, as by the board's reset button).
+A QEMU board is a firmware board folder whose board.mk declares ``QEMU_MACHINE`` (the
+``qemu-system-arm -M`` name): ``qemu_boards()`` lists them, ``qemu_machine(board)`` reads the
+declaration. ``start_qemu(elf, machine)`` returns a ``QemuBoard`` whose ``port`` (such as
+``/dev/pts/5``) is a real serial device for pyserial / ``BoardClient``. The board's other handle
+is QEMU's QMP socket, used for ``reset()`` (a system reset, as by the board's reset button).
+``build_selftest(board, build_dir)`` builds the HAL-only bring-up self-test of any such board.
 
 Cleanup: ``stop()`` (also on ``with`` exit, garbage collection and interpreter exit) ends QEMU
 and removes its temporary directory; QEMU runs in its own session so a terminal's Ctrl-C
@@ -29,10 +32,10 @@ import time
 import weakref
 from pathlib import Path
 
-from ..errors import BoardToolError
+from ..errors import BoardToolError, FirmwareBuildError
+from .build import FIRMWARE_DIR, board_config, boards
 
 QEMU_BINARY = "qemu-system-arm"
-QEMU_MACHINE = "mps2-an385"
 QEMU_START_TIMEOUT_S = 10.0
 QEMU_STOP_TIMEOUT_S = 5.0
 QMP_TIMEOUT_S = 5.0
@@ -40,7 +43,6 @@ QMP_TIMEOUT_S = 5.0
 _PTY_ANNOUNCEMENT = re.compile(r"char device redirected to (/dev/\S+) \(label uart0\)")
 _PR_SET_PDEATHSIG = 1
 _EM_ARM = 40
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 CROSS_GCC = "arm-none-eabi-gcc"
 
 
@@ -77,13 +79,24 @@ def _terminate(process: subprocess.Popen, workdir: str) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-class QemuBoard:
-    """A running QEMU mps2-an385 with the firmware loaded; ``port`` is UART0's pty."""
+def qemu_machine(board: str) -> str | None:
+    """The QEMU machine ``boards/<board>/board.mk`` declares (``QEMU_MACHINE``), or None."""
+    return board_config(board).get("QEMU_MACHINE") or None
 
-    def __init__(self, process: subprocess.Popen, port: str, workdir: str, elf_path: Path):
+
+def qemu_boards() -> list[str]:
+    """The boards that run under QEMU: every board folder whose board.mk declares a machine."""
+    return [board for board in boards() if qemu_machine(board)]
+
+
+class QemuBoard:
+    """A running QEMU machine with the firmware loaded; ``port`` is its first UART's pty."""
+
+    def __init__(self, process: subprocess.Popen, port: str, workdir: str, elf_path: Path, machine: str):
         self.process = process
         self.port = port
         self.elf_path = elf_path
+        self.machine = machine
         self._workdir = workdir
         self._qmp_path = os.path.join(workdir, "qmp.sock")
         self._log_path = os.path.join(workdir, "qemu.log")
@@ -144,7 +157,7 @@ class QemuBoard:
     def poll(self) -> int | None:
         return self.process.poll()
 
-    def __enter__(self) -> "QemuBoard":
+    def __enter__(self) -> QemuBoard:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -152,7 +165,7 @@ class QemuBoard:
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else f"exited {self.process.returncode}"
-        return f"QemuBoard(port={self.port!r}, pid={self.pid}, {state})"
+        return f"QemuBoard(machine={self.machine!r}, port={self.port!r}, pid={self.pid}, {state})"
 
 
 def _qmp_read(stream) -> dict:
@@ -166,12 +179,13 @@ def _qmp_read(stream) -> dict:
             return message
 
 
-def qemu_command(elf_path: Path, workdir: str, qemu: str) -> list[str]:
-    """The qemu-system-arm command line: no display, no default devices, UART0 on a new pty,
-    QMP on a socket in ``workdir``; the other UARTs and the NIC stay unconnected."""
+def qemu_command(elf_path: Path, workdir: str, qemu: str, machine: str) -> list[str]:
+    """The qemu-system-arm command line: no display, no default devices, the machine's first
+    UART (``-serial``) on a new pty, QMP on a socket in ``workdir``; the other UARTs and any NIC
+    stay unconnected."""
     return [
         qemu,
-        "-M", QEMU_MACHINE,
+        "-M", machine,
         "-display", "none",
         "-nodefaults",
         "-chardev", "pty,id=uart0",
@@ -183,15 +197,20 @@ def qemu_command(elf_path: Path, workdir: str, qemu: str) -> list[str]:
 
 def start_qemu(
     elf_path: str | os.PathLike,
+    machine: str,
     *,
     qemu: str = QEMU_BINARY,
     start_timeout_s: float = QEMU_START_TIMEOUT_S,
 ) -> QemuBoard:
-    """Start QEMU mps2-an385 running ``elf_path``; return once UART0's pty exists.
+    """Start QEMU ``machine`` (e.g. ``qemu_machine("mps2_an385")``) running ``elf_path``; return
+    once the first UART's pty exists.
 
-    Raises BoardToolError if QEMU is missing, exits (bad ELF, bad option: its message is in the
-    error) or announces no pty within ``start_timeout_s``. Nothing is left running on error.
+    Raises BoardToolError if QEMU is missing, exits (bad ELF, unknown machine, bad option: its
+    message is in the error) or announces no pty within ``start_timeout_s``. Nothing is left
+    running on error.
     """
+    if not machine:
+        raise BoardToolError("start_qemu needs a QEMU machine name (qemu-system-arm -M help lists them)")
     elf = Path(elf_path)
     if not elf.is_file():
         raise BoardToolError(f"firmware ELF not found: {elf}")
@@ -207,7 +226,7 @@ def start_qemu(
     try:
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                qemu_command(elf, workdir, qemu_path),
+                qemu_command(elf, workdir, qemu_path, machine),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -224,10 +243,10 @@ def start_qemu(
             text = Path(log_path).read_text(errors="replace")
             match = _PTY_ANNOUNCEMENT.search(text)
             if match and os.path.exists(os.path.join(workdir, "qmp.sock")):
-                return QemuBoard(process, match.group(1), workdir, elf)
+                return QemuBoard(process, match.group(1), workdir, elf, machine)
             if process.poll() is not None:
                 raise BoardToolError(
-                    f"QEMU exited with code {process.returncode} before the board came up: "
+                    f"QEMU (-M {machine}) exited with code {process.returncode} before the board came up: "
                     + " | ".join(text.strip().splitlines()[-3:])
                 )
             if time.monotonic() > deadline:
@@ -249,20 +268,22 @@ def find_cross_compiler(binary: str = CROSS_GCC) -> str:
     return path
 
 
-def build_selftest(build_dir: str | os.PathLike, defines: str = "") -> Path:
-    """Build the board bring-up self-test (boards/mps2_an385/selftest.c) and return its ELF.
+def build_selftest(board: str, build_dir: str | os.PathLike, defines: str = "") -> Path:
+    """Build ``board``'s bring-up self-test (``make BOARD=<board> selftest``) and return its ELF.
 
-    The self-test needs only the board files and hal.h, so it proves the port (UART, tick,
-    WFI, memory map, fault reports) independently of the firmware proper. ``defines``: extra
-    -D options (e.g. ``-DRX_RING_BYTES=256u``).
+    The self-test (arch/cortex_m/selftest.c over the board's HAL) needs only the board files and
+    hal.h, so it proves a port (UART, tick, WFI, memory map, fault reports) independently of the
+    firmware proper. ``defines``: extra -D options (e.g. ``-DRX_RING_BYTES=256u``).
     """
+    if board_config(board).get("SELFTEST") != "yes":
+        raise FirmwareBuildError(f"board {board!r} has no bring-up self-test (its board.mk sets no SELFTEST_SRCS)")
     find_cross_compiler()
     build = Path(build_dir).resolve()
     result = subprocess.run(
-        ["make", "-s", "-C", str(FIRMWARE_DIR), "-f", "boards/mps2_an385/selftest.mk",
-         f"BUILD_DIR={build}", f"SELFTEST_DEFS={defines}"],
+        ["make", "-s", "-C", str(FIRMWARE_DIR), f"BOARD={board}", f"BUILD_DIR={build}",
+         f"SELFTEST_DEFS={defines}", "selftest"],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
-        raise BoardToolError(f"mps2_an385 self-test build failed:\n{result.stdout}{result.stderr}")
-    return build / "mps2_an385_selftest.elf"
+        raise BoardToolError(f"{board} self-test build failed:\n{result.stdout}{result.stderr}")
+    return build / "selftest.elf"

@@ -1,7 +1,7 @@
 # Board: ARM MPS2 with the AN385 FPGA image (Cortex-M3), real or as QEMU's mps2-an385.
-# Included by the firmware Makefile (BOARD=mps2_an385) and by selftest.mk; paths are relative
-# to firmware_bridge/firmware. Needs arm-none-eabi-gcc; no C library is linked (libc_min.c
-# provides what GCC may call), only libgcc for the helpers it emits (64-bit division).
+# Included by the firmware Makefile (BOARD=mps2_an385); paths are relative to
+# firmware_bridge/firmware, BOARD_DIR is this folder. The generic Cortex-M part (runtime,
+# fault reports, libc_min, self-test, compiler flags) comes from arch/cortex_m/arch.mk.
 #
 # Memory: code in SSRAM1 (4 MiB), stack/.data/.bss in SSRAM2/3 (4 MiB), every PCL_BIG_RAM
 # array (weight memory, neuron state, frame buffers) in PSRAM (16 MiB), see mps2_an385.ld.
@@ -9,23 +9,16 @@
 #
 # Frames: at the ~20 kB/s a UART (or QEMU's) carries, a 64 KiB frame takes seconds and a lost
 # one costs that again; 8 KiB frames keep a retry cheap and the two frame buffers small.
-MAX_PAYLOAD_BYTES := 8192
-
-MPS2_AN385_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
-
-CROSS_COMPILE ?= arm-none-eabi-
-CC := $(CROSS_COMPILE)gcc
 BOARD_NAME := mps2_an385
 TARGET := pcl-board.elf
+# The QEMU machine that models this board (qemu-system-arm -M ...); firmware_bridge reads it.
+QEMU_MACHINE := mps2-an385
+MAX_PAYLOAD_BYTES := 8192
+# PCL_BIG_RAM bytes the self-test's MEM command writes and reads back (in PSRAM).
+SELFTEST_BIG_BYTES := 524288
 
-BOARD_ARCH_FLAGS := -mcpu=cortex-m3 -mthumb -mfloat-abi=soft
-# -ffreestanding: no hosted library; -fno-tree-loop-distribute-patterns: keep copy/zero loops as
-# loops (else GCC calls memset from inside memset and the startup code);
-# -mno-unaligned-access: the core traps unaligned accesses (CCR.UNALIGN_TRP, set at reset).
-BOARD_CFLAGS := $(BOARD_ARCH_FLAGS) -O2 -g -ffreestanding -fno-tree-loop-distribute-patterns \
-    -mno-unaligned-access -ffunction-sections -fdata-sections \
-    -I$(MPS2_AN385_DIR) '-DPCL_BIG_RAM=__attribute__((section(".bigram")))'
-BOARD_LDFLAGS := -nostdlib -nostartfiles -T $(MPS2_AN385_DIR)/mps2_an385.ld -Wl,--gc-sections \
-    -Wl,--no-warn-rwx-segments -lgcc
-HAL_SRCS := $(MPS2_AN385_DIR)/startup.c $(MPS2_AN385_DIR)/hal_mps2_an385.c \
-    $(MPS2_AN385_DIR)/cmsdk_uart.c $(MPS2_AN385_DIR)/libc_min.c
+include arch/cortex_m/arch.mk
+
+BOARD_CFLAGS := -mcpu=cortex-m3 $(CM_CFLAGS) -I$(BOARD_DIR)
+BOARD_LDFLAGS := -T $(BOARD_DIR)/mps2_an385.ld $(CM_LDFLAGS)
+HAL_SRCS := $(BOARD_DIR)/vectors.c $(BOARD_DIR)/hal_mps2_an385.c $(BOARD_DIR)/cmsdk_uart.c $(CM_SRCS)

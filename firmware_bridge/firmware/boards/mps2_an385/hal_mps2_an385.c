@@ -21,7 +21,8 @@
 
 #include "board.h"
 #include "cmsdk_uart.h"
-#include "cortex_m3.h"
+#include "cortex_m.h"
+#include "cortex_m_rt.h"
 #include "hal.h"
 
 #define UART0 ((cmsdk_uart_regs *)MPS2_UART0_BASE)
@@ -83,14 +84,15 @@ void uart0_tx_handler(void)
 
 void hal_init(void)
 {
-    M3_SYST_CSR = 0u;
-    M3_SYST_RVR = CLOCKS_PER_TICK - 1u;
-    M3_SYST_CVR = 0u;
-    M3_SYST_CSR = M3_SYST_CSR_ENABLE | M3_SYST_CSR_TICKINT | M3_SYST_CSR_CLKSOURCE;
+    CM_SYST_CSR = 0u;
+    CM_SYST_RVR = CLOCKS_PER_TICK - 1u;
+    CM_SYST_CVR = 0u;
+    CM_SYST_CSR = CM_SYST_CSR_ENABLE | CM_SYST_CSR_TICKINT | CM_SYST_CSR_CLKSOURCE;
 
     cmsdk_uart_init(UART0, MPS2_SYSCLK_HZ, MPS2_UART0_BAUD);
-    M3_NVIC_ISER0 = (1u << MPS2_UART0_RX_IRQ) | (1u << MPS2_UART0_TX_IRQ);
-    m3_enable_irq();
+    cm_nvic_enable(MPS2_UART0_RX_IRQ);
+    cm_nvic_enable(MPS2_UART0_TX_IRQ);
+    cm_enable_irq();
 }
 
 uint32_t hal_millis(void)
@@ -101,7 +103,7 @@ uint32_t hal_millis(void)
     /* Re-read if the tick interrupt ran in between, so base and counter belong together. */
     do {
         base = tick_base_ms;
-        counter = M3_SYST_CVR;
+        counter = CM_SYST_CVR;
     } while (base != tick_base_ms);
     now = base + (CLOCKS_PER_TICK - 1u - counter) / CLOCKS_PER_MS;
     /* A counter that has reloaded before its interrupt was taken (interrupts masked, or QEMU,
@@ -126,11 +128,11 @@ static int take_from_ring(uint8_t *byte)
          * clear raises no interrupt when it is set again (the UART latches RX interrupts only
          * on arrival), so draining before unmasking could leave one byte stuck in the UART and
          * the host held back for good. */
-        m3_disable_irq();
+        cm_disable_irq();
         rx_paused = 0u;
         UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
         rx_drain();
-        m3_enable_irq();
+        cm_enable_irq();
     }
     return 1;
 }
@@ -149,11 +151,11 @@ int hal_read_byte(uint8_t *byte, uint32_t timeout_ms)
         if (timeout_ms == 0u || (uint32_t)(hal_millis() - start) >= timeout_ms) {
             return 0;
         }
-        m3_disable_irq();
+        cm_disable_irq();
         if (rx_tail == rx_head) {
-            m3_wfi();
+            cm_wfi();
         }
-        m3_enable_irq();
+        cm_enable_irq();
     }
 }
 
@@ -162,23 +164,13 @@ void hal_write(const uint8_t *data, uint32_t len)
     uint32_t i;
     for (i = 0; i < len; ++i) {
         while (!cmsdk_uart_tx_ready(UART0)) {
-            m3_disable_irq();
+            cm_disable_irq();
             if (!cmsdk_uart_tx_ready(UART0)) {
-                m3_wfi();
+                cm_wfi();
             }
-            m3_enable_irq();
+            cm_enable_irq();
         }
         cmsdk_uart_put(UART0, data[i]);
-    }
-}
-
-void board_system_reset(void)
-{
-    m3_dsb();
-    M3_SCB_AIRCR = M3_AIRCR_VECTKEY | M3_AIRCR_SYSRESETREQ;
-    m3_dsb();
-    for (;;) {
-        m3_wfi();
     }
 }
 

@@ -1,8 +1,14 @@
-/* Bring-up self-test for a board port: a line-oriented responder over the HAL only, to prove
- * UART, tick, WFI wake-up, memory placement and fault reporting before the real firmware runs.
+/* Bring-up self-test for a Cortex-M board port: a line-oriented responder over the HAL only,
+ * to prove UART, tick, WFI wake-up, memory placement and fault reporting before the real
+ * firmware runs. One source for every board: `make BOARD=<name> selftest` builds it with the
+ * board's HAL_SRCS (firmware_bridge.boards.qemu.build_selftest does that).
+ *
+ * Board parameters, passed as -D options from its board.mk: PCL_BOARD_NAME (BOARD_NAME) names
+ * the board in the replies; SELFTEST_BIG_BYTES (same name in board.mk) sizes the PCL_BIG_RAM
+ * test array, so MEM exercises the RAM the board's weight memory will live in.
  *
  * Commands (ASCII, one per line, '\n' terminated, at most SELFTEST_LINE_MAX characters):
- *   PING            -> "PONG mps2-an385"
+ *   PING            -> "PONG <board>"
  *   MS              -> "MS <hal_millis()>"
  *   HOLD <ms>       -> does not read for <ms> (bytes pile up in the receive ring): "HELD"
  *   MONO <ms>       -> reads hal_millis() in a loop for <ms>: "MONO <reads> <backward steps>"
@@ -17,17 +23,20 @@
  *   DIV0            -> divides by zero (the fault handler must report it)
  *   RESET           -> "RESETTING", then a system reset through AIRCR
  * Anything else -> "ERR unknown"; an over-long line -> "ERR long".
- * At boot the board sends "BOOT mps2-an385 selftest" (lost if no one has the port open).
+ * At boot the board sends "BOOT <board> selftest" (lost if no one has the port open).
  */
 #include <stdint.h>
 
-#include "board.h"
+#include "cortex_m_rt.h"
 #include "hal.h"
 
 #define SELFTEST_LINE_MAX 48u
 #define SELFTEST_IDLE_TIMEOUT_MS 2000u
+#ifndef PCL_BOARD_NAME
+#error "PCL_BOARD_NAME (the board's BOARD_NAME) is required"
+#endif
 #ifndef SELFTEST_BIG_BYTES
-#define SELFTEST_BIG_BYTES (512u * 1024u)
+#error "SELFTEST_BIG_BYTES (bytes of PCL_BIG_RAM to test, from the board's board.mk) is required"
 #endif
 #ifndef PCL_BIG_RAM
 #define PCL_BIG_RAM
@@ -237,7 +246,7 @@ static volatile uint32_t divisor_zero;
 static void run_command(const char *line)
 {
     if (equals(line, "PING")) {
-        send_text("PONG mps2-an385\n");
+        send_text("PONG " PCL_BOARD_NAME "\n");
     } else if (equals(line, "MS")) {
         send_text("MS ");
         send_u32(hal_millis());
@@ -265,7 +274,7 @@ static void run_command(const char *line)
         send_text("\n");
     } else if (equals(line, "RESET")) {
         send_text("RESETTING\n");
-        board_system_reset();
+        cm_system_reset();
     } else {
         send_text("ERR unknown\n");
     }
@@ -279,7 +288,7 @@ int main(void)
     uint8_t byte;
 
     hal_init();
-    send_text("BOOT mps2-an385 selftest\n");
+    send_text("BOOT " PCL_BOARD_NAME " selftest\n");
     for (;;) {
         if (!hal_read_byte(&byte, 1000u)) {
             continue;
