@@ -18,7 +18,8 @@ CM_CFLAGS := -mthumb -mfloat-abi=soft -O2 -g -ffreestanding -fno-tree-loop-distr
     -I$(CM_DIR) '-DPCL_BIG_RAM=__attribute__((section(".bigram")))'
 # The board puts its -T <linker script> first; -lgcc must stay last.
 CM_LDFLAGS := -nostdlib -nostartfiles -Wl,--gc-sections -Wl,--no-warn-rwx-segments -lgcc
-# Reset/fault runtime and the few C library functions GCC calls; a board adds its own files.
-CM_SRCS := $(CM_DIR)/runtime.c $(CM_DIR)/libc_min.c
+# Reset/fault runtime, the SysTick millisecond clock and the few C library functions GCC calls;
+# a board adds its own files.
+CM_SRCS := $(CM_DIR)/runtime.c $(CM_DIR)/systick.c $(CM_DIR)/libc_min.c
 # One bring-up self-test for every Cortex-M board (over the board's HAL_SRCS).
 SELFTEST_SRCS := $(CM_DIR)/selftest.c

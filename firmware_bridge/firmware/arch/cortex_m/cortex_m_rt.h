@@ -2,10 +2,10 @@
  * between arch/cortex_m/ and a boards/<name>/ folder.
  *
  * The runtime provides the reset handler (C runtime set-up, then main()), the fault entry
- * and report, the handler for exceptions nobody expects, and a system reset. The board
+ * and report, the handler for exceptions nobody expects, and a system reset; systick.c the millisecond clock. The board
  * provides:
  *   - board_vector_table: its vector table, in section ".vectors" (the linker script puts it
- *     where the core fetches it at reset); entries 0..15 are CM_CORE_VECTORS(systick), then
+ *     where the core fetches it at reset); entries 0..15 are CM_CORE_VECTORS, then
  *     its own IRQ handlers, every unused IRQ pointing at cm_unexpected_exception;
  *   - board_panic_write(): a polled UART write, callable with interrupts masked (faults);
  *   - a linker script defining the section symbols below and a NOLOAD ".bigram" output
@@ -28,6 +28,12 @@ extern uint32_t __bigram_start[];    /* PCL_BIG_RAM arrays: zeroed at reset like
 extern uint32_t __bigram_end[];
 extern uint32_t __stack_top[];       /* initial main stack pointer (8-byte aligned) */
 
+/* Provided by systick.c: hal_millis() on SysTick at CM_TICK_HZ. cm_tick_start() (from the
+ * board's hal_init) returns 0 when the clock does not suit SysTick's 24-bit reload. */
+#define CM_TICK_HZ 100u
+int cm_tick_start(uint32_t core_clock_hz);
+void cm_systick_handler(void);
+
 /* Provided by runtime.c. */
 void cm_reset_handler(void);
 void cm_fault_entry(void);          /* NMI, HardFault, MemManage, BusFault, UsageFault */
@@ -39,9 +45,9 @@ extern const cm_vector board_vector_table[];
 void board_panic_write(const char *text);
 
 /* Entries 0..15 of an ARMv7-M vector table: initial stack pointer, reset, the five fault
- * exceptions, reserved/SVCall/DebugMonitor/PendSV (unexpected here), SysTick. A board writes
- * `{ CM_CORE_VECTORS(its_systick_handler), [16 + n] = ..., ... }`. */
-#define CM_CORE_VECTORS(systick_handler)                                                      \
+ * exceptions, reserved/SVCall/DebugMonitor/PendSV (unexpected here), SysTick (the clock of
+ * systick.c). A board writes `{ CM_CORE_VECTORS, [16 + n] = ..., ... }`. */
+#define CM_CORE_VECTORS                                                                       \
     (cm_vector)(uintptr_t)__stack_top, cm_reset_handler,                                      \
         cm_fault_entry,          /* 2 NMI */                                                  \
         cm_fault_entry,          /* 3 HardFault */                                            \
@@ -56,6 +62,6 @@ void board_panic_write(const char *text);
         cm_unexpected_exception, /* 12 DebugMonitor */                                        \
         cm_unexpected_exception, /* 13 reserved */                                            \
         cm_unexpected_exception, /* 14 PendSV */                                              \
-        systick_handler          /* 15 SysTick */
+        cm_systick_handler       /* 15 SysTick */
 
 #endif

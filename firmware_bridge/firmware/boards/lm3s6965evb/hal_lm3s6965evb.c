@@ -5,10 +5,8 @@
  * Clock: hal_init programs RCC for the PLL from the 8 MHz crystal, divided to 50 MHz, the same
  * rate on silicon and under QEMU (whose reset clock is not the part's, see board.h).
  *
- * Time: SysTick interrupts at SYSTICK_HZ (100 Hz) and adds MS_PER_TICK to a 32-bit count;
- * hal_millis() adds the milliseconds elapsed inside the current tick from the SysTick counter,
- * so it resolves 1 ms while an idle core wakes only 100 times a second. The sum wraps at 2**32
- * as the HAL contract requires.
+ * Time: hal_millis() is the Cortex-M SysTick clock of arch/cortex_m/systick.c, started here
+ * with the core clock.
  *
  * Receive: the UART0 interrupt (RX at the FIFO level, RT for the bytes below it) moves every
  * waiting byte into a ring (RX_RING_BYTES) at once, whatever the main loop is doing, so
@@ -34,13 +32,6 @@
 #define UART0 ((pl011_regs *)LM3S_UART0_BASE)
 #define SYSCTL(offset) CM_REG(LM3S_SYSCTL_BASE + (offset))
 #define GPIOA(offset) CM_REG(LM3S_GPIOA_BASE + (offset))
-#define SYSTICK_HZ 100u
-#define MS_PER_TICK (1000u / SYSTICK_HZ)
-#define CLOCKS_PER_TICK (LM3S_SYSCLK_HZ / SYSTICK_HZ)
-#define CLOCKS_PER_MS (LM3S_SYSCLK_HZ / 1000u)
-#if CLOCKS_PER_TICK - 1u > CM_SYST_RELOAD_MAX
-#error "SysTick reload does not fit 24 bits at this clock"
-#endif
 
 /* Power of two. 4 KiB holds two maximal request frames (MAX_PAYLOAD_BYTES = 2 KiB in board.mk)
  * of the 64 KB of SRAM the weights, neuron state and frame buffers share. */
@@ -56,18 +47,7 @@ static volatile uint32_t rx_head;   /* written by the ISR only: bytes stored so 
 static volatile uint32_t rx_tail;   /* written by the thread only: bytes consumed so far */
 static volatile uint32_t rx_paused; /* ring was full: receive interrupts masked, bytes in the FIFO */
 
-/* Milliseconds at the start of the current SysTick period. */
-static volatile uint32_t tick_base_ms;
-/* Last value hal_millis() returned (thread context only). */
-static uint32_t last_millis;
-
-void systick_handler(void);
 void uart0_handler(void);
-
-void systick_handler(void)
-{
-    tick_base_ms = tick_base_ms + MS_PER_TICK;
-}
 
 /* Move waiting bytes from the RX FIFO into the ring; called from the ISR, or with interrupts
  * masked. */
@@ -133,10 +113,7 @@ void hal_init(void)
 {
     clock_init();
 
-    CM_SYST_CSR = 0u;
-    CM_SYST_RVR = CLOCKS_PER_TICK - 1u;
-    CM_SYST_CVR = 0u;
-    CM_SYST_CSR = CM_SYST_CSR_ENABLE | CM_SYST_CSR_TICKINT | CM_SYST_CSR_CLKSOURCE;
+    (void)cm_tick_start(LM3S_SYSCLK_HZ);
 
     /* Clock the UART and its pins (a few cycles before first use: the read-backs), hand PA0/PA1
      * to UART0. */
@@ -150,27 +127,6 @@ void hal_init(void)
     pl011_init(UART0, LM3S_SYSCLK_HZ, LM3S_UART0_BAUD);
     cm_nvic_enable(LM3S_UART0_IRQ);
     cm_enable_irq();
-}
-
-uint32_t hal_millis(void)
-{
-    uint32_t base;
-    uint32_t counter;
-    uint32_t now;
-    /* Re-read if the tick interrupt ran in between, so base and counter belong together. */
-    do {
-        base = tick_base_ms;
-        counter = CM_SYST_CVR;
-    } while (base != tick_base_ms);
-    now = base + (CLOCKS_PER_TICK - 1u - counter) / CLOCKS_PER_MS;
-    /* A counter that has reloaded before its interrupt was taken (interrupts masked, or QEMU,
-     * which reloads before its tick callback pends the interrupt) reads as the start of the
-     * old period: hold the clock still until the tick lands rather than step it back. */
-    if ((uint32_t)(last_millis - now) <= MS_PER_TICK && now != last_millis) {
-        now = last_millis;
-    }
-    last_millis = now;
-    return now;
 }
 
 static int take_from_ring(uint8_t *byte)

@@ -7,11 +7,10 @@
 #include "board.h"
 #include "cortex_m_rt.h"
 
-void systick_handler(void);
 void uart0_handler(void);
 
 __attribute__((section(".vectors"), used)) const cm_vector board_vector_table[16 + LM3S_EXTERNAL_IRQS] = {
-    CM_CORE_VECTORS(systick_handler),
+    CM_CORE_VECTORS,
     [16 + 0] = cm_unexpected_exception, [16 + 1] = cm_unexpected_exception,
     [16 + 2] = cm_unexpected_exception, [16 + 3] = cm_unexpected_exception,
     [16 + 4] = cm_unexpected_exception, [16 + LM3S_UART0_IRQ] = uart0_handler,

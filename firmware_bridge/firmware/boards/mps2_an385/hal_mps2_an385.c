@@ -1,9 +1,7 @@
 /* The portable HAL (hal.h) on mps2-an385: UART0 for the link, SysTick for the millisecond tick.
  *
- * Time: SysTick interrupts at SYSTICK_HZ (100 Hz) and adds MS_PER_TICK to a 32-bit count;
- * hal_millis() adds the milliseconds elapsed inside the current tick from the SysTick counter,
- * so it resolves 1 ms while an idle core wakes only 100 times a second. The sum wraps at 2**32
- * as the HAL contract requires.
+ * Time: hal_millis() is the Cortex-M SysTick clock of arch/cortex_m/systick.c, started here
+ * with the core clock.
  *
  * Receive: the UART has a one-byte buffer, so the RX interrupt moves every byte into a ring
  * (RX_RING_BYTES) at once, whatever the main loop is doing (computing an inference, or waiting
@@ -26,10 +24,6 @@
 #include "hal.h"
 
 #define UART0 ((cmsdk_uart_regs *)MPS2_UART0_BASE)
-#define SYSTICK_HZ 100u
-#define MS_PER_TICK (1000u / SYSTICK_HZ)
-#define CLOCKS_PER_TICK (MPS2_SYSCLK_HZ / SYSTICK_HZ)
-#define CLOCKS_PER_MS (MPS2_SYSCLK_HZ / 1000u)
 
 /* Power of two; 64 KiB holds several maximal request frames (retries included). */
 #ifndef RX_RING_BYTES
@@ -43,16 +37,6 @@ static volatile uint8_t rx_ring[RX_RING_BYTES];
 static volatile uint32_t rx_head; /* written by the ISR only: bytes stored so far */
 static volatile uint32_t rx_tail; /* written by the thread only: bytes consumed so far */
 static volatile uint32_t rx_paused; /* ring was full: RX interrupt masked, byte left in UART */
-
-/* Milliseconds at the start of the current SysTick period. */
-static volatile uint32_t tick_base_ms;
-/* Last value hal_millis() returned (thread context only). */
-static uint32_t last_millis;
-
-void systick_handler(void)
-{
-    tick_base_ms = tick_base_ms + MS_PER_TICK;
-}
 
 /* Move waiting bytes from the UART into the ring; called from the RX ISR, or with interrupts
  * masked. */
@@ -84,36 +68,12 @@ void uart0_tx_handler(void)
 
 void hal_init(void)
 {
-    CM_SYST_CSR = 0u;
-    CM_SYST_RVR = CLOCKS_PER_TICK - 1u;
-    CM_SYST_CVR = 0u;
-    CM_SYST_CSR = CM_SYST_CSR_ENABLE | CM_SYST_CSR_TICKINT | CM_SYST_CSR_CLKSOURCE;
+    (void)cm_tick_start(MPS2_SYSCLK_HZ);
 
     cmsdk_uart_init(UART0, MPS2_SYSCLK_HZ, MPS2_UART0_BAUD);
     cm_nvic_enable(MPS2_UART0_RX_IRQ);
     cm_nvic_enable(MPS2_UART0_TX_IRQ);
     cm_enable_irq();
-}
-
-uint32_t hal_millis(void)
-{
-    uint32_t base;
-    uint32_t counter;
-    uint32_t now;
-    /* Re-read if the tick interrupt ran in between, so base and counter belong together. */
-    do {
-        base = tick_base_ms;
-        counter = CM_SYST_CVR;
-    } while (base != tick_base_ms);
-    now = base + (CLOCKS_PER_TICK - 1u - counter) / CLOCKS_PER_MS;
-    /* A counter that has reloaded before its interrupt was taken (interrupts masked, or QEMU,
-     * which reloads before its tick callback pends the interrupt) reads as the start of the
-     * old period: hold the clock still until the tick lands rather than step it back. */
-    if ((uint32_t)(last_millis - now) <= MS_PER_TICK && now != last_millis) {
-        now = last_millis;
-    }
-    last_millis = now;
-    return now;
 }
 
 static int take_from_ring(uint8_t *byte)

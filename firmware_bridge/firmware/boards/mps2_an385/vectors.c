@@ -7,14 +7,13 @@
 #include "board.h"
 #include "cortex_m_rt.h"
 
-void systick_handler(void);
 void uart0_rx_handler(void);
 void uart0_tx_handler(void);
 
 #define AN385_EXTERNAL_IRQS 32
 
 __attribute__((section(".vectors"), used)) const cm_vector board_vector_table[16 + AN385_EXTERNAL_IRQS] = {
-    CM_CORE_VECTORS(systick_handler),
+    CM_CORE_VECTORS,
     [16 + MPS2_UART0_RX_IRQ] = uart0_rx_handler,
     [16 + MPS2_UART0_TX_IRQ] = uart0_tx_handler,
     [16 + 2] = cm_unexpected_exception, [16 + 3] = cm_unexpected_exception,
