@@ -55,8 +55,8 @@ def build_up5k(layout: RtlLayout, n_images: int, *, build_root=None):
                               "install yosys (Debian: apt-get install yosys)")
     rx, tx = stream_bounds(layout, n_images)
     depths = [Constant("TB_RX_DEPTH", _pow2(rx)), Constant("TB_TX_DEPTH", _pow2(tx))]
-    tb_header = codegen.verilog_header("pcl_up5k_tb.vh", depths, source="firmware_bridge.rtl.up5k_sim")
-    headers = {**layout.headers(), "pcl_up5k_tb.vh": tb_header}
+    tb_header = codegen.verilog_header("pcl_tb.vh", depths, source="firmware_bridge.rtl.up5k_sim")
+    headers = {**layout.headers(), "pcl_tb.vh": tb_header}   # this build's own pcl_tb.vh
     sources = [model, *read_file_list(UP5K_FILE_LIST), HARNESS]
     return sim.compile_bench(sources, TOPLEVEL, headers, build_root=build_root, defines=DEFINES)
 

@@ -24,7 +24,7 @@ module pcl_up5k_harness (
     output reg  [31:0] mark_cycle,
     output reg  [31:0] cycle
 );
-`include "pcl_up5k_tb.vh"
+`include "pcl_tb.vh"   // this harness's depths (firmware_bridge.rtl.up5k_sim)
     reg [7:0]  rx_mem [0:PCL_TB_RX_DEPTH-1];
     reg [39:0] tx_mem [0:PCL_TB_TX_DEPTH-1];
     reg [8*1024-1:0] rx_hex;
