@@ -144,7 +144,8 @@ module pcl_core #(
                     first_bad_layer = l;
             end
             for (l = 0; l < N_LAYERS; l = l + 1) begin
-                if (first_bad_layer < 0 && (field(LAYER_STATE_BASE, l) != state || field(LAYER_WEIGHT_BASE, l) != wbase))
+                if (first_bad_layer < 0
+                    && (field(LAYER_STATE_BASE, l) != state || field(LAYER_WEIGHT_BASE, l) != wbase))
                     first_bad_layer = l;
                 state = state + field(LAYER_GROUPS, l);
                 wbase = wbase + ((field(LAYER_N_PRE, l) + 1) << field(LAYER_ROW_SHIFT, l));
@@ -198,7 +199,8 @@ module pcl_core #(
             $fatal(1, "pcl_core: STATE_DEPTH %0d (layers: %0d groups), %0d weight words: depth or address widths wrong",
                    STATE_DEPTH, STATE_WORDS, WEIGHT_WORDS);
         if (WIDE_BITS < MIN_WIDE_BITS)
-            $fatal(1, "pcl_core: WIDE_BITS %0d < %0d: the sum of a step's rows would overflow", WIDE_BITS, MIN_WIDE_BITS);
+            $fatal(1, "pcl_core: WIDE_BITS %0d < %0d: the sum of a step's rows would overflow",
+                   WIDE_BITS, MIN_WIDE_BITS);
     end
 
     reg [2:0] state;
