@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(build-essential iverilog gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang hdf5-tools)
+debs=(build-essential iverilog verilator yosys gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang hdf5-tools)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

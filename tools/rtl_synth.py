@@ -31,17 +31,17 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from firmware_bridge.rtl.params import RtlLayout  # noqa: E402
+from firmware_bridge.rtl.sources import UP5K_FILE_LIST, read_file_list  # noqa: E402
 from popcount_learn import h5io  # noqa: E402
 
-RTL = ROOT / "firmware_bridge" / "rtl"
-SOURCES = ["pcl_lane.v", "pcl_ram_sdp.v", "pcl_core.v", "pcl_spram_up5k.v", "pcl_byte_bridge.v", "pcl_up5k_top.v"]
+SOURCES = read_file_list(UP5K_FILE_LIST)
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
 
 
 def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     layout.write_headers(work)
-    srcs = " ".join(str(RTL / s) for s in SOURCES)
+    srcs = " ".join(str(s) for s in SOURCES)
     t0 = time.perf_counter()
     yosys = subprocess.run(
         ["yosys", "-q", "-l", str(work / "yosys.log"), "-p",

@@ -8,6 +8,13 @@
 // TX packet (TX_BYTES bytes): {kind[1:0], payload}
 //   kind 0: spike   payload = {layer, index, step}
 //   kind 1: result  payload = {input_error, tie, decided, class, step, rows_read (layer K-1 first)}
+// A packet is offered to the core once its last byte arrived (rx_ready is low until the core
+// takes it); an RX packet of kind 3 is dropped. TX: a spike goes out before a result that is
+// waiting at the same time; each packet is loaded when the previous one has left.
+// (firmware_bridge/rtl/packets.py has the same layout for the testbenches and a host.)
+`resetall
+`default_nettype none
+
 module pcl_byte_bridge #(
     parameter integer WADDR_BITS = 8,
     parameter integer WL_BITS = 32,
@@ -52,11 +59,19 @@ module pcl_byte_bridge #(
     localparam integer TX_BYTES = (TX_PAY + 2 + 7) / 8;
     localparam integer RXC = $clog2(RX_BYTES + 1);
     localparam integer TXC = $clog2(TX_BYTES + 1);
+    localparam [RXC-1:0] RX_FULL = RX_BYTES[RXC-1:0];
+    localparam [TXC-1:0] TX_FULL = TX_BYTES[TXC-1:0];
+
+    initial begin
+        if (WADDR_BITS < 1 || WL_BITS < 1 || STEP_BITS < 1 || IN_INDEX_BITS < 1 || LAYER_BITS < 1
+            || NEURON_BITS < 1 || RESULT_BITS < 1)
+            $fatal(1, "pcl_byte_bridge: every field width must be >= 1");
+    end
 
     // ---- RX: shift bytes in until a packet is complete, then offer it to the core
     reg [RX_BYTES*8-1:0] rx_buf;
-    reg [RXC-1:0] rx_cnt;
-    wire rx_full = (rx_cnt == RX_BYTES);
+    reg [RXC-1:0] rx_cnt;   // bytes of the packet received so far
+    wire rx_full = (rx_cnt == RX_FULL);
     wire [1:0] rx_kind = rx_buf[RX_PAY +: 2];
     assign rx_ready = !rx_full;
     assign wl_valid = rx_full && (rx_kind == 2'd0 || rx_kind == 2'd1);
@@ -72,14 +87,14 @@ module pcl_byte_bridge #(
     // ---- TX: load a spike or a result (spikes first), shift it out byte by byte
     reg [TX_BYTES*8-1:0] tx_buf;
     reg [TXC-1:0] tx_cnt;   // bytes left
-    wire tx_empty = (tx_cnt == 0);
+    wire tx_empty = (tx_cnt == {TXC{1'b0}});
     assign sp_ready = tx_empty;
     assign res_ready = tx_empty && !sp_valid;
     assign tx_valid = !tx_empty;
     assign tx_data = tx_buf[7:0];
 
     always @(posedge clk) begin
-        if (rx_taken) rx_cnt <= 0;
+        if (rx_taken) rx_cnt <= {RXC{1'b0}};
         else if (rx_valid && rx_ready) begin
             rx_buf <= {rx_data, rx_buf[RX_BYTES*8-1:8]};
             rx_cnt <= rx_cnt + 1'b1;
@@ -87,18 +102,20 @@ module pcl_byte_bridge #(
         if (tx_empty) begin
             if (sp_valid) begin
                 tx_buf <= {{(TX_BYTES * 8 - TX_PAY - 2){1'b0}}, 2'd0, {(TX_PAY - SP_BITS){1'b0}}, sp_payload};
-                tx_cnt <= TX_BYTES;
+                tx_cnt <= TX_FULL;
             end else if (res_valid) begin
                 tx_buf <= {{(TX_BYTES * 8 - TX_PAY - 2){1'b0}}, 2'd1, {(TX_PAY - RESULT_BITS){1'b0}}, res_payload};
-                tx_cnt <= TX_BYTES;
+                tx_cnt <= TX_FULL;
             end
         end else if (tx_ready) begin
             tx_buf <= tx_buf >> 8;
             tx_cnt <= tx_cnt - 1'b1;
         end
         if (rst) begin
-            rx_cnt <= 0;
-            tx_cnt <= 0;
+            rx_cnt <= {RXC{1'b0}};
+            tx_cnt <= {TXC{1'b0}};
         end
     end
 endmodule
+
+`resetall

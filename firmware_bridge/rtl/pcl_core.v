@@ -19,21 +19,26 @@
 // g < LAYER_GROUPS[k] <= 2**LAYER_ROW_SHIFT[k] (rows padded to a power of two of words).
 // Thresholds are loaded through the same load port (wl_threshold = 1, wl_addr = layer).
 // Streams are valid/ready; a beat moves on a cycle with valid & ready.
+`resetall
+`default_nettype none
+
 module pcl_core #(
+    // Defaults: the layout of RtlLayout(DatapathConfig(), (4, 6, 2), lanes=4), so that the module
+    // elaborates on its own; a design binds every parameter from pcl_core_params.vh.
     parameter integer LANES = 4,
     parameter integer N_LAYERS = 2,
     parameter integer N_IN = 4,
-    parameter [32*N_LAYERS-1:0] LAYER_N_PRE = 0,
-    parameter [32*N_LAYERS-1:0] LAYER_N_POST = 0,
-    parameter [32*N_LAYERS-1:0] LAYER_GROUPS = 0,
-    parameter [32*N_LAYERS-1:0] LAYER_LAST_LANES = 0,
-    parameter [32*N_LAYERS-1:0] LAYER_STATE_BASE = 0,
-    parameter [32*N_LAYERS-1:0] LAYER_WEIGHT_BASE = 0,
-    parameter [32*N_LAYERS-1:0] LAYER_ROW_SHIFT = 0,
-    parameter integer STATE_DEPTH = 2,
-    parameter integer WADDR_BITS = 8,
-    parameter integer SADDR_BITS = 1,
-    parameter integer GROUP_BITS = 1,
+    parameter [32*N_LAYERS-1:0] LAYER_N_PRE = {32'd6, 32'd4},
+    parameter [32*N_LAYERS-1:0] LAYER_N_POST = {32'd2, 32'd6},
+    parameter [32*N_LAYERS-1:0] LAYER_GROUPS = {32'd1, 32'd2},
+    parameter [32*N_LAYERS-1:0] LAYER_LAST_LANES = {32'd2, 32'd2},
+    parameter [32*N_LAYERS-1:0] LAYER_STATE_BASE = {32'd2, 32'd0},
+    parameter [32*N_LAYERS-1:0] LAYER_WEIGHT_BASE = {32'd10, 32'd0},
+    parameter [32*N_LAYERS-1:0] LAYER_ROW_SHIFT = {32'd0, 32'd1},
+    parameter integer STATE_DEPTH = 3,
+    parameter integer WADDR_BITS = 5,
+    parameter integer SADDR_BITS = 2,
+    parameter integer GROUP_BITS = 2,
     parameter integer ROW_BITS = 3,
     parameter integer NEURON_BITS = 3,
     parameter integer IN_INDEX_BITS = 2,
@@ -96,6 +101,107 @@ module pcl_core #(
     localparam [2:0] S_IDLE = 3'd0, S_ACC = 3'd1, S_SWEEP = 3'd2, S_DRAIN = 3'd3,
                      S_REPORT = 3'd4, S_NEXT = 3'd5, S_FLUSH = 3'd6, S_RESULT = 3'd7;
     localparam [1:0] R_FETCH = 2'd0, R_ENTRY = 2'd1, R_BITS = 2'd2;
+    localparam integer PIPE = 3;   // lane pipeline: issue, stage 1, stage 2 (see state RAM below)
+    // Constants at the width of the registers they are compared with or loaded into.
+    localparam integer LAST_LAYER_I = N_LAYERS - 1;
+    localparam [LAYER_BITS-1:0] LAST_LAYER = LAST_LAYER_I[LAYER_BITS-1:0];
+    localparam integer LAST_STEP_I = MAX_STEPS - 1;
+    localparam [STEP_BITS-1:0] LAST_STEP = LAST_STEP_I[STEP_BITS-1:0];
+    localparam [IN_INDEX_BITS:0] N_IN_W = N_IN[IN_INDEX_BITS:0];
+    // A group index as a state / queue address offset: zero-extended or cut to SADDR_BITS (the
+    // sum base + group is below STATE_DEPTH, so the cut bits are 0).
+    localparam integer GA = GROUP_BITS < SADDR_BITS ? GROUP_BITS : SADDR_BITS;
+    // A neuron index (group * LANES + lane) is formed at the wider of the row and the neuron
+    // index widths; it is exact modulo 2**NW, and both uses (a row of layer k, a neuron of layer
+    // k) are below 2**NW. LANES_NW is LANES modulo 2**NW, which is all that product needs.
+    localparam integer NW = ROW_BITS > NEURON_BITS ? ROW_BITS : NEURON_BITS;
+    localparam integer NG = GROUP_BITS < NW ? GROUP_BITS : NW;
+    localparam integer NL = LB < NW ? LB : NW;
+    localparam [NW-1:0] LANES_NW = LANES[NW-1:0];
+
+    // ---- parameter checks: a layout that disagrees with itself would run and compute nonsense.
+    // The conditions are constants (constant functions), so yosys drops a passing check and
+    // stops at a failing one (it cannot resolve $fatal); Icarus prints the message and exits.
+    // RtlLayout (firmware_bridge/rtl/params.py) computes all of these values.
+    function integer field(input [32*N_LAYERS-1:0] vec, input integer layer);
+        field = vec[layer*32 +: 32];
+    endfunction
+    // The first layer whose constants disagree with LANES, the sizes and the running sums, or -1.
+    function integer first_bad_layer(input integer unused_arg);
+        integer l, groups, state, wbase;
+        begin
+            first_bad_layer = -1;
+            state = 0;
+            wbase = 0;
+            for (l = N_LAYERS - 1; l >= 0; l = l - 1) begin
+                groups = (field(LAYER_N_POST, l) + LANES - 1) / LANES;
+                if (field(LAYER_N_POST, l) < 1 || field(LAYER_GROUPS, l) != groups
+                    || field(LAYER_LAST_LANES, l) != field(LAYER_N_POST, l) - (groups - 1) * LANES
+                    || field(LAYER_N_PRE, l) != (l == 0 ? N_IN : field(LAYER_N_POST, l - 1))
+                    || groups > (1 << field(LAYER_ROW_SHIFT, l)) || groups >= (1 << GROUP_BITS)
+                    || field(LAYER_N_PRE, l) >= (1 << ROW_BITS) || field(LAYER_N_PRE, l) >= (1 << ROWCOUNT_BITS)
+                    || field(LAYER_N_POST, l) > (1 << NEURON_BITS))
+                    first_bad_layer = l;
+            end
+            for (l = 0; l < N_LAYERS; l = l + 1) begin
+                if (first_bad_layer < 0
+                    && (field(LAYER_STATE_BASE, l) != state || field(LAYER_WEIGHT_BASE, l) != wbase))
+                    first_bad_layer = l;
+                state = state + field(LAYER_GROUPS, l);
+                wbase = wbase + ((field(LAYER_N_PRE, l) + 1) << field(LAYER_ROW_SHIFT, l));
+            end
+        end
+    endfunction
+    function integer weight_words(input integer unused_arg);
+        integer l;
+        begin
+            weight_words = 0;
+            for (l = 0; l < N_LAYERS; l = l + 1)
+                weight_words = weight_words + ((field(LAYER_N_PRE, l) + 1) << field(LAYER_ROW_SHIFT, l));
+        end
+    endfunction
+    function integer state_words(input integer unused_arg);
+        integer l;
+        begin
+            state_words = 0;
+            for (l = 0; l < N_LAYERS; l = l + 1) state_words = state_words + field(LAYER_GROUPS, l);
+        end
+    endfunction
+    function integer max_n_pre(input integer unused_arg);
+        integer l;
+        begin
+            max_n_pre = 0;
+            for (l = 0; l < N_LAYERS; l = l + 1)
+                if (field(LAYER_N_PRE, l) > max_n_pre) max_n_pre = field(LAYER_N_PRE, l);
+        end
+    endfunction
+    localparam integer BAD_LAYER = first_bad_layer(0);
+    localparam integer WEIGHT_WORDS = weight_words(0);
+    localparam integer STATE_WORDS = state_words(0);
+    // The per-neuron current register holds the exact sum of a step's rows (docs/datapath.md 4.2).
+    localparam integer ACC_BITS = WEIGHT_BITS + CURRENT_FRAC_BITS + $clog2(max_n_pre(0) + 1);
+    localparam integer MIN_WIDE_BITS = (CURRENT_BITS > ACC_BITS ? CURRENT_BITS : ACC_BITS) + 1;
+    initial begin
+        if (LANES < 1 || LANES > 64 || N_LAYERS < 1 || N_IN < 1)
+            $fatal(1, "pcl_core: LANES %0d (1..64), N_LAYERS %0d, N_IN %0d (>= 1)", LANES, N_LAYERS, N_IN);
+        if (N_LAYERS > (1 << LAYER_BITS) || N_IN > (1 << IN_INDEX_BITS) || MAX_STEPS < 1
+            || MAX_STEPS >= (1 << STEP_BITS))
+            $fatal(1, "pcl_core: LAYER_BITS, IN_INDEX_BITS or STEP_BITS too narrow (a step of MAX_STEPS must fit)");
+        if (WADDR_BITS > 32 || SADDR_BITS > 32 || WADDR_BITS < ROW_BITS || ROW_BITS < IN_INDEX_BITS)
+            $fatal(1, "pcl_core: need ROW_BITS >= IN_INDEX_BITS, WADDR_BITS >= ROW_BITS, address widths <= 32");
+        if (WL_BITS < LANES * WEIGHT_BITS || WL_BITS < MEMBRANE_BITS)
+            $fatal(1, "pcl_core: WL_BITS %0d holds neither a weight word nor a threshold", WL_BITS);
+        if (TIE_LOWEST_INDEX != 0 && TIE_LOWEST_INDEX != 1)
+            $fatal(1, "pcl_core: TIE_LOWEST_INDEX is 0 (max membrane) or 1 (lowest index)");
+        if (BAD_LAYER >= 0)
+            $fatal(1, "pcl_core: layer %0d: sizes, groups, bases or widths disagree", BAD_LAYER);
+        if (STATE_DEPTH != STATE_WORDS || STATE_DEPTH > (1 << SADDR_BITS) || WEIGHT_WORDS > (1 << WADDR_BITS))
+            $fatal(1, "pcl_core: STATE_DEPTH %0d (layers: %0d groups), %0d weight words: depth or address widths wrong",
+                   STATE_DEPTH, STATE_WORDS, WEIGHT_WORDS);
+        if (WIDE_BITS < MIN_WIDE_BITS)
+            $fatal(1, "pcl_core: WIDE_BITS %0d < %0d: the sum of a step's rows would overflow",
+                   WIDE_BITS, MIN_WIDE_BITS);
+    end
 
     reg [2:0] state;
     reg [1:0] rstate;
@@ -104,13 +210,30 @@ module pcl_core #(
     reg in_done, bias_done, decided;
 
     // Per-layer constants selected by the current layer k.
-    wire [31:0] groups_k     = LAYER_GROUPS[k*32 +: 32];
     wire [31:0] last_lanes_k = LAYER_LAST_LANES[k*32 +: 32];
-    wire [31:0] n_pre_k      = LAYER_N_PRE[k*32 +: 32];
+    wire [ROW_BITS-1:0] bias_row_k = LAYER_N_PRE[k*32 +: ROW_BITS];   // row n_pre: the bias
     wire [SADDR_BITS-1:0] sbase_k = LAYER_STATE_BASE[k*32 +: SADDR_BITS];
     wire [LAYER_BITS-1:0] kp = k - 1'b1;                       // source layer of ACC for k > 0
     wire [SADDR_BITS-1:0] sbase_kp = LAYER_STATE_BASE[kp*32 +: SADDR_BITS];
-    wire is_out_layer = (k == N_LAYERS - 1);
+    wire is_out_layer = (k == LAST_LAYER);
+    // Per layer: the last group index, whether a row has at least PIPE groups, and the gap
+    // cycles after a shorter row (see the state RAM below).
+    wire [GROUP_BITS-1:0] layer_last_g [0:N_LAYERS-1];
+    wire [N_LAYERS-1:0] layer_long_row;
+    wire [1:0] layer_gap [0:N_LAYERS-1];
+    genvar gk;
+    generate
+        for (gk = 0; gk < N_LAYERS; gk = gk + 1) begin : g_layer
+            localparam integer G = LAYER_GROUPS[gk*32 +: 32];
+            localparam integer LAST_G = G - 1;
+            localparam integer GAP = (G >= PIPE) ? 0 : PIPE - 1 - G;
+            assign layer_last_g[gk] = LAST_G[GROUP_BITS-1:0];
+            assign layer_long_row[gk] = (G >= PIPE);
+            assign layer_gap[gk] = GAP[1:0];
+        end
+    endgenerate
+    wire [GROUP_BITS-1:0] last_g_k = layer_last_g[k];
+    wire long_row_k = layer_long_row[k];
 
     // Thresholds (loaded) and counters.
     reg [MEMBRANE_BITS-1:0] threshold [0:N_LAYERS-1];
@@ -129,9 +252,9 @@ module pcl_core #(
     reg [WADDR_BITS-1:0] iss_waddr;
     reg [SADDR_BITS-1:0] iss_saddr;
     reg [GROUP_BITS-1:0] iss_g;
-    wire iss_last = (iss_g == groups_k - 1);
-    reg [1:0] iss_gap;   // cycles to wait after a short row (groups_k < PIPE), see state RAM
-    wire iss_free = iss_busy ? (iss_last && groups_k >= PIPE) : (iss_gap == 0);
+    wire iss_last = (iss_g == last_g_k);
+    reg [1:0] iss_gap;   // cycles to wait after a short row (fewer than PIPE groups), see state RAM
+    wire iss_free = iss_busy ? (iss_last && long_row_k) : (iss_gap == 2'd0);
 
     // Rows pass through a one-entry buffer (rb_*) between the row sources and the issuer, which
     // keeps the source decisions and the address arithmetic in separate cycles.
@@ -145,10 +268,10 @@ module pcl_core #(
     generate
         for (gj = 0; gj < N_LAYERS; gj = gj + 1) begin : g_rowbase
             // Rows are 2**LAYER_ROW_SHIFT words apart: the row offset is wiring, not a multiply.
-            localparam [WADDR_BITS-1:0] WB = LAYER_WEIGHT_BASE[gj*32 +: 32];
+            localparam [WADDR_BITS-1:0] WB = LAYER_WEIGHT_BASE[gj*32 +: WADDR_BITS];
             localparam integer SH = LAYER_ROW_SHIFT[gj*32 +: 32];
-            wire [WADDR_BITS+ROW_BITS-1:0] offset = {{WADDR_BITS{1'b0}}, rb_row} << SH;
-            assign row_base[gj] = WB + offset[WADDR_BITS-1:0];
+            wire [WADDR_BITS-1:0] offset = {{(WADDR_BITS - ROW_BITS){1'b0}}, rb_row} << SH;
+            assign row_base[gj] = WB + offset;
         end
     endgenerate
 
@@ -177,16 +300,15 @@ module pcl_core #(
     always @* begin
         ent_bit = {LB{1'b0}};
         for (bi = LANES - 1; bi >= 0; bi = bi - 1)
-            if (ent_mask[bi]) ent_bit = bi;
+            if (ent_mask[bi]) ent_bit = bi[LB-1:0];
     end
-    wire [ROW_BITS+LB:0] ent_neuron = ent_g * LANES + ent_bit;
+    wire [NW-1:0] ent_neuron = {{(NW - NG){1'b0}}, ent_g[NG-1:0]} * LANES_NW + {{(NW - NL){1'b0}}, ent_bit[NL-1:0]};
 
     // ------------------------------------------------------------------ state RAM + pipeline
     // Issue (cycle t): st_re, st_raddr, op. Lane stage 1 (t+1): RAM data. Lane stage 2 (t+2):
     // write-back and queue push. One word holds the LANES neurons of a group ({fired, V, I_wide}
     // per lane). A word is never read before its previous write landed: words of one layer
     // differ, and a row of fewer than PIPE groups is followed by gap cycles (iss_free below).
-    localparam integer PIPE = 3;
     reg st_re;
     reg [SADDR_BITS-1:0] st_raddr;
     reg op_acc, op_sweep;
@@ -204,7 +326,7 @@ module pcl_core #(
 
     // Per-lane "holds a real neuron" for stage 2, computed in stage 1; the layer's threshold is
     // copied into a register (k changes many cycles before the next sweep reaches stage 2).
-    wire ex_last_group = (ex_g == groups_k - 1);
+    wire ex_last_group = (ex_g == last_g_k);
     reg [LANES-1:0] ex2_lane_valid;
     reg [MEMBRANE_BITS-1:0] th_k;
     wire [LANES-1:0] fire;
@@ -225,7 +347,8 @@ module pcl_core #(
     reg q_we_r;
     reg [QW-1:0] q_wdata_r;
     assign q_we = q_we_r;
-    assign q_waddr = sbase_k + qcnt[k];
+    wire [GROUP_BITS-1:0] qcnt_k = qcnt[k];
+    assign q_waddr = sbase_k + {{(SADDR_BITS - GA){1'b0}}, qcnt_k[GA-1:0]};
     assign q_wdata = q_wdata_r;
 
     // ------------------------------------------------------------------ report / decision
@@ -253,7 +376,7 @@ module pcl_core #(
     // ------------------------------------------------------------------ sequencer, combinational part
     wire acc_from_input = (k == 0);
     wire in_now = in_valid && (in_step == n);
-    wire in_bad = in_valid && (in_step < n || in_index >= N_IN);
+    wire in_bad = in_valid && (in_step < n || {1'b0, in_index} >= N_IN_W);
     reg acc_done;   // no more rows for this layer and step
     always @* begin
         row_take = 1'b0;
@@ -262,7 +385,7 @@ module pcl_core #(
         in_ready = 1'b0;
         acc_done = 1'b0;
         q_re = 1'b0;
-        q_raddr = sbase_kp + qe_idx;
+        q_raddr = sbase_kp + {{(SADDR_BITS - GA){1'b0}}, qe_idx[GA-1:0]};
         st_re = 1'b0;
         st_raddr = iss_saddr;
         op_acc = 1'b0;
@@ -277,7 +400,7 @@ module pcl_core #(
                     if (src_free) begin
                         row_take = 1'b1;
                         row_init = 1'b1;
-                        row_sel = n_pre_k[ROW_BITS-1:0];
+                        row_sel = bias_row_k;
                     end
                 end else if (acc_from_input) begin
                     if (in_done) acc_done = 1'b1;
@@ -286,7 +409,7 @@ module pcl_core #(
                         if (src_free) begin
                             in_ready = 1'b1;
                             row_take = 1'b1;
-                            row_sel = in_index;
+                            row_sel = {{(ROW_BITS - IN_INDEX_BITS){1'b0}}, in_index};
                         end
                     end else if (in_valid) acc_done = 1'b1;          // next beat is for a later step
                 end else begin
@@ -303,15 +426,15 @@ module pcl_core #(
             end
             S_SWEEP: begin
                 st_re = 1'b1;
-                st_raddr = sbase_k + sw_g;
+                st_raddr = sbase_k + {{(SADDR_BITS - GA){1'b0}}, sw_g[GA-1:0]};
                 op_sweep = 1'b1;
             end
             S_REPORT: begin
-                q_raddr = sbase_k + qe_idx;
-                if (rstate == R_FETCH && qe_idx != qcnt[k]) q_re = 1'b1;
+                q_raddr = sbase_k + {{(SADDR_BITS - GA){1'b0}}, qe_idx[GA-1:0]};
+                if (rstate == R_FETCH && qe_idx != qcnt_k) q_re = 1'b1;
                 if (rstate == R_ENTRY) begin
                     st_re = 1'b1;
-                    st_raddr = sbase_k + q_rdata[QW-1:LANES];
+                    st_raddr = sbase_k + {{(SADDR_BITS - GA){1'b0}}, q_rdata[LANES +: GA]};
                 end
             end
             S_FLUSH: in_ready = !in_done;
@@ -356,7 +479,7 @@ module pcl_core #(
         end else if (iss_busy) begin
             if (iss_last) begin
                 iss_busy <= 1'b0;
-                iss_gap <= (groups_k >= PIPE) ? 2'd0 : PIPE - 1 - groups_k;
+                iss_gap <= layer_gap[k];
             end
             iss_waddr <= iss_waddr + 1'b1;
             iss_saddr <= iss_saddr + 1'b1;
@@ -401,7 +524,7 @@ module pcl_core #(
                 if (in_valid && !wl_valid) begin
                     state <= S_ACC;
                     n <= {STEP_BITS{1'b0}};
-                    k <= N_LAYERS - 1;
+                    k <= LAST_LAYER;
                     in_done <= 1'b0;
                     bias_done <= 1'b0;
                     decided <= 1'b0;
@@ -431,7 +554,7 @@ module pcl_core #(
             end
             S_SWEEP: begin
                 sw_g <= sw_g + 1'b1;
-                if (sw_g == groups_k - 1) begin
+                if (sw_g == last_g_k) begin
                     state <= S_DRAIN;
                     drain <= 2'd0;
                 end
@@ -445,7 +568,7 @@ module pcl_core #(
             S_REPORT: begin
                 case (rstate)
                     R_FETCH: begin
-                        if (qe_idx != qcnt[k]) rstate <= R_ENTRY;
+                        if (qe_idx != qcnt_k) rstate <= R_ENTRY;
                         else if (!cand_valid) begin
                             if (is_out_layer && have_best && !decided) begin
                                 decided <= 1'b1;
@@ -471,6 +594,7 @@ module pcl_core #(
                             cand_v <= rep_v;
                         end
                     end
+                    default: rstate <= R_FETCH;
                 endcase
             end
             S_NEXT: begin
@@ -481,11 +605,11 @@ module pcl_core #(
                 if (k != 0) begin
                     k <= k - 1'b1;
                     state <= S_ACC;
-                end else if (decided || n == MAX_STEPS - 1) begin
+                end else if (decided || n == LAST_STEP) begin
                     state <= S_FLUSH;
                 end else begin
                     n <= n + 1'b1;
-                    k <= N_LAYERS - 1;
+                    k <= LAST_LAYER;
                     state <= S_ACC;
                 end
             end
@@ -510,3 +634,5 @@ module pcl_core #(
         end
     end
 endmodule
+
+`resetall

@@ -17,7 +17,11 @@
 //   cur_wide' = I - (I >>> TIME_SHIFT)   decay for the next step (floor shift)  (stage 2)
 // Stage 1 takes state_in/weight/acc/init (the cycle after the RAM read) and registers;
 // stage 2 gives state_out/fire one cycle later (valid and threshold are stage-2 inputs).
-// Each stage is one procedural block, so a simulator evaluates only the operation in use.
+// Each stage is one procedural block, so a simulator evaluates only the operation in use; every
+// temporary of a block gets a value first on every path, so neither block holds a latch.
+`resetall
+`default_nettype none
+
 module pcl_lane #(
     parameter integer WEIGHT_BITS = 8,
     parameter integer CURRENT_FRAC_BITS = 6,
@@ -26,24 +30,40 @@ module pcl_lane #(
     parameter integer WIDE_BITS = 25,
     parameter integer TIME_SHIFT = 6,
     parameter integer CURRENT_WRAP = 0,
-    parameter integer MEMBRANE_WRAP = 0,
-    parameter integer SW = 1 + MEMBRANE_BITS + WIDE_BITS
+    parameter integer MEMBRANE_WRAP = 0
 ) (
     input  wire                     clk,
-    input  wire [SW-1:0]            state_in,
+    input  wire [MEMBRANE_BITS+WIDE_BITS:0] state_in,   // {fired, mem, cur_wide}
     input  wire [WEIGHT_BITS-1:0]   weight,
     input  wire                     acc,      // 1: accumulate a row, 0: sweep
     input  wire                     init,
     input  wire                     valid,
     input  wire [MEMBRANE_BITS-1:0] threshold,
-    output reg  [SW-1:0]            state_out,
+    output reg  [MEMBRANE_BITS+WIDE_BITS:0] state_out,
     output reg                      fire
 );
+    localparam integer SW = 1 + MEMBRANE_BITS + WIDE_BITS;
     localparam integer VSUM_BITS = (MEMBRANE_BITS > CURRENT_BITS ? MEMBRANE_BITS : CURRENT_BITS) + 1;
     localparam [CURRENT_BITS-1:0] CUR_MAX = {1'b0, {(CURRENT_BITS - 1){1'b1}}};
     localparam [CURRENT_BITS-1:0] CUR_MIN = {1'b1, {(CURRENT_BITS - 1){1'b0}}};
     localparam [MEMBRANE_BITS-1:0] MEM_MAX = {1'b0, {(MEMBRANE_BITS - 1){1'b1}}};
     localparam [MEMBRANE_BITS-1:0] MEM_MIN = {1'b1, {(MEMBRANE_BITS - 1){1'b0}}};
+
+    // Parameters that would otherwise misbehave silently (yosys stops at the $fatal of a failing
+    // check: it cannot resolve the task; Icarus prints the message and exits).
+    initial begin
+        if (WEIGHT_BITS < 2 || CURRENT_BITS < 2 || MEMBRANE_BITS < 2)
+            $fatal(1, "pcl_lane: WEIGHT_BITS, CURRENT_BITS and MEMBRANE_BITS must be >= 2");
+        if (CURRENT_FRAC_BITS < 0 || TIME_SHIFT < 0)
+            $fatal(1, "pcl_lane: CURRENT_FRAC_BITS and TIME_SHIFT must be >= 0");
+        // The saturation test needs at least one bit above the current's sign bit, and a shifted
+        // weight must fit: WIDE_BITS = max(CURRENT_BITS, accumulator bits) + 1 provides both.
+        if (WIDE_BITS <= CURRENT_BITS || WIDE_BITS <= WEIGHT_BITS + CURRENT_FRAC_BITS)
+            $fatal(1, "pcl_lane: WIDE_BITS = %0d is too narrow (CURRENT_BITS %0d, WEIGHT_BITS + CURRENT_FRAC_BITS %0d)",
+                   WIDE_BITS, CURRENT_BITS, WEIGHT_BITS + CURRENT_FRAC_BITS);
+        if ((CURRENT_WRAP != 0 && CURRENT_WRAP != 1) || (MEMBRANE_WRAP != 0 && MEMBRANE_WRAP != 1))
+            $fatal(1, "pcl_lane: CURRENT_WRAP and MEMBRANE_WRAP are 0 (saturate) or 1 (wrap)");
+    end
 
     wire [WIDE_BITS-1:0] cur_wide = state_in[WIDE_BITS-1:0];
     wire [MEMBRANE_BITS-1:0] mem = state_in[WIDE_BITS +: MEMBRANE_BITS];
@@ -55,6 +75,9 @@ module pcl_lane #(
     reg [CURRENT_BITS-1:0] cur;
     reg f_next;
     always @* begin
+        w_shifted = {WIDE_BITS{1'b0}};
+        cur_top = {(WIDE_BITS - CURRENT_BITS + 1){1'b0}};
+        cur = {CURRENT_BITS{1'b0}};
         if (acc) begin
             w_shifted = {{(WIDE_BITS - WEIGHT_BITS){weight[WEIGHT_BITS-1]}}, weight};
             w_shifted = w_shifted << CURRENT_FRAC_BITS;
@@ -88,6 +111,11 @@ module pcl_lane #(
     reg [CURRENT_BITS-1:0] cur2, cur_shifted, cur_decayed;
     always @* begin
         fire = 1'b0;
+        v_top = {(VSUM_BITS - MEMBRANE_BITS + 1){1'b0}};
+        v_new = {MEMBRANE_BITS{1'b0}};
+        cur2 = {CURRENT_BITS{1'b0}};
+        cur_shifted = {CURRENT_BITS{1'b0}};
+        cur_decayed = {CURRENT_BITS{1'b0}};
         if (acc2) begin
             state_out = {fired, b[MEMBRANE_BITS-1:0], a};
         end else begin
@@ -104,3 +132,5 @@ module pcl_lane #(
         end
     end
 endmodule
+
+`resetall

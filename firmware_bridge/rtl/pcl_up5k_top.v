@@ -1,6 +1,11 @@
 // iCE40 UP5K top: pcl_core with its weights in SPRAM (pcl_spram_up5k) behind byte-wide
 // streams (pcl_byte_bridge): 22 I/O pins incl. clock and reset. Parameters from the generated
-// headers (firmware_bridge.rtl_params.RtlLayout.write_headers).
+// headers (firmware_bridge.rtl.params.RtlLayout.write_headers). The byte packets are those of
+// pcl_byte_bridge (firmware_bridge/rtl/packets.py); simulated as placed by tb/up5k_bench.py, with
+// the SB_SPRAM256KA model of yosys's ice40/cells_sim.v.
+`resetall
+`default_nettype none
+
 module pcl_up5k_top (
     input  wire       clk,
     input  wire       rst,
@@ -57,3 +62,5 @@ module pcl_up5k_top (
         .res_step(res_step), .res_tie(res_tie), .res_rows_read(res_rows_read),
         .res_input_error(res_input_error));
 endmodule
+
+`resetall

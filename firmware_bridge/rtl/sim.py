@@ -31,9 +31,9 @@ from popcount_learn.weight_image import WeightImage
 
 from ..errors import RtlSimulationError, RtlToolsMissing
 from .params import TB_CYCLE_BITS, TB_IMAGE_BITS, RtlLayout
+from .sources import CORE_FILE_LIST, RTL_DIR, read_file_list
 
-RTL_DIR = Path(__file__).resolve().parent
-CORE_SOURCES = tuple(RTL_DIR / name for name in ("pcl_lane.v", "pcl_ram_sp.v", "pcl_ram_sdp.v", "pcl_core.v"))
+CORE_SOURCES = tuple(read_file_list(CORE_FILE_LIST))
 HARNESS = RTL_DIR / "tb" / "pcl_tb_harness.v"
 TOPLEVEL = "pcl_tb_harness"
 DEFAULT_BATCH_IMAGES = 64
@@ -78,28 +78,32 @@ def timeout_cycles_per_image(layout: RtlLayout) -> int:
     return layout.spec.max_steps * per_step + 4 * layout.topology[0] + 100
 
 
-def build(layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, build_root=None):
-    """Generate the headers and compile the harness (cached by content).
+def compile_bench(sources, toplevel: str, headers: dict[str, str], *, build_root=None,
+                  parameters: dict | None = None, defines: dict | None = None):
+    """Compile a testbench under Icarus for cocotb, cached by content.
 
-    Returns ``(runner, build_dir)``; the runner is ready for ``runner.test``.
+    ``headers`` (file name -> text) are written into the build directory, which is on the include
+    path and named by a hash of the headers, the sources, ``parameters`` (of ``toplevel``) and
+    ``defines``. Returns ``(runner, build_dir)``; the runner is ready for ``runner.test``.
     """
     reason = missing_tools()
     if reason:
         raise RtlToolsMissing(reason)
     from cocotb_tools.runner import get_runner
 
-    headers = {**layout.headers(), "pcl_tb.vh": codegen.verilog_header(
-        "pcl_tb.vh", tb_constants(layout, batch_images), source="firmware_bridge.rtl.sim")}
+    sources = [Path(src) for src in sources]
+    parameters, defines = dict(parameters or {}), dict(defines or {})
     digest = hashlib.sha256()
     for name, text in sorted(headers.items()):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-    for src in (*CORE_SOURCES, HARNESS):
-        digest.update(src.read_bytes())
+    for src in sources:
+        digest.update(src.name.encode() + b"\0" + src.read_bytes())
+    digest.update(json.dumps([toplevel, sorted(parameters.items()), sorted(defines.items())]).encode())
     build_dir = Path(build_root or default_build_root()) / digest.hexdigest()[:16]
     build_dir.mkdir(parents=True, exist_ok=True)
     codegen.write_headers(build_dir, headers)
-    sources = [*CORE_SOURCES, HARNESS]
-    options = dict(sources=sources, includes=[build_dir], hdl_toplevel=TOPLEVEL, timescale=("1ns", "1ps"))
+    options = dict(sources=sources, includes=[build_dir], hdl_toplevel=toplevel, timescale=("1ns", "1ps"),
+                   parameters=parameters, defines=defines)
     if not (build_dir / "sim.vvp").exists():
         # Compile in a private directory and rename: a concurrent run never sees half a file.
         tmp = Path(tempfile.mkdtemp(prefix="build-", dir=build_dir))
@@ -114,6 +118,16 @@ def build(layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, build_
     runner = get_runner("icarus")
     runner.build(**options, build_dir=build_dir, always=False, log_file=build_dir / "build.log")
     return runner, build_dir
+
+
+def build(layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, build_root=None):
+    """Generate the headers and compile the core's harness (cached by content).
+
+    Returns ``(runner, build_dir)``; the runner is ready for ``runner.test``.
+    """
+    headers = {**layout.headers(), "pcl_tb.vh": codegen.verilog_header(
+        "pcl_tb.vh", tb_constants(layout, batch_images), source="firmware_bridge.rtl.sim")}
+    return compile_bench([*CORE_SOURCES, HARNESS], TOPLEVEL, headers, build_root=build_root)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 // Simulation harness for pcl_core (not for synthesis): the hardware half of the cocotb
-// driver and monitor in firmware_bridge/_rtl_cocotb.py.
+// driver and monitor in firmware_bridge/rtl/tb/core_bench.py.
 //
 // go_load: read +load_hex into the source memory and stream n_beats beats into the weight-load
 //          port; done rises when the last beat was accepted.
@@ -7,7 +7,11 @@
 //          every spike and result beat is recorded; when the n_images-th result arrives the
 //          records are written to +sp_hex / +res_hex and done rises.
 // throttle: pseudo-random gaps on in_valid and back-pressure on sp_ready / res_ready.
-// Record layouts: RtlLayout.spike_fields() / result_fields() in firmware_bridge/rtl_params.py.
+// Record layouts: RtlLayout.spike_fields() / result_fields() in firmware_bridge/rtl/params.py.
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
 module pcl_tb_harness (
     output reg         clk,
     input  wire        rst,
@@ -148,3 +152,5 @@ module pcl_tb_harness (
     end
 
 endmodule
+
+`resetall

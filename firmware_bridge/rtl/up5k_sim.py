@@ -1,0 +1,129 @@
+"""Run the iCE40 UP5K top (``pcl_up5k_top``: byte bridge + core + SPRAM weights) under Icarus + cocotb.
+
+The top is the one ``tools/rtl_synth.py`` places, compiled from ``pcl_up5k.f`` with yosys's own
+``ice40/cells_sim.v`` for ``SB_SPRAM256KA``, inside ``tb/pcl_up5k_harness.v``; the cocotb side is
+``tb/up5k_bench.py``. Everything reaches the top as byte packets (``packets.py``): weights,
+thresholds and input spikes in, spike and result packets out. ``simulate_up5k`` returns an
+``RtlResult`` like ``sim.simulate``, so ``sim``'s checker compares it with the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from popcount_learn import codegen
+from popcount_learn.codegen import Constant
+from popcount_learn.emulator import encode_input_steps
+from popcount_learn.errors import ConfigError, RtlSimulationError, RtlToolsMissing
+from popcount_learn.weight_image import WeightImage
+
+from . import sim
+from .packets import PacketLayout
+from .params import RtlLayout
+from .sources import RTL_DIR, UP5K_FILE_LIST, ice40_cells_sim, read_file_list
+
+HARNESS = RTL_DIR / "tb" / "pcl_up5k_harness.v"
+TOPLEVEL = "pcl_up5k_harness"
+# cells_sim.v gives its ports default values (SystemVerilog); this define leaves them out.
+DEFINES = {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(4, int(n - 1).bit_length())
+
+
+def stream_bounds(layout: RtlLayout, n_images: int) -> tuple[int, int]:
+    """Upper bounds of the RX and TX bytes of ``n_images`` images: every input spikes once, every
+    neuron fires once, one result per image."""
+    packets = PacketLayout(layout)
+    rx = (layout.weight_words + layout.n_layers + n_images * (layout.topology[0] + 1)) * packets.rx_bytes
+    tx = n_images * (sum(layout.n_post) + 1) * packets.tx_bytes
+    return rx, tx
+
+
+def build_up5k(layout: RtlLayout, n_images: int, *, build_root=None):
+    """Headers (the layout's and the harness depths, rounded up to powers of two so that runs of
+    similar size share a build) and the compiled harness: ``(runner, build_dir)``."""
+    model = ice40_cells_sim()
+    if model is None:
+        raise RtlToolsMissing("yosys's ice40/cells_sim.v (the SB_SPRAM256KA model) was not found; "
+                              "install yosys (Debian: apt-get install yosys)")
+    rx, tx = stream_bounds(layout, n_images)
+    depths = [Constant("TB_RX_DEPTH", _pow2(rx)), Constant("TB_TX_DEPTH", _pow2(tx))]
+    tb_header = codegen.verilog_header("pcl_tb.vh", depths, source="firmware_bridge.rtl.up5k_sim")
+    headers = {**layout.headers(), "pcl_tb.vh": tb_header}   # this build's own pcl_tb.vh
+    sources = [model, *read_file_list(UP5K_FILE_LIST), HARNESS]
+    return sim.compile_bench(sources, TOPLEVEL, headers, build_root=build_root, defines=DEFINES)
+
+
+def simulate_up5k(
+    image: WeightImage,
+    images_uint8: np.ndarray | None = None,
+    *,
+    input_spike_steps: np.ndarray | None = None,
+    lanes: int = 4,
+    throttle: bool = False,
+    shuffle_seed: int | None = None,
+    load_image: WeightImage | None = None,
+    build_root=None,
+    keep_dir=None,
+) -> sim.RtlResult:
+    """Run the UP5K top on a batch (uint8 images or input spike steps, as ``emulate`` takes them).
+
+    ``load_image``: the weights actually sent (default ``image``), e.g. a corrupted copy, to show
+    that the comparison with ``image``'s emulation notices. ``throttle``: random gaps on RX and
+    back-pressure on TX; ``shuffle_seed``: permute input spikes within a step. ``cycles`` of the
+    result: per image, from the previous image's result packet (the weight load for the first)
+    to its own result packet's last byte, byte transport included.
+    """
+    if not isinstance(image, WeightImage):
+        raise ConfigError(f"simulate_up5k: expected a WeightImage, got {type(image).__name__}")
+    if (images_uint8 is None) == (input_spike_steps is None):
+        raise ConfigError("simulate_up5k: pass exactly one of images_uint8 and input_spike_steps")
+    steps = encode_input_steps(image.spec, images_uint8) if images_uint8 is not None else np.asarray(input_spike_steps)
+    if steps.ndim != 2 or steps.shape[1] != image.topology[0] or not np.issubdtype(steps.dtype, np.integer):
+        raise ConfigError(f"input spike steps must be integers of shape (n, {image.topology[0]}), got {steps.shape}")
+    layout = RtlLayout.for_image(image, lanes)
+    sent = load_image if load_image is not None else image
+    if RtlLayout.for_image(sent, lanes) != layout:
+        raise ConfigError("load_image must have the datapath and topology of image")
+    n = len(steps)
+    if n == 0:
+        return sim._decode(layout, [], 0, lanes, 0.0)
+    runner, build_dir = build_up5k(layout, n, build_root=build_root)
+    from cocotb_tools.check_results import get_results
+
+    rx_bound, tx_bound = stream_bounds(layout, n)
+    timeout = (2 * rx_bound + 2 * tx_bound + n * sim.timeout_cycles_per_image(layout)) * (4 if throttle else 1) + 10_000
+    with tempfile.TemporaryDirectory(prefix="pcl-up5k-") as tmp:
+        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "load.bin").write_bytes(PacketLayout(layout).load_packets(sent))
+        np.save(work / "steps.npy", np.ascontiguousarray(steps, dtype=np.int64))
+        job = {"spec": image.spec.to_dict(), "topology": list(layout.topology), "lanes": lanes,
+               "load_bin": str(work / "load.bin"), "steps_npy": str(work / "steps.npy"),
+               "rx_hex": str(work / "rx.hex"), "out_npz": str(work / "out.npz"),
+               "shuffle_seed": shuffle_seed, "throttle": bool(throttle), "timeout_cycles": timeout}
+        (work / "job.json").write_text(json.dumps(job))
+        (work / "out.npz").unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        try:
+            xml = runner.test(test_module="firmware_bridge.rtl.tb.up5k_bench", hdl_toplevel=TOPLEVEL,
+                              build_dir=build_dir, test_dir=work, results_xml=str(work / "results.xml"),
+                              log_file=work / "sim.log", plusargs=[f"+rx_hex={job['rx_hex']}"],
+                              extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim._pythonpath()})
+            failed = get_results(xml)[1] > 0
+        except Exception as exc:  # the simulator died or wrote no results
+            failed, xml = True, exc
+        seconds = time.perf_counter() - t0
+        if failed or not (work / "out.npz").exists():
+            log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
+            tail = "\n".join(log.splitlines()[-40:])
+            raise RtlSimulationError(f"the UP5K top simulation failed ({xml}); last lines of the log:\n{tail}")
+        record = dict(np.load(work / "out.npz"))
+    return sim._decode(layout, [record], n, lanes, seconds)
