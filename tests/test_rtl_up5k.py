@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.rtl import sim as rtl_sim
+from firmware_bridge import check
 from firmware_bridge.rtl.packets import PacketLayout, RxKind, TxKind
 from firmware_bridge.rtl.params import RtlLayout, unpack
 from firmware_bridge.rtl.up5k_sim import simulate_up5k
@@ -104,8 +104,8 @@ def test_up5k_top_random_networks_bit_exact(index):
     _, _, _, lanes, _, throttle, shuffle = PARAMETER_SETS[index]
     image, steps, expected = _case(index)
     observed = simulate_up5k(image, input_spike_steps=steps, lanes=lanes, throttle=throttle, shuffle_seed=shuffle)
-    assert observed.protocol_errors == ()
-    problem = rtl_sim.first_mismatch(expected, observed)
+    assert observed.faults == {}
+    problem = check.compare(expected, observed, body="RTL").first_mismatch
     assert problem is None, problem
     assert np.all(observed.cycles > 0)
 
@@ -130,14 +130,14 @@ def test_up5k_comparison_catches_a_one_lsb_weight_corruption():
     image, steps, expected = _case(1)
     # the first one-LSB change that these inputs can see
     visible = ((what, corrupted) for what, corrupted in _one_lsb_weight_variants(image)
-               if rtl_sim.mismatched_images(emulate(corrupted, input_spike_steps=steps), expected).size)
+               if not check.compare(expected, emulate(corrupted, input_spike_steps=steps), body="emulator").ok)
     what, corrupted = next(visible, (None, None))
     assert corrupted is not None, "no one-LSB weight change is visible on these inputs"
     observed = simulate_up5k(image, input_spike_steps=steps, lanes=lanes, load_image=corrupted)
-    report = rtl_sim.first_mismatch(expected, observed)
+    report = check.compare(expected, observed, body="RTL").first_mismatch
     assert report is not None and "!=" in report, what
     # ... and the corrupted weight did arrive bit-exact: the top agrees with its emulation
-    assert rtl_sim.first_mismatch(emulate(corrupted, input_spike_steps=steps), observed) is None, what
+    assert check.compare(emulate(corrupted, input_spike_steps=steps), observed, body="RTL").first_mismatch is None, what
 
 
 @up5k
@@ -145,9 +145,9 @@ def test_up5k_top_mnist_net100_int8_bit_exact(mnist_test):
     image = h5io.load_weight_image(NET100)
     images = mnist_test.images[:20]
     observed = simulate_up5k(image, images, lanes=4)
-    problem = rtl_sim.first_mismatch(emulate(image, images), observed)
+    problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
     assert problem is None, problem
-    assert observed.protocol_errors == ()
+    assert observed.faults == {}
     assert np.mean(observed.predicted == mnist_test.labels[:20]) > 0.8
 
 
@@ -158,5 +158,5 @@ def test_up5k_top_mnist_more_images(mnist_test, n, throttle):
     image = h5io.load_weight_image(NET100)
     images = mnist_test.images[:n]
     observed = simulate_up5k(image, images, lanes=4, throttle=throttle, shuffle_seed=1 if throttle else None)
-    problem = rtl_sim.first_mismatch(emulate(image, images), observed)
+    problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
     assert problem is None, problem

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from popcount_learn.errors import RtlSimulationError
+from ..errors import RtlSimulationError
 
 from . import sim
 from .packets import PacketLayout, RxKind, TxKind
@@ -66,7 +66,7 @@ def run_bridge(layout: RtlLayout, *, seed: int = 0, packets: int = 120, spikes: 
             xml = runner.test(test_module="firmware_bridge.rtl.tb.bridge_bench", hdl_toplevel=TOPLEVEL,
                               build_dir=build_dir, test_dir=work, results_xml=str(work / "results.xml"),
                               log_file=work / "sim.log",
-                              extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim._pythonpath()})
+                              extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()})
             failed = get_results(xml)[1] > 0
         except Exception as exc:  # the simulator died or wrote no results
             failed, xml = True, exc

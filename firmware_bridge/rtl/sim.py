@@ -156,7 +156,8 @@ class RtlResult:
         return len(self.predicted)
 
 
-def _decode(layout: RtlLayout, batches: list[dict], n: int, lanes: int, seconds: float) -> RtlResult:
+def decode_records(layout: RtlLayout, batches: list[dict], n: int, lanes: int, seconds: float) -> RtlResult:
+    """The spike and result records of ``n`` images (batches as a testbench writes them) as an RtlResult."""
     max_steps = layout.spec.max_steps
     cat = {name: np.concatenate([b[name] for b in batches]) if batches else np.zeros(0, np.int64)
            for name in ("cycles", "input_error", "tie", "decided", "predicted", "step")}
@@ -232,7 +233,7 @@ def simulate(
     progress = as_progress(progress)
     n = len(steps)
     if n == 0:
-        return _decode(layout, [], 0, lanes, 0.0)
+        return decode_records(layout, [], 0, lanes, 0.0)
 
     from cocotb_tools.check_results import get_results
 
@@ -262,7 +263,7 @@ def simulate(
                     test_module="firmware_bridge.rtl.tb.core_bench", hdl_toplevel=TOPLEVEL, build_dir=build_dir,
                     test_dir=work, results_xml=str(work / "results.xml"), log_file=work / "sim.log",
                     plusargs=[f"+{name}={job[name]}" for name in ("load_hex", "in_hex", "sp_hex", "res_hex")],
-                    extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": _pythonpath()},
+                    extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": simulator_pythonpath()},
                 )
             except BaseException as exc:  # reported below, in the calling thread
                 outcome["error"] = exc
@@ -296,10 +297,10 @@ def simulate(
             raise RtlSimulationError(f"the RTL simulation did not finish ({outcome.get('error', 'test failed')}); "
                                      f"last lines of the simulator log:\n{tail}")
         batches = [dict(np.load(f)) for f in batch_files]
-    return _decode(layout, batches, n, lanes, seconds)
+    return decode_records(layout, batches, n, lanes, seconds)
 
 
-def _pythonpath() -> str:
+def simulator_pythonpath() -> str:
     """The simulator's Python must import this tree's firmware_bridge and popcount_learn."""
     root = str(Path(__file__).resolve().parents[2])
     rest = os.environ.get("PYTHONPATH", "")

@@ -19,7 +19,9 @@ import numpy as np
 from popcount_learn import codegen
 from popcount_learn.codegen import Constant
 from popcount_learn.emulator import encode_input_steps
-from popcount_learn.errors import ConfigError, RtlSimulationError, RtlToolsMissing
+from popcount_learn.errors import ConfigError
+
+from ..errors import RtlSimulationError, RtlToolsMissing
 from popcount_learn.weight_image import WeightImage
 
 from . import sim
@@ -94,7 +96,7 @@ def simulate_up5k(
         raise ConfigError("load_image must have the datapath and topology of image")
     n = len(steps)
     if n == 0:
-        return sim._decode(layout, [], 0, lanes, 0.0)
+        return sim.decode_records(layout, [], 0, lanes, 0.0)
     runner, build_dir = build_up5k(layout, n, build_root=build_root)
     from cocotb_tools.check_results import get_results
 
@@ -116,7 +118,7 @@ def simulate_up5k(
             xml = runner.test(test_module="firmware_bridge.rtl.tb.up5k_bench", hdl_toplevel=TOPLEVEL,
                               build_dir=build_dir, test_dir=work, results_xml=str(work / "results.xml"),
                               log_file=work / "sim.log", plusargs=[f"+rx_hex={job['rx_hex']}"],
-                              extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim._pythonpath()})
+                              extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()})
             failed = get_results(xml)[1] > 0
         except Exception as exc:  # the simulator died or wrote no results
             failed, xml = True, exc
@@ -126,4 +128,4 @@ def simulate_up5k(
             tail = "\n".join(log.splitlines()[-40:])
             raise RtlSimulationError(f"the UP5K top simulation failed ({xml}); last lines of the log:\n{tail}")
         record = dict(np.load(work / "out.npz"))
-    return sim._decode(layout, [record], n, lanes, seconds)
+    return sim.decode_records(layout, [record], n, lanes, seconds)
