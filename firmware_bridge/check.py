@@ -26,8 +26,14 @@ from popcount_learn.weight_image import UPLOAD_HEADER_BYTES, UPLOAD_LAYER_HEADER
 # Everything the datapath produces, as the emulator names it (the encoded input is its input).
 COMPARED_FIELDS = tuple(name for name in EmulationResult.FIELDS if name != "input_spike_steps")
 _PER_IMAGE = tuple(name for name in COMPARED_FIELDS if name != "spike_steps")
-FIELD_LABELS = {"predicted": "class", "first_output_step": "decision step", "steps_to_decision": "steps to decision",
-          "tie": "tie", "rows_read": "rows read", "synaptic_additions": "synaptic additions"}
+FIELD_LABELS = {
+    "predicted": "class",
+    "first_output_step": "decision step",
+    "steps_to_decision": "steps to decision",
+    "tie": "tie",
+    "rows_read": "rows read",
+    "synaptic_additions": "synaptic additions",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,9 +56,11 @@ class BodyResult:
 
     def row(self, i: int) -> BodyResult:
         """Image ``i`` alone, as a batch of one."""
-        return BodyResult(**{n: getattr(self, n)[i : i + 1] for n in _PER_IMAGE},
-                          spike_steps=tuple(s[i : i + 1] for s in self.spike_steps),
-                          faults={0: self.faults[i]} if i in self.faults else {})
+        return BodyResult(
+            **{n: getattr(self, n)[i : i + 1] for n in _PER_IMAGE},
+            spike_steps=tuple(s[i : i + 1] for s in self.spike_steps),
+            faults={0: self.faults[i]} if i in self.faults else {},
+        )
 
 
 @dataclass(frozen=True)
@@ -73,15 +81,22 @@ class Comparison:
     def verdict(self) -> str:
         """One line: what agreed, or how many images differ and where the first one does."""
         if self.ok:
-            return (f"{self.n:,} images: {self.body} == emulator on class, decision step, tie, "
-                    f"{self.spike_steps_compared:,} spike steps and the counters")
+            return (
+                f"{self.n:,} images: {self.body} == emulator on class, decision step, tie, "
+                f"{self.spike_steps_compared:,} spike steps and the counters"
+            )
         first = self.first_mismatch.splitlines()
         where = "; ".join(line.strip() for line in first[1:] if "!=" in line or line.strip().startswith("fault"))
         return f"{len(self.mismatched):,} of {self.n:,} images: {self.body} != emulator; first: {first[0]} {where}"
 
     def summary(self) -> dict:
-        return {"n": self.n, "mismatches": len(self.mismatched), "mismatched_images": list(self.mismatched[:20]),
-                "first_mismatch": self.first_mismatch, "verdict": self.verdict()}
+        return {
+            "n": self.n,
+            "mismatches": len(self.mismatched),
+            "mismatched_images": list(self.mismatched[:20]),
+            "first_mismatch": self.first_mismatch,
+            "verdict": self.verdict(),
+        }
 
 
 def compare(expected: EmulationResult, observed, *, body: str) -> Comparison:
@@ -91,7 +106,9 @@ def compare(expected: EmulationResult, observed, *, body: str) -> Comparison:
     if len(observed) != n:
         raise ConfigError(f"the emulator has {n} images, the {body} {len(observed)}")
     if len(observed.spike_steps) != len(expected.spike_steps):
-        raise ConfigError(f"the emulator has {len(expected.spike_steps)} layers, the {body} {len(observed.spike_steps)}")
+        raise ConfigError(
+            f"the emulator has {len(expected.spike_steps)} layers, the {body} {len(observed.spike_steps)}"
+        )
     bad = np.zeros(n, dtype=bool)
     for name in _PER_IMAGE:
         e = np.asarray(getattr(expected, name)).astype(np.int64).reshape(n, -1)
@@ -145,8 +162,11 @@ def training_step_difference(reported, expected) -> str | None:
     missing = [n for n in names if not hasattr(expected, n)]
     if missing:
         raise ConfigError(f"the emulator's step result has no {missing}")
-    diffs = [f"{n}: board {getattr(reported, n)}, emulator {getattr(expected, n)}"
-             for n in names if int(getattr(reported, n)) != int(getattr(expected, n))]
+    diffs = [
+        f"{n}: board {getattr(reported, n)}, emulator {getattr(expected, n)}"
+        for n in names
+        if int(getattr(reported, n)) != int(getattr(expected, n))
+    ]
     return "; ".join(diffs) or None
 
 
@@ -178,5 +198,7 @@ def first_stream_difference(board: bytes, model: bytes, image: WeightImage) -> s
     if not len(diff):
         return f"lengths differ: board {len(board)} bytes, emulator {len(model)}"
     at = int(diff[0])
-    return (f"{len(diff)} byte(s) differ; first at offset {at} ({stream_position(image, at)}): "
-            f"board 0x{board[at]:02x}, emulator 0x{model[at]:02x}")
+    return (
+        f"{len(diff)} byte(s) differ; first at offset {at} ({stream_position(image, at)}): "
+        f"board 0x{board[at]:02x}, emulator 0x{model[at]:02x}"
+    )

@@ -30,14 +30,26 @@ def _add_board(sub) -> None:
     bs.required = True
     v = bs.add_parser("virtual", help="build (if needed) and start a virtual board; prints its port first")
     v.set_defaults(run=_run_virtual)
-    v.add_argument("--image", default=None, metavar="H5",
-                   help="build for this weight image's spec and learning rule (default: the int8 spec, default rule)")
+    v.add_argument(
+        "--image",
+        default=None,
+        metavar="H5",
+        help="build for this weight image's spec and learning rule (default: the int8 spec, default rule)",
+    )
     v.add_argument("--qemu", action="store_true", help="a QEMU Cortex-M board instead of the host one")
-    v.add_argument("--board", default=None, metavar="NAME",
-                   help="firmware board folder (firmware_bridge/firmware/boards/NAME; default: host, or "
-                        "mps2_an385 with --qemu); naming a QEMU board implies --qemu")
-    v.add_argument("--machine", default=None, metavar="M",
-                   help="QEMU machine to run it on (default: the one the board's board.mk declares); implies --qemu")
+    v.add_argument(
+        "--board",
+        default=None,
+        metavar="NAME",
+        help="firmware board folder (firmware_bridge/firmware/boards/NAME; default: host, or "
+        "mps2_an385 with --qemu); naming a QEMU board implies --qemu",
+    )
+    v.add_argument(
+        "--machine",
+        default=None,
+        metavar="M",
+        help="QEMU machine to run it on (default: the one the board's board.mk declares); implies --qemu",
+    )
     i = bs.add_parser("info", help="versions, spec, learning rule, capacity and image state of a board")
     i.set_defaults(run=_run_info)
     add_output_flags(i, progress=False)
@@ -129,7 +141,12 @@ def _run_compare(args) -> int:
     if args.trace:
         _trace_on_stderr()
     summary = commands.board_compare(
-        args.port, args.image, limit=args.limit, data_dir=args.data, batch_size=args.batch, trace=args.trace,
+        args.port,
+        args.image,
+        limit=args.limit,
+        data_dir=args.data,
+        batch_size=args.batch,
+        trace=args.trace,
         progress=progress_from(args, PROGRESS_EVERY),
     )
     return _report(summary, args.json)
@@ -141,8 +158,14 @@ def _run_train(args) -> int:
     if args.trace:
         _trace_on_stderr()
     summary = commands.board_train(
-        args.port, args.image, steps=args.steps, seed=args.seed, check_every=args.check_every,
-        data_dir=args.data, trace=args.trace, progress=progress_from(args, PROGRESS_EVERY),
+        args.port,
+        args.image,
+        steps=args.steps,
+        seed=args.seed,
+        check_every=args.check_every,
+        data_dir=args.data,
+        trace=args.trace,
+        progress=progress_from(args, PROGRESS_EVERY),
     )
     return _report(summary, args.json)
 
@@ -150,6 +173,7 @@ def _run_train(args) -> int:
 def _run_rtl_compare(args) -> int:
     from . import commands
 
-    out = commands.rtl_compare(args.image, limit=args.limit, lanes=args.lanes, data_dir=args.data,
-                               progress=progress_from(args, PROGRESS_EVERY))
+    out = commands.rtl_compare(
+        args.image, limit=args.limit, lanes=args.lanes, data_dir=args.data, progress=progress_from(args, PROGRESS_EVERY)
+    )
     return _report(out, args.json)

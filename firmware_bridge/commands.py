@@ -35,8 +35,10 @@ def load_weight_image(path) -> WeightImage:
     """The weight image in ``path``; a float model is refused with what to do instead."""
     model = load_model(path)
     if not isinstance(model, WeightImage):
-        raise ConfigError(f"{path} is a float model; boards and the RTL run weight images "
-                          f"(make one with: popcount-learn export {path} -o IMAGE.h5)")
+        raise ConfigError(
+            f"{path} is a float model; boards and the RTL run weight images "
+            f"(make one with: popcount-learn export {path} -o IMAGE.h5)"
+        )
     return model
 
 
@@ -143,8 +145,9 @@ def board_observations(results: list[BoardResult], topology: tuple[int, ...], ma
     )
 
 
-def run_on_board(client: BoardClient, image: WeightImage, images_uint8: np.ndarray, *,
-                 batch_size: int | None = None, progress=None) -> check.BodyResult:
+def run_on_board(
+    client: BoardClient, image: WeightImage, images_uint8: np.ndarray, *, batch_size: int | None = None, progress=None
+) -> check.BodyResult:
     """Infer every image on the board (in INFER_BATCH round trips); the results as a BodyResult."""
     progress = as_progress(progress)
     bits = image_input_bits(image, images_uint8)
@@ -165,8 +168,15 @@ def run_on_board(client: BoardClient, image: WeightImage, images_uint8: np.ndarr
     return board_observations(results, image.topology, image.spec.max_steps)
 
 
-def compare_on_board(client: BoardClient, image: WeightImage, images_uint8: np.ndarray, *, labels=None,
-                     batch_size: int | None = None, progress=None) -> dict:
+def compare_on_board(
+    client: BoardClient,
+    image: WeightImage,
+    images_uint8: np.ndarray,
+    *,
+    labels=None,
+    batch_size: int | None = None,
+    progress=None,
+) -> dict:
     """Run board and emulator on the same images; ``check.Comparison.summary()`` plus accuracies."""
     board = run_on_board(client, image, images_uint8, batch_size=batch_size, progress=progress)
     emu = emulate(image, images_uint8)
@@ -178,8 +188,16 @@ def compare_on_board(client: BoardClient, image: WeightImage, images_uint8: np.n
     return summary
 
 
-def board_compare(port: str, image_path, *, limit: int | None = None, data_dir=None, progress=None,
-                  batch_size: int | None = None, trace: bool = False) -> dict:
+def board_compare(
+    port: str,
+    image_path,
+    *,
+    limit: int | None = None,
+    data_dir=None,
+    progress=None,
+    batch_size: int | None = None,
+    trace: bool = False,
+) -> dict:
     """Upload ``image_path`` and run test images on board and emulator; compare every field.
 
     Returns {verdict, n, mismatches, first_mismatch (full text or None), mismatched_images
@@ -189,8 +207,9 @@ def board_compare(port: str, image_path, *, limit: int | None = None, data_dir=N
     test = load_split(data_dir, "test", limit)
     with BoardClient(port, trace=trace) as client:
         upload = upload_image(client, image, image_name=str(image_path))
-        summary = compare_on_board(client, image, test.images, labels=test.labels, batch_size=batch_size,
-                                   progress=progress)
+        summary = compare_on_board(
+            client, image, test.images, labels=test.labels, batch_size=batch_size, progress=progress
+        )
     summary.update(upload)
     return summary
 
@@ -205,8 +224,11 @@ def check_learning(info: BoardInfo, learning: LearningConfig) -> None:
         raise ConfigError("the board's firmware has no learning rule; start one with popcount-learn board virtual")
     board = LearningConfig.from_codes(info.learning_codes)
     if board != learning:
-        differ = [f"{k} = {v!r} on the board, {getattr(learning, k)!r} in the image"
-                  for k, v in board.to_dict().items() if v != getattr(learning, k)]
+        differ = [
+            f"{k} = {v!r} on the board, {getattr(learning, k)!r} in the image"
+            for k, v in board.to_dict().items()
+            if v != getattr(learning, k)
+        ]
         raise ConfigError(
             f"the board's learning rule differs from the image's: {'; '.join(differ)}; "
             "start the board with --image of this file"
@@ -220,9 +242,19 @@ def training_order(n_images: int, steps: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.permutation(n_images) for _ in range(reps)])[:steps]
 
 
-def train_side_by_side(client: BoardClient, image: WeightImage, learning: LearningConfig, images_uint8, labels, *,
-                       check_every: int = 100, first_sample_index: int = 0, board_image: WeightImage | None = None,
-                       image_name: str = "the image", progress=None) -> dict:
+def train_side_by_side(
+    client: BoardClient,
+    image: WeightImage,
+    learning: LearningConfig,
+    images_uint8,
+    labels,
+    *,
+    check_every: int = 100,
+    first_sample_index: int = 0,
+    board_image: WeightImage | None = None,
+    image_name: str = "the image",
+    progress=None,
+) -> dict:
     """Train board and emulator from the same image, one sample at a time, and compare.
 
     Sample ``i`` (image ``images_uint8[i]``, label ``labels[i]``) gets sample index
@@ -272,8 +304,10 @@ def train_side_by_side(client: BoardClient, image: WeightImage, learning: Learni
         progress.update(1, changed=changed)
     progress.close()
     if first is None:
-        verdict = (f"{done:,} training steps: board == emulator on every step's result and on all "
-                   f"{n_bytes:,} bytes of the weight image at {checks} read-backs")
+        verdict = (
+            f"{done:,} training steps: board == emulator on every step's result and on all "
+            f"{n_bytes:,} bytes of the weight image at {checks} read-backs"
+        )
     else:
         verdict = f"board != emulator at {first}"
     return {
@@ -293,8 +327,18 @@ def train_side_by_side(client: BoardClient, image: WeightImage, learning: Learni
     }
 
 
-def board_train(port: str, image_path, *, steps: int, seed: int = 0, check_every: int = 100,
-                first_sample_index: int = 0, data_dir=None, progress=None, trace: bool = False) -> dict:
+def board_train(
+    port: str,
+    image_path,
+    *,
+    steps: int,
+    seed: int = 0,
+    check_every: int = 100,
+    first_sample_index: int = 0,
+    data_dir=None,
+    progress=None,
+    trace: bool = False,
+) -> dict:
     """``train_side_by_side`` on ``steps`` training images in a seeded random order, with the
     image's learning rule (the default ``LearningConfig`` for an inference-only image)."""
     if steps < 1:
@@ -304,9 +348,17 @@ def board_train(port: str, image_path, *, steps: int, seed: int = 0, check_every
     train = load_split(data_dir, "train")
     order = training_order(len(train.images), steps, seed)
     with BoardClient(port, trace=trace) as client:
-        return train_side_by_side(client, image, learning, train.images[order], train.labels[order],
-                                  check_every=check_every, first_sample_index=first_sample_index,
-                                  image_name=str(image_path), progress=progress)
+        return train_side_by_side(
+            client,
+            image,
+            learning,
+            train.images[order],
+            train.labels[order],
+            check_every=check_every,
+            first_sample_index=first_sample_index,
+            image_name=str(image_path),
+            progress=progress,
+        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -77,8 +77,11 @@ def add_output_flags(parser, *, progress: bool = True) -> None:
     """``--json`` (one JSON object on stdout) and, for a long command, ``--no-progress``."""
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     if progress:
-        parser.add_argument("--no-progress", action="store_true",
-                            help="no progress on stderr (a bar on a terminal, else one line per phase)")
+        parser.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="no progress on stderr (a bar on a terminal, else one line per phase)",
+        )
 
 
 def progress_from(args, every_fraction: float | None = None):
@@ -126,40 +129,89 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a network on MNIST-style data and report test accuracy")
     t.set_defaults(run=_run_train)
-    t.add_argument("--mode", choices=("exact", "onchip"), default="exact",
-                   help="exact: float model, exact gradients (default); onchip: integer weights, sign-only "
-                        "popcount rule on the bit-exact datapath (docs/learning-rule.md)")
-    t.add_argument("--hidden", type=positive_int, nargs="+", default=None,
-                   help=f"hidden layer sizes (default: exact {' '.join(map(str, d.hidden))}, onchip "
-                        f"{' '.join(map(str, od.hidden))}, or those of --init)")
+    t.add_argument(
+        "--mode",
+        choices=("exact", "onchip"),
+        default="exact",
+        help="exact: float model, exact gradients (default); onchip: integer weights, sign-only "
+        "popcount rule on the bit-exact datapath (docs/learning-rule.md)",
+    )
+    t.add_argument(
+        "--hidden",
+        type=positive_int,
+        nargs="+",
+        default=None,
+        help=f"hidden layer sizes (default: exact {' '.join(map(str, d.hidden))}, onchip "
+        f"{' '.join(map(str, od.hidden))}, or those of --init)",
+    )
     t.add_argument("--epochs", type=nonneg_int, default=None, help=f"default: exact {d.epochs}, onchip {od.epochs}")
     t.add_argument("--seed", type=nonneg_int, default=d.seed, help="default: %(default)s")
-    t.add_argument("--augment-shift", type=nonneg_int, default=None,
-                   help=f"random translation in pixels (default: exact {d.augment_shift_px}, onchip {od.augment_shift_px})")
-    t.add_argument("--augment-from-epoch", type=positive_int, default=None,
-                   help=f"first epoch with shifted images (default: exact {d.augment_from_epoch}, onchip {od.augment_from_epoch})")
+    t.add_argument(
+        "--augment-shift",
+        type=nonneg_int,
+        default=None,
+        help=f"random translation in pixels (default: exact {d.augment_shift_px}, onchip {od.augment_shift_px})",
+    )
+    t.add_argument(
+        "--augment-from-epoch",
+        type=positive_int,
+        default=None,
+        help=f"first epoch with shifted images (default: exact {d.augment_from_epoch}, onchip {od.augment_from_epoch})",
+    )
     t.add_argument("--limit", type=positive_int, default=None, help="train on the first N training images only")
-    t.add_argument("--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)")
+    t.add_argument(
+        "--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)"
+    )
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
-    t.add_argument("--init", default=None, metavar="MODEL",
-                   help="start from this model or weight image (onchip: a float model is quantised)")
+    t.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="start from this model or weight image (onchip: a float model is quantised)",
+    )
     add_output_flags(t)
     ex = t.add_argument_group("exact mode")
     ex.add_argument("--batch-size", type=positive_int, default=None, help=f"default: {d.batch_size}")
     ex.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default: {d.lr})")
     ex.add_argument("--lr-decay", type=positive_float, default=None, help=f"per-epoch factor (default: {d.lr_decay})")
-    ex.add_argument("--sparsity", type=nonneg_float, default=None,
-                    help=f"weight of the hidden-spikes-before-decision term, 0 = off (default: {d.sparsity})")
-    ex.add_argument("--sparsity-target", type=nonneg_float, default=None,
-                    help=f"hidden spikes before the decision tolerated without penalty (default: {d.sparsity_target})")
-    ex.add_argument("--temperature", type=positive_float, default=None,
-                    help=f"softmax temperature over -z of the outputs (default: {d.temperature})")
+    ex.add_argument(
+        "--sparsity",
+        type=nonneg_float,
+        default=None,
+        help=f"weight of the hidden-spikes-before-decision term, 0 = off (default: {d.sparsity})",
+    )
+    ex.add_argument(
+        "--sparsity-target",
+        type=nonneg_float,
+        default=None,
+        help=f"hidden spikes before the decision tolerated without penalty (default: {d.sparsity_target})",
+    )
+    ex.add_argument(
+        "--temperature",
+        type=positive_float,
+        default=None,
+        help=f"softmax temperature over -z of the outputs (default: {d.temperature})",
+    )
     oc = t.add_argument_group("onchip mode")
-    oc.add_argument("--bits", type=weight_bits, default=None, help="weight bits of a new or quantised network (default 8)")
-    oc.add_argument("--spec", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a datapath field of a new or quantised network (repeatable)")
-    oc.add_argument("--learn", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a learning-rule field (repeatable; docs/learning-rule.md), e.g. margin_steps=6")
+    oc.add_argument(
+        "--bits", type=weight_bits, default=None, help="weight bits of a new or quantised network (default 8)"
+    )
+    oc.add_argument(
+        "--spec",
+        type=spec_item,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a datapath field of a new or quantised network (repeatable)",
+    )
+    oc.add_argument(
+        "--learn",
+        type=spec_item,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a learning-rule field (repeatable; docs/learning-rule.md), e.g. margin_steps=6",
+    )
 
     e = sub.add_parser("evaluate", help="evaluate a model or weight image on the test set")
     e.set_defaults(run=_run_evaluate)
@@ -167,11 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=positive_int, default=None, help="first N test images only")
     e.add_argument("--data", default=None, metavar="DIR")
     e.add_argument("--emulate", action="store_true", help="run the bit-exact fixed-point emulator")
-    e.add_argument("--bits", type=weight_bits, default=None, help="weight bits when quantising a float model (default 8)")
+    e.add_argument(
+        "--bits", type=weight_bits, default=None, help="weight bits when quantising a float model (default 8)"
+    )
     e.add_argument("--plots", default=None, metavar="DIR", help="with --emulate: write histogram and raster PNGs")
-    e.add_argument("--spec", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                   help="with --emulate on a float model: override a datapath field (repeatable; "
-                        "fields as in docs/datapath.md, e.g. time_shift=8)")
+    e.add_argument(
+        "--spec",
+        type=spec_item,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="with --emulate on a float model: override a datapath field (repeatable; "
+        "fields as in docs/datapath.md, e.g. time_shift=8)",
+    )
     add_output_flags(e, progress=False)
 
     x = sub.add_parser("export", help="quantise a float model (or re-measure a weight image) into an HDF5 weight image")
@@ -180,8 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--out", required=True, metavar="PATH")
     x.add_argument("--bits", type=weight_bits, default=None, help="weight bits of a quantised float model (default 8)")
     x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
-    x.add_argument("--spec", type=spec_item, action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a datapath field of the image (repeatable), e.g. membrane_bits=28")
+    x.add_argument(
+        "--spec",
+        type=spec_item,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a datapath field of the image (repeatable), e.g. membrane_bits=28",
+    )
     add_output_flags(x, progress=False)
 
     i = sub.add_parser("inspect", help="summarise a model or weight image and verify its checksums")
@@ -236,7 +302,9 @@ def _run_train(args) -> int:
         hidden = commands.model_topology(args.init)[1:-1]
     else:
         hidden = None
-    options = {k: getattr(args, k) for k in ("epochs", "augment_shift", "augment_from_epoch") if getattr(args, k) is not None}
+    options = {
+        k: getattr(args, k) for k in ("epochs", "augment_shift", "augment_from_epoch") if getattr(args, k) is not None
+    }
     if "augment_shift" in options:
         options["augment_shift_px"] = options.pop("augment_shift")
     if hidden is not None:
@@ -244,12 +312,17 @@ def _run_train(args) -> int:
     common = dict(data_dir=args.data, limit=args.limit, out=args.out, init=args.init, progress=progress_from(args))
     if exact:
         options.update({k: getattr(args, k) for k in _EXACT_ONLY if getattr(args, k) is not None})
-        result = commands.train(config=TrainConfig(seed=args.seed, **options),
-                                on_epoch=None if args.json else _print_epoch, **common)
+        result = commands.train(
+            config=TrainConfig(seed=args.seed, **options), on_epoch=None if args.json else _print_epoch, **common
+        )
     else:
         result = commands.train_onchip(
-            config=OnchipTrainConfig(seed=args.seed, **options), learning_options=dict(args.learn), bits=args.bits,
-            spec_options=dict(args.spec), on_epoch=None if args.json else _print_onchip_epoch, **common,
+            config=OnchipTrainConfig(seed=args.seed, **options),
+            learning_options=dict(args.learn),
+            bits=args.bits,
+            spec_options=dict(args.spec),
+            on_epoch=None if args.json else _print_onchip_epoch,
+            **common,
         )
     if not args.json:
         print(f"saved {result['out']}")
@@ -261,8 +334,13 @@ def _run_evaluate(args) -> int:
     from . import commands
 
     summary = commands.evaluate(
-        args.model, data_dir=args.data, limit=args.limit, emulate=args.emulate, bits=args.bits,
-        plots_dir=args.plots, spec_options=dict(args.spec),
+        args.model,
+        data_dir=args.data,
+        limit=args.limit,
+        emulate=args.emulate,
+        bits=args.bits,
+        plots_dir=args.plots,
+        spec_options=dict(args.spec),
     )
     print_summary(summary, args.json)
     return 0

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .datapath import OVERFLOW_CODES, TIE_CODES, DatapathConfig
-from .learning import CORRECT_RULE_CODES, INDEX_MUL, MIX_MUL_1, MIX_MUL_2, OUTPUT_RULE_CODES, SAMPLE_SALT, LearningConfig
+from .learning import (
+    CORRECT_RULE_CODES,
+    INDEX_MUL,
+    MIX_MUL_1,
+    MIX_MUL_2,
+    OUTPUT_RULE_CODES,
+    SAMPLE_SALT,
+    LearningConfig,
+)
 from .weight_image import (
     UPLOAD_HEADER_BYTES,
     UPLOAD_LAYER_HEADER_BYTES,
@@ -213,8 +221,11 @@ def verilog_header(file_name: str, constants: Iterable[Constant], *, source: str
 
 def verilog_parameter_bindings(file_name: str, bindings: Iterable[tuple[str, str]], *, source: str) -> str:
     """The body of a ``#( ... )`` parameter list, ``.PARAM(PCL_NAME)`` per (parameter, constant)."""
-    return (f"// {file_name}: generated from {source}; do not edit.\n"
-            + ",\n".join(f"    .{param}({PREFIX}{name})" for param, name in bindings) + "\n")
+    return (
+        f"// {file_name}: generated from {source}; do not edit.\n"
+        + ",\n".join(f"    .{param}({PREFIX}{name})" for param, name in bindings)
+        + "\n"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,23 +235,31 @@ def verilog_parameter_bindings(file_name: str, bindings: Iterable[tuple[str, str
 def firmware_spec_headers(spec: DatapathConfig, learning: LearningConfig | None = None) -> dict[str, str]:
     """File name -> text of the spec headers of a firmware build (``pcl_learning.h`` with a rule)."""
     headers = {
-        "pcl_datapath.h": c_header("pcl_datapath.h", datapath_constants(spec), source="popcount_learn.datapath.DatapathConfig"),
-        "pcl_image_stream.h": c_header("pcl_image_stream.h", stream_constants(spec),
-                                       source="popcount_learn.weight_image (upload stream layout)"),
+        "pcl_datapath.h": c_header(
+            "pcl_datapath.h", datapath_constants(spec), source="popcount_learn.datapath.DatapathConfig"
+        ),
+        "pcl_image_stream.h": c_header(
+            "pcl_image_stream.h", stream_constants(spec), source="popcount_learn.weight_image (upload stream layout)"
+        ),
     }
     if learning is not None:
-        headers["pcl_learning.h"] = c_header("pcl_learning.h", learning_constants(learning),
-                                             source="popcount_learn.learning.LearningConfig")
+        headers["pcl_learning.h"] = c_header(
+            "pcl_learning.h", learning_constants(learning), source="popcount_learn.learning.LearningConfig"
+        )
     return headers
 
 
 def rtl_spec_headers(spec: DatapathConfig, learning: LearningConfig | None = None) -> dict[str, str]:
     """File name -> text of the spec headers of an RTL build (``pcl_learning.vh`` with a rule)."""
-    headers = {"pcl_datapath.vh": verilog_header("pcl_datapath.vh", datapath_constants(spec),
-                                                 source="popcount_learn.datapath.DatapathConfig")}
+    headers = {
+        "pcl_datapath.vh": verilog_header(
+            "pcl_datapath.vh", datapath_constants(spec), source="popcount_learn.datapath.DatapathConfig"
+        )
+    }
     if learning is not None:
-        headers["pcl_learning.vh"] = verilog_header("pcl_learning.vh", learning_constants(learning),
-                                                    source="popcount_learn.learning.LearningConfig")
+        headers["pcl_learning.vh"] = verilog_header(
+            "pcl_learning.vh", learning_constants(learning), source="popcount_learn.learning.LearningConfig"
+        )
     return headers
 
 

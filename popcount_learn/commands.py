@@ -191,10 +191,16 @@ def train_onchip(
     base = image.learning.to_dict() if image.learning is not None else {"seed": config.seed}
     learning = LearningConfig.from_options(learning_options, **base)
     trained, history = run_onchip_training(
-        train_data.images, train_data.labels, image, learning, config,
+        train_data.images,
+        train_data.labels,
+        image,
+        learning,
+        config,
         test_images=test_data.images if evaluate_every_epoch else None,
         test_labels=test_data.labels if evaluate_every_epoch else None,
-        progress=as_progress(progress), on_epoch=on_epoch, image_shape=train_data.image_shape,
+        progress=as_progress(progress),
+        on_epoch=on_epoch,
+        image_shape=train_data.image_shape,
     )
     if history and "test" in history[-1]:
         test = history[-1]["test"]
@@ -302,7 +308,12 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
         provenance["emulated_test_accuracy"] = emulator.summarize(result, test.labels)["accuracy"]
         image = dataclasses.replace(image, provenance=provenance)
     h5io.save_weight_image(out, image)
-    return {"out": str(out), "topology": list(image.topology), "weight_bits": image.spec.weight_bits, "provenance": provenance}
+    return {
+        "out": str(out),
+        "topology": list(image.topology),
+        "weight_bits": image.spec.weight_bits,
+        "provenance": provenance,
+    }
 
 
 def inspect(path) -> dict:

@@ -109,8 +109,7 @@ def _parse_idx(stream: BinaryIO, path: Path) -> np.ndarray:
     dims_raw = _read_at_most(stream, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise DatasetError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {4 * ndim} size bytes, "
-            f"found {len(dims_raw)}"
+            f"{path}: truncated IDX header: {ndim} dimensions need {4 * ndim} size bytes, found {len(dims_raw)}"
         )
     shape = tuple(int(d) for d in np.frombuffer(bytes(dims_raw), dtype=">u4"))
     expected = math.prod(shape)
@@ -120,9 +119,7 @@ def _parse_idx(stream: BinaryIO, path: Path) -> np.ndarray:
         actual += _count_remaining(stream)
     if actual != expected:
         fault = "truncated payload" if actual < expected else "trailing bytes after payload"
-        raise DatasetError(
-            f"{path}: {fault}: shape {shape} needs {expected} payload bytes, found {actual}"
-        )
+        raise DatasetError(f"{path}: {fault}: shape {shape} needs {expected} payload bytes, found {actual}")
     return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
 
 
@@ -174,9 +171,7 @@ def read_checksums(path: str | os.PathLike) -> dict[str, str]:
         digest, sep, name = line.partition(" ")
         name = name[1:] if name[:1] in (" ", "*") else ""
         if not sep or not name or len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
-            raise DatasetError(
-                f"{path}, line {line_no}: expected '<64 hex digits>  <file name>', got {line!r}"
-            )
+            raise DatasetError(f"{path}, line {line_no}: expected '<64 hex digits>  <file name>', got {line!r}")
         digest = digest.lower()
         if sums.get(name, digest) != digest:
             raise DatasetError(f"{path}, line {line_no}: {name!r} is listed twice with different digests")
@@ -187,17 +182,13 @@ def read_checksums(path: str | os.PathLike) -> dict[str, str]:
 def _verify_checksum(path: Path, sums: dict[str, str], sums_path: Path) -> None:
     expected = sums.get(path.name)
     if expected is None:
-        raise DatasetError(
-            f"{path}: not listed in {sums_path} (pass verify=False to load unverified files)"
-        )
+        raise DatasetError(f"{path}: not listed in {sums_path} (pass verify=False to load unverified files)")
     try:
         actual = file_sha256(path)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if actual != expected:
-        raise DatasetError(
-            f"{path}: SHA-256 checksum mismatch: {sums_path} says {expected}, file has {actual}"
-        )
+        raise DatasetError(f"{path}: SHA-256 checksum mismatch: {sums_path} says {expected}, file has {actual}")
 
 
 def _find_file(data_dir: Path, base_name: str) -> Path:
@@ -236,15 +227,11 @@ def load_mnist(data_dir: str | os.PathLike, split: str = "train", verify: bool =
     images = read_idx(image_path)
     labels = read_idx(label_path)
     if images.ndim != 3:
-        raise DatasetError(
-            f"{image_path}: image file must have 3 dimensions (n, rows, cols), has shape {images.shape}"
-        )
+        raise DatasetError(f"{image_path}: image file must have 3 dimensions (n, rows, cols), has shape {images.shape}")
     if labels.ndim != 1:
         raise DatasetError(f"{label_path}: label file must have 1 dimension (n,), has shape {labels.shape}")
     if len(images) != len(labels):
-        raise DatasetError(
-            f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels"
-        )
+        raise DatasetError(f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels")
     n, rows, cols = images.shape
     return LabeledImages(
         images=images.reshape(n, rows * cols),
@@ -269,7 +256,9 @@ def default_data_dir() -> Path:
     return path
 
 
-def load_split(data_dir: str | os.PathLike | None = None, split: str = "test", limit: int | None = None) -> LabeledImages:
+def load_split(
+    data_dir: str | os.PathLike | None = None, split: str = "test", limit: int | None = None
+) -> LabeledImages:
     """``load_mnist(data_dir or the shipped MNIST, split)``, cut to its first ``limit`` images."""
     data = load_mnist(data_dir if data_dir is not None else default_data_dir(), split)
     if limit is None:

@@ -109,7 +109,7 @@ class DatapathConfig:
     @property
     def dt(self) -> float:
         """Time step in synaptic time constants."""
-        return 2.0 ** -self.time_shift
+        return 2.0**-self.time_shift
 
     @property
     def weight_max(self) -> int:

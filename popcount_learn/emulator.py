@@ -155,9 +155,27 @@ def _add_row(acc_k, row, first):
 
 @numba.njit(cache=True)
 def run_image(
-    in_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
-    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
-    tie_lowest, max_steps, steps_after_decision, acc_proto, spk, rows_read_out,
+    in_steps,
+    w_flat,
+    w_off,
+    n_pre,
+    n_post,
+    neuron_off,
+    thresholds,
+    time_shift,
+    frac_bits,
+    cur_lo,
+    cur_hi,
+    cur_wrap,
+    mem_lo,
+    mem_hi,
+    mem_wrap,
+    tie_lowest,
+    max_steps,
+    steps_after_decision,
+    acc_proto,
+    spk,
+    rows_read_out,
 ):
     """Run one image; writes spike steps into ``spk`` (pre-filled with -1) and rows read.
 
@@ -306,16 +324,54 @@ def run_image(
 
 @numba.njit(cache=True, parallel=True)
 def _emulate_kernel(
-    input_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
-    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
-    tie_lowest, max_steps, steps_after_decision, acc_proto,
-    spike_steps, predicted, first_output_step, tie, rows_read,
+    input_steps,
+    w_flat,
+    w_off,
+    n_pre,
+    n_post,
+    neuron_off,
+    thresholds,
+    time_shift,
+    frac_bits,
+    cur_lo,
+    cur_hi,
+    cur_wrap,
+    mem_lo,
+    mem_hi,
+    mem_wrap,
+    tie_lowest,
+    max_steps,
+    steps_after_decision,
+    acc_proto,
+    spike_steps,
+    predicted,
+    first_output_step,
+    tie,
+    rows_read,
 ):
     for i in numba.prange(input_steps.shape[0]):
         p, d, t = run_image(
-            input_steps[i], w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
-            time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
-            tie_lowest, max_steps, steps_after_decision, acc_proto, spike_steps[i], rows_read[i],
+            input_steps[i],
+            w_flat,
+            w_off,
+            n_pre,
+            n_post,
+            neuron_off,
+            thresholds,
+            time_shift,
+            frac_bits,
+            cur_lo,
+            cur_hi,
+            cur_wrap,
+            mem_lo,
+            mem_hi,
+            mem_wrap,
+            tie_lowest,
+            max_steps,
+            steps_after_decision,
+            acc_proto,
+            spike_steps[i],
+            rows_read[i],
         )
         predicted[i] = p
         first_output_step[i] = d
@@ -405,7 +461,11 @@ def emulate(
         raise ConfigError(f"emulate: expected a WeightImage, got {type(image).__name__}")
     steps = input_steps_for(image, images_uint8, input_spike_steps)
     spec = image.spec
-    if isinstance(steps_after_decision, bool) or not isinstance(steps_after_decision, (int, np.integer)) or steps_after_decision < 0:
+    if (
+        isinstance(steps_after_decision, bool)
+        or not isinstance(steps_after_decision, (int, np.integer))
+        or steps_after_decision < 0
+    ):
         raise ConfigError(f"steps_after_decision must be an integer >= 0, got {steps_after_decision!r}")
     extra_steps = spec.max_steps if full_raster else min(int(steps_after_decision), spec.max_steps)
     packed = pack_image(image)
@@ -418,17 +478,33 @@ def emulate(
     tie = np.empty(n, np.bool_)
     rows_read = np.empty((n, n_layers), np.int32)
     _emulate_kernel(
-        steps, packed.w_flat, packed.w_off, packed.n_pre, packed.n_post, packed.neuron_off,
-        packed.thresholds, spec.time_shift, spec.current_frac_bits,
-        spec.current_min, spec.current_max, spec.current_overflow_code == _WRAP,
-        spec.membrane_min, spec.membrane_max, spec.membrane_overflow_code == _WRAP,
-        spec.tie_rule_code == _LOWEST_INDEX, spec.max_steps, extra_steps, packed.acc_proto,
-        spike_steps, predicted, first_output_step, tie, rows_read,
+        steps,
+        packed.w_flat,
+        packed.w_off,
+        packed.n_pre,
+        packed.n_post,
+        packed.neuron_off,
+        packed.thresholds,
+        spec.time_shift,
+        spec.current_frac_bits,
+        spec.current_min,
+        spec.current_max,
+        spec.current_overflow_code == _WRAP,
+        spec.membrane_min,
+        spec.membrane_max,
+        spec.membrane_overflow_code == _WRAP,
+        spec.tie_rule_code == _LOWEST_INDEX,
+        spec.max_steps,
+        extra_steps,
+        packed.acc_proto,
+        spike_steps,
+        predicted,
+        first_output_step,
+        tie,
+        rows_read,
     )
     synaptic_additions = ((rows_read.astype(np.int64) + 1) * packed.n_post[None, :]).sum(axis=1)
-    per_layer = tuple(
-        spike_steps[:, packed.neuron_off[k] : packed.neuron_off[k + 1]] for k in range(n_layers)
-    )
+    per_layer = tuple(spike_steps[:, packed.neuron_off[k] : packed.neuron_off[k + 1]] for k in range(n_layers))
     return EmulationResult(
         predicted=predicted,
         first_output_step=first_output_step,

@@ -19,4 +19,3 @@ class ConfigError(PopcountLearnError, ValueError):
 
 class ModelFileError(PopcountLearnError):
     """A file is not a model / weight image, is damaged, or has an unsupported version."""
-

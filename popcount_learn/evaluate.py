@@ -52,7 +52,9 @@ class ExactEvaluation:
             "hidden_spikes_before_decision_fraction": _ratio(hid.sum(), self.hidden_spikes_total[decided].sum()),
             # Weight rows a hardware implementation fetches, as a share of all rows.
             "input_weight_rows_read_fraction": float(inp.mean() / self.n_inputs) if len(inp) else 0.0,
-            "hidden_weight_rows_read_fraction": float(hid.mean() / self.n_hidden) if len(hid) and self.n_hidden else 0.0,
+            "hidden_weight_rows_read_fraction": float(hid.mean() / self.n_hidden)
+            if len(hid) and self.n_hidden
+            else 0.0,
             "decision_time_mean": float(self.decision_time[decided].mean()) if decided.any() else float("nan"),
         }
 
@@ -70,7 +72,9 @@ def _ratio(num, den) -> float:
     return float(num / den) if den else 0.0
 
 
-def evaluate_exact(network: ExactNetwork, images: np.ndarray, labels: np.ndarray, batch_size: int = 2000) -> ExactEvaluation:
+def evaluate_exact(
+    network: ExactNetwork, images: np.ndarray, labels: np.ndarray, batch_size: int = 2000
+) -> ExactEvaluation:
     """Run the exact model on uint8 images and score the first-spike decisions."""
     labels = np.asarray(labels)
     n = len(labels)

@@ -22,6 +22,7 @@ from numba import njit, prange
 
 from .errors import ConfigError
 
+
 @njit(cache=True, inline="always")
 def _sample_forward(w, order, sorted_z, n_active, z_out, denom, a_sum, b_sum):
     """One sample: ``order[k]`` is the k-th spiking input (the bias is index n_in), at ``sorted_z[k]``."""

@@ -306,8 +306,7 @@ class _Reader:
         try:
             if not h5py.is_hdf5(path):
                 raise ModelFileError(
-                    f"{path}: not an HDF5 file (no HDF5 signature); expected a popcount-learn "
-                    "network or weight image"
+                    f"{path}: not an HDF5 file (no HDF5 signature); expected a popcount-learn network or weight image"
                 )
             f = h5py.File(path, "r")
         except OSError as exc:

@@ -83,7 +83,10 @@ class LearningConfig:
     output_rule: str = "earliest_violator"
     correct_rule: str = "when_violated"
 
-    ENUM_CODES: ClassVar[dict[str, dict[str, int]]] = {"output_rule": OUTPUT_RULE_CODES, "correct_rule": CORRECT_RULE_CODES}
+    ENUM_CODES: ClassVar[dict[str, dict[str, int]]] = {
+        "output_rule": OUTPUT_RULE_CODES,
+        "correct_rule": CORRECT_RULE_CODES,
+    }
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -93,17 +96,26 @@ class LearningConfig:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.type == "int":
-                need(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)), f"{f.name} must be an int, got {v!r}")
+                need(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)),
+                    f"{f.name} must be an int, got {v!r}",
+                )
             else:
                 need(isinstance(v, str), f"{f.name} must be a string, got {v!r}")
         need(1 <= self.margin_steps <= 1 << 16, f"margin_steps must be in 1..65536, got {self.margin_steps}")
         for name in ("hidden_update_prob_q16", "output_update_prob_q16"):
             v = getattr(self, name)
             need(0 <= v <= PROB_ONE_Q16, f"{name} must be in 0..65536 (units of 2**-16), got {v}")
-        need(0 <= self.prob_halving_samples < 1 << 31, f"prob_halving_samples must be in 0..2**31-1, got {self.prob_halving_samples}")
+        need(
+            0 <= self.prob_halving_samples < 1 << 31,
+            f"prob_halving_samples must be in 0..2**31-1, got {self.prob_halving_samples}",
+        )
         need(0 <= self.seed < 1 << 32, f"seed must be a 32-bit unsigned integer, got {self.seed}")
         need(self.output_rule in OUTPUT_RULES, f"output_rule must be one of {OUTPUT_RULES}, got {self.output_rule!r}")
-        need(self.correct_rule in CORRECT_RULES, f"correct_rule must be one of {CORRECT_RULES}, got {self.correct_rule!r}")
+        need(
+            self.correct_rule in CORRECT_RULES,
+            f"correct_rule must be one of {CORRECT_RULES}, got {self.correct_rule!r}",
+        )
 
     def update_prob_q16(self, layer_is_output: bool, sample_index: int) -> int:
         """The layer's update probability (2**-16 units) at sample ``sample_index``."""
@@ -167,5 +179,3 @@ def weight_draw(key, weight_index):
     """The 32-bit draw of one weight: mix32(key + weight_index * INDEX_MUL)."""
     g = (np.uint64(weight_index) * np.uint64(INDEX_MUL)) & _M32
     return mix32((np.uint64(key) + g) & _M32)
-
-

@@ -65,16 +65,40 @@ class OnchipLearner:
     def _args(self):
         spec, p, lr = self.spec, self._packed, self.learning
         return (
-            self.w_flat, p.w_off, p.n_pre, p.n_post, p.neuron_off, p.thresholds,
-            spec.time_shift, spec.current_frac_bits, spec.current_min, spec.current_max,
-            spec.current_overflow_code == OVERFLOW_CODES["wrap"], spec.membrane_min, spec.membrane_max,
-            spec.membrane_overflow_code == OVERFLOW_CODES["wrap"], spec.tie_rule_code == TIE_CODES["lowest_index"],
-            spec.max_steps, p.acc_proto, spec.weight_min, spec.weight_max, self.sign_flat, self.sign_off, self.words,
-            lr.margin_steps, lr.hidden_update_prob_q16, lr.output_update_prob_q16, lr.prob_halving_samples,
-            lr.seed, lr.output_rule == "all_violators", lr.correct_rule == "always",
+            self.w_flat,
+            p.w_off,
+            p.n_pre,
+            p.n_post,
+            p.neuron_off,
+            p.thresholds,
+            spec.time_shift,
+            spec.current_frac_bits,
+            spec.current_min,
+            spec.current_max,
+            spec.current_overflow_code == OVERFLOW_CODES["wrap"],
+            spec.membrane_min,
+            spec.membrane_max,
+            spec.membrane_overflow_code == OVERFLOW_CODES["wrap"],
+            spec.tie_rule_code == TIE_CODES["lowest_index"],
+            spec.max_steps,
+            p.acc_proto,
+            spec.weight_min,
+            spec.weight_max,
+            self.sign_flat,
+            self.sign_off,
+            self.words,
+            lr.margin_steps,
+            lr.hidden_update_prob_q16,
+            lr.output_update_prob_q16,
+            lr.prob_halving_samples,
+            lr.seed,
+            lr.output_rule == "all_violators",
+            lr.correct_rule == "always",
         )
 
-    def train(self, input_spike_steps: np.ndarray, labels: np.ndarray, first_sample_index: int, order=None) -> np.ndarray:
+    def train(
+        self, input_spike_steps: np.ndarray, labels: np.ndarray, first_sample_index: int, order=None
+    ) -> np.ndarray:
         """Train on the samples in ``order`` (default: as given); sample ``i`` of the order gets
         index ``first_sample_index + i``. Returns int64 stats ``(n, 5)``: predicted,
         first_output_step, weights changed, neurons with a delta, hidden spikes delivered."""

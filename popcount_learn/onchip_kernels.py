@@ -69,8 +69,9 @@ def sign_popcount_delta(causal_row, sign_row, plus, minus):
 
 
 @numba.njit(cache=True)
-def apply_layer_updates(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus,
-                         key, g_base, prob_q16, w_lo, w_hi):
+def apply_layer_updates(
+    w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, key, g_base, prob_q16, w_lo, w_hi
+):
     """Move each causal weight of the neurons with a delta by one LSB where the draw says so.
 
     Returns the number of weights changed (a saturated weight that cannot move is not counted).
@@ -110,12 +111,42 @@ def apply_layer_updates(w_flat, w_base, n_post, sign_rows, arrival, causal, plus
 
 @numba.njit(cache=True)
 def train_one(
-    in_steps, label, sample_index,
-    w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
-    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap, tie_lowest, max_steps,
-    acc_proto, w_lo, w_hi, sign_flat, sign_off, words,
-    margin, hidden_prob, output_prob, halving, seed, all_violators, always_correct,
-    spk, rows_read, delta, stats,
+    in_steps,
+    label,
+    sample_index,
+    w_flat,
+    w_off,
+    n_pre,
+    n_post,
+    neuron_off,
+    thresholds,
+    time_shift,
+    frac_bits,
+    cur_lo,
+    cur_hi,
+    cur_wrap,
+    mem_lo,
+    mem_hi,
+    mem_wrap,
+    tie_lowest,
+    max_steps,
+    acc_proto,
+    w_lo,
+    w_hi,
+    sign_flat,
+    sign_off,
+    words,
+    margin,
+    hidden_prob,
+    output_prob,
+    halving,
+    seed,
+    all_violators,
+    always_correct,
+    spk,
+    rows_read,
+    delta,
+    stats,
 ):
     """One step of the rule on one sample; weights and sign planes change in place.
 
@@ -125,9 +156,27 @@ def train_one(
     n_layers = n_pre.shape[0]
     spk[:] = -1
     predicted, decision, _tie = run_image(
-        in_steps, w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
-        time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap,
-        tie_lowest, max_steps, margin - 1, acc_proto, spk, rows_read,
+        in_steps,
+        w_flat,
+        w_off,
+        n_pre,
+        n_post,
+        neuron_off,
+        thresholds,
+        time_shift,
+        frac_bits,
+        cur_lo,
+        cur_hi,
+        cur_wrap,
+        mem_lo,
+        mem_hi,
+        mem_wrap,
+        tie_lowest,
+        max_steps,
+        margin - 1,
+        acc_proto,
+        spk,
+        rows_read,
     )
     end = max_steps - 1
     if decision >= 0:
@@ -216,8 +265,19 @@ def train_one(
                     delta[pb + r] = sign_popcount_delta(causal[a], plane[r], plus, minus)
         prob = output_prob if k == out else hidden_prob
         changed += apply_layer_updates(
-            w_flat, w_off[k], npost, plane, arrival, causal, plus, minus,
-            key, w_off[k], prob >> shift, w_lo, w_hi,
+            w_flat,
+            w_off[k],
+            npost,
+            plane,
+            arrival,
+            causal,
+            plus,
+            minus,
+            key,
+            w_off[k],
+            prob >> shift,
+            w_lo,
+            w_hi,
         )
     stats[0] = predicted
     stats[1] = decision
@@ -228,12 +288,41 @@ def train_one(
 
 @numba.njit(cache=True)
 def train_samples(
-    input_steps, labels, order, first_sample_index,
-    w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
-    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap, tie_lowest, max_steps,
-    acc_proto, w_lo, w_hi, sign_flat, sign_off, words,
-    margin, hidden_prob, output_prob, halving, seed, all_violators, always_correct,
-    delta, stats_out,
+    input_steps,
+    labels,
+    order,
+    first_sample_index,
+    w_flat,
+    w_off,
+    n_pre,
+    n_post,
+    neuron_off,
+    thresholds,
+    time_shift,
+    frac_bits,
+    cur_lo,
+    cur_hi,
+    cur_wrap,
+    mem_lo,
+    mem_hi,
+    mem_wrap,
+    tie_lowest,
+    max_steps,
+    acc_proto,
+    w_lo,
+    w_hi,
+    sign_flat,
+    sign_off,
+    words,
+    margin,
+    hidden_prob,
+    output_prob,
+    halving,
+    seed,
+    all_violators,
+    always_correct,
+    delta,
+    stats_out,
 ):
     """Train on ``input_steps[order[i]]`` for i = 0, 1, ... (sample index first_sample_index + i).
 
@@ -245,14 +334,43 @@ def train_samples(
     for i in range(order.shape[0]):
         s = order[i]
         train_one(
-            input_steps[s], labels[s], first_sample_index + i,
-            w_flat, w_off, n_pre, n_post, neuron_off, thresholds,
-            time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap, tie_lowest, max_steps,
-            acc_proto, w_lo, w_hi, sign_flat, sign_off, words,
-            margin, hidden_prob, output_prob, halving, seed, all_violators, always_correct,
-            spk, rows_read, delta, stats_out[i],
+            input_steps[s],
+            labels[s],
+            first_sample_index + i,
+            w_flat,
+            w_off,
+            n_pre,
+            n_post,
+            neuron_off,
+            thresholds,
+            time_shift,
+            frac_bits,
+            cur_lo,
+            cur_hi,
+            cur_wrap,
+            mem_lo,
+            mem_hi,
+            mem_wrap,
+            tie_lowest,
+            max_steps,
+            acc_proto,
+            w_lo,
+            w_hi,
+            sign_flat,
+            sign_off,
+            words,
+            margin,
+            hidden_prob,
+            output_prob,
+            halving,
+            seed,
+            all_violators,
+            always_correct,
+            spk,
+            rows_read,
+            delta,
+            stats_out[i],
         )
-
 
 
 def pack_bits(bits) -> np.ndarray:

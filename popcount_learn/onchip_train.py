@@ -70,9 +70,14 @@ class OnchipTrainConfig:
 
 def random_initial_image(topology, spec, config: OnchipTrainConfig, encoding, active_inputs: float) -> WeightImage:
     """A seeded random integer network: the exact trainer's Gaussian init, quantised to ``spec``."""
-    float_config = TrainConfig(hidden=tuple(topology[1:-1]), seed=config.seed, init_mean=config.init_mean,
-                               init_std_gain=config.init_std_gain, first_layer_init_mean=config.init_mean,
-                               first_layer_init_std_gain=config.init_std_gain)
+    float_config = TrainConfig(
+        hidden=tuple(topology[1:-1]),
+        seed=config.seed,
+        init_mean=config.init_mean,
+        init_std_gain=config.init_std_gain,
+        first_layer_init_mean=config.init_mean,
+        first_layer_init_std_gain=config.init_std_gain,
+    )
     return quantize(init_network(topology, float_config, encoding, active_inputs), spec)
 
 

@@ -81,7 +81,9 @@ def plot_decision_histograms(result: EmulationResult, path_dir) -> list[Path]:
     ax.hist(hidden, bins=_integer_bins(hidden), color="tab:blue", edgecolor="white", linewidth=0.3)
     ax.set_xlabel(f"hidden spikes delivered before the output spike (of {n_hidden} hidden neurons)")
     ax.set_ylabel("images")
-    ax.set_title(f"Hidden spikes before the decision: mean {hidden.mean():.1f}, median {np.median(hidden):.0f} (n = {n})")
+    ax.set_title(
+        f"Hidden spikes before the decision: mean {hidden.mean():.1f}, median {np.median(hidden):.0f} (n = {n})"
+    )
     written.append(_save(fig, path_dir / HIDDEN_HISTOGRAM_PNG))
 
     decided = result.first_output_step >= 0

@@ -107,8 +107,11 @@ class LineProgress(Progress):
         p = self._phase
         metrics = "".join(f" {k}={_format_metric(v)}" for k, v in p["metrics"].items())
         head = f"{p['desc']}: " if p["desc"] else ""
-        print(f"{head}{p['done']}/{p['total']}{metrics} ({time.perf_counter() - p['t0']:.1f} s)",
-              file=self._stream, flush=True)
+        print(
+            f"{head}{p['done']}/{p['total']}{metrics} ({time.perf_counter() - p['t0']:.1f} s)",
+            file=self._stream,
+            flush=True,
+        )
 
     def update(self, n: int = 1, **metrics: float) -> None:
         p = self._phase

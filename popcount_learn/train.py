@@ -80,16 +80,32 @@ class TrainConfig:
             f"hidden sizes must be a sequence of positive integers, got {self.hidden!r}",
         )
         need(is_int(self.epochs) and self.epochs >= 0, f"epochs must be an integer >= 0, got {self.epochs!r}")
-        need(is_int(self.batch_size) and self.batch_size >= 1, f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        need(
+            is_int(self.batch_size) and self.batch_size >= 1,
+            f"batch size must be an integer >= 1, got {self.batch_size!r}",
+        )
         need(is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
         need(self.lr > 0 and math.isfinite(self.lr), f"learning rate must be positive, got {self.lr}")
         need(0 < self.lr_decay <= 1, f"lr decay must be in (0, 1], got {self.lr_decay}")
         need(0 <= self.ema_decay < 1, f"ema decay must be in [0, 1), got {self.ema_decay}")
-        need(self.temperature > 0 and math.isfinite(self.temperature), f"temperature must be positive, got {self.temperature}")
+        need(
+            self.temperature > 0 and math.isfinite(self.temperature),
+            f"temperature must be positive, got {self.temperature}",
+        )
         need(math.isfinite(self.init_mean), f"init mean must be finite, got {self.init_mean}")
-        need(math.isfinite(self.first_layer_init_mean), f"first layer init mean must be finite, got {self.first_layer_init_mean}")
-        for name in ("sparsity", "sparsity_target", "silent_penalty", "weight_sum_penalty", "grad_clip", "init_std_gain",
-                     "first_layer_init_std_gain"):
+        need(
+            math.isfinite(self.first_layer_init_mean),
+            f"first layer init mean must be finite, got {self.first_layer_init_mean}",
+        )
+        for name in (
+            "sparsity",
+            "sparsity_target",
+            "silent_penalty",
+            "weight_sum_penalty",
+            "grad_clip",
+            "init_std_gain",
+            "first_layer_init_std_gain",
+        ):
             value = getattr(self, name)
             need(math.isfinite(value) and value >= 0, f"{name.replace('_', ' ')} must be >= 0, got {value}")
         need(self.sparsity_width > 0, f"sparsity width must be positive, got {self.sparsity_width}")

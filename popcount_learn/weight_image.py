@@ -84,7 +84,9 @@ class WeightImage:
             if not 1 <= int(th) <= spec.membrane_max:
                 raise ConfigError(f"layer {k}: threshold {layer.threshold_lsb} outside 1..{spec.membrane_max}")
             scale = layer.scale
-            is_real = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, (bool, np.bool_))
+            is_real = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(
+                scale, (bool, np.bool_)
+            )
             if not (is_real and np.isfinite(scale) and scale > 0):
                 raise ConfigError(f"layer {k}: scale must be a positive finite number, got {scale!r}")
 

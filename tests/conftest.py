@@ -18,9 +18,16 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 APT_HINT = {
-    "make": "make", "cc": "build-essential", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
-    "qemu-system-arm": "qemu-system-arm", "iverilog": "iverilog", "vvp": "iverilog", "verilator": "verilator",
-    "yosys": "yosys", "clang": "clang", "h5dump": "hdf5-tools",
+    "make": "make",
+    "cc": "build-essential",
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
+    "qemu-system-arm": "qemu-system-arm",
+    "iverilog": "iverilog",
+    "vvp": "iverilog",
+    "verilator": "verilator",
+    "yosys": "yosys",
+    "clang": "clang",
+    "h5dump": "hdf5-tools",
 }
 MARKER_TOOLS = {
     "firmware": ("make", "cc"),
@@ -91,7 +98,9 @@ def firmware_build_root(tmp_path_factory) -> Path:
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--board-port", default=None, metavar="URL",
+        "--board-port",
+        default=None,
+        metavar="URL",
         help="run tests/test_board.py against this board (int8 spec, any learning rule) instead of "
-             "a host virtual board it starts itself",
+        "a host virtual board it starts itself",
     )

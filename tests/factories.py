@@ -225,7 +225,9 @@ def emulator_cases(draw):
     else:
         images = None
         special = np.array([-1, 0, 0, 1, 2, max_steps - 1, max_steps, 3 * max_steps])
-        steps = np.where(rng.random(shape) < 0.6, rng.choice(special, size=shape), rng.integers(-1, max_steps + 3, size=shape))
+        steps = np.where(
+            rng.random(shape) < 0.6, rng.choice(special, size=shape), rng.integers(-1, max_steps + 3, size=shape)
+        )
     return image, images, steps
 
 

@@ -33,8 +33,15 @@ pytestmark = pytest.mark.firmware
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "datasets" / "pretrained"
 # A rule that moves many weights per step, so that every path of the update is exercised.
-BUSY_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_update_prob_q16=50000,
-                           prob_halving_samples=150, seed=12345, output_rule="all_violators", correct_rule="always")
+BUSY_RULE = LearningConfig(
+    margin_steps=6,
+    hidden_update_prob_q16=30000,
+    output_update_prob_q16=50000,
+    prob_halving_samples=150,
+    seed=12345,
+    output_rule="all_violators",
+    correct_rule="always",
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +119,39 @@ def test_bit_exact_with_the_emulator_on_1000_mnist_test_images(client, mnist, na
 
 RANDOM_SPECS = [
     DatapathConfig.for_weight_bits(8),
-    DatapathConfig(time_shift=2, weight_bits=12, current_frac_bits=1, current_bits=14, membrane_bits=15,
-                   current_overflow="wrap", membrane_overflow="wrap", dark_input_step=3, max_steps=40,
-                   tie_rule="lowest_index"),
-    DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=5, membrane_bits=7,
-                   current_overflow="saturate", membrane_overflow="saturate", dark_input_step=2, max_steps=12,
-                   tie_rule="max_membrane"),
-    DatapathConfig(time_shift=3, weight_bits=16, current_frac_bits=3, current_bits=32, membrane_bits=32,
-                   max_steps=30, dark_input_step=-1),
+    DatapathConfig(
+        time_shift=2,
+        weight_bits=12,
+        current_frac_bits=1,
+        current_bits=14,
+        membrane_bits=15,
+        current_overflow="wrap",
+        membrane_overflow="wrap",
+        dark_input_step=3,
+        max_steps=40,
+        tie_rule="lowest_index",
+    ),
+    DatapathConfig(
+        time_shift=0,
+        weight_bits=4,
+        current_frac_bits=0,
+        current_bits=5,
+        membrane_bits=7,
+        current_overflow="saturate",
+        membrane_overflow="saturate",
+        dark_input_step=2,
+        max_steps=12,
+        tie_rule="max_membrane",
+    ),
+    DatapathConfig(
+        time_shift=3,
+        weight_bits=16,
+        current_frac_bits=3,
+        current_bits=32,
+        membrane_bits=32,
+        max_steps=30,
+        dark_input_step=-1,
+    ),
 ]
 
 
@@ -128,8 +160,10 @@ def _random_image(rng, spec):
     image = random_weight_image(rng, spec=spec, topology=topology)
     # Thresholds a few rows' worth of current above zero, so that neurons fire at varied steps.
     scale = spec.weight_max << spec.current_frac_bits
-    layers = tuple(dataclasses.replace(l, threshold_lsb=int(min(spec.membrane_max, rng.integers(1, 6 * scale + 2))))
-                   for l in image.layers)
+    layers = tuple(
+        dataclasses.replace(l, threshold_lsb=int(min(spec.membrane_max, rng.integers(1, 6 * scale + 2))))
+        for l in image.layers
+    )
     return dataclasses.replace(image, layers=layers)
 
 
@@ -144,8 +178,9 @@ def test_random_networks_match_the_emulator(spec_index, firmware_build_root):
             c.load_image(upload_bytes(image), image_crc32(image))
             bits_on = rng.random((40, image.topology[0])) < rng.uniform(0.1, 0.9)
             steps = np.where(bits_on, 0, spec.dark_input_step).astype(np.int32)
-            board = board_observations(c.infer_batch([p.input_bits(row) for row in bits_on]), image.topology,
-                                       spec.max_steps)
+            board = board_observations(
+                c.infer_batch([p.input_bits(row) for row in bits_on]), image.topology, spec.max_steps
+            )
             emu = emulate(image, input_spike_steps=steps)
             comparison = check.compare(emu, board, body="board")
             assert comparison.ok, comparison.first_mismatch
@@ -208,8 +243,10 @@ def test_comparator_fails_on_a_one_step_shift_of_one_hidden_spike(client, mnist,
     hidden[i, j] += 1
     result = check.compare(emu, dataclasses.replace(board, spike_steps=(hidden, *board.spike_steps[1:])), body="board")
     assert result.mismatched == (i,)
-    assert (f"layer 0 spike steps  emulator != board at 1 neuron(s): neuron {j}: emulator {hidden[i, j] - 1}, "
-            f"board {hidden[i, j]}" in result.first_mismatch)
+    assert (
+        f"layer 0 spike steps  emulator != board at 1 neuron(s): neuron {j}: emulator {hidden[i, j] - 1}, "
+        f"board {hidden[i, j]}" in result.first_mismatch
+    )
     assert result.verdict().startswith(f"1 of 20 images: board != emulator; first: image {i}:")
     silent = int(np.flatnonzero(board.spike_steps[0][i] < 0)[0])
     hidden = board.spike_steps[0].copy()
@@ -242,8 +279,9 @@ def test_training_steps_equal_the_python_one_step_function(client, rule, mnist, 
 
 def test_200_training_steps_side_by_side_stay_identical(client, rule, mnist, net600):
     _, _, train_images, train_labels = mnist
-    summary = commands.train_side_by_side(client, net600, rule, train_images[:200], train_labels[:200],
-                                          check_every=50, first_sample_index=1000)
+    summary = commands.train_side_by_side(
+        client, net600, rule, train_images[:200], train_labels[:200], check_every=50, first_sample_index=1000
+    )
     assert summary["mismatches"] == 0, summary["first_mismatch"]
     assert summary["steps"] == 200 and summary["weight_checks"] == 4
     assert summary["weights_changed"] > 1000
@@ -253,10 +291,12 @@ def test_training_comparison_fails_on_a_one_lsb_difference(client, rule, mnist, 
     _, _, train_images, train_labels = mnist
     w = net600.layers[0].weights_lsb.copy()
     w[0, 5] += 1 if w[0, 5] < 127 else -1  # pixel 0 is always dark: this weight never learns
-    corrupted = dataclasses.replace(net600, layers=(dataclasses.replace(net600.layers[0], weights_lsb=w),)
-                                    + net600.layers[1:])
-    summary = commands.train_side_by_side(client, net600, rule, train_images[:20], train_labels[:20],
-                                          check_every=10, board_image=corrupted)
+    corrupted = dataclasses.replace(
+        net600, layers=(dataclasses.replace(net600.layers[0], weights_lsb=w),) + net600.layers[1:]
+    )
+    summary = commands.train_side_by_side(
+        client, net600, rule, train_images[:20], train_labels[:20], check_every=10, board_image=corrupted
+    )
     assert summary["mismatches"] == 1
     assert "layer 0 weight [row 0, column 5]" in summary["first_mismatch"]
 
@@ -306,8 +346,11 @@ def test_a_lost_reply_is_retried_and_the_step_applied_once(board, rule, mnist, n
         commands.upload_image(c, net600)
     port = DropFirstReply(serial.serial_for_url(board.port))
     encoded = encode_input_steps(net600.spec, train_images[:100])
-    i = next(i for i in range(100)  # a sample whose step moves weights, so that twice != once
-             if train_step(net600, rule, encoded[i], int(train_labels[i]), 77)[1].weights_changed)
+    i = next(
+        i
+        for i in range(100)  # a sample whose step moves weights, so that twice != once
+        if train_step(net600, rule, encoded[i], int(train_labels[i]), 77)[1].weights_changed
+    )
     with BoardClient(port=port, url=board.port, timeout_s=0.5, retries=2) as c:
         enc = encoded[i]
         reply = c.train_step(77, int(train_labels[i]), p.input_bits(enc == 0))
@@ -376,8 +419,9 @@ def test_half_loaded_and_mismatched_images_are_refused(client, net600):
 
 
 def _cli(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "popcount_learn.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "popcount_learn.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
@@ -385,10 +429,15 @@ def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
 
     env = dict(os.environ, PCL_FIRMWARE_BUILD_ROOT=str(firmware_build_root), PYTHONPATH=str(REPO))
     image_path = tmp_path / "net600-busy.h5"
-    save_weight_image(image_path, dataclasses.replace(load_weight_image(PRETRAINED / "net600-int8.h5"),
-                                                      learning=BUSY_RULE))
-    proc = subprocess.Popen([sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--image",
-                             str(image_path)], stdout=subprocess.PIPE, text=True, env=env)
+    save_weight_image(
+        image_path, dataclasses.replace(load_weight_image(PRETRAINED / "net600-int8.h5"), learning=BUSY_RULE)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--image", str(image_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/pts/")
@@ -399,8 +448,20 @@ def test_cli_virtual_info_compare_train(firmware_build_root, tmp_path):
         r = _cli("board", "compare", "--port", port, "--image", str(image_path), "--limit", "100", "--json", env=env)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["mismatches"] == 0
-        r = _cli("board", "train", "--port", port, "--image", str(image_path), "--steps", "30", "--check-every",
-                 "10", "--json", env=env)
+        r = _cli(
+            "board",
+            "train",
+            "--port",
+            port,
+            "--image",
+            str(image_path),
+            "--steps",
+            "30",
+            "--check-every",
+            "10",
+            "--json",
+            env=env,
+        )
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["mismatches"] == 0 and out["weight_checks"] == 3
@@ -450,10 +511,20 @@ def test_property_inference_and_one_training_step_match_on_random_networks(clien
     assert comparison.ok, comparison.first_mismatch
     reply = client.train_step(t, label, p.input_bits(bits_on))
     trained, result = train_step(image, rule, steps, label, t)
-    got = (reply.predicted, reply.first_output_step, reply.weights_changed, reply.neurons_with_delta,
-           reply.hidden_spikes_delivered)
-    assert got == (result.predicted, result.first_output_step, result.weights_changed, result.neurons_with_delta,
-                   result.hidden_spikes_delivered)
+    got = (
+        reply.predicted,
+        reply.first_output_step,
+        reply.weights_changed,
+        reply.neurons_with_delta,
+        reply.hidden_spikes_delivered,
+    )
+    assert got == (
+        result.predicted,
+        result.first_output_step,
+        result.weights_changed,
+        result.neurons_with_delta,
+        result.hidden_spikes_delivered,
+    )
     assert client.read_image(len(upload_bytes(trained))) == upload_bytes(trained)
 
 
@@ -465,8 +536,10 @@ def test_property_test_exercised_deep_learning_paths(client, rule):
         spec = DatapathConfig.for_weight_bits(8)
         image = random_weight_image(rng, spec=spec, topology=(30, 20, 15, 6), provenance={})
         unit = spec.weight_max << spec.current_frac_bits
-        image = dataclasses.replace(image, layers=tuple(
-            dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 2 * unit))) for l in image.layers))
+        image = dataclasses.replace(
+            image,
+            layers=tuple(dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 2 * unit))) for l in image.layers),
+        )
         bits_on = rng.random(30) < 0.5
         steps = np.where(bits_on, 0, -1).astype(np.int32)
         client.load_image(upload_bytes(image), image_crc32(image))

@@ -26,8 +26,9 @@ def run():
     rng = np.random.default_rng(7)
     image = random_weight_image(rng, spec=SPEC, topology=(40, 25, 6))
     unit = SPEC.weight_max << SPEC.current_frac_bits
-    image = dataclasses.replace(image, layers=tuple(
-        dataclasses.replace(layer, threshold_lsb=int(2 * unit)) for layer in image.layers))
+    image = dataclasses.replace(
+        image, layers=tuple(dataclasses.replace(layer, threshold_lsb=int(2 * unit)) for layer in image.layers)
+    )
     steps = np.where(rng.random((30, 40)) < 0.5, 0, -1).astype(np.int32)
     return image, emulate(image, input_spike_steps=steps)
 
@@ -47,8 +48,9 @@ def test_an_identical_body_passes_with_a_verdict_that_counts_the_spikes(run):
     comparison = check.compare(emu, as_body(emu), body="board")
     spikes = sum(int((s >= 0).sum()) for s in emu.spike_steps)
     assert comparison.ok and comparison.first_mismatch is None and spikes > 50
-    assert comparison.verdict() == (f"30 images: board == emulator on class, decision step, tie, {spikes:,} "
-                                    "spike steps and the counters")
+    assert comparison.verdict() == (
+        f"30 images: board == emulator on class, decision step, tie, {spikes:,} spike steps and the counters"
+    )
     assert comparison.summary()["mismatches"] == 0
 
 
@@ -94,8 +96,9 @@ def test_shapes_that_do_not_match_are_a_clear_error(run):
         check.compare(emu, as_body(emu.take(slice(0, 29))), body="board")
     body = as_body(emu)
     with pytest.raises(Exception, match="layer 0: the emulator has 25 neurons"):
-        check.compare(emu, dataclasses.replace(body, spike_steps=(body.spike_steps[0][:, :24], body.spike_steps[1])),
-                      body="board")
+        check.compare(
+            emu, dataclasses.replace(body, spike_steps=(body.spike_steps[0][:, :24], body.spike_steps[1])), body="board"
+        )
 
 
 def test_board_replies_are_densified_with_faults_for_impossible_neurons(run):
@@ -103,13 +106,24 @@ def test_board_replies_are_densified_with_faults_for_impossible_neurons(run):
     replies = []
     for i in range(3):
         idx = [np.flatnonzero(s[i] >= 0) for s in emu.spike_steps]
-        replies.append(BoardResult(int(emu.predicted[i]), int(emu.first_output_step[i]), bool(emu.tie[i]),
-                                   int(emu.synaptic_additions[i]), tuple(int(x) for x in emu.rows_read[i]),
-                                   tuple(idx), tuple(s[i][j].astype(np.int32) for s, j in zip(emu.spike_steps, idx))))
+        replies.append(
+            BoardResult(
+                int(emu.predicted[i]),
+                int(emu.first_output_step[i]),
+                bool(emu.tie[i]),
+                int(emu.synaptic_additions[i]),
+                tuple(int(x) for x in emu.rows_read[i]),
+                tuple(idx),
+                tuple(s[i][j].astype(np.int32) for s, j in zip(emu.spike_steps, idx)),
+            )
+        )
     body = board_observations(replies, image.topology, SPEC.max_steps)
     assert check.compare(emu.take([0, 1, 2]), body, body="board").ok
-    bad = dataclasses.replace(replies[1], spike_index=(np.array([99]), replies[1].spike_index[1]),
-                              spike_step=(np.array([0], np.int32), replies[1].spike_step[1]))
+    bad = dataclasses.replace(
+        replies[1],
+        spike_index=(np.array([99]), replies[1].spike_index[1]),
+        spike_step=(np.array([0], np.int32), replies[1].spike_step[1]),
+    )
     body = board_observations([replies[0], bad], image.topology, SPEC.max_steps)
     comparison = check.compare(emu.take([0, 1]), body, body="board")
     assert comparison.mismatched == (1,) and "reported neuron 99 of 25" in comparison.first_mismatch

@@ -21,8 +21,21 @@ def run_cli(*args, cwd=None):
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "small.h5"
-    r = run_cli("--threads", "2", "train", "--hidden", "100", "--epochs", "2", "--limit", "3000",
-                "--out", str(out), "--no-progress", "--json")
+    r = run_cli(
+        "--threads",
+        "2",
+        "train",
+        "--hidden",
+        "100",
+        "--epochs",
+        "2",
+        "--limit",
+        "3000",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     return out, json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -34,8 +47,13 @@ def test_train_small_subset_learns_and_evaluate_reports_json(small_model):
     r = run_cli("evaluate", str(out), "--limit", "500", "--json")
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout)
-    for key in ("accuracy", "n", "hidden_spikes_before_decision_mean", "input_spikes_before_decision_fraction",
-                "no_decision_count"):
+    for key in (
+        "accuracy",
+        "n",
+        "hidden_spikes_before_decision_mean",
+        "input_spikes_before_decision_fraction",
+        "no_decision_count",
+    ):
         assert key in ev
     assert ev["n"] == 500
     assert ev["accuracy"] > 0.6
@@ -85,7 +103,8 @@ def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
     assert 0.6 < exported["provenance"]["emulated_test_accuracy"] <= 1.0
     shipped = dict(reversed(line.split()) for line in (REPO / "datasets/mnist/SHA256SUMS").read_text().splitlines())
     assert exported["provenance"]["dataset_sha256"] == {
-        name: shipped[name] for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")}
+        name: shipped[name] for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+    }
 
     r = run_cli("inspect", str(image), "--json")
     assert r.returncode == 0, r.stderr
@@ -97,12 +116,19 @@ def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
     r = run_cli("evaluate", str(image), "--emulate", "--json", "--limit", "300", "--plots", str(plots))
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout)
-    for key in ("mean_steps_to_decision", "hidden_spikes_before_decision_mean",
-                "input_weight_rows_read_fraction", "hidden_weight_rows_read_fraction"):
+    for key in (
+        "mean_steps_to_decision",
+        "hidden_spikes_before_decision_mean",
+        "input_weight_rows_read_fraction",
+        "hidden_weight_rows_read_fraction",
+    ):
         assert key in ev
     assert ev["accuracy"] > 0.6 and ev["n"] == 300
     assert sorted(p.name for p in plots.iterdir()) == [
-        "hidden_spikes_before_decision.png", "raster.png", "steps_to_decision.png"]
+        "hidden_spikes_before_decision.png",
+        "raster.png",
+        "steps_to_decision.png",
+    ]
 
     # Mistakes around a weight image: one clear line each.
     r = run_cli("export", str(image), "-o", str(tmp_path / "again.h5"), "--bits", "6")
@@ -127,8 +153,9 @@ def test_export_inspect_and_emulate_a_weight_image(small_model, tmp_path):
 
     # Training accepts a weight image as its starting point.
     out = tmp_path / "from-image.h5"
-    r = run_cli("train", "--init", str(image), "--epochs", "1", "--limit", "500",
-                "--out", str(out), "--no-progress", "--json")
+    r = run_cli(
+        "train", "--init", str(image), "--epochs", "1", "--limit", "500", "--out", str(out), "--no-progress", "--json"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["accuracy"] > 0.6
     r = run_cli("train", "--init", str(image), "--hidden", "50", "--epochs", "1", "--out", str(out))
@@ -144,8 +171,13 @@ def test_an_unwritable_out_path_is_refused_before_training(tmp_path):
     a_file.write_text("x")
     epochs = []
     with pytest.raises(ConfigError, match="not a directory"):
-        commands.train(config=TrainConfig(hidden=(4,), epochs=1), limit=20, out=a_file / "model.h5",
-                       evaluate_every_epoch=False, on_epoch=epochs.append)
+        commands.train(
+            config=TrainConfig(hidden=(4,), epochs=1),
+            limit=20,
+            out=a_file / "model.h5",
+            evaluate_every_epoch=False,
+            on_epoch=epochs.append,
+        )
     assert epochs == []
     with pytest.raises(ConfigError, match="not a directory"):
         commands.export(REPO / "datasets/pretrained/net800.h5", a_file / "image.h5")
@@ -154,22 +186,52 @@ def test_an_unwritable_out_path_is_refused_before_training(tmp_path):
 def test_spec_overrides_reach_the_emulated_datapath(small_model, tmp_path):
     model, _ = small_model
     image = tmp_path / "fine.h5"
-    r = run_cli("export", str(model), "-o", str(image), "--spec", "time_shift=8", "--spec", "current_frac_bits=8",
-                "--spec", "membrane_bits=28", "--spec", "max_steps=2048", "--json")
+    r = run_cli(
+        "export",
+        str(model),
+        "-o",
+        str(image),
+        "--spec",
+        "time_shift=8",
+        "--spec",
+        "current_frac_bits=8",
+        "--spec",
+        "membrane_bits=28",
+        "--spec",
+        "max_steps=2048",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     r = run_cli("inspect", str(image), "--json")
     spec = json.loads(r.stdout)["datapath"]
     assert (spec["time_shift"], spec["current_frac_bits"], spec["membrane_bits"], spec["max_steps"]) == (8, 8, 28, 2048)
     coarse = json.loads(run_cli("evaluate", str(model), "--emulate", "--limit", "200", "--json").stdout)
-    fine = json.loads(run_cli("evaluate", str(model), "--emulate", "--limit", "200", "--json", "--spec", "time_shift=8",
-                              "--spec", "current_frac_bits=8", "--spec", "membrane_bits=28",
-                              "--spec", "max_steps=2048").stdout)
+    fine = json.loads(
+        run_cli(
+            "evaluate",
+            str(model),
+            "--emulate",
+            "--limit",
+            "200",
+            "--json",
+            "--spec",
+            "time_shift=8",
+            "--spec",
+            "current_frac_bits=8",
+            "--spec",
+            "membrane_bits=28",
+            "--spec",
+            "max_steps=2048",
+        ).stdout
+    )
     # Four times finer steps: about four times as many of them to the same decisions.
     assert 3.0 < fine["mean_steps_to_decision"] / coarse["mean_steps_to_decision"] < 5.0
-    for args, needle in [(["--spec", "bogus=1"], "unknown datapath field 'bogus'"),
-                         (["--spec", "time_shift=x"], "takes an integer"),
-                         (["--spec", "weight_bits=4"], "--bits"),
-                         (["--spec", "time_shift"], "FIELD=VALUE")]:
+    for args, needle in [
+        (["--spec", "bogus=1"], "unknown datapath field 'bogus'"),
+        (["--spec", "time_shift=x"], "takes an integer"),
+        (["--spec", "weight_bits=4"], "--bits"),
+        (["--spec", "time_shift"], "FIELD=VALUE"),
+    ]:
         r = run_cli("evaluate", str(model), "--emulate", "--limit", "5", *args)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
 
@@ -183,6 +245,7 @@ def test_progress_into_a_log_file_is_one_line_per_epoch(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith(f"epoch {k + 1}/3: ") for k, line in enumerate(lines)), lines
     assert [line.split()[0] for line in r.stdout.splitlines() if line.startswith("epoch")] == ["epoch"] * 3
-    quiet = run_cli("train", "--hidden", "8", "--epochs", "1", "--limit", "300", "--out", str(tmp_path / "q.h5"),
-                    "--no-progress")
+    quiet = run_cli(
+        "train", "--hidden", "8", "--epochs", "1", "--limit", "300", "--out", str(tmp_path / "q.h5"), "--no-progress"
+    )
     assert quiet.returncode == 0 and quiet.stderr == ""

@@ -47,7 +47,11 @@ def test_stale_reply_with_another_seq_is_skipped():
 
 @pytest.mark.parametrize(
     "code, exc",
-    [(ErrorCode.IMAGE_CRC, ImageRejected), (ErrorCode.SPEC_MISMATCH, ImageRejected), (ErrorCode.NO_IMAGE, BoardRefused)],
+    [
+        (ErrorCode.IMAGE_CRC, ImageRejected),
+        (ErrorCode.SPEC_MISMATCH, ImageRejected),
+        (ErrorCode.NO_IMAGE, BoardRefused),
+    ],
 )
 def test_error_replies_become_typed_exceptions(code, exc):
     c = loop_client()

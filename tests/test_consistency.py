@@ -20,8 +20,9 @@ def test_emulated_spike_times_track_the_exact_model(seed):
     w1 = rng.normal(0.08, 0.25, (n_in + 1, n_hid))
     w2 = rng.normal(0.25, 0.4, (n_hid + 1, n_out))
     net = ExactNetwork([w1, w2], SpikeEncoding())
-    spec = DatapathConfig(time_shift=8, current_frac_bits=8, weight_bits=12, current_bits=32,
-                          membrane_bits=32, max_steps=4096)
+    spec = DatapathConfig(
+        time_shift=8, current_frac_bits=8, weight_bits=12, current_bits=32, membrane_bits=32, max_steps=4096
+    )
     image = quantize(net, spec)
     dt = spec.dt
     images = (rng.random((6, n_in)) < 0.4).astype(np.uint8) * 255

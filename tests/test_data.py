@@ -206,7 +206,9 @@ def test_zero_dimensions_and_short_headers(tmp_path):
 def test_truncated_payload(tmp_path, gz):
     array = np.ones((3, 4, 5), dtype=np.uint8)
     path = write_file(tmp_path / "short", idx_bytes(array)[:-7], gz)
-    with pytest.raises(DatasetError, match=r"short: truncated payload: shape \(3, 4, 5\) needs 60 payload bytes, found 53"):
+    with pytest.raises(
+        DatasetError, match=r"short: truncated payload: shape \(3, 4, 5\) needs 60 payload bytes, found 53"
+    ):
         read_idx(path)
 
 

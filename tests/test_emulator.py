@@ -43,8 +43,13 @@ def test_kernel_matches_reference_bit_exact():
     stats = Counter()
     n_examples = [0]
 
-    @settings(max_examples=500, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=500,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(cases())
     def check(case):
         image, images, steps = case
@@ -74,8 +79,17 @@ def test_kernel_matches_reference_bit_exact():
     check()
     assert n_examples[0] >= 100
     # The random cases must really exercise every overflow path, ties and no-decisions.
-    keys = ("current_saturate", "current_wrap", "membrane_saturate", "membrane_wrap", "tie", "tie_rules_disagree",
-            "no_decision", "hidden_layer_all_fired", "hidden_spike_at_decision_step")
+    keys = (
+        "current_saturate",
+        "current_wrap",
+        "membrane_saturate",
+        "membrane_wrap",
+        "tie",
+        "tie_rules_disagree",
+        "no_decision",
+        "hidden_layer_all_fired",
+        "hidden_spike_at_decision_step",
+    )
     for key in keys:
         assert stats[key] > 0, (key, stats)
 
@@ -95,7 +109,9 @@ def _one_neuron(spec, w, threshold, bias=0):
 def test_one_lsb_threshold_change_is_detected():
     # time_shift 1, no fraction bits, w = 8 arriving at step 0:
     # I: 8, 4, 2, 1, 1, ...   V: 8, 12, 14, 15, 16, ...  -> threshold 15 fires at step 3, 16 at step 4.
-    spec = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10)
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10
+    )
     steps = np.array([[0]])
     exact = emulate(_one_neuron(spec, 8, 15), input_spike_steps=steps)
     off_by_one = reference_emulate(_one_neuron(spec, 8, 16), steps)
@@ -109,7 +125,9 @@ def test_one_lsb_weight_change_is_detected():
     # Two inputs into one neuron, threshold reached exactly: w = (5, 3), shift 2, frac 0:
     # step 0: I = 8, V = 8; step 1: I = 8 - 2 = 6, V = 14. Threshold 14 -> fires at step 1.
     # With w = (5, 2): I = 7, V = 7; I = 7 - 1 = 6, V = 13; I = 6 - 1 = 5, V = 18 -> step 2.
-    spec = DatapathConfig(time_shift=2, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10)
+    spec = DatapathConfig(
+        time_shift=2, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10
+    )
     steps = np.array([[0, 0]])
     good = make_image(spec, [np.array([[5], [3], [0]])], [14])
     bad = make_image(spec, [np.array([[5], [2], [0]])], [14])
@@ -128,7 +146,9 @@ def test_one_lsb_weight_change_is_detected():
 def test_single_neuron_decay_by_hand(threshold, expected_step):
     # shift 1, frac 0, w = 8 at step 0. I_n = I - (I >> 1) after step 0: 8, 4, 2, 1, then 1 forever
     # (1 >> 1 = 0: a positive current below 2**time_shift never decays). V_n: 8, 12, 14, 15, 16, 17, ...
-    spec = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10)
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10
+    )
     r = emulate(_one_neuron(spec, 8, threshold), input_spike_steps=np.array([[0]]))
     assert r.first_output_step.tolist() == [expected_step]
     assert r.predicted.tolist() == [0]
@@ -137,7 +157,9 @@ def test_single_neuron_decay_by_hand(threshold, expected_step):
 
 def test_single_neuron_never_fires_past_max_steps():
     # Same neuron, threshold 22 needs step 10 but max_steps = 10 (steps 0..9): no decision.
-    spec = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10)
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=10
+    )
     r = emulate(_one_neuron(spec, 8, 22), input_spike_steps=np.array([[0]]))
     assert r.predicted.tolist() == [-1]
     assert r.first_output_step.tolist() == [-1]
@@ -149,7 +171,9 @@ def test_negative_current_decays_to_zero_by_hand():
     # shift 1, frac 0: bias -5 at step 0 and input +7 at step 2 (-5 >> 1 = -3: floor).
     # step 0: I = -5, V = -5; step 1: I = -5 + 3 = -2, V = -7; step 2: I = -2 + 1 + 7 = 6, V = -1;
     # step 3: I = 3, V = 2; step 4: I = 2, V = 4; step 5: I = 1, V = 5; step 6: I = 1, V = 6.
-    spec = DatapathConfig(time_shift=1, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=20)
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=20
+    )
     for threshold, expected in ((4, 4), (5, 5), (6, 6)):
         r = emulate(_one_neuron(spec, 7, threshold, bias=-5), input_spike_steps=np.array([[2]]))
         assert r.first_output_step.tolist() == [expected]
@@ -184,7 +208,9 @@ def test_layer_latency_and_counters_by_hand():
     # 1 input -> 1 hidden -> 2 outputs, shift 0 (I = arrivals of this step only), frac 0.
     # Input at step 0, w = 5, hidden threshold 5: hidden fires at step 0, arrives at step 1.
     # Output 0: w = 3, threshold 3 -> fires at step 1. Output 1: w = 2 -> V = 2 at step 1 only.
-    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    spec = DatapathConfig(
+        time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8
+    )
     img = make_image(spec, [np.array([[5], [0]]), np.array([[3, 2], [0, 0]])], [5, 3])
     r = emulate(img, input_spike_steps=np.array([[0]]), full_raster=True)
     assert r.spike_steps[0].tolist() == [[0]]
@@ -199,7 +225,15 @@ def test_layer_latency_and_counters_by_hand():
 def test_tie_rules_by_hand():
     # Two outputs cross at step 0 with V = 6 and 9 (threshold 5): max_membrane picks 1, lowest_index 0.
     for rule, expected in (("max_membrane", 1), ("lowest_index", 0)):
-        spec = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=4, tie_rule=rule)
+        spec = DatapathConfig(
+            time_shift=1,
+            weight_bits=5,
+            current_frac_bits=0,
+            current_bits=8,
+            membrane_bits=8,
+            max_steps=4,
+            tie_rule=rule,
+        )
         img = make_image(spec, [np.array([[6, 9], [0, 0]])], [5])
         r = emulate(img, input_spike_steps=np.array([[0]]))
         assert r.predicted.tolist() == [expected]
@@ -210,7 +244,9 @@ def test_hidden_spike_at_decision_step_is_not_delivered():
     # Hidden neuron 0 fires at step 0, hidden neuron 1 at step 1; output fires at step 1 from the
     # bias alone -> only the step-0 hidden spike is delivered (arrives at step 1 <= D = 1).
     # shift 12: I - (I >> 12) = I for these small currents, so I is held (no decay).
-    spec = DatapathConfig(time_shift=12, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    spec = DatapathConfig(
+        time_shift=12, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8
+    )
     w1 = np.array([[4, 2], [0, 0]])  # V(h0) = 4 at step 0; V(h1) = 2, 4 -> threshold 4 at step 1
     w2 = np.array([[0], [0], [2]])  # bias 2: V = 2, 4 -> threshold 4 at step 1
     img = make_image(spec, [w1, w2], [4, 4])
@@ -225,8 +261,16 @@ def test_hidden_spike_at_decision_step_is_not_delivered():
 
 
 def test_evaluate_and_summary_statistics():
-    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8,
-                          input_threshold=100, dark_input_step=3)
+    spec = DatapathConfig(
+        time_shift=0,
+        weight_bits=4,
+        current_frac_bits=0,
+        current_bits=8,
+        membrane_bits=8,
+        max_steps=8,
+        input_threshold=100,
+        dark_input_step=3,
+    )
     img = make_image(spec, [np.array([[5], [5], [0]]), np.array([[3, 0], [0, 0]])], [5, 3])
     images = np.array([[255, 0], [0, 0]], dtype=np.uint8)
     labels = np.array([0, 1])
@@ -268,8 +312,13 @@ def test_input_errors():
 # The dense numpy tool is bit-exact too
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(cases())
 def test_dense_numpy_tool_matches_reference(case):
     dense = dense_numpy_emulator
@@ -293,7 +342,9 @@ def test_plots_write_pngs(tmp_path):
     pytest.importorskip("matplotlib")
     from popcount_learn.plots import plot_decision_histograms, plot_raster
 
-    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    spec = DatapathConfig(
+        time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8
+    )
     img = make_image(spec, [np.array([[5], [0]]), np.array([[3, 2], [0, 0]])], [5, 3])
     steps = np.array([[0], [-1]])
     result = emulate(img, input_spike_steps=steps, full_raster=True)
@@ -302,7 +353,11 @@ def test_plots_write_pngs(tmp_path):
     raster = plot_raster(result, 0, tmp_path / "raster.png")
     for p in paths + [raster]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hidden_spikes_before_decision.png", "raster.png", "steps_to_decision.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hidden_spikes_before_decision.png",
+        "raster.png",
+        "steps_to_decision.png",
+    ]
     with pytest.raises(ConfigError, match="index 2"):
         plot_raster(result, 2, tmp_path / "x.png")
     with pytest.raises(ConfigError, match="does not exist"):
@@ -318,7 +373,9 @@ def test_plot_files_follow_the_umask_and_write_errors_are_config_errors(tmp_path
 
     from popcount_learn.plots import plot_raster
 
-    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    spec = DatapathConfig(
+        time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8
+    )
     result = emulate(make_image(spec, [np.array([[5], [0]])], [5]), input_spike_steps=np.array([[0]]))
     umask = os.umask(0o022)
     try:
@@ -340,7 +397,9 @@ def test_raster_counts_only_the_input_spikes_of_the_steps_run(tmp_path, monkeypa
     from popcount_learn import plots
 
     # Input 0 at step 0 makes the single output fire at step 0; input 1 (step 3) is never read.
-    spec = DatapathConfig(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8)
+    spec = DatapathConfig(
+        time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=8
+    )
     img = make_image(spec, [np.array([[5], [0], [0]])], [5])
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
@@ -372,17 +431,39 @@ def test_c_header_compiles_with_the_spec_values(tmp_path):
     import subprocess
 
     cc = "cc"
-    spec = DatapathConfig(time_shift=5, weight_bits=12, current_frac_bits=4, current_bits=32, membrane_bits=20,
-                          current_overflow="wrap", tie_rule="lowest_index", dark_input_step=7, max_steps=300)
+    spec = DatapathConfig(
+        time_shift=5,
+        weight_bits=12,
+        current_frac_bits=4,
+        current_bits=32,
+        membrane_bits=20,
+        current_overflow="wrap",
+        tie_rule="lowest_index",
+        dark_input_step=7,
+        max_steps=300,
+    )
     (tmp_path / "pcl.h").write_text(codegen.firmware_spec_headers(spec)["pcl_datapath.h"])
     checks = {
-        "TIME_SHIFT": 5, "WEIGHT_MIN": -2048, "WEIGHT_MAX": 2047, "CURRENT_MIN": -(2**31), "CURRENT_MAX": 2**31 - 1,
-        "MEMBRANE_MIN": -(2**19), "MEMBRANE_MAX": 2**19 - 1, "MEMBRANE_FRAC_BITS": 9, "CURRENT_OVERFLOW": 1,
-        "MEMBRANE_OVERFLOW": 0, "TIE_RULE": 1, "DARK_INPUT_STEP": 7, "MAX_STEPS": 300, "INPUT_THRESHOLD": 128,
+        "TIME_SHIFT": 5,
+        "WEIGHT_MIN": -2048,
+        "WEIGHT_MAX": 2047,
+        "CURRENT_MIN": -(2**31),
+        "CURRENT_MAX": 2**31 - 1,
+        "MEMBRANE_MIN": -(2**19),
+        "MEMBRANE_MAX": 2**19 - 1,
+        "MEMBRANE_FRAC_BITS": 9,
+        "CURRENT_OVERFLOW": 1,
+        "MEMBRANE_OVERFLOW": 0,
+        "TIE_RULE": 1,
+        "DARK_INPUT_STEP": 7,
+        "MAX_STEPS": 300,
+        "INPUT_THRESHOLD": 128,
     }
     body = "\n".join(f'_Static_assert((long long)PCL_{k} == {v}LL, "{k}");' for k, v in checks.items())
     (tmp_path / "t.c").write_text(f'#include "pcl.h"\n{body}\nint main(void) {{ return 0; }}\n')
-    proc = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-c", "t.c", "-o", "t.o"], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [cc, "-std=c11", "-Wall", "-Werror", "-c", "t.c", "-o", "t.o"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 

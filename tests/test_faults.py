@@ -34,7 +34,7 @@ class EchoDevice:
                     continue
                 while data:
                     try:
-                        data = data[os.write(self._master, data):]
+                        data = data[os.write(self._master, data) :]
                     except BlockingIOError:
                         select.select([], [self._master], [], 0.02)
 
@@ -83,10 +83,16 @@ def reference_faults(data: bytes, rates: FaultRates, seed: int, direction: int) 
 # --- rates and the pure fault model -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"corrupt": -0.1}, {"drop": 1.5}, {"duplicate": True}, {"corrupt": "0.1"},
-    {"corrupt": 0.5, "drop": 0.4, "duplicate": 0.2},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"corrupt": -0.1},
+        {"drop": 1.5},
+        {"duplicate": True},
+        {"corrupt": "0.1"},
+        {"corrupt": 0.5, "drop": 0.4, "duplicate": 0.2},
+    ],
+)
 def test_invalid_rates_are_refused(kwargs):
     with pytest.raises(ConfigError, match="FaultRates"):
         FaultRates(**kwargs)
@@ -121,8 +127,11 @@ def test_drop_and_duplicate_change_the_length_by_their_counts():
 @given(
     data=st.binary(max_size=600),
     cuts=st.lists(st.integers(0, 600), max_size=6),
-    corrupt=st.floats(0, 0.3), drop=st.floats(0, 0.3), duplicate=st.floats(0, 0.3),
-    seed=st.integers(0, 2**32 - 1), direction=st.integers(0, 1),
+    corrupt=st.floats(0, 0.3),
+    drop=st.floats(0, 0.3),
+    duplicate=st.floats(0, 0.3),
+    seed=st.integers(0, 2**32 - 1),
+    direction=st.integers(0, 1),
 )
 def test_fast_model_matches_reference_however_the_stream_is_chunked(
     data, cuts, corrupt, drop, duplicate, seed, direction
@@ -157,8 +166,11 @@ def test_clean_proxy_round_trips_through_an_echo_device():
 
 def test_corrupting_proxy_damages_exactly_what_it_counts():
     payload = np.random.default_rng(2).integers(0, 256, 30_000, dtype=np.uint8).tobytes()
-    with EchoDevice() as echo, FaultProxy(echo.port, to_board=FaultRates(corrupt=0.01), seed=11) as proxy, \
-            serial.Serial(proxy.client_port) as client:
+    with (
+        EchoDevice() as echo,
+        FaultProxy(echo.port, to_board=FaultRates(corrupt=0.01), seed=11) as proxy,
+        serial.Serial(proxy.client_port) as client,
+    ):
         client.write(payload)
         echoed = read_exactly(client, len(payload))
         counts = proxy.counts()
@@ -170,8 +182,11 @@ def test_corrupting_proxy_damages_exactly_what_it_counts():
 
 
 def test_muted_board_stops_answering_mid_stream_and_can_come_back():
-    with EchoDevice() as echo, FaultProxy(echo.port, mute_after_to_client_bytes=100) as proxy, \
-            serial.Serial(proxy.client_port) as client:
+    with (
+        EchoDevice() as echo,
+        FaultProxy(echo.port, mute_after_to_client_bytes=100) as proxy,
+        serial.Serial(proxy.client_port) as client,
+    ):
         client.write(bytes(range(250)))
         assert read_exactly(client, 250, quiet_s=0.4) == bytes(range(100))
         proxy.set_muted(False)
@@ -183,8 +198,11 @@ def test_muted_board_stops_answering_mid_stream_and_can_come_back():
 def test_reset_hook_fires_once_at_the_given_byte():
     seen_at = []
     with EchoDevice() as echo:
-        proxy = FaultProxy(echo.port, reset_after_to_board_bytes=1000,
-                           reset_hook=lambda: seen_at.append(proxy.to_board.counts.bytes_in))
+        proxy = FaultProxy(
+            echo.port,
+            reset_after_to_board_bytes=1000,
+            reset_hook=lambda: seen_at.append(proxy.to_board.counts.bytes_in),
+        )
         with proxy, serial.Serial(proxy.client_port) as client:
             for _ in range(5):
                 client.write(bytes(600))
@@ -226,6 +244,7 @@ def test_babbler_speaks_something_else():
 
 # --- the proxy in front of the QEMU board -----------------------------------------------------
 
+
 def _qemu_boards() -> list[str]:
     """The QEMU boards (board folders declaring a QEMU_MACHINE); without make, the default one
     (whose test the qemu marker then skips, or fails under CI, naming the missing tool)."""
@@ -243,9 +262,11 @@ def test_reset_hook_resets_the_qemu_board_mid_stream(tmp_path, board_name):
 
     name = build.board_config(board_name)["BOARD_NAME"]
     elf = qemu.build_selftest(board_name, tmp_path)
-    with qemu.start_qemu(elf, qemu.qemu_machine(board_name)) as board, \
-            FaultProxy(board.port, reset_hook=board.reset, reset_after_to_board_bytes=4000) as proxy, \
-            SelftestLink(proxy.client_port) as link:
+    with (
+        qemu.start_qemu(elf, qemu.qemu_machine(board_name)) as board,
+        FaultProxy(board.port, reset_hook=board.reset, reset_after_to_board_bytes=4000) as proxy,
+        SelftestLink(proxy.client_port) as link,
+    ):
         link.handshake()
         assert link.command("ECHOALL") == "ECHOING"
         sent = proxy.counts()["to_board"]["bytes_in"]

@@ -21,8 +21,16 @@ PORTABLE = sorted(p for p in FW.glob("*.c")) + sorted(FW.glob("*.h"))
 SPECS = {
     "int8-default": (DatapathConfig.for_weight_bits(8), LearningConfig()),
     "int12-wrap-dark": (
-        DatapathConfig.for_weight_bits(12, current_overflow="wrap", membrane_overflow="wrap", tie_rule="lowest_index",
-                                       dark_input_step=5, time_shift=2, current_frac_bits=2, max_steps=64),
+        DatapathConfig.for_weight_bits(
+            12,
+            current_overflow="wrap",
+            membrane_overflow="wrap",
+            tie_rule="lowest_index",
+            dark_input_step=5,
+            time_shift=2,
+            current_frac_bits=2,
+            max_steps=64,
+        ),
         LearningConfig(output_rule="all_violators", correct_rule="always", prob_halving_samples=100, seed=2**32 - 1),
     ),
     "int5-no-rule": (DatapathConfig.for_weight_bits(5, time_shift=0, current_frac_bits=0, current_bits=10), None),
@@ -79,15 +87,39 @@ def test_portable_sources_use_no_stdio_heap_or_float():
 def test_portable_sources_compile_for_cortex_m3_without_64bit_division_or_float(name, firmware_build_root, tmp_path):
     spec, learning = SPECS[name]
     prepared = build.prepare_build(spec, learning=learning, build_root=firmware_build_root)
-    sources = ["pcl_crc32.c", "pcl_cobs.c", "pcl_image.c", "pcl_infer.c", "pcl_proto.c", "main.c",
-               "pcl_learn.c" if learning else "pcl_learn_none.c"]
+    sources = [
+        "pcl_crc32.c",
+        "pcl_cobs.c",
+        "pcl_image.c",
+        "pcl_infer.c",
+        "pcl_proto.c",
+        "main.c",
+        "pcl_learn.c" if learning else "pcl_learn_none.c",
+    ]
     undefined, defined = set(), set()
     for src in sources:
         obj = tmp_path / (src + ".o")
         r = subprocess.run(
-            ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
-             "-ffreestanding", f"-I{FW}", f"-I{prepared.gen_dir}", "-c", str(FW / src), "-o", str(obj)],
-            capture_output=True, text=True, timeout=120,
+            [
+                "arm-none-eabi-gcc",
+                "-mcpu=cortex-m3",
+                "-mthumb",
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-O2",
+                "-ffreestanding",
+                f"-I{FW}",
+                f"-I{prepared.gen_dir}",
+                "-c",
+                str(FW / src),
+                "-o",
+                str(obj),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert r.returncode == 0, r.stderr
         nm = subprocess.run(["arm-none-eabi-nm", str(obj)], capture_output=True, text=True, check=True)
@@ -98,4 +130,6 @@ def test_portable_sources_compile_for_cortex_m3_without_64bit_division_or_float(
     helpers = {s for s in undefined if s.startswith("__aeabi_")}
     # 64-bit division (__aeabi_ldivmod / uldivmod) and soft float (__aeabi_f*, __aeabi_d*) are out.
     assert not {s for s in helpers if "ldiv" in s or s.startswith(("__aeabi_f", "__aeabi_d", "__aeabi_i2"))}, helpers
-    assert undefined <= {"hal_init", "hal_read_byte", "hal_write", "hal_millis", "memset", "memcpy"} | helpers, undefined
+    assert undefined <= {"hal_init", "hal_read_byte", "hal_write", "hal_millis", "memset", "memcpy"} | helpers, (
+        undefined
+    )

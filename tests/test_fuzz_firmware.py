@@ -37,11 +37,27 @@ def test_barrage_finds_no_crash_no_sanitizer_report_and_no_bad_reply(fuzz, fuzze
     summary = fuzz.parse_summary(run.stderr)
     assert summary["inputs"] == SHORT_INPUTS
     # Not vacuous: the barrage reached the deep paths, not just the frame checks.
-    for reply in ("INFO_REPLY", "LOAD_COMMIT_REPLY", "READ_IMAGE_REPLY", "INFER_REPLY", "INFER_BATCH_REPLY",
-                  "TRAIN_STEP_REPLY"):
+    for reply in (
+        "INFO_REPLY",
+        "LOAD_COMMIT_REPLY",
+        "READ_IMAGE_REPLY",
+        "INFER_REPLY",
+        "INFER_BATCH_REPLY",
+        "TRAIN_STEP_REPLY",
+    ):
         assert summary["replies"].get(reply, 0) > 0, (reply, summary["replies"])
-    for error in ("BAD_FRAME", "BAD_CRC", "OVERSIZE", "TRUNCATED", "UNKNOWN_TYPE", "BAD_LENGTH", "IMAGE_CRC",
-                  "IMAGE_FORMAT", "SPEC_MISMATCH", "BAD_OFFSET"):
+    for error in (
+        "BAD_FRAME",
+        "BAD_CRC",
+        "OVERSIZE",
+        "TRUNCATED",
+        "UNKNOWN_TYPE",
+        "BAD_LENGTH",
+        "IMAGE_CRC",
+        "IMAGE_FORMAT",
+        "SPEC_MISMATCH",
+        "BAD_OFFSET",
+    ):
         assert summary["errors"].get(error, 0) > 0, (error, summary["errors"])
 
 

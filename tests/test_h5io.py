@@ -100,9 +100,9 @@ def test_weight_image_round_trip(workdir, image):
         assert int(f.attrs["format_version"]) == 1
         assert tuple(f.attrs["topology"]) == image.topology
         assert int(f.attrs["crc32"]) == zlib.crc32(upload_bytes(image))
-        assert {k: (v.item() if hasattr(v, "item") else v) for k, v in f["datapath"].attrs.items()} == dataclasses.asdict(
-            image.spec
-        )
+        assert {
+            k: (v.item() if hasattr(v, "item") else v) for k, v in f["datapath"].attrs.items()
+        } == dataclasses.asdict(image.spec)
         for k, layer in enumerate(image.layers):
             ds = f[f"layers/{k}/weights_lsb"]
             assert ds.dtype.kind == "i" and ds.dtype.itemsize == expected_itemsize(image.spec.weight_bits)
@@ -276,8 +276,10 @@ def parse_upload_stream(data: bytes) -> dict:
 
     (magic,) = take("<4s")
     (version,) = take("<i")
-    names = ("time_shift weight_bits current_frac_bits current_bits membrane_bits current_overflow "
-             "membrane_overflow input_threshold dark_input_step max_steps tie_rule").split()
+    names = (
+        "time_shift weight_bits current_frac_bits current_bits membrane_bits current_overflow "
+        "membrane_overflow input_threshold dark_input_step max_steps tie_rule"
+    ).split()
     header = dict(zip(names, take("<11i")))
     (n_layers,) = take("<i")
     wfmt = "b" if header["weight_bits"] <= 8 else "h"
@@ -309,20 +311,41 @@ def test_upload_stream_parses_back_to_the_image(image):
 
 def test_upload_stream_bytes_by_hand():
     spec = DatapathConfig(
-        time_shift=3, weight_bits=4, current_frac_bits=2, current_bits=10, membrane_bits=12,
-        current_overflow="wrap", membrane_overflow="saturate", input_threshold=100,
-        dark_input_step=5, max_steps=300, tie_rule="lowest_index",
+        time_shift=3,
+        weight_bits=4,
+        current_frac_bits=2,
+        current_bits=10,
+        membrane_bits=12,
+        current_overflow="wrap",
+        membrane_overflow="saturate",
+        input_threshold=100,
+        dark_input_step=5,
+        max_steps=300,
+        tie_rule="lowest_index",
     )
     w = np.array([[-8, 7], [1, -1], [0, 2]], dtype=np.int8)
     image = WeightImage(spec, (LayerImage(w, 513, 0.25),))
     expected = bytes.fromhex(
-        "50434c57" "01000000"                       # magic, stream version 1
-        "03000000" "04000000" "02000000" "0a000000" "0c000000"  # shifts and widths
-        "01000000" "00000000"                       # current wraps, membrane saturates
-        "64000000" "05000000" "2c010000" "01000000"  # threshold 100, dark step 5, 300 steps, lowest_index
-        "01000000"                                  # one layer
-        "03000000" "02000000" "01020000"            # 3 rows, 2 neurons, threshold 513
-        "f807" "01ff" "0002"                        # rows: (-8, 7), (1, -1), (0, 2)
+        "50434c57"
+        "01000000"  # magic, stream version 1
+        "03000000"
+        "04000000"
+        "02000000"
+        "0a000000"
+        "0c000000"  # shifts and widths
+        "01000000"
+        "00000000"  # current wraps, membrane saturates
+        "64000000"
+        "05000000"
+        "2c010000"
+        "01000000"  # threshold 100, dark step 5, 300 steps, lowest_index
+        "01000000"  # one layer
+        "03000000"
+        "02000000"
+        "01020000"  # 3 rows, 2 neurons, threshold 513
+        "f807"
+        "01ff"
+        "0002"  # rows: (-8, 7), (1, -1), (0, 2)
     )
     assert upload_bytes(image) == expected
     assert image_crc32(image) == zlib.crc32(expected)
@@ -331,7 +354,7 @@ def test_upload_stream_bytes_by_hand():
     w16 = np.array([[-32768], [32767]], dtype=np.int16)
     stream = upload_bytes(WeightImage(spec16, (LayerImage(w16, 1, 1.0),)))
     assert stream[40:44] == bytes.fromhex("ffffffff")  # dark_input_step -1
-    assert stream[-4:] == bytes.fromhex("0080" "ff7f")  # int16 little-endian
+    assert stream[-4:] == bytes.fromhex("0080ff7f")  # int16 little-endian
 
 
 def test_upload_layout_covers_every_spec_field():
@@ -340,20 +363,32 @@ def test_upload_layout_covers_every_spec_field():
     assert set(codes["current_overflow"]) == set(codes["membrane_overflow"]) == set(OVERFLOW_POLICIES)
     assert set(codes["tie_rule"]) == set(TIE_RULES)
     # The emulator's and the headers' codes (datapath.py) are the ones the stream uses.
-    assert codes["current_overflow"] is datapath_module.OVERFLOW_CODES and codes["tie_rule"] is datapath_module.TIE_CODES
+    assert (
+        codes["current_overflow"] is datapath_module.OVERFLOW_CODES and codes["tie_rule"] is datapath_module.TIE_CODES
+    )
 
 
 ALTERNATIVE_VALUES = {
-    "time_shift": 5, "weight_bits": 9, "current_frac_bits": 5, "current_bits": 23, "membrane_bits": 23,
-    "current_overflow": "wrap", "membrane_overflow": "wrap", "input_threshold": 127,
-    "dark_input_step": 7, "max_steps": 511, "tie_rule": "lowest_index",
+    "time_shift": 5,
+    "weight_bits": 9,
+    "current_frac_bits": 5,
+    "current_bits": 23,
+    "membrane_bits": 23,
+    "current_overflow": "wrap",
+    "membrane_overflow": "wrap",
+    "input_threshold": 127,
+    "dark_input_step": 7,
+    "max_steps": 511,
+    "tie_rule": "lowest_index",
 }
 
 
 def test_crc_changes_with_every_spec_field_threshold_and_weight():
     image = small_image()
     # Thresholds that stay valid under every alternative spec value.
-    base = WeightImage(image.spec, tuple(LayerImage(l.weights_lsb, 100 + k, l.scale) for k, l in enumerate(image.layers)))
+    base = WeightImage(
+        image.spec, tuple(LayerImage(l.weights_lsb, 100 + k, l.scale) for k, l in enumerate(image.layers))
+    )
     crcs = {"base": image_crc32(base)}
     assert set(ALTERNATIVE_VALUES) == {f.name for f in dataclasses.fields(DatapathConfig)}
     for name, value in ALTERNATIVE_VALUES.items():
@@ -366,7 +401,9 @@ def test_crc_changes_with_every_spec_field_threshold_and_weight():
     w = first.weights_lsb.copy()
     w[-1, -1] = w[-1, -1] + 1 if w[-1, -1] < 127 else 0
     # Only the weight differs from base: same threshold and scale.
-    crcs["weight"] = image_crc32(WeightImage(base.spec, (LayerImage(w, first.threshold_lsb, first.scale),) + base.layers[1:]))
+    crcs["weight"] = image_crc32(
+        WeightImage(base.spec, (LayerImage(w, first.threshold_lsb, first.scale),) + base.layers[1:])
+    )
     assert len(set(crcs.values())) == len(crcs)
     # Documented as not covered: scale and provenance do not change what a board computes.
     rescaled = tuple(LayerImage(l.weights_lsb, l.threshold_lsb, l.scale * 3.0) for l in base.layers)
@@ -620,7 +657,9 @@ def test_altered_threshold_trips_the_image_crc(image_file):
 def test_altered_spec_trips_the_image_crc(image_file):
     path, _ = image_file
     with h5py.File(path, "r+") as f:
-        f["datapath"].attrs["tie_rule"] = "lowest_index" if f["datapath"].attrs["tie_rule"] != "lowest_index" else "max_membrane"
+        f["datapath"].attrs["tie_rule"] = (
+            "lowest_index" if f["datapath"].attrs["tie_rule"] != "lowest_index" else "max_membrane"
+        )
     assert "whole-image CRC-32 mismatch" in refused(path)
 
 

@@ -45,24 +45,32 @@ def imported_modules(path: Path, package: str | None = None) -> list[tuple[int, 
                 module = node.module
             found.append((node.lineno, module))
             found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             found.append((node.lineno, str(node.args[0].value)))
     return found
 
 
 def test_the_library_never_imports_the_board_package():
-    offenders = [f"{path.relative_to(REPO)}:{line} imports {module}"
-                 for path in sorted((REPO / "popcount_learn").rglob("*.py"))
-                 for line, module in imported_modules(path)
-                 if module == "firmware_bridge" or module.startswith("firmware_bridge.")]
+    offenders = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in sorted((REPO / "popcount_learn").rglob("*.py"))
+        for line, module in imported_modules(path)
+        if module == "firmware_bridge" or module.startswith("firmware_bridge.")
+    ]
     assert not offenders, offenders
 
 
 def test_the_import_scan_sees_relative_absolute_and_dynamic_imports(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from .errors import ConfigError\nimport firmware_bridge.wire\n"
-                     "import importlib\nimportlib.import_module('firmware_bridge.cli')\n")
+    probe.write_text(
+        "from .errors import ConfigError\nimport firmware_bridge.wire\n"
+        "import importlib\nimportlib.import_module('firmware_bridge.cli')\n"
+    )
     modules = {m for _, m in imported_modules(probe, "popcount_learn")}
     assert {"popcount_learn.errors", "firmware_bridge.wire", "firmware_bridge.cli"} <= modules
 
@@ -84,11 +92,14 @@ def test_the_wings_of_the_board_package_import_only_downward():
             if target != part and target not in ALLOWED[part]:
                 offenders.append(f"{path.relative_to(REPO)}:{line} ({part}) imports {module}")
     assert not offenders, offenders
-    assert set(ALLOWED) == {_part(p) for p in (REPO / "firmware_bridge").rglob("*.py") if p.name != "__init__.py"
-                            or p.parent != REPO / "firmware_bridge"}
+    assert set(ALLOWED) == {
+        _part(p)
+        for p in (REPO / "firmware_bridge").rglob("*.py")
+        if p.name != "__init__.py" or p.parent != REPO / "firmware_bridge"
+    }
 
 
-_WITHOUT_FIRMWARE_BRIDGE = textwrap.dedent('''
+_WITHOUT_FIRMWARE_BRIDGE = textwrap.dedent("""
     import importlib.abc, json, sys
 
     class NoBoardPackage(importlib.abc.MetaPathFinder):
@@ -104,12 +115,13 @@ _WITHOUT_FIRMWARE_BRIDGE = textwrap.dedent('''
     code = cli.main(sys.argv[1:])
     print(json.dumps({"commands": commands, "code": code, "loaded": sorted(m for m in sys.modules
                                                                            if m.startswith("firmware_bridge"))}))
-''')
+""")
 
 
 def _run_without_firmware_bridge(*args):
-    r = subprocess.run([sys.executable, "-c", _WITHOUT_FIRMWARE_BRIDGE, *args], capture_output=True, text=True,
-                       cwd=REPO, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_FIRMWARE_BRIDGE, *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     import json
 
     return r, json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None

@@ -55,11 +55,13 @@ def _budget_s(client: BoardClient) -> float:
     return client.timeout_s * (client.retries + 1) + 2.0
 
 
-@pytest.mark.parametrize("rates", [FaultRates(corrupt=0.01), FaultRates(corrupt=0.005, drop=0.005, duplicate=0.005)],
-                         ids=["corrupt-1%", "corrupt-drop-duplicate"])
+@pytest.mark.parametrize(
+    "rates",
+    [FaultRates(corrupt=0.01), FaultRates(corrupt=0.005, drop=0.005, duplicate=0.005)],
+    ids=["corrupt-1%", "corrupt-drop-duplicate"],
+)
 def test_no_wrong_answer_is_ever_accepted_through_a_faulty_link(tool, board, image, rates):
-    summary = tool.run_fault_link(board.port, image, frames=600, rates=rates, seed=3,
-                                  timeout_s=0.05, retries=3)
+    summary = tool.run_fault_link(board.port, image, frames=600, rates=rates, seed=3, timeout_s=0.05, retries=3)
     assert summary["frames"] >= 600
     assert summary["wrong"] == 0, summary["examples"]
     assert summary["untyped_errors"] == {}, summary["examples"]
@@ -85,14 +87,15 @@ def test_the_truth_check_catches_a_wrong_answer(tool, board, image, monkeypatch)
         return dataclasses.replace(observed, spike_steps=(steps, *observed.spike_steps[1:]))
 
     monkeypatch.setattr(tool, "board_observations", off_by_one_step)
-    summary = tool.run_fault_link(board.port, image, frames=60, rates=FaultRates(), seed=1,
-                                  timeout_s=0.5, retries=1)
+    summary = tool.run_fault_link(board.port, image, frames=60, rates=FaultRates(), seed=1, timeout_s=0.5, retries=1)
     assert summary["wrong"] > 0
 
 
 def test_board_falling_silent_mid_frame_is_a_timeout_then_recovers(board):
-    with FaultProxy(board.port, mute_after_to_client_bytes=20) as proxy, \
-            BoardClient(proxy.client_port, timeout_s=TIMEOUT_S, retries=RETRIES) as client:
+    with (
+        FaultProxy(board.port, mute_after_to_client_bytes=20) as proxy,
+        BoardClient(proxy.client_port, timeout_s=TIMEOUT_S, retries=RETRIES) as client,
+    ):
         start = time.monotonic()
         with pytest.raises(BoardTimeout):
             client.info()  # the INFO reply is longer than 20 bytes: cut mid-frame
@@ -158,8 +161,12 @@ def test_link_cut_mid_upload_leaves_no_image_and_commit_is_refused(board, image)
 def test_upload_through_a_corrupting_link_is_whole_or_refused(board, image):
     stream = upload_bytes(image)
     # ~1 fault per 40 kB: some attempts at the 25 kB chunk fail, most get through.
-    with FaultProxy(board.port, to_board=FaultRates(corrupt=2.5e-5), to_client=FaultRates(corrupt=2.5e-5),
-                    seed=5) as proxy, BoardClient(proxy.client_port, timeout_s=0.5, retries=6) as client:
+    with (
+        FaultProxy(
+            board.port, to_board=FaultRates(corrupt=2.5e-5), to_client=FaultRates(corrupt=2.5e-5), seed=5
+        ) as proxy,
+        BoardClient(proxy.client_port, timeout_s=0.5, retries=6) as client,
+    ):
         try:
             upload_image(client, image)
             uploaded = True

@@ -85,9 +85,21 @@ def test_shipped_image_is_bit_exact_with_the_dense_numpy_datapath(mnist_test, im
 def test_full_training_reaches_the_documented_accuracy(tmp_path, hidden, floor):
     out = tmp_path / f"net{hidden}.h5"
     r = subprocess.run(
-        [sys.executable, "-m", "popcount_learn.cli", "train", "--hidden", str(hidden), "--out", str(out),
-         "--no-progress", "--json"],
-        capture_output=True, text=True, timeout=3600,
+        [
+            sys.executable,
+            "-m",
+            "popcount_learn.cli",
+            "train",
+            "--hidden",
+            str(hidden),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
@@ -127,9 +139,29 @@ def test_quick_onchip_run_from_scratch_learns(tmp_path):
     # The quick run: 784-100-10, one epoch on the first 10k training images.
     out = tmp_path / "quick.h5"
     r = subprocess.run(
-        [sys.executable, "-m", "popcount_learn.cli", "train", "--mode", "onchip", "--hidden", "100", "--epochs", "1",
-         "--limit", "10000", "--seed", "1", "--out", str(out), "--no-progress", "--json"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "popcount_learn.cli",
+            "train",
+            "--mode",
+            "onchip",
+            "--hidden",
+            "100",
+            "--epochs",
+            "1",
+            "--limit",
+            "10000",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
@@ -144,8 +176,15 @@ def test_finetuning_the_shipped_image_with_the_rule_keeps_its_accuracy(mnist_tes
     base = summarize(emulate(image600, mnist_test.images), mnist_test.labels)
     # The README's fine-tuning recipe: the output layer learns at 1/64, the hidden layer at 1/1024.
     learning = LearningConfig(hidden_update_prob_q16=64, output_update_prob_q16=1024, prob_halving_samples=0)
-    tuned, history = train_onchip(train.images, train.labels, image600, learning, OnchipTrainConfig(epochs=1),
-                                  test_images=mnist_test.images, test_labels=mnist_test.labels)
+    tuned, history = train_onchip(
+        train.images,
+        train.labels,
+        image600,
+        learning,
+        OnchipTrainConfig(epochs=1),
+        test_images=mnist_test.images,
+        test_labels=mnist_test.labels,
+    )
     after = history[-1]["test"]
     assert after["accuracy"] >= base["accuracy"] - 0.003
     assert after["hidden_spikes_before_decision_mean"] <= base["hidden_spikes_before_decision_mean"]
@@ -156,9 +195,21 @@ def test_finetuning_the_shipped_image_with_the_rule_keeps_its_accuracy(mnist_tes
 def test_full_onchip_training_from_scratch_reaches_the_floor(tmp_path):
     out = tmp_path / "onchip600.h5"
     r = subprocess.run(
-        [sys.executable, "-m", "popcount_learn.cli", "train", "--mode", "onchip", "--out", str(out),
-         "--no-progress", "--json"],
-        capture_output=True, text=True, timeout=3600,
+        [
+            sys.executable,
+            "-m",
+            "popcount_learn.cli",
+            "train",
+            "--mode",
+            "onchip",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])

@@ -130,19 +130,33 @@ def _compare_steps(image, learning, steps, labels, first_t):
         got = learner.image()
         for k, (g, w) in enumerate(zip(got.weights_lsb, want_w)):
             assert np.array_equal(g.astype(np.int64), w), f"step {i} layer {k}: weights differ"
-            assert np.array_equal(sign_plane(g), learner.sign_flat[learner.sign_off[k] : learner.sign_off[k + 1]].reshape(len(g), -1))
-        assert [int(x) for x in stats] == [info["predicted"], info["first_output_step"], info["weights_changed"],
-                                           info["neurons_with_delta"], info["hidden_spikes_delivered"]], i
-        expected = dataclasses.replace(expected, layers=tuple(
-            dataclasses.replace(layer, weights_lsb=w) for layer, w in zip(expected.layers, want_w)))
+            assert np.array_equal(
+                sign_plane(g), learner.sign_flat[learner.sign_off[k] : learner.sign_off[k + 1]].reshape(len(g), -1)
+            )
+        assert [int(x) for x in stats] == [
+            info["predicted"],
+            info["first_output_step"],
+            info["weights_changed"],
+            info["neurons_with_delta"],
+            info["hidden_spikes_delivered"],
+        ], i
+        expected = dataclasses.replace(
+            expected,
+            layers=tuple(dataclasses.replace(layer, weights_lsb=w) for layer, w in zip(expected.layers, want_w)),
+        )
     return learner
 
 
 def test_kernel_matches_reference_on_random_networks():
     seen = {"changed": 0, "hidden_delta": 0, "saturated": 0, "silent_correct": 0}
 
-    @settings(max_examples=250, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=250,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(emulator_cases(), learning_configs(), st.integers(0, 2**32 - 8), st.integers(0, 2**32 - 1))
     def check(case, learning, first_t, label_seed):
         image, images, steps = case
@@ -165,7 +179,9 @@ def test_kernel_matches_reference_on_random_networks():
 
 def test_one_lsb_corruption_is_caught_by_the_comparison():
     # A learner whose weight memory is off by one LSB after the step must fail the comparison.
-    spec = DatapathConfig(time_shift=2, weight_bits=6, current_frac_bits=2, current_bits=16, membrane_bits=16, max_steps=40)
+    spec = DatapathConfig(
+        time_shift=2, weight_bits=6, current_frac_bits=2, current_bits=16, membrane_bits=16, max_steps=40
+    )
     rng = np.random.default_rng(5)
     image = make_image(spec, [rng.integers(0, 20, size=(9, 6)), rng.integers(-10, 25, size=(7, 3))], [120, 150])
     learning = LearningConfig(margin_steps=3, hidden_update_prob_q16=65536, output_update_prob_q16=65536)
@@ -184,7 +200,9 @@ def test_a_flipped_sign_plane_bit_changes_the_step():
     # w[0, 0] = +5 and w[0, 1] = +5 the votes cancel (delta 0); the sign plane says so. A sign
     # plane with a wrong bit makes the hidden neuron learn, and the weights then differ from the
     # reference.
-    spec = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=12, membrane_bits=12, max_steps=30)
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=12, membrane_bits=12, max_steps=30
+    )
     w0 = np.array([[6, 6], [0, 0]])
     w1 = np.array([[5, 5], [0, 0], [4, -4]])
     image = make_image(spec, [w0, w1], [10, 40])
@@ -202,7 +220,9 @@ def test_a_flipped_sign_plane_bit_changes_the_step():
 
 
 def test_train_step_is_one_step_and_keeps_the_spec():
-    spec = DatapathConfig(time_shift=2, weight_bits=8, current_frac_bits=2, current_bits=18, membrane_bits=18, max_steps=50)
+    spec = DatapathConfig(
+        time_shift=2, weight_bits=8, current_frac_bits=2, current_bits=18, membrane_bits=18, max_steps=50
+    )
     rng = np.random.default_rng(9)
     image = make_image(spec, [rng.integers(-5, 30, size=(11, 7)), rng.integers(-20, 40, size=(8, 4))], [200, 300])
     learning = LearningConfig(margin_steps=5, hidden_update_prob_q16=30000, output_update_prob_q16=30000, seed=77)
@@ -249,7 +269,9 @@ def test_learning_config_validates_every_field():
         LearningConfig.from_dict({"margin_steps": 3})
     with pytest.raises(ConfigError, match="unknown learning field"):
         LearningConfig.from_options({"margin": "3"})
-    assert LearningConfig.from_options({"seed": "0x10", "correct_rule": "always"}) == LearningConfig(seed=16, correct_rule="always")
+    assert LearningConfig.from_options({"seed": "0x10", "correct_rule": "always"}) == LearningConfig(
+        seed=16, correct_rule="always"
+    )
     assert LearningConfig.from_dict(LearningConfig(seed=5).to_dict()) == LearningConfig(seed=5)
 
 
@@ -271,8 +293,12 @@ def test_c_headers_compile_and_agree(tmp_path):
         "(unsigned)mix32(key + 777u * PCL_LEARN_INDEX_MUL), PCL_LEARN_OUTPUT_RULE, (unsigned)PCL_LEARN_SEED);return 0;}\n"
     )
     try:
-        subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-o", str(tmp_path / "t"), str(tmp_path / "t.c")],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-o", str(tmp_path / "t"), str(tmp_path / "t.c")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     except FileNotFoundError:
         pytest.skip("no C compiler (cc) on this machine")
     out = subprocess.run([str(tmp_path / "t")], check=True, capture_output=True, text=True).stdout.split()
@@ -306,8 +332,13 @@ def test_training_does_not_depend_on_the_thread_count():
 def test_numpy_baseline_tool_is_bit_exact():
     import numpy_onchip as tool
 
-    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(emulator_cases(), learning_configs(), st.integers(0, 2**32 - 8))
     def check(case, learning, first_t):
         image, images, steps = case
@@ -323,7 +354,9 @@ def test_numpy_baseline_tool_is_bit_exact():
 
 
 def test_step_reports_delta_planes_and_sign_planes_as_bitarrays():
-    spec = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=12, membrane_bits=12, max_steps=30)
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=12, membrane_bits=12, max_steps=30
+    )
     image = make_image(spec, [np.array([[6, 6], [0, 0]]), np.array([[5, -5], [0, 0], [4, -4]])], [10, 40])
     learner = OnchipLearner(image, LearningConfig(margin_steps=4))
     _, info = ref.reference_step(image, learner.learning, [0], 1, 0)

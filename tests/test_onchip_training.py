@@ -24,7 +24,9 @@ PRETRAINED = REPO / "datasets" / "pretrained"
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "popcount_learn.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "popcount_learn.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,16 @@ def test_from_scratch_learns_and_is_reproducible(mnist_small):
     before = evaluate_emulated(image, xt, yt)["accuracy"]
     learning = LearningConfig(hidden_update_prob_q16=65536, output_update_prob_q16=65536)
     events = []
-    trained, history = train_onchip(x, y, image, learning, OnchipTrainConfig(hidden=(100,), epochs=1),
-                                    test_images=xt, test_labels=yt, progress=events.append)
+    trained, history = train_onchip(
+        x,
+        y,
+        image,
+        learning,
+        OnchipTrainConfig(hidden=(100,), epochs=1),
+        test_images=xt,
+        test_labels=yt,
+        progress=events.append,
+    )
     after = history[-1]["test"]["accuracy"]
     assert before < 0.3 and after > 0.75, (before, after)
     assert after == evaluate_emulated(trained, xt, yt)["accuracy"]
@@ -63,8 +73,20 @@ def test_chunking_does_not_change_the_result(mnist_small):
     x, y, _, _ = mnist_small
     image = _fresh_image(hidden=40)
     learning = LearningConfig(hidden_update_prob_q16=20000, output_update_prob_q16=30000, seed=3)
-    a, _ = train_onchip(x[:1500], y[:1500], image, learning, OnchipTrainConfig(hidden=(40,), epochs=1, chunk_samples=1500, augment_shift_px=0))
-    b, _ = train_onchip(x[:1500], y[:1500], image, learning, OnchipTrainConfig(hidden=(40,), epochs=1, chunk_samples=7, augment_shift_px=0))
+    a, _ = train_onchip(
+        x[:1500],
+        y[:1500],
+        image,
+        learning,
+        OnchipTrainConfig(hidden=(40,), epochs=1, chunk_samples=1500, augment_shift_px=0),
+    )
+    b, _ = train_onchip(
+        x[:1500],
+        y[:1500],
+        image,
+        learning,
+        OnchipTrainConfig(hidden=(40,), epochs=1, chunk_samples=7, augment_shift_px=0),
+    )
     assert all(np.array_equal(p, q) for p, q in zip(a.weights_lsb, b.weights_lsb))
     # ... and it equals stepping one sample at a time through the one-step API.
     learner = OnchipLearner(image, learning)
@@ -89,9 +111,27 @@ def test_finetuning_the_shipped_image_keeps_it(mnist_small):
 
 def test_cli_onchip_writes_an_image_that_evaluate_inspect_and_training_take(tmp_path):
     out = tmp_path / "oc.h5"
-    r = run_cli("--threads", "2", "train", "--mode", "onchip", "--hidden", "50", "--epochs", "1", "--limit", "2000",
-                "--learn", "hidden_update_prob_q16=65536", "--learn", "output_update_prob_q16=65536",
-                "--out", str(out), "--no-progress", "--json")
+    r = run_cli(
+        "--threads",
+        "2",
+        "train",
+        "--mode",
+        "onchip",
+        "--hidden",
+        "50",
+        "--epochs",
+        "1",
+        "--limit",
+        "2000",
+        "--learn",
+        "hidden_update_prob_q16=65536",
+        "--learn",
+        "output_update_prob_q16=65536",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["accuracy"] > 0.5
@@ -106,8 +146,23 @@ def test_cli_onchip_writes_an_image_that_evaluate_inspect_and_training_take(tmp_
     assert info["provenance"]["mode"] == "onchip" and info["provenance"]["samples_trained"] == 2000
     # Continuing from the image keeps its rule unless told otherwise.
     out2 = tmp_path / "oc2.h5"
-    r = run_cli("train", "--mode", "onchip", "--init", str(out), "--epochs", "1", "--limit", "500",
-                "--learn", "margin_steps=3", "--out", str(out2), "--no-progress", "--json")
+    r = run_cli(
+        "train",
+        "--mode",
+        "onchip",
+        "--init",
+        str(out),
+        "--epochs",
+        "1",
+        "--limit",
+        "500",
+        "--learn",
+        "margin_steps=3",
+        "--out",
+        str(out2),
+        "--no-progress",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     again = h5io.load_weight_image(out2)
     assert again.learning.margin_steps == 3 and again.learning.hidden_update_prob_q16 == 65536
@@ -121,8 +176,10 @@ def test_cli_onchip_writes_an_image_that_evaluate_inspect_and_training_take(tmp_
         (["train", "--mode", "onchip", "--learn", "margin=3"], "unknown learning field 'margin'"),
         (["train", "--mode", "onchip", "--learn", "margin_steps=0", "--limit", "10"], "margin_steps must be in"),
         (["train", "--mode", "onchip", "--learn", "seed=x", "--limit", "10"], "takes an integer"),
-        (["train", "--mode", "onchip", "--init", str(PRETRAINED / "net600-int8.h5"), "--bits", "6", "--limit", "10"],
-         "cannot re-quantise it"),
+        (
+            ["train", "--mode", "onchip", "--init", str(PRETRAINED / "net600-int8.h5"), "--bits", "6", "--limit", "10"],
+            "cannot re-quantise it",
+        ),
     ],
 )
 def test_onchip_user_mistakes_are_one_line(args, needle, capsys, tmp_path):

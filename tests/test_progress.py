@@ -88,7 +88,9 @@ def test_line_progress_prints_one_line_per_phase_without_carriage_returns():
     assert "\r" not in text
     lines = text.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("epoch 1/2: 500/500 loss=0.5 acc=0.5 (") and lines[1].startswith("epoch 2/2: 3/3 loss=0.0625")
+    assert lines[0].startswith("epoch 1/2: 500/500 loss=0.5 acc=0.5 (") and lines[1].startswith(
+        "epoch 2/2: 3/3 loss=0.0625"
+    )
 
 
 def test_line_progress_every_fraction_reports_shares_of_a_long_phase():

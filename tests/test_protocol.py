@@ -66,8 +66,10 @@ def slow_cobs_encode(data: bytes) -> bytes:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from([b"\x00", b"\x01", b"\xff", b"\x07" * 253, b"\x08" * 254, b"\x09" * 255]), max_size=8)
-       | st.binary(max_size=1200).map(lambda b: [b]))
+@given(
+    st.lists(st.sampled_from([b"\x00", b"\x01", b"\xff", b"\x07" * 253, b"\x08" * 254, b"\x09" * 255]), max_size=8)
+    | st.binary(max_size=1200).map(lambda b: [b])
+)
 def test_cobs_encoder_agrees_with_the_byte_at_a_time_reference(parts):
     data = b"".join(parts)
     assert p.cobs_encode(data) == slow_cobs_encode(data)
@@ -156,16 +158,24 @@ def board_results(draw):
         idx.append(np.array(draw(st.lists(st.integers(0, 65535), min_size=k, max_size=k)), np.int64))
         steps.append(np.array(draw(st.lists(st.integers(0, 2**31 - 1), min_size=k, max_size=k)), np.int32))
     return p.BoardResult(
-        predicted=draw(st.integers(-1, 1000)), first_output_step=draw(st.integers(-1, 2**20)),
-        tie=draw(st.booleans()), synaptic_additions=draw(st.integers(0, 2**32 - 1)),
+        predicted=draw(st.integers(-1, 1000)),
+        first_output_step=draw(st.integers(-1, 2**20)),
+        tie=draw(st.booleans()),
+        synaptic_additions=draw(st.integers(0, 2**32 - 1)),
         rows_read=tuple(draw(st.lists(st.integers(0, 2**32 - 1), min_size=n_layers, max_size=n_layers))),
-        spike_index=tuple(idx), spike_step=tuple(steps),
+        spike_index=tuple(idx),
+        spike_step=tuple(steps),
     )
 
 
 def _same_result(a, b):
-    assert (a.predicted, a.first_output_step, a.tie, a.synaptic_additions, a.rows_read) == \
-        (b.predicted, b.first_output_step, b.tie, b.synaptic_additions, b.rows_read)
+    assert (a.predicted, a.first_output_step, a.tie, a.synaptic_additions, a.rows_read) == (
+        b.predicted,
+        b.first_output_step,
+        b.tie,
+        b.synaptic_additions,
+        b.rows_read,
+    )
     for x, y in zip(a.spike_index, b.spike_index):
         assert np.array_equal(x, y)
     for x, y in zip(a.spike_step, b.spike_step):
@@ -186,8 +196,20 @@ def test_result_and_batch_round_trip(results):
 
 
 def test_info_round_trip_and_truncation():
-    info = p.BoardInfo(1, "0.1.0", "host", 65536, 1 << 20, 2048, 8, (6, 8, 6, 24, 24, 0, 0, 128, -1, 512, 0),
-                       True, 0xDEADBEEF, 636090, (8, 1024, 1024, 0, 0xFFFFFFFF, 0, 1))
+    info = p.BoardInfo(
+        1,
+        "0.1.0",
+        "host",
+        65536,
+        1 << 20,
+        2048,
+        8,
+        (6, 8, 6, 24, 24, 0, 0, 128, -1, 512, 0),
+        True,
+        0xDEADBEEF,
+        636090,
+        (8, 1024, 1024, 0, 0xFFFFFFFF, 0, 1),
+    )
     payload = p.encode_info_reply(info)
     assert p.decode_info_reply(payload) == info
     for cut in (3, len(payload) - 1):
@@ -221,8 +243,16 @@ def test_input_bits_are_lsb_first():
 def test_learning_codes_round_trip():
     from popcount_learn.learning import LearningConfig
 
-    for cfg in (LearningConfig(), LearningConfig(seed=2**32 - 1, output_rule="all_violators", correct_rule="always",
-                                                 margin_steps=65536, prob_halving_samples=0)):
+    for cfg in (
+        LearningConfig(),
+        LearningConfig(
+            seed=2**32 - 1,
+            output_rule="all_violators",
+            correct_rule="always",
+            margin_steps=65536,
+            prob_halving_samples=0,
+        ),
+    ):
         assert LearningConfig.from_codes(cfg.to_codes()) == cfg
 
 

@@ -231,8 +231,7 @@ def test_stop_ends_qemu_and_removes_its_files(board_name, selftest_elf):
     # (Not re-opening the pty: another process may already have been given the same name.)
 
 
-def test_missing_or_bad_elf_or_machine_is_a_clear_error_and_leaves_nothing_running(tmp_path, board_name,
-                                                                                      selftest_elf):
+def test_missing_or_bad_elf_or_machine_is_a_clear_error_and_leaves_nothing_running(tmp_path, board_name, selftest_elf):
     machine = qemu.qemu_machine(board_name)
     with pytest.raises(BoardToolError, match="ELF not found"):
         qemu.start_qemu(tmp_path / "absent.elf", machine)

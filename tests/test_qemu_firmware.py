@@ -40,8 +40,15 @@ N_TRAIN_STEPS = 100
 # Hidden neurons of the net600-int8 cut a board runs: the first of these that fits it.
 HIDDEN_LADDER = (100, 64, 32, 16)
 # Moves many weights per step, so every path of the on-board update runs on the Cortex-M3.
-BUSY_RULE = LearningConfig(margin_steps=6, hidden_update_prob_q16=30000, output_update_prob_q16=50000,
-                           prob_halving_samples=150, seed=12345, output_rule="all_violators", correct_rule="always")
+BUSY_RULE = LearningConfig(
+    margin_steps=6,
+    hidden_update_prob_q16=30000,
+    output_update_prob_q16=50000,
+    prob_halving_samples=150,
+    seed=12345,
+    output_rule="all_violators",
+    correct_rule="always",
+)
 pytestmark = pytest.mark.qemu
 
 
@@ -71,8 +78,10 @@ def cut_that_fits(image: WeightImage, info) -> WeightImage:
         cut = first_hidden_neurons(image, n_hidden)
         if len(upload_bytes(cut)) <= info.weight_capacity_bytes and sum(cut.topology[1:]) <= info.max_neurons:
             return cut
-    raise AssertionError(f"{info.board}: no cut of {HIDDEN_LADDER} hidden neurons fits "
-                         f"{info.weight_capacity_bytes} bytes / {info.max_neurons} neurons")
+    raise AssertionError(
+        f"{info.board}: no cut of {HIDDEN_LADDER} hidden neurons fits "
+        f"{info.weight_capacity_bytes} bytes / {info.max_neurons} neurons"
+    )
 
 
 @pytest.fixture(scope="module", params=_qemu_boards())
@@ -93,8 +102,9 @@ def test_images(mnist_dir):
 
 @pytest.fixture(scope="module")
 def qemu_board(board_name, shipped_image, firmware_build_root):
-    board = launch.start_virtual_board(shipped_image.spec, qemu=True, board=board_name, learning=BUSY_RULE,
-                                       build_root=firmware_build_root)
+    board = launch.start_virtual_board(
+        shipped_image.spec, qemu=True, board=board_name, learning=BUSY_RULE, build_root=firmware_build_root
+    )
     try:
         yield board
     finally:
@@ -175,9 +185,10 @@ def test_board_refuses_an_image_larger_than_its_weight_memory(client):
 
 def test_reset_mid_upload_leaves_no_image_behind(qemu_board, client, small_image):
     stream_bytes = len(upload_bytes(small_image))
-    with FaultProxy(qemu_board.port, reset_hook=qemu_board.reset,
-                    reset_after_to_board_bytes=stream_bytes // 3) as proxy, \
-            BoardClient(proxy.client_port, timeout_s=3.0, retries=2) as through_proxy:
+    with (
+        FaultProxy(qemu_board.port, reset_hook=qemu_board.reset, reset_after_to_board_bytes=stream_bytes // 3) as proxy,
+        BoardClient(proxy.client_port, timeout_s=3.0, retries=2) as through_proxy,
+    ):
         with pytest.raises(BoardError) as raised:
             upload_image(through_proxy, small_image)
         assert proxy.counts()["resets"] == 1
@@ -195,8 +206,9 @@ def test_reset_mid_upload_leaves_no_image_behind(qemu_board, client, small_image
 def test_weights_identical_to_the_emulator_after_100_on_board_training_steps(client, small_image, mnist_dir):
     # Runs after the inference tests (it leaves trained weights); starts with a clean upload.
     train = load_mnist(mnist_dir, "train")
-    summary = train_side_by_side(client, small_image, BUSY_RULE, train.images[:N_TRAIN_STEPS],
-                                 train.labels[:N_TRAIN_STEPS], check_every=50)
+    summary = train_side_by_side(
+        client, small_image, BUSY_RULE, train.images[:N_TRAIN_STEPS], train.labels[:N_TRAIN_STEPS], check_every=50
+    )
     assert summary["steps"] == N_TRAIN_STEPS
     assert summary["mismatches"] == 0, summary["first_mismatch"]
     assert summary["weight_checks"] == 2  # the whole image read back after step 50 and 100
@@ -216,8 +228,14 @@ def test_start_virtual_board_takes_the_board_and_its_machine_as_parameters(shipp
     # The machine reaches QEMU as given (default: the board's declared one, used by every
     # other test here): a machine QEMU does not know ends in its own error message.
     with pytest.raises(BoardToolError, match="no-such-machine"):
-        launch.start_virtual_board(shipped_image.spec, qemu=True, board=qemu_board_name, machine="no-such-machine",
-                                   learning=BUSY_RULE, build_root=firmware_build_root)
+        launch.start_virtual_board(
+            shipped_image.spec,
+            qemu=True,
+            board=qemu_board_name,
+            machine="no-such-machine",
+            learning=BUSY_RULE,
+            build_root=firmware_build_root,
+        )
 
 
 def _children(pid: int) -> list[int]:
@@ -237,19 +255,30 @@ def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(board_name, fi
     named = [] if board_name == launch.DEFAULT_QEMU_BOARD else ["--board", board_name]
     cli = subprocess.Popen(
         [sys.executable, "-m", "popcount_learn.cli", "board", "virtual", "--qemu", *named],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     try:
         port = cli.stdout.readline().strip()
         assert port.startswith("/dev/pts/"), (port, cli.stderr.read() if cli.poll() is not None else "")
-        qemu_pids = [pid for pid in _children(cli.pid)
-                     if "qemu-system-arm" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+        qemu_pids = [
+            pid
+            for pid in _children(cli.pid)
+            if "qemu-system-arm" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        ]
         assert len(qemu_pids) == 1
         machine = qemu.qemu_machine(board_name)
         assert f"\0{machine}\0" in Path(f"/proc/{qemu_pids[0]}/cmdline").read_text()
         info = subprocess.run(
             [sys.executable, "-m", "popcount_learn.cli", "board", "info", "--port", port, "--json"],
-            capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=60,
         )
         assert info.returncode == 0, info.stderr
         assert f'"{build.board_config(board_name)["BOARD_NAME"]}"' in info.stdout

@@ -22,8 +22,11 @@ def _net(*weights, encoding=None):
 @settings(max_examples=150, deadline=None)
 @given(
     bits=st.integers(2, 16),
-    w=hnp.arrays(np.float64, st.tuples(st.integers(2, 6), st.integers(1, 5)),
-                 elements=st.floats(-4.0, 4.0, allow_nan=False, allow_subnormal=False)),
+    w=hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(2, 6), st.integers(1, 5)),
+        elements=st.floats(-4.0, 4.0, allow_nan=False, allow_subnormal=False),
+    ),
 )
 def test_round_trip_error_is_at_most_half_a_step(bits, w):
     if not np.any(np.abs(w) > 1e-3):

@@ -34,7 +34,6 @@ NET100 = REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5"
 NET600 = REPO_ROOT / "datasets" / "pretrained" / "net600-int8.h5"
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Generated parameters and the memory layout (no simulator needed)
 
@@ -83,7 +82,9 @@ def test_input_beats_are_sorted_by_step_and_drop_spikes_that_never_arrive():
     layout = RtlLayout(spec, (6, 2), 2)
     i_bits, s_bits = layout.widths["IN_INDEX_BITS"], layout.widths["STEP_BITS"]
     beats = layout.input_beats(np.array([3, -1, 0, 10, 3, 9]))
-    decoded = [((b >> (i_bits + s_bits)) & 1, (b >> i_bits) & ((1 << s_bits) - 1), b & ((1 << i_bits) - 1)) for b in beats]
+    decoded = [
+        ((b >> (i_bits + s_bits)) & 1, (b >> i_bits) & ((1 << s_bits) - 1), b & ((1 << i_bits) - 1)) for b in beats
+    ]
     assert decoded == [(0, 0, 2), (0, 3, 0), (0, 3, 4), (1, 9, 5)]
     assert layout.input_beats(np.array([-1, 12, -1, -1, -1, -1])) == [(1 << (i_bits + s_bits)) | (10 << i_bits)]
 
@@ -111,8 +112,9 @@ def _random_network(rng, spec, topology):
 def _random_steps(rng, spec, n_images, n_in):
     special = np.array([-1, 0, 0, 0, 1, 2, spec.max_steps - 1, spec.max_steps, 3 * spec.max_steps])
     shape = (n_images, n_in)
-    return np.where(rng.random(shape) < 0.6, rng.choice(special, size=shape),
-                    rng.integers(-1, spec.max_steps + 2, size=shape))
+    return np.where(
+        rng.random(shape) < 0.6, rng.choice(special, size=shape), rng.integers(-1, spec.max_steps + 2, size=shape)
+    )
 
 
 def _events(image, steps, result):
@@ -124,17 +126,68 @@ def _events(image, steps, result):
 
 # (name, spec fields, topology, lanes, what this set must exercise, throttle, shuffle)
 PARAMETER_SETS = [
-    ("narrow-saturate", dict(time_shift=2, weight_bits=6, current_frac_bits=2, current_bits=8, membrane_bits=10,
-                             max_steps=24), (7, 9, 4), 1, ("current_saturate", "membrane_saturate"), False, None),
-    ("wrap", dict(time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=6, membrane_bits=7,
-                  current_overflow="wrap", membrane_overflow="wrap", max_steps=20), (6, 7, 3), 2,
-     ("current_wrap", "membrane_wrap"), True, 11),
-    ("ties-lowest-index", dict(time_shift=0, weight_bits=4, current_frac_bits=0, current_bits=8, membrane_bits=9,
-                               tie_rule="lowest_index", max_steps=16), (5, 6, 5), 3, ("tie",), False, 3),
-    ("ties-max-membrane", dict(time_shift=3, weight_bits=4, current_frac_bits=3, current_bits=10, membrane_bits=12,
-                               max_steps=30), (5, 10, 6), 5, ("tie_rules_disagree", "no_decision"), True, None),
-    ("three-layers", dict(time_shift=4, weight_bits=8, current_frac_bits=4, current_bits=16, membrane_bits=16,
-                          max_steps=40), (9, 12, 7, 3), 4, ("hidden_spike_at_decision_step", "no_decision"), False, 5),
+    (
+        "narrow-saturate",
+        dict(time_shift=2, weight_bits=6, current_frac_bits=2, current_bits=8, membrane_bits=10, max_steps=24),
+        (7, 9, 4),
+        1,
+        ("current_saturate", "membrane_saturate"),
+        False,
+        None,
+    ),
+    (
+        "wrap",
+        dict(
+            time_shift=1,
+            weight_bits=5,
+            current_frac_bits=1,
+            current_bits=6,
+            membrane_bits=7,
+            current_overflow="wrap",
+            membrane_overflow="wrap",
+            max_steps=20,
+        ),
+        (6, 7, 3),
+        2,
+        ("current_wrap", "membrane_wrap"),
+        True,
+        11,
+    ),
+    (
+        "ties-lowest-index",
+        dict(
+            time_shift=0,
+            weight_bits=4,
+            current_frac_bits=0,
+            current_bits=8,
+            membrane_bits=9,
+            tie_rule="lowest_index",
+            max_steps=16,
+        ),
+        (5, 6, 5),
+        3,
+        ("tie",),
+        False,
+        3,
+    ),
+    (
+        "ties-max-membrane",
+        dict(time_shift=3, weight_bits=4, current_frac_bits=3, current_bits=10, membrane_bits=12, max_steps=30),
+        (5, 10, 6),
+        5,
+        ("tie_rules_disagree", "no_decision"),
+        True,
+        None,
+    ),
+    (
+        "three-layers",
+        dict(time_shift=4, weight_bits=8, current_frac_bits=4, current_bits=16, membrane_bits=16, max_steps=40),
+        (9, 12, 7, 3),
+        4,
+        ("hidden_spike_at_decision_step", "no_decision"),
+        False,
+        5,
+    ),
 ]
 
 
@@ -159,8 +212,9 @@ def _run_set(index):
     if index not in _RUNS:
         name, fields, topology, lanes, wanted, throttle, shuffle = PARAMETER_SETS[index]
         image, steps, expected, stats = _find_case(name, fields, topology, wanted)
-        observed = rtl_sim.simulate(image, input_spike_steps=steps, lanes=lanes, throttle=throttle,
-                                    shuffle_seed=shuffle, batch_images=8)
+        observed = rtl_sim.simulate(
+            image, input_spike_steps=steps, lanes=lanes, throttle=throttle, shuffle_seed=shuffle, batch_images=8
+        )
         _RUNS[index] = (image, steps, expected, observed, stats)
     return _RUNS[index]
 
@@ -180,8 +234,17 @@ def test_random_sets_cover_saturation_wrap_ties_and_no_decision():
     total = Counter()
     for index in range(len(PARAMETER_SETS)):
         total.update(_run_set(index)[4])
-    for key in ("current_saturate", "current_wrap", "membrane_saturate", "membrane_wrap", "tie",
-                "tie_rules_disagree", "no_decision", "hidden_spike_at_decision_step", "decision"):
+    for key in (
+        "current_saturate",
+        "current_wrap",
+        "membrane_saturate",
+        "membrane_wrap",
+        "tie",
+        "tie_rules_disagree",
+        "no_decision",
+        "hidden_spike_at_decision_step",
+        "decision",
+    ):
         assert total[key] > 0, (key, total)
 
 
@@ -231,8 +294,10 @@ def test_one_lsb_change_in_the_model_is_reported():
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("field", ["predicted", "first_output_step", "steps_to_decision", "tie", "rows_read",
-                                   "synaptic_additions", "spike_steps"])
+@pytest.mark.parametrize(
+    "field",
+    ["predicted", "first_output_step", "steps_to_decision", "tie", "rows_read", "synaptic_additions", "spike_steps"],
+)
 def test_checker_compares_every_field(field):
     import dataclasses
 
@@ -294,7 +359,9 @@ def test_cli_rtl_compare(capsys):
 
     assert main(["rtl", "compare", "--image", str(NET100), "--limit", "3", "--lanes", "2", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert re.match(r"3 images: RTL == emulator on class, decision step, tie, [\d,]+ spike steps and the counters\n", out), out
+    assert re.match(
+        r"3 images: RTL == emulator on class, decision step, tie, [\d,]+ spike steps and the counters\n", out
+    ), out
     assert re.search(r"\ncycles_mean +\d+", out) and "sim_images_per_s" in out
 
 

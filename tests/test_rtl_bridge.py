@@ -71,24 +71,29 @@ def test_checker_reports_each_kind_of_fault():
     def wl_data(rows):
         rows[_first(rows, lambda r: r["wl_valid"] and r["wl_ready"])]["wl_data"] ^= 1 << 3
 
-    def lost_spike(rows):   # a spike taken that never leaves as a packet
+    def lost_spike(rows):  # a spike taken that never leaves as a packet
         i = _first(rows, lambda r: r["sp_valid"] and not r["sp_ready"])
         rows[i]["sp_ready"] = 1
 
-    def priority(rows):     # a result taken while a spike is offered
+    def priority(rows):  # a result taken while a spike is offered
         i = _first(rows, lambda r: r["res_valid"] and r["res_ready"])
         rows[i]["sp_valid"] = 1
 
-    def unstable(rows):     # data changing while valid waits
+    def unstable(rows):  # data changing while valid waits
         i = _first(rows, lambda r: r["in_valid"] and not r["in_ready"])
         rows[i + 1]["in_step"] ^= 1
 
     def unknown(rows):
         rows[_first(rows, lambda r: r["tx_valid"])]["tx_data"] = -1
 
-    for edit, needle in ((tx_byte, "TX"), (wl_data, "core side beat"), (lost_spike, "TX: "),
-                         (priority, "a result was taken while a spike was offered"),
-                         (unstable, "in: cycle"), (unknown, "tx_data unknown")):
+    for edit, needle in (
+        (tx_byte, "TX"),
+        (wl_data, "core side beat"),
+        (lost_spike, "TX: "),
+        (priority, "a result was taken while a spike was offered"),
+        (unstable, "in: cycle"),
+        (unknown, "tx_data unknown"),
+    ):
         problems = check_bridge(_mutated(trace, edit))
         assert any(needle in p for p in problems), (edit.__name__, problems)
 
@@ -101,4 +106,4 @@ def test_a_bridge_that_ignores_the_spike_priority_fails(tmp_path):
     bad.write_text(text.replace("assign res_ready = tx_empty && !sp_valid;", "assign res_ready = tx_empty;"))
     problems = check_bridge(run_bridge(LAYOUTS["net100-int8 x4"], seed=7, source=bad))
     assert any("a result was taken while a spike was offered" in p for p in problems), problems
-    assert any(p.startswith("TX: ") for p in problems), problems   # and that result never left
+    assert any(p.startswith("TX: ") for p in problems), problems  # and that result never left

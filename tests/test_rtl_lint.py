@@ -29,7 +29,8 @@ VERILOG = sorted(RTL_DIR.glob("*.v")) + sorted((RTL_DIR / "tb").glob("*.v"))
 def test_every_verilog_file_resets_directives_and_holds_one_module_named_after_it(path):
     code = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("//")]
     assert code[:2] == ["`resetall", "`default_nettype none"] or (
-        code[0] == "`resetall" and "`default_nettype none" in code[1:3]), code[:3]
+        code[0] == "`resetall" and "`default_nettype none" in code[1:3]
+    ), code[:3]
     assert code[-1] == "`resetall"
     modules = re.findall(r"^module\s+(\w+)", path.read_text(), flags=re.M)
     assert modules == [path.stem]
@@ -40,7 +41,7 @@ def test_file_lists_name_every_rtl_source_once_and_the_tools_read_them():
 
     core, up5k = read_file_list(CORE_FILE_LIST), read_file_list(UP5K_FILE_LIST)
     assert up5k[: len(core)] == core and len(set(up5k)) == len(up5k)
-    assert set(up5k) == set(RTL_DIR.glob("*.v"))          # the synthesisable files, tb/ excluded
+    assert set(up5k) == set(RTL_DIR.glob("*.v"))  # the synthesisable files, tb/ excluded
     assert list(rtl_sim.CORE_SOURCES) == core
     assert list(rtl_synth.SOURCES) == up5k
 
@@ -84,10 +85,10 @@ def _edit(path: Path, old: str, new: str) -> None:
 @pytest.mark.needs("verilator")
 def test_lint_reports_an_injected_latch(tmp_path):
     copy = _rtl_copy(tmp_path)
-    _edit(copy / "pcl_lane.v", "        cur = {CURRENT_BITS{1'b0}};\n", "")   # cur: assigned on one branch only
+    _edit(copy / "pcl_lane.v", "        cur = {CURRENT_BITS{1'b0}};\n", "")  # cur: assigned on one branch only
     messages = rtl_lint.lint(LAYOUTS["net100-int8 x4"], "pcl_core", rtl_dir=copy).messages
     latches = [m for m in messages if m.startswith("%Warning-LATCH")]
-    assert len(latches) == 4 and all("u_lane.cur'" in m for m in latches), messages   # one per lane
+    assert len(latches) == 4 and all("u_lane.cur'" in m for m in latches), messages  # one per lane
 
 
 @pytest.mark.rtl
@@ -130,8 +131,12 @@ def test_lint_parameters_are_the_header_bindings():
 def _icarus_run(tmp_path: Path, top: str, parameters: dict[str, int]) -> subprocess.CompletedProcess:
     sources = [str(p) for p in read_file_list(CORE_FILE_LIST)]
     opts = [f"-P{top}.{k}={v}" for k, v in parameters.items()]
-    subprocess.run(["iverilog", "-g2012", "-s", top, "-o", str(tmp_path / "x.vvp"), *opts, *sources],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["iverilog", "-g2012", "-s", top, "-o", str(tmp_path / "x.vvp"), *opts, *sources],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return subprocess.run(["vvp", "-n", str(tmp_path / "x.vvp")], capture_output=True, text=True, timeout=60)
 
 
@@ -139,12 +144,16 @@ def _icarus_run(tmp_path: Path, top: str, parameters: dict[str, int]) -> subproc
 def test_core_defaults_pass_their_checks_and_a_bad_width_fails_them(tmp_path):
     ok = _icarus_run(tmp_path, "pcl_core", {})
     assert ok.returncode == 0 and "FATAL" not in ok.stdout + ok.stderr, ok.stdout + ok.stderr
-    layout = RtlLayout(DatapathConfig(), (4, 6, 2), 4)   # the defaults of pcl_core
+    layout = RtlLayout(DatapathConfig(), (4, 6, 2), 4)  # the defaults of pcl_core
     assert layout.widths["WIDE_BITS"] == 25 and layout.widths["GROUP_BITS"] == 2
     narrow = {"WEIGHT_BITS": 4, "CURRENT_FRAC_BITS": 2, "CURRENT_BITS": 8, "MEMBRANE_BITS": 8}
-    for bad, needle in (({**narrow, "WIDE_BITS": 9}, "WIDE_BITS 9 < 10"), ({"GROUP_BITS": 1}, "layer 0"),
-                        ({"STATE_DEPTH": 4}, "STATE_DEPTH 4"), ({"STEP_BITS": 9}, "STEP_BITS"),
-                        ({"LAYER_ROW_SHIFT": (1 << 32) | 0}, "layer 0")):
+    for bad, needle in (
+        ({**narrow, "WIDE_BITS": 9}, "WIDE_BITS 9 < 10"),
+        ({"GROUP_BITS": 1}, "layer 0"),
+        ({"STATE_DEPTH": 4}, "STATE_DEPTH 4"),
+        ({"STEP_BITS": 9}, "STEP_BITS"),
+        ({"LAYER_ROW_SHIFT": (1 << 32) | 0}, "layer 0"),
+    ):
         run = _icarus_run(tmp_path, "pcl_core", bad)
         assert run.returncode != 0 and "FATAL" in run.stdout and needle in run.stdout, (bad, run.stdout)
     assert _icarus_run(tmp_path, "pcl_core", {**narrow, "WIDE_BITS": 10}).returncode == 0

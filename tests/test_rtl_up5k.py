@@ -26,6 +26,7 @@ from test_rtl import PARAMETER_SETS, _find_case
 
 NET100 = Path(__file__).resolve().parent.parent / "datasets" / "pretrained" / "net100-int8.h5"
 
+
 def up5k(test):
     """Icarus + cocotb, and yosys for its ice40/cells_sim.v (the SB_SPRAM256KA model)."""
     return pytest.mark.rtl(pytest.mark.needs("yosys")(test))
@@ -40,8 +41,8 @@ def test_packet_sizes_follow_the_layout_widths():
     w = layout.widths
     p = PacketLayout(layout)
     assert (w["WADDR_BITS"], w["WL_BITS"], w["STEP_BITS"], w["IN_INDEX_BITS"]) == (15, 32, 10, 10)
-    assert (p.rx_payload_bits, p.rx_bytes) == (47, 7)          # {addr 15, data 32} + 2 kind bits
-    assert (p.spike_bits, p.result_bits, p.tx_bytes) == (18, 40, 6)   # result: 3 + 7 + 10 + 2 x 10
+    assert (p.rx_payload_bits, p.rx_bytes) == (47, 7)  # {addr 15, data 32} + 2 kind bits
+    assert (p.spike_bits, p.result_bits, p.tx_bytes) == (18, 40, 6)  # result: 3 + 7 + 10 + 2 x 10
 
 
 def test_load_and_input_packets_carry_the_beats():
@@ -72,7 +73,7 @@ def test_tx_packets_decode_and_bad_ones_are_refused():
         p.split_tx(data[:-1])
     with pytest.raises(ValueError, match="kind 2"):
         p.split_tx((2 << p.tx_payload_bits).to_bytes(p.tx_bytes, "little"))
-    with pytest.raises(ValueError, match="not one the bridge sends"):   # a spike payload wider than a spike
+    with pytest.raises(ValueError, match="not one the bridge sends"):  # a spike payload wider than a spike
         p.split_tx(p.tx_packet(TxKind.SPIKE, 1 << p.spike_bits))
 
 
@@ -98,8 +99,11 @@ def _case(index):
 
 # wrap: 2 lanes, both registers wrapping, throttled streams, shuffled inputs; three-layers: 4 lanes
 @up5k
-@pytest.mark.parametrize("index", [1, 4, *(pytest.param(i, marks=pytest.mark.slow) for i in (2, 0))],
-                         ids=[PARAMETER_SETS[i][0] for i in (1, 4, 2, 0)])
+@pytest.mark.parametrize(
+    "index",
+    [1, 4, *(pytest.param(i, marks=pytest.mark.slow) for i in (2, 0))],
+    ids=[PARAMETER_SETS[i][0] for i in (1, 4, 2, 0)],
+)
 def test_up5k_top_random_networks_bit_exact(index):
     _, _, _, lanes, _, throttle, shuffle = PARAMETER_SETS[index]
     image, steps, expected = _case(index)
@@ -129,8 +133,11 @@ def test_up5k_comparison_catches_a_one_lsb_weight_corruption():
     lanes = PARAMETER_SETS[1][3]
     image, steps, expected = _case(1)
     # the first one-LSB change that these inputs can see
-    visible = ((what, corrupted) for what, corrupted in _one_lsb_weight_variants(image)
-               if not check.compare(expected, emulate(corrupted, input_spike_steps=steps), body="emulator").ok)
+    visible = (
+        (what, corrupted)
+        for what, corrupted in _one_lsb_weight_variants(image)
+        if not check.compare(expected, emulate(corrupted, input_spike_steps=steps), body="emulator").ok
+    )
     what, corrupted = next(visible, (None, None))
     assert corrupted is not None, "no one-LSB weight change is visible on these inputs"
     observed = simulate_up5k(image, input_spike_steps=steps, lanes=lanes, load_image=corrupted)

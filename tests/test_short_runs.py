@@ -77,9 +77,27 @@ def test_quick_run_from_the_issue_reaches_88_percent(tmp_path):
     """``train --hidden 100 --epochs 1 --limit 10000 --seed 1``: 77.6% before issue #7, 88.2% now (~5 s)."""
     out = tmp_path / "quick.h5"
     r = subprocess.run(
-        [sys.executable, "-m", "popcount_learn.cli", "train", "--hidden", "100", "--epochs", "1",
-         "--limit", "10000", "--seed", "1", "--out", str(out), "--no-progress", "--json"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "popcount_learn.cli",
+            "train",
+            "--hidden",
+            "100",
+            "--epochs",
+            "1",
+            "--limit",
+            "10000",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])

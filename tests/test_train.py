@@ -28,7 +28,9 @@ def test_training_is_reproducible_for_a_seed(small_mnist):
 def test_sparsity_term_reduces_hidden_spikes_before_decision(small_mnist):
     images, labels = small_mnist
     dense, _ = train_exact(images, labels, TrainConfig(hidden=(60,), epochs=2, sparsity=0.0, seed=1))
-    sparse, _ = train_exact(images, labels, TrainConfig(hidden=(60,), epochs=2, sparsity=0.05, sparsity_target=0.0, seed=1))
+    sparse, _ = train_exact(
+        images, labels, TrainConfig(hidden=(60,), epochs=2, sparsity=0.05, sparsity_target=0.0, seed=1)
+    )
     d = evaluate_exact(dense, images[:500], labels[:500]).summary()
     s = evaluate_exact(sparse, images[:500], labels[:500]).summary()
     assert s["hidden_spikes_before_decision_mean"] < 0.9 * d["hidden_spikes_before_decision_mean"]
@@ -76,7 +78,9 @@ def _probe_indices(net, z, count, seed=0):
 
 @pytest.mark.parametrize("hidden", [(12,), (12, 9)])
 def test_loss_gradient_matches_finite_differences(small_mnist, hidden):
-    cfg = TrainConfig(hidden=hidden, sparsity=0.02, sparsity_target=0.0, weight_sum_penalty=0.0, silent_penalty=0.0, grad_clip=0.0)
+    cfg = TrainConfig(
+        hidden=hidden, sparsity=0.02, sparsity_target=0.0, weight_sum_penalty=0.0, silent_penalty=0.0, grad_clip=0.0
+    )
     net, z, y = _small_batch(small_mnist, hidden, cfg)
     _, grads, _ = batch_loss_and_grads(net, z, y, cfg)
     for layer, index in _probe_indices(net, z, 40):
@@ -259,8 +263,13 @@ def test_output_layer_covers_classes_missing_from_a_short_training_set(small_mni
     few = labels[:40] < 5
     net, _ = train_exact(images[:40][few], labels[:40][few], TrainConfig(hidden=(10,), epochs=1), n_classes=10)
     assert net.topology[-1] == 10
-    net, _ = train_exact(images[:40][few], labels[:40][few], TrainConfig(hidden=(10,), epochs=1),
-                         test_images=images[:20], test_labels=labels[:20])
+    net, _ = train_exact(
+        images[:40][few],
+        labels[:40][few],
+        TrainConfig(hidden=(10,), epochs=1),
+        test_images=images[:20],
+        test_labels=labels[:20],
+    )
     assert net.topology[-1] == int(labels[:20].max()) + 1
     with pytest.raises(ConfigError, match="n_classes=3"):
         train_exact(images[:40], labels[:40], TrainConfig(hidden=(10,), epochs=1), n_classes=3)

@@ -85,8 +85,10 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
     images, labels = test.images[: args.limit], test.labels[: args.limit]
     stream = upload_bytes(image)
     out = {"image": path.name, "image_bytes": len(stream)}
-    with launch.start_virtual_board(image.spec, learning=learning, build_root=build_root) as board, \
-            BoardClient(board.port, timeout_s=30.0) as client:
+    with (
+        launch.start_virtual_board(image.spec, learning=learning, build_root=build_root) as board,
+        BoardClient(board.port, timeout_s=30.0) as client,
+    ):
         out["upload_s"] = best_of(lambda: commands.upload_image(client, image))
         assert client.read_image(len(stream)) == stream
         out["readback_s"] = best_of(lambda: client.read_image(len(stream)))
@@ -99,17 +101,23 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
         emu = emulate(image, images)
         emu_s = time.perf_counter() - t0
         summary = compare(emu, board_results, body="board").summary()
-        out.update(n=summary["n"], mismatches=summary["mismatches"], first_mismatch=summary["first_mismatch"],
-                   board_accuracy=float(np.mean(board_results.predicted == labels)),
-                   emulator_accuracy=float(np.mean(emu.predicted == labels)),
-                   compare_board_s=board_s, compare_emulator_s=emu_s)
+        out.update(
+            n=summary["n"],
+            mismatches=summary["mismatches"],
+            first_mismatch=summary["first_mismatch"],
+            board_accuracy=float(np.mean(board_results.predicted == labels)),
+            emulator_accuracy=float(np.mean(emu.predicted == labels)),
+            compare_board_s=board_s,
+            compare_emulator_s=emu_s,
+        )
 
         # Throughput on the first `single` images: INFER_BATCH and single INFER round trips.
         bits = image_input_bits(image, images[: args.single])
         batch = client.batch_size_hint(len(bits[0]))
         out["batch_images"] = batch
         out["batch_inferences_per_s"] = len(bits) / best_of(
-            lambda: [client.infer_batch(bits[i : i + batch]) for i in range(0, len(bits), batch)])
+            lambda: [client.infer_batch(bits[i : i + batch]) for i in range(0, len(bits), batch)]
+        )
         single_s = best_of(lambda: [client.infer(b) for b in bits])
         replies = [client.infer(b) for b in bits]
         out["single_inferences_per_s"] = len(bits) / single_s
@@ -121,11 +129,16 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
         steps = commands.training_order(len(train.images), args.train_steps, seed=0)
         t_images, t_labels = train.images[steps], train.labels[steps]
         summary = commands.train_side_by_side(client, image, learning, t_images, t_labels, check_every=100)
-        out.update(train_steps=summary["steps"], train_mismatches=summary["mismatches"],
-                   train_first_mismatch=summary["first_mismatch"], train_weight_checks=summary["weight_checks"],
-                   train_weights_changed=summary["weights_changed"],
-                   train_board_steps_per_s=summary["board_steps_per_s"],
-                   train_emulator_steps_per_s=summary["emulator_steps_per_s"], train_final_crc32=summary["final_crc32"])
+        out.update(
+            train_steps=summary["steps"],
+            train_mismatches=summary["mismatches"],
+            train_first_mismatch=summary["first_mismatch"],
+            train_weight_checks=summary["weight_checks"],
+            train_weights_changed=summary["weights_changed"],
+            train_board_steps_per_s=summary["board_steps_per_s"],
+            train_emulator_steps_per_s=summary["emulator_steps_per_s"],
+            train_final_crc32=summary["final_crc32"],
+        )
         enc = encode_input_steps(image.spec, t_images[:500])
         payloads = [p.encode_train_step(i, int(t_labels[i]), p.input_bits(enc[i] == 0)) for i in range(len(enc))]
         train_times = []
@@ -136,8 +149,12 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
             train_times.append(time.perf_counter() - t0)
         out["train_round_trip_us"] = min(train_times) / len(enc) * 1e6
         out["train_steps_per_s_pty"] = len(enc) / min(train_times)
-        reply_payloads = [p._TRAIN_REPLY.pack(r.predicted, r.first_output_step, r.weights_changed,
-                                               r.neurons_with_delta, r.hidden_spikes_delivered) for r in train_replies]
+        reply_payloads = [
+            p._TRAIN_REPLY.pack(
+                r.predicted, r.first_output_step, r.weights_changed, r.neurons_with_delta, r.hidden_spikes_delivered
+            )
+            for r in train_replies
+        ]
         out["host_framing_train_us"] = host_framing_us(reply_payloads, payloads, p.MsgType.TRAIN_STEP)
 
     # Firmware compute vs protocol handler, no I/O (C micro-benchmark).
@@ -147,8 +164,12 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
         (tmp / "image").write_bytes(stream)
         (tmp / "bits").write_bytes(b"".join(image_input_bits(image, images[: args.single])))
         (tmp / "train").write_bytes(b"".join(payloads))
-        r = subprocess.run([str(bench), str(tmp / "image"), str(tmp / "bits"), str(tmp / "train")],
-                           capture_output=True, text=True, check=True)
+        r = subprocess.run(
+            [str(bench), str(tmp / "image"), str(tmp / "bits"), str(tmp / "train")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         out["c_bench"] = json.loads(r.stdout)
     c = out["c_bench"]
     rt = out["single_round_trip_us"]
@@ -171,13 +192,22 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", nargs="+", default=[str(REPO / "datasets/pretrained/net600-int8.h5"),
-                                                    str(REPO / "datasets/pretrained/net800-int8.h5")])
+    ap.add_argument(
+        "--images",
+        nargs="+",
+        default=[str(REPO / "datasets/pretrained/net600-int8.h5"), str(REPO / "datasets/pretrained/net800-int8.h5")],
+    )
     ap.add_argument("--limit", type=int, default=10000, help="test images compared (default: all)")
     ap.add_argument("--single", type=int, default=2000, help="images for the single-round-trip figures")
     ap.add_argument("--train-steps", type=int, default=1000)
-    ap.add_argument("--learn", nargs="*", default=[], type=lambda t: tuple(t.split("=", 1)), metavar="FIELD=VALUE",
-                    help="override fields of the learning rule (default: the image's, else LearningConfig())")
+    ap.add_argument(
+        "--learn",
+        nargs="*",
+        default=[],
+        type=lambda t: tuple(t.split("=", 1)),
+        metavar="FIELD=VALUE",
+        help="override fields of the learning rule (default: the image's, else LearningConfig())",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as build_root:

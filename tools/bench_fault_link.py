@@ -51,15 +51,31 @@ def link_test_image(n_hidden: int = 32) -> WeightImage:
     """The shipped net600-int8 cut to its first ``n_hidden`` hidden neurons (short replies)."""
     full = load_weight_image(HERE.parent / "datasets" / "pretrained" / "net600-int8.h5")
     hidden, output = full.layers
-    return WeightImage(full.spec, (
-        LayerImage(np.ascontiguousarray(hidden.weights_lsb[:, :n_hidden]), hidden.threshold_lsb, hidden.scale),
-        LayerImage(np.ascontiguousarray(np.concatenate([output.weights_lsb[:n_hidden], output.weights_lsb[-1:]])),
-                   output.threshold_lsb, output.scale),
-    ))
+    return WeightImage(
+        full.spec,
+        (
+            LayerImage(np.ascontiguousarray(hidden.weights_lsb[:, :n_hidden]), hidden.threshold_lsb, hidden.scale),
+            LayerImage(
+                np.ascontiguousarray(np.concatenate([output.weights_lsb[:n_hidden], output.weights_lsb[-1:]])),
+                output.threshold_lsb,
+                output.scale,
+            ),
+        ),
+    )
 
 
-def run_fault_link(board_port: str, image: WeightImage, *, frames: int, rates: FaultRates, seed: int,
-                   timeout_s: float, retries: int, data_dir=None, progress=None) -> dict:
+def run_fault_link(
+    board_port: str,
+    image: WeightImage,
+    *,
+    frames: int,
+    rates: FaultRates,
+    seed: int,
+    timeout_s: float,
+    retries: int,
+    data_dir=None,
+    progress=None,
+) -> dict:
     """Drive ``board_port`` (image already loaded) through a faulty proxy; count outcomes."""
     images = load_mnist(data_dir or default_data_dir(), "test").images[:N_DISTINCT_INPUTS]
     bits = image_input_bits(image, images)
@@ -71,8 +87,10 @@ def run_fault_link(board_port: str, image: WeightImage, *, frames: int, rates: F
     per_kind: Counter = Counter()
     wrong_examples: list[str] = []
     start = time.perf_counter()
-    with FaultProxy(board_port, to_board=rates, to_client=rates, seed=seed, mark_byte=DELIMITER) as proxy, \
-            BoardClient(proxy.client_port, timeout_s=timeout_s, retries=retries) as client:
+    with (
+        FaultProxy(board_port, to_board=rates, to_client=rates, seed=seed, mark_byte=DELIMITER) as proxy,
+        BoardClient(proxy.client_port, timeout_s=timeout_s, retries=retries) as client,
+    ):
 
         def frames_so_far() -> int:
             return client.stats["requests"] + client.stats["resends"] + proxy.counts()["to_client"]["marks_out"]
@@ -162,8 +180,16 @@ def main(argv=None) -> int:
         def progress(n, outcomes):
             print(f"  {n} frames: {dict(outcomes)}", file=sys.stderr, flush=True)
 
-        summary = run_fault_link(board.port, image, frames=args.frames, rates=rates, seed=args.seed,
-                                 timeout_s=args.timeout, retries=args.retries, progress=progress)
+        summary = run_fault_link(
+            board.port,
+            image,
+            frames=args.frames,
+            rates=rates,
+            seed=args.seed,
+            timeout_s=args.timeout,
+            retries=args.retries,
+            progress=progress,
+        )
     summary = {
         "command": "python tools/bench_fault_link.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "board": "qemu mps2_an385" if args.qemu else "host",

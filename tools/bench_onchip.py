@@ -88,10 +88,19 @@ def main(argv=None):
     spec = DatapathConfig.for_weight_bits(8)
     steps_all = encode_input_steps(spec, train.images)
     steps, labels = steps_all[order[: args.samples]], train.labels[order[: args.samples]].astype(np.int64)
-    fresh = random_initial_image((784, args.hidden, 10), spec, OnchipTrainConfig(hidden=(args.hidden,)), SpikeEncoding(),
-                                 expected_active_inputs(train.images, SpikeEncoding()))
-    result = {"machine": machine(), "load_average": list(os.getloadavg()), "topology": [784, args.hidden, 10],
-              "learning": learning.to_dict()}
+    fresh = random_initial_image(
+        (784, args.hidden, 10),
+        spec,
+        OnchipTrainConfig(hidden=(args.hidden,)),
+        SpikeEncoding(),
+        expected_active_inputs(train.images, SpikeEncoding()),
+    )
+    result = {
+        "machine": machine(),
+        "load_average": list(os.getloadavg()),
+        "topology": [784, args.hidden, 10],
+        "learning": learning.to_dict(),
+    }
     result["from_scratch"], _ = measure(fresh, learning, steps, labels, args.numpy_samples, args.repeat)
     if args.init:
         trained = h5io.load_weight_image(args.init)
@@ -99,7 +108,7 @@ def main(argv=None):
         learner = OnchipLearner(fresh, learning)
         learner.train(steps_all, train.labels.astype(np.int64), 0, rng.permutation(len(train.labels)))
         trained = learner.image()
-    later = steps_all[order[-args.samples:]], train.labels[order[-args.samples:]].astype(np.int64)
+    later = steps_all[order[-args.samples :]], train.labels[order[-args.samples :]].astype(np.int64)
     result["trained"], _ = measure(trained, learning, later[0], later[1], args.numpy_samples, args.repeat)
     print(json.dumps(result, indent=1))
     return 0 if result["from_scratch"]["bit_exact"] and result["trained"]["bit_exact"] else 1

@@ -49,16 +49,25 @@ from popcount_learn.weight_image import LayerImage, WeightImage, upload_bytes  #
 
 def cut_hidden(image: WeightImage, n_hidden: int) -> WeightImage:
     hidden, output = image.layers
-    return WeightImage(image.spec, (
-        LayerImage(np.ascontiguousarray(hidden.weights_lsb[:, :n_hidden]), hidden.threshold_lsb, hidden.scale),
-        LayerImage(np.ascontiguousarray(np.concatenate([output.weights_lsb[:n_hidden], output.weights_lsb[-1:]])),
-                   output.threshold_lsb, output.scale)))
+    return WeightImage(
+        image.spec,
+        (
+            LayerImage(np.ascontiguousarray(hidden.weights_lsb[:, :n_hidden]), hidden.threshold_lsb, hidden.scale),
+            LayerImage(
+                np.ascontiguousarray(np.concatenate([output.weights_lsb[:n_hidden], output.weights_lsb[-1:]])),
+                output.threshold_lsb,
+                output.scale,
+            ),
+        ),
+    )
 
 
 def raw_link(board_name: str) -> dict:
-    with tempfile.TemporaryDirectory() as tmp, \
-            start_qemu(build_selftest(board_name, tmp), qemu_machine(board_name)) as board, \
-            SelftestLink(board.port) as link:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_qemu(build_selftest(board_name, tmp), qemu_machine(board_name)) as board,
+        SelftestLink(board.port) as link,
+    ):
         first_answer_s = link.handshake()
         payload = bytes(np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8))
         to_board, to_host = [], []
@@ -69,9 +78,11 @@ def raw_link(board_name: str) -> dict:
             t = time.perf_counter()
             got = link.source(len(payload))
             to_host.append(len(got) / (time.perf_counter() - t) / 1e3)
-        return {"first_answer_s": round(first_answer_s, 2),
-                "host_to_board_kB_per_s": round(statistics.median(to_board), 1),
-                "board_to_host_kB_per_s": round(statistics.median(to_host), 1)}
+        return {
+            "first_answer_s": round(first_answer_s, 2),
+            "host_to_board_kB_per_s": round(statistics.median(to_board), 1),
+            "board_to_host_kB_per_s": round(statistics.median(to_host), 1),
+        }
 
 
 def image_figures(client: BoardClient, image: WeightImage, images: np.ndarray, n_single: int) -> dict:
@@ -89,12 +100,17 @@ def image_figures(client: BoardClient, image: WeightImage, images: np.ndarray, n
     board = run_on_board(client, image, images)
     batch_s = time.perf_counter() - t
     summary = compare(emulate(image, images), board, body="board").summary()
-    return {"topology": "-".join(map(str, image.topology)), "image_bytes": len(stream),
-            "upload_s": round(upload_s, 1), "upload_kB_per_s": round(len(stream) / upload_s / 1e3, 1),
-            "infer_latency_ms_median": round(1e3 * statistics.median(latencies), 2),
-            "infer_latency_ms_p90": round(1e3 * float(np.percentile(latencies, 90)), 2),
-            "batch_images_per_s": round(len(images) / batch_s, 1),
-            "batch_images": len(images), "batch_mismatches": summary["mismatches"]}
+    return {
+        "topology": "-".join(map(str, image.topology)),
+        "image_bytes": len(stream),
+        "upload_s": round(upload_s, 1),
+        "upload_kB_per_s": round(len(stream) / upload_s / 1e3, 1),
+        "infer_latency_ms_median": round(1e3 * statistics.median(latencies), 2),
+        "infer_latency_ms_p90": round(1e3 * float(np.percentile(latencies, 90)), 2),
+        "batch_images_per_s": round(len(images) / batch_s, 1),
+        "batch_images": len(images),
+        "batch_mismatches": summary["mismatches"],
+    }
 
 
 def fits(image: WeightImage, info) -> bool:
@@ -103,8 +119,12 @@ def fits(image: WeightImage, info) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--board", default=launch.DEFAULT_QEMU_BOARD, choices=qemu_boards(),
-                    help="QEMU board folder (default: %(default)s)")
+    ap.add_argument(
+        "--board",
+        default=launch.DEFAULT_QEMU_BOARD,
+        choices=qemu_boards(),
+        help="QEMU board folder (default: %(default)s)",
+    )
     ap.add_argument("--images", type=int, default=200, help="single-INFER round trips per image")
     ap.add_argument("--batch-images", type=int, default=1000)
     ap.add_argument("--train-steps", type=int, default=50)
@@ -113,19 +133,29 @@ def main(argv=None) -> int:
     test = load_mnist(data, "test").images[: args.batch_images]
     train = load_mnist(data, "train")
     shipped = load_weight_image(HERE.parent / "datasets" / "pretrained" / "net600-int8.h5")
-    candidates = (("net600-int8", shipped), ("784-100-10 cut", cut_hidden(shipped, 100)),
-                  ("784-32-10 cut", cut_hidden(shipped, 32)))
+    candidates = (
+        ("net600-int8", shipped),
+        ("784-100-10 cut", cut_hidden(shipped, 100)),
+        ("784-32-10 cut", cut_hidden(shipped, 32)),
+    )
     rule = LearningConfig()
-    out = {"command": "python tools/bench_qemu_board.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "machine": machine(), "loadavg_start": Path("/proc/loadavg").read_text().split()[0],
-           "board": args.board, "qemu_machine": qemu_machine(args.board),
-           "raw_uart_link_qemu": raw_link(args.board)}
+    out = {
+        "command": "python tools/bench_qemu_board.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine(),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[0],
+        "board": args.board,
+        "qemu_machine": qemu_machine(args.board),
+        "raw_uart_link_qemu": raw_link(args.board),
+    }
     images = None
     for name, board_name in ((f"qemu_{args.board}", args.board), ("host", None)):
         t = time.perf_counter()
-        with launch.start_virtual_board(shipped.spec, qemu=board_name is not None, board=board_name,
-                                        learning=rule) as board, \
-                BoardClient(board.port, timeout_s=10.0) as client:
+        with (
+            launch.start_virtual_board(
+                shipped.spec, qemu=board_name is not None, board=board_name, learning=rule
+            ) as board,
+            BoardClient(board.port, timeout_s=10.0) as client,
+        ):
             info = client.info()
             first_info_s = time.perf_counter() - t
             figures = {"start_to_first_info_s": round(first_info_s, 2)}
@@ -136,10 +166,17 @@ def main(argv=None) -> int:
                 figures[label] = image_figures(client, image, test, args.images)
             if board_name is not None and args.train_steps:
                 cut = next(image for label, image in images if label.endswith("cut"))
-                summary = train_side_by_side(client, cut, rule, train.images[: args.train_steps],
-                                             train.labels[: args.train_steps], check_every=args.train_steps)
-                figures["train_" + "-".join(map(str, cut.topology))] = {k: summary[k] for k in (
-                    "steps", "mismatches", "board_steps_per_s", "weights_changed")}
+                summary = train_side_by_side(
+                    client,
+                    cut,
+                    rule,
+                    train.images[: args.train_steps],
+                    train.labels[: args.train_steps],
+                    check_every=args.train_steps,
+                )
+                figures["train_" + "-".join(map(str, cut.topology))] = {
+                    k: summary[k] for k in ("steps", "mismatches", "board_steps_per_s", "weights_changed")
+                }
         out[name] = figures
     out["loadavg_end"] = Path("/proc/loadavg").read_text().split()[0]
     print(json.dumps(out, indent=1))

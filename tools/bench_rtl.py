@@ -53,17 +53,28 @@ def summarize_records(paths) -> dict:
     recs = sorted(chunks.values(), key=lambda r: (r["image"], r["lanes"], r["start"]))
     n = int(sum(r["end"] - r["start"] for r in recs))
     seconds = sum(r["sim_seconds"] for r in recs)
-    out = {"images": n, "ranges": _merged([(r["start"], r["end"]) for r in recs]),
-           "lanes": sorted({r["lanes"] for r in recs}), "mismatches": int(sum(r["mismatches"] for r in recs)),
-           "sim_images_per_s_per_process": n / seconds if seconds else None}
+    out = {
+        "images": n,
+        "ranges": _merged([(r["start"], r["end"]) for r in recs]),
+        "lanes": sorted({r["lanes"] for r in recs}),
+        "mismatches": int(sum(r["mismatches"] for r in recs)),
+        "sim_images_per_s_per_process": n / seconds if seconds else None,
+    }
     if n and all("cycles" in r for r in recs):
         cycles = np.concatenate([r["cycles"] for r in recs])
         steps = np.concatenate([r["steps_to_decision"] for r in recs])
-        out.update(cycles_mean=float(cycles.mean()), cycles_median=float(np.median(cycles)),
-                   cycles_max=int(cycles.max()), steps_to_decision_mean=float(steps.mean()))
+        out.update(
+            cycles_mean=float(cycles.mean()),
+            cycles_median=float(np.median(cycles)),
+            cycles_max=int(cycles.max()),
+            steps_to_decision_mean=float(steps.mean()),
+        )
     elif n:  # records of an older run: chunk means and maxima only
-        out.update(cycles_mean=sum(r["cycles_mean"] * (r["end"] - r["start"]) for r in recs) / n,
-                   cycles_median=None, cycles_max=max(r["cycles_max"] for r in recs))
+        out.update(
+            cycles_mean=sum(r["cycles_mean"] * (r["end"] - r["start"]) for r in recs) / n,
+            cycles_median=None,
+            cycles_max=max(r["cycles_max"] for r in recs),
+        )
     return out
 
 
@@ -73,8 +84,10 @@ def main(argv=None) -> int:
     if argv and argv[0] == "--summarize":
         print(json.dumps(summarize_records(argv[1:]), indent=1))
         return 0
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="python tools/bench_rtl.py --summarize OUT.jsonl... merges recorded chunks")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="python tools/bench_rtl.py --summarize OUT.jsonl... merges recorded chunks",
+    )
     p.add_argument("image")
     p.add_argument("--lanes", type=int, default=4)
     p.add_argument("--start", type=int, default=0)
@@ -99,27 +112,47 @@ def main(argv=None) -> int:
         expected = emulate(image, images)
         comparison = compare(expected, observed, body="RTL")
         if comparison.mismatched and first is None:
-            first = f"test image {start + comparison.mismatched[0]} (chunk offset {start}):\n" + comparison.first_mismatch
+            first = (
+                f"test image {start + comparison.mismatched[0]} (chunk offset {start}):\n" + comparison.first_mismatch
+            )
         mismatches += len(comparison.mismatched)
         cycles.append(observed.cycles)
         steps.append(observed.steps_to_decision)
         correct += int(np.sum(observed.predicted == test.labels[start:end]))
         sim_seconds += observed.sim_seconds
-        record = {"image": args.image, "lanes": args.lanes, "start": start, "end": end, "mismatches": len(comparison.mismatched),
-                  "cycles_mean": float(observed.cycles.mean()), "cycles_max": int(observed.cycles.max()),
-                  "sim_seconds": round(observed.sim_seconds, 2), "cycles": observed.cycles.tolist(),
-                  "steps_to_decision": observed.steps_to_decision.tolist()}
+        record = {
+            "image": args.image,
+            "lanes": args.lanes,
+            "start": start,
+            "end": end,
+            "mismatches": len(comparison.mismatched),
+            "cycles_mean": float(observed.cycles.mean()),
+            "cycles_max": int(observed.cycles.max()),
+            "sim_seconds": round(observed.sim_seconds, 2),
+            "cycles": observed.cycles.tolist(),
+            "steps_to_decision": observed.steps_to_decision.tolist(),
+        }
         with out.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: v for k, v in record.items() if k not in ("cycles", "steps_to_decision")}), flush=True)
     c = np.concatenate(cycles)
     n = len(c)
     summary = {
-        "summary": True, "image": args.image, "lanes": args.lanes, "start": args.start, "end": stop, "images": n,
-        "mismatches": mismatches, "first_mismatch": first, "accuracy": correct / n,
+        "summary": True,
+        "image": args.image,
+        "lanes": args.lanes,
+        "start": args.start,
+        "end": stop,
+        "images": n,
+        "mismatches": mismatches,
+        "first_mismatch": first,
+        "accuracy": correct / n,
         "steps_to_decision_mean": float(np.concatenate(steps).mean()),
-        "cycles_mean": float(c.mean()), "cycles_median": float(np.median(c)), "cycles_max": int(c.max()),
-        "sim_images_per_s": n / sim_seconds, "wall_seconds": round(time.perf_counter() - t0, 1),
+        "cycles_mean": float(c.mean()),
+        "cycles_median": float(np.median(c)),
+        "cycles_max": int(c.max()),
+        "sim_images_per_s": n / sim_seconds,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
     }
     with out.open("a") as f:
         f.write(json.dumps(summary) + "\n")

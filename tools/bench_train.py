@@ -36,8 +36,14 @@ def main():
         images, labels = images[: args.limit], labels[: args.limit]
     # Warm-up compiles every kernel for every dtype (cache=True makes later runs cheap).
     for dtype in args.dtype:
-        train_exact(images[:256], labels[:256], TrainConfig(hidden=(args.hidden,), epochs=1, dtype=dtype, sparsity=args.sparsity))
-    print(json.dumps({"cpu": cpu_model(), "nproc": os.cpu_count(), "numba": numba.__version__, "n_images": len(labels)}))
+        train_exact(
+            images[:256],
+            labels[:256],
+            TrainConfig(hidden=(args.hidden,), epochs=1, dtype=dtype, sparsity=args.sparsity),
+        )
+    print(
+        json.dumps({"cpu": cpu_model(), "nproc": os.cpu_count(), "numba": numba.__version__, "n_images": len(labels)})
+    )
     for threads in args.threads:
         numba.set_num_threads(threads)
         for dtype in args.dtype:
@@ -45,8 +51,18 @@ def main():
             t0 = time.perf_counter()
             train_exact(images, labels, cfg)
             dt = time.perf_counter() - t0
-            print(json.dumps({"hidden": args.hidden, "threads": threads, "dtype": dtype, "seconds_per_epoch": round(dt, 2),
-                              "images_per_s": round(len(labels) / dt)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "hidden": args.hidden,
+                        "threads": threads,
+                        "dtype": dtype,
+                        "seconds_per_epoch": round(dt, 2),
+                        "images_per_s": round(len(labels) / dt),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

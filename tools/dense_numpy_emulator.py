@@ -99,15 +99,11 @@ def dense_emulate(image, input_spike_steps: np.ndarray, chunk: int = 1000, extre
     """
     steps = np.asarray(input_spike_steps)
     if extremes is not None:
-        extremes[:] = [
-            {"current_min": 0, "current_max": 0, "membrane_min": 0, "membrane_max": 0} for _ in image.layers
-        ]
+        extremes[:] = [{"current_min": 0, "current_max": 0, "membrane_min": 0, "membrane_max": 0} for _ in image.layers]
     parts = [_dense_chunk(image, steps[i : i + chunk], extremes) for i in range(0, len(steps), chunk)]
     return {
         "predicted": np.concatenate([p["predicted"] for p in parts]),
         "first_output_step": np.concatenate([p["first_output_step"] for p in parts]),
         "tie": np.concatenate([p["tie"] for p in parts]),
-        "spike_steps": tuple(
-            np.concatenate([p["spike_steps"][k] for p in parts]) for k in range(len(image.layers))
-        ),
+        "spike_steps": tuple(np.concatenate([p["spike_steps"][k] for p in parts]) for k in range(len(image.layers))),
     }

@@ -43,8 +43,9 @@ def main() -> int:
         epochs = [r["epoch"] for r in history]
         label = Path(path).name
         ax_acc.plot(epochs, [100 * r["test"]["accuracy"] for r in history], marker="o", ms=3, label=label)
-        ax_spk.plot(epochs, [r["test"]["hidden_spikes_before_decision_mean"] for r in history], marker="o", ms=3,
-                    label=label)
+        ax_spk.plot(
+            epochs, [r["test"]["hidden_spikes_before_decision_mean"] for r in history], marker="o", ms=3, label=label
+        )
     ax_acc.set_ylabel("test accuracy (%)")
     ax_acc.grid(alpha=0.3)
     ax_acc.legend()

@@ -131,8 +131,13 @@ def run_exact(args, overrides):
     train_module.batch_loss_and_grads = loss_and_grads
     recorder = _Recorder()
     _, history = train_exact(
-        train.images[: args.limit], train.labels[: args.limit], config,
-        test_images=test.images, test_labels=test.labels, n_classes=10, progress=recorder,
+        train.images[: args.limit],
+        train.labels[: args.limit],
+        config,
+        test_images=test.images,
+        test_labels=test.labels,
+        n_classes=10,
+        progress=recorder,
     )
     record = history.epochs[-1]
     norms = np.array(trace["grad_norm"])
@@ -164,8 +169,12 @@ def run_mlp(args):
     y = train.labels[: args.limit].astype(np.int64)
     x_test = encoding.bright(test.images).astype(np.float64)
     rng = np.random.default_rng(args.seed)
-    params = [rng.normal(0, math.sqrt(2 / 784), (784, 100)), np.zeros(100),
-              rng.normal(0, math.sqrt(1 / 100), (100, 10)), np.zeros(10)]
+    params = [
+        rng.normal(0, math.sqrt(2 / 784), (784, 100)),
+        np.zeros(100),
+        rng.normal(0, math.sqrt(1 / 100), (100, 10)),
+        np.zeros(10),
+    ]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     seen, correct = [], []

@@ -37,16 +37,19 @@ def main() -> int:
     dense_emulate(image, encode_input_steps(image.spec, images), extremes=extremes)
     rows = []
     for k, (e, layer) in enumerate(zip(extremes, image.layers)):
-        rows.append({
-            "layer": k,
-            **e,
-            "threshold_lsb": int(layer.threshold_lsb),
-            "current_bits_needed": signed_bits_needed(e["current_min"], e["current_max"]),
-            "membrane_bits_needed": signed_bits_needed(min(e["membrane_min"], 0),
-                                                       max(e["membrane_max"], int(layer.threshold_lsb))),
-            "current_bits_declared": image.spec.current_bits,
-            "membrane_bits_declared": image.spec.membrane_bits,
-        })
+        rows.append(
+            {
+                "layer": k,
+                **e,
+                "threshold_lsb": int(layer.threshold_lsb),
+                "current_bits_needed": signed_bits_needed(e["current_min"], e["current_max"]),
+                "membrane_bits_needed": signed_bits_needed(
+                    min(e["membrane_min"], 0), max(e["membrane_max"], int(layer.threshold_lsb))
+                ),
+                "current_bits_declared": image.spec.current_bits,
+                "membrane_bits_declared": image.spec.membrane_bits,
+            }
+        )
     print(json.dumps({"image": args.image, "n_images": len(images), "layers": rows}, indent=2))
     return 0
 

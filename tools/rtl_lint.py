@@ -38,10 +38,20 @@ def lint_layouts(net100: Path = NET100) -> dict[str, RtlLayout]:
     rule, and a network smaller than its lane count."""
     image = h5io.load_weight_image(net100)
     shipped = (image.spec, tuple(int(n) for n in image.topology))
-    three = DatapathConfig(time_shift=4, weight_bits=8, current_frac_bits=4, current_bits=16, membrane_bits=16,
-                           max_steps=40)
-    wrap = DatapathConfig(time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=6, membrane_bits=7,
-                          current_overflow="wrap", membrane_overflow="wrap", tie_rule="lowest_index", max_steps=20)
+    three = DatapathConfig(
+        time_shift=4, weight_bits=8, current_frac_bits=4, current_bits=16, membrane_bits=16, max_steps=40
+    )
+    wrap = DatapathConfig(
+        time_shift=1,
+        weight_bits=5,
+        current_frac_bits=1,
+        current_bits=6,
+        membrane_bits=7,
+        current_overflow="wrap",
+        membrane_overflow="wrap",
+        tie_rule="lowest_index",
+        max_steps=20,
+    )
     wide = DatapathConfig.for_weight_bits(16)
     return {
         "net100-int8 x1": RtlLayout(*shipped, 1),
@@ -72,12 +82,13 @@ def core_parameters(layout: RtlLayout) -> list[str]:
 class LintResult:
     top: str
     command: list[str]
-    messages: list[str]     # one line per %Warning / %Error
-    output: str             # verilator's full output
+    messages: list[str]  # one line per %Warning / %Error
+    output: str  # verilator's full output
 
 
-def lint(layout: RtlLayout, top: str = "pcl_core", *, rtl_dir: Path = RTL_DIR,
-         work_dir: Path | None = None) -> LintResult:
+def lint(
+    layout: RtlLayout, top: str = "pcl_core", *, rtl_dir: Path = RTL_DIR, work_dir: Path | None = None
+) -> LintResult:
     """Lint ``top`` for ``layout`` with the sources of the file lists in ``rtl_dir`` (a copy of the
     RTL directory can be linted the same way) and that directory's waivers."""
     if top not in TOPS:

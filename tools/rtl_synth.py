@@ -44,18 +44,44 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
     srcs = " ".join(str(s) for s in SOURCES)
     t0 = time.perf_counter()
     yosys = subprocess.run(
-        ["yosys", "-q", "-l", str(work / "yosys.log"), "-p",
-         f"read_verilog -I{work} {srcs}; synth_ice40 -top pcl_up5k_top -json {work / 'top.json'}"],
-        capture_output=True, text=True)
+        [
+            "yosys",
+            "-q",
+            "-l",
+            str(work / "yosys.log"),
+            "-p",
+            f"read_verilog -I{work} {srcs}; synth_ice40 -top pcl_up5k_top -json {work / 'top.json'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if yosys.returncode != 0:
         return {"error": "yosys failed: " + (yosys.stderr or yosys.stdout)[-500:]}
     t1 = time.perf_counter()
     report = work / "report.json"
     report.unlink(missing_ok=True)
     pnr = subprocess.run(
-        ["nextpnr-ice40", "--up5k", "--package", "sg48", "--json", str(work / "top.json"), "--asc", str(work / "top.asc"),
-         "--freq", str(freq_mhz), "--seed", str(seed), "--timing-allow-fail", "--pcf-allow-unconstrained",
-         "--report", str(report)], capture_output=True, text=True)
+        [
+            "nextpnr-ice40",
+            "--up5k",
+            "--package",
+            "sg48",
+            "--json",
+            str(work / "top.json"),
+            "--asc",
+            str(work / "top.asc"),
+            "--freq",
+            str(freq_mhz),
+            "--seed",
+            str(seed),
+            "--timing-allow-fail",
+            "--pcf-allow-unconstrained",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+    )
     (work / "nextpnr.log").write_text(pnr.stderr + pnr.stdout)
     out = {"yosys_seconds": round(t1 - t0, 1), "nextpnr_seconds": round(time.perf_counter() - t1, 1)}
     if pnr.returncode != 0 or not report.exists():
@@ -81,9 +107,14 @@ def simulate_cycles(image, lanes: int, n_images: int) -> dict:
     observed = rtl_sim.simulate(image, images, lanes=lanes)
     mismatches = len(compare(emulate(image, images), observed, body="RTL").mismatched)
     c = observed.cycles
-    return {"sim_images": n_images, "mismatches": mismatches, "cycles_mean": float(c.mean()),
-            "cycles_median": float(np.median(c)), "cycles_max": int(c.max()),
-            "sim_images_per_s": n_images / observed.sim_seconds}
+    return {
+        "sim_images": n_images,
+        "mismatches": mismatches,
+        "cycles_mean": float(c.mean()),
+        "cycles_median": float(np.median(c)),
+        "cycles_max": int(c.max()),
+        "sim_images_per_s": n_images / observed.sim_seconds,
+    }
 
 
 def main(argv=None) -> int:
@@ -105,8 +136,13 @@ def main(argv=None) -> int:
     rows = []
     for lanes in args.lanes:
         layout = RtlLayout.for_image(image, lanes)
-        row = {"lanes": lanes, "weight_words": layout.weight_words, "word_bits": layout.word_bits,
-               "weight_ram_bytes": layout.weight_bytes, "state_bits": layout.state_bits}
+        row = {
+            "lanes": lanes,
+            "weight_words": layout.weight_words,
+            "word_bits": layout.word_bits,
+            "weight_ram_bytes": layout.weight_bytes,
+            "state_bits": layout.state_bits,
+        }
         if not args.no_synth:
             row.update(synthesise(layout, out_dir / f"lanes{lanes}", args.freq, args.seed))
         if args.sim_images:
@@ -118,15 +154,19 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "synth.json").write_text(json.dumps({"image": args.image, "rows": rows}, indent=1))
 
-    print("\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | fmax MHz | cycles/image mean (median, max) | images/s at fmax |")
+    print(
+        "\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | fmax MHz | cycles/image mean (median, max) | images/s at fmax |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         u = r.get("utilization", {})
         fmax = f"{r['fmax_mhz']:.1f}" if "fmax_mhz" in r else f"does not fit: {r.get('error', '?')}"
-        cyc = (f"{r['cycles_mean']:.0f} ({r['cycles_median']:.0f}, {r['cycles_max']})" if "cycles_mean" in r else "-")
+        cyc = f"{r['cycles_mean']:.0f} ({r['cycles_median']:.0f}, {r['cycles_max']})" if "cycles_mean" in r else "-"
         ips = f"{r['images_per_s_at_fmax']:,.0f}" if "images_per_s_at_fmax" in r else "-"
-        print(f"| {r['lanes']} | {u.get('ICESTORM_LC', '?')} | {u.get('ICESTORM_RAM', '?')} | {u.get('ICESTORM_SPRAM', '?')} "
-              f"| {fmax} | {cyc} | {ips} |")
+        print(
+            f"| {r['lanes']} | {u.get('ICESTORM_LC', '?')} | {u.get('ICESTORM_RAM', '?')} | {u.get('ICESTORM_SPRAM', '?')} "
+            f"| {fmax} | {cyc} | {ips} |"
+        )
     return 0
 
 

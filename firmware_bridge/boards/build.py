@@ -49,8 +49,10 @@ def generated_headers(spec: DatapathConfig | None = None, learning=None) -> dict
     """File name -> text of every generated header of a firmware build for this spec (and rule)."""
     headers = codegen.firmware_spec_headers(spec or default_spec(), learning)
     headers["pcl_protocol.h"] = codegen.c_header(
-        "pcl_protocol.h", [*protocol.header_constants(), codegen.Constant("FIRMWARE_VERSION", f'"{__version__}"')],
-        source="firmware_bridge.wire.protocol")
+        "pcl_protocol.h",
+        [*protocol.header_constants(), codegen.Constant("FIRMWARE_VERSION", f'"{__version__}"')],
+        source="firmware_bridge.wire.protocol",
+    )
     return headers
 
 
@@ -68,8 +70,12 @@ def _check_board(board: str) -> None:
 def _board_config(board: str, board_mk_mtime_ns: int) -> tuple[tuple[str, str], ...]:
     if shutil.which("make") is None:
         raise FirmwareBuildError("reading a board's board.mk needs 'make' (apt-get install make)")
-    r = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(FIRMWARE_DIR), f"BOARD={board}",
-                        "print-board"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(FIRMWARE_DIR), f"BOARD={board}", "print-board"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if r.returncode != 0:
         raise FirmwareBuildError(f"make print-board failed for board {board!r}:\n{(r.stdout + r.stderr).strip()}")
     pairs = (line.partition("=") for line in r.stdout.splitlines() if "=" in line)
@@ -93,12 +99,27 @@ class FirmwareBuild:
     make_vars: tuple[tuple[str, str], ...]
 
     def make_command(self, *targets: str) -> list[str]:
-        return ["make", "-s", "-C", str(FIRMWARE_DIR), f"BOARD={self.board}", f"BUILD_DIR={self.build_dir}",
-                f"GEN_DIR={self.gen_dir}", *(f"{k}={v}" for k, v in self.make_vars), *targets]
+        return [
+            "make",
+            "-s",
+            "-C",
+            str(FIRMWARE_DIR),
+            f"BOARD={self.board}",
+            f"BUILD_DIR={self.build_dir}",
+            f"GEN_DIR={self.gen_dir}",
+            *(f"{k}={v}" for k, v in self.make_vars),
+            *targets,
+        ]
 
 
-def prepare_build(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
-                  build_root: Path | None = None, make_vars: dict | None = None) -> FirmwareBuild:
+def prepare_build(
+    spec: DatapathConfig | None = None,
+    *,
+    board: str = "host",
+    learning=None,
+    build_root: Path | None = None,
+    make_vars: dict | None = None,
+) -> FirmwareBuild:
     """Write the generated headers into a build directory keyed by their hash; no compiling yet."""
     headers = generated_headers(spec, learning)
     if learning is not None:
@@ -126,8 +147,14 @@ def _make(build: FirmwareBuild, *targets: str) -> str:
     return r.stdout
 
 
-def build_firmware(spec: DatapathConfig | None = None, *, board: str = "host", learning=None,
-                   build_root: Path | None = None, make_vars: dict | None = None) -> Path:
+def build_firmware(
+    spec: DatapathConfig | None = None,
+    *,
+    board: str = "host",
+    learning=None,
+    build_root: Path | None = None,
+    make_vars: dict | None = None,
+) -> Path:
     """Build (if needed) the firmware for ``spec`` and return the path of the binary / ELF."""
     _check_board(board)
     build = prepare_build(spec, board=board, learning=learning, build_root=build_root, make_vars=make_vars)

@@ -281,7 +281,7 @@ class FaultProxy:
         limit = script.reset_after_to_board_bytes
         sent_before = self.to_board.counts.bytes_in
         if limit is not None and not script.reset_done and sent_before + len(data) >= limit:
-            head, tail = data[: limit - sent_before], data[limit - sent_before:]
+            head, tail = data[: limit - sent_before], data[limit - sent_before :]
             self._board.write(self.to_board.apply(head))
             self._board.flush()
             script.reset_done = True
@@ -350,7 +350,9 @@ class Babbler:
             except (BlockingIOError, OSError):
                 self._stop.wait(PUMP_POLL_S)
                 continue
-            answer = self._rng.integers(0, 256, max(1, len(data)), dtype=np.uint8).tobytes() if self.noise else self.reply
+            answer = (
+                self._rng.integers(0, 256, max(1, len(data)), dtype=np.uint8).tobytes() if self.noise else self.reply
+            )
             _write_all(self._master, answer, self._stop)
 
     def __enter__(self) -> "Babbler":

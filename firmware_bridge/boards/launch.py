@@ -20,8 +20,15 @@ HOST_BOARD = "host"
 DEFAULT_QEMU_BOARD = "mps2_an385"
 
 
-def start_virtual_board(spec: DatapathConfig | None = None, *, qemu: bool = False, learning=None,
-                        build_root: Path | None = None, board: str | None = None, machine: str | None = None):
+def start_virtual_board(
+    spec: DatapathConfig | None = None,
+    *,
+    qemu: bool = False,
+    learning=None,
+    build_root: Path | None = None,
+    board: str | None = None,
+    machine: str | None = None,
+):
     """Build for ``spec`` and start a virtual board: the host one, or with ``qemu=True`` a QEMU board.
 
     ``board``: the firmware board folder (default ``host``, or ``DEFAULT_QEMU_BOARD`` with
@@ -35,12 +42,14 @@ def start_virtual_board(spec: DatapathConfig | None = None, *, qemu: bool = Fals
             raise BoardToolError("a QEMU machine was given without qemu=True")
         name = board or HOST_BOARD
         if name != HOST_BOARD:
-            raise BoardToolError(f"board {name!r} is not a host board: start it with qemu=True "
-                                 f"(QEMU boards: {', '.join(qemu_boards())})")
+            raise BoardToolError(
+                f"board {name!r} is not a host board: start it with qemu=True (QEMU boards: {', '.join(qemu_boards())})"
+            )
         return VirtualBoard(build_firmware(spec, board=name, learning=learning, build_root=build_root))
     name = board or DEFAULT_QEMU_BOARD
     machine = machine or qemu_machine(name)
     if machine is None:
-        raise BoardToolError(f"board {name!r} declares no QEMU_MACHINE in its board.mk; "
-                             f"QEMU boards: {', '.join(qemu_boards())}")
+        raise BoardToolError(
+            f"board {name!r} declares no QEMU_MACHINE in its board.mk; QEMU boards: {', '.join(qemu_boards())}"
+        )
     return start_qemu(build_firmware(spec, board=name, learning=learning, build_root=build_root), machine)

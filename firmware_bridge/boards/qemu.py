@@ -50,9 +50,7 @@ def find_qemu(binary: str = QEMU_BINARY) -> str:
     """Absolute path of the QEMU system emulator, or BoardToolError naming the package."""
     path = shutil.which(binary)
     if path is None:
-        raise BoardToolError(
-            f"{binary} not found on PATH (Debian/Ubuntu: apt-get install qemu-system-arm)"
-        )
+        raise BoardToolError(f"{binary} not found on PATH (Debian/Ubuntu: apt-get install qemu-system-arm)")
     return path
 
 
@@ -185,13 +183,19 @@ def qemu_command(elf_path: Path, workdir: str, qemu: str, machine: str) -> list[
     stay unconnected."""
     return [
         qemu,
-        "-M", machine,
-        "-display", "none",
+        "-M",
+        machine,
+        "-display",
+        "none",
         "-nodefaults",
-        "-chardev", "pty,id=uart0",
-        "-serial", "chardev:uart0",
-        "-qmp", f"unix:{os.path.join(workdir, 'qmp.sock')},server=on,wait=off",
-        "-kernel", str(elf_path),
+        "-chardev",
+        "pty,id=uart0",
+        "-serial",
+        "chardev:uart0",
+        "-qmp",
+        f"unix:{os.path.join(workdir, 'qmp.sock')},server=on,wait=off",
+        "-kernel",
+        str(elf_path),
     ]
 
 
@@ -262,8 +266,7 @@ def find_cross_compiler(binary: str = CROSS_GCC) -> str:
     path = shutil.which(binary)
     if path is None:
         raise BoardToolError(
-            f"{binary} not found on PATH (Debian/Ubuntu: apt-get install gcc-arm-none-eabi "
-            "libnewlib-arm-none-eabi)"
+            f"{binary} not found on PATH (Debian/Ubuntu: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)"
         )
     return path
 
@@ -280,9 +283,18 @@ def build_selftest(board: str, build_dir: str | os.PathLike, defines: str = "") 
     find_cross_compiler()
     build = Path(build_dir).resolve()
     result = subprocess.run(
-        ["make", "-s", "-C", str(FIRMWARE_DIR), f"BOARD={board}", f"BUILD_DIR={build}",
-         f"SELFTEST_DEFS={defines}", "selftest"],
-        capture_output=True, text=True,
+        [
+            "make",
+            "-s",
+            "-C",
+            str(FIRMWARE_DIR),
+            f"BOARD={board}",
+            f"BUILD_DIR={build}",
+            f"SELFTEST_DEFS={defines}",
+            "selftest",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise BoardToolError(f"{board} self-test build failed:\n{result.stdout}{result.stderr}")

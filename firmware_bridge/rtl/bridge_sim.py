@@ -28,9 +28,15 @@ TOPLEVEL = "pcl_byte_bridge"
 def bridge_parameters(layout: RtlLayout) -> dict[str, int]:
     """pcl_byte_bridge's parameters for ``layout``, as pcl_up5k_top binds them."""
     w = layout.widths
-    return {"WADDR_BITS": w["WADDR_BITS"], "WL_BITS": w["WL_BITS"], "STEP_BITS": w["STEP_BITS"],
-            "IN_INDEX_BITS": w["IN_INDEX_BITS"], "LAYER_BITS": w["LAYER_BITS"], "NEURON_BITS": w["NEURON_BITS"],
-            "RESULT_BITS": PacketLayout(layout).result_bits}
+    return {
+        "WADDR_BITS": w["WADDR_BITS"],
+        "WL_BITS": w["WL_BITS"],
+        "STEP_BITS": w["STEP_BITS"],
+        "IN_INDEX_BITS": w["IN_INDEX_BITS"],
+        "LAYER_BITS": w["LAYER_BITS"],
+        "NEURON_BITS": w["NEURON_BITS"],
+        "RESULT_BITS": PacketLayout(layout).result_bits,
+    }
 
 
 @dataclass(frozen=True)
@@ -45,28 +51,50 @@ class BridgeTrace:
         return BridgeTrace(self.layout, rows, self.rx_planned)
 
 
-def run_bridge(layout: RtlLayout, *, seed: int = 0, packets: int = 120, spikes: int = 60, results: int = 20,
-               source: Path = BRIDGE, build_root=None, keep_dir=None) -> BridgeTrace:
+def run_bridge(
+    layout: RtlLayout,
+    *,
+    seed: int = 0,
+    packets: int = 120,
+    spikes: int = 60,
+    results: int = 20,
+    source: Path = BRIDGE,
+    build_root=None,
+    keep_dir=None,
+) -> BridgeTrace:
     """Simulate the bridge on a random stream of ``packets`` RX packets (every kind) while the
     core side offers ``spikes`` spike and ``results`` result payloads. ``source``: the Verilog of
     the bridge (another copy, e.g. one with a planted bug, for testing the checker)."""
-    runner, build_dir = sim.compile_bench([source], TOPLEVEL, {}, build_root=build_root,
-                                          parameters=bridge_parameters(layout))
+    runner, build_dir = sim.compile_bench(
+        [source], TOPLEVEL, {}, build_root=build_root, parameters=bridge_parameters(layout)
+    )
     from cocotb_tools.check_results import get_results
 
     with tempfile.TemporaryDirectory(prefix="pcl-bridge-") as tmp:
         work = Path(keep_dir) if keep_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        job = {"spec": layout.spec.to_dict(), "topology": list(layout.topology), "lanes": layout.lanes,
-               "seed": seed, "packets": packets, "spikes": spikes, "results": results,
-               "out_json": str(work / "trace.json")}
+        job = {
+            "spec": layout.spec.to_dict(),
+            "topology": list(layout.topology),
+            "lanes": layout.lanes,
+            "seed": seed,
+            "packets": packets,
+            "spikes": spikes,
+            "results": results,
+            "out_json": str(work / "trace.json"),
+        }
         (work / "job.json").write_text(json.dumps(job))
         (work / "trace.json").unlink(missing_ok=True)
         try:
-            xml = runner.test(test_module="firmware_bridge.rtl.tb.bridge_bench", hdl_toplevel=TOPLEVEL,
-                              build_dir=build_dir, test_dir=work, results_xml=str(work / "results.xml"),
-                              log_file=work / "sim.log",
-                              extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()})
+            xml = runner.test(
+                test_module="firmware_bridge.rtl.tb.bridge_bench",
+                hdl_toplevel=TOPLEVEL,
+                build_dir=build_dir,
+                test_dir=work,
+                results_xml=str(work / "results.xml"),
+                log_file=work / "sim.log",
+                extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()},
+            )
             failed = get_results(xml)[1] > 0
         except Exception as exc:  # the simulator died or wrote no results
             failed, xml = True, exc
@@ -106,7 +134,7 @@ def check_bridge(trace: BridgeTrace) -> list[str]:
     for i, r in enumerate(rows):
         unknown = [n for n in ("rx_ready", "sp_ready", "res_ready", "wl_valid", "in_valid", "tx_valid") if r[n] == -1]
         unknown += [f for valid, _, fields in STREAMS.values() if r[valid] == 1 for f in fields if r[f] == -1]
-        if unknown:   # nothing below can be decoded
+        if unknown:  # nothing below can be decoded
             return [f"cycle {i}: {', '.join(unknown)} unknown (X)"]
 
     rx = bytes(rows[i]["rx_data"] for i in _taken(rows, "rx_valid", "rx_ready"))
@@ -116,12 +144,21 @@ def check_bridge(trace: BridgeTrace) -> list[str]:
     expected = []
     for kind, payload in p.split_rx(rx[:whole]):
         if kind in (RxKind.WEIGHT, RxKind.THRESHOLD):
-            expected.append(("wl", (int(kind == RxKind.THRESHOLD), payload >> w["WL_BITS"],
-                                    payload & ((1 << w["WL_BITS"]) - 1))))
+            expected.append(
+                ("wl", (int(kind == RxKind.THRESHOLD), payload >> w["WL_BITS"], payload & ((1 << w["WL_BITS"]) - 1)))
+            )
         elif kind == RxKind.SPIKE:
             index_bits, step_bits = w["IN_INDEX_BITS"], w["STEP_BITS"]
-            expected.append(("in", (payload & ((1 << index_bits) - 1), (payload >> index_bits) & ((1 << step_bits) - 1),
-                                    payload >> (index_bits + step_bits))))
+            expected.append(
+                (
+                    "in",
+                    (
+                        payload & ((1 << index_bits) - 1),
+                        (payload >> index_bits) & ((1 << step_bits) - 1),
+                        payload >> (index_bits + step_bits),
+                    ),
+                )
+            )
     observed = []
     for i, r in enumerate(rows):
         for name in ("wl", "in"):
@@ -135,7 +172,7 @@ def check_bridge(trace: BridgeTrace) -> list[str]:
     if len(observed) != len(expected):
         problems.append(f"core side: {len(observed)} beats for {len(expected)} framed packets of kinds 0-2")
 
-    taken = []   # (kind, payload) in the order the core side handed them over
+    taken = []  # (kind, payload) in the order the core side handed them over
     for i, r in enumerate(rows):
         if r["sp_valid"] and r["sp_ready"]:
             taken.append((TxKind.SPIKE, r["sp_payload"]))
@@ -145,8 +182,10 @@ def check_bridge(trace: BridgeTrace) -> list[str]:
                 problems.append(f"cycle {i}: a result was taken while a spike was offered")
     tx = bytes(rows[i]["tx_data"] for i in _taken(rows, "tx_valid", "tx_ready"))
     try:
-        sent = [(kind, int.from_bytes(tx[j : j + p.tx_bytes], "little") & ((1 << p.tx_payload_bits) - 1))
-                for j, (kind, _) in zip(range(0, len(tx), p.tx_bytes), p.split_tx(tx), strict=True)]
+        sent = [
+            (kind, int.from_bytes(tx[j : j + p.tx_bytes], "little") & ((1 << p.tx_payload_bits) - 1))
+            for j, (kind, _) in zip(range(0, len(tx), p.tx_bytes), p.split_tx(tx), strict=True)
+        ]
     except ValueError as exc:
         problems.append(f"TX: {exc}")
         sent = []
@@ -175,8 +214,9 @@ def coverage(trace: BridgeTrace) -> dict[str, int]:
         "wl back-pressure": sum(r["wl_valid"] and not r["wl_ready"] for r in rows),
         "in back-pressure": sum(r["in_valid"] and not r["in_ready"] for r in rows),
         "tx back-pressure": sum(r["tx_valid"] and not r["tx_ready"] for r in rows),
-        "spike and result offered to an empty bridge": sum(r["sp_valid"] and r["res_valid"] and r["sp_ready"]
-                                                          for r in rows),
+        "spike and result offered to an empty bridge": sum(
+            r["sp_valid"] and r["res_valid"] and r["sp_ready"] for r in rows
+        ),
         "spikes taken": sum(r["sp_valid"] and r["sp_ready"] for r in rows),
         "results taken": sum(r["res_valid"] and r["res_ready"] for r in rows),
     }

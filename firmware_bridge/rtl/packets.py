@@ -86,7 +86,7 @@ class PacketLayout:
 
     def load_packets(self, image: WeightImage) -> bytes:
         """The weight and threshold packets of ``image`` (``RtlLayout.load_beats``, in that order)."""
-        flag_bit = self.load_bits   # load_beats puts the threshold flag just above {addr, data}
+        flag_bit = self.load_bits  # load_beats puts the threshold flag just above {addr, data}
         out = bytearray()
         for beat in self.layout.load_beats(image):
             kind = RxKind.THRESHOLD if beat >> flag_bit else RxKind.WEIGHT

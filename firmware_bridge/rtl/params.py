@@ -165,11 +165,28 @@ class RtlLayout:
 
     def core_parameter_bindings(self) -> list[tuple[str, str]]:
         """(pcl_core parameter, generated constant) pairs: how the core is bound to the headers."""
-        names = ["LANES", "N_LAYERS", "N_IN", "LAYER_N_PRE", "LAYER_N_POST", "LAYER_GROUPS",
-                 "LAYER_LAST_LANES", "LAYER_STATE_BASE", "LAYER_WEIGHT_BASE", "LAYER_ROW_SHIFT", "STATE_DEPTH",
-                 *[n for n in self.widths if n != "WIDE_BITS"], "WIDE_BITS",
-                 "WEIGHT_BITS", "CURRENT_FRAC_BITS", "CURRENT_BITS", "MEMBRANE_BITS", "TIME_SHIFT",
-                 "CURRENT_WRAP", "MEMBRANE_WRAP"]
+        names = [
+            "LANES",
+            "N_LAYERS",
+            "N_IN",
+            "LAYER_N_PRE",
+            "LAYER_N_POST",
+            "LAYER_GROUPS",
+            "LAYER_LAST_LANES",
+            "LAYER_STATE_BASE",
+            "LAYER_WEIGHT_BASE",
+            "LAYER_ROW_SHIFT",
+            "STATE_DEPTH",
+            *[n for n in self.widths if n != "WIDE_BITS"],
+            "WIDE_BITS",
+            "WEIGHT_BITS",
+            "CURRENT_FRAC_BITS",
+            "CURRENT_BITS",
+            "MEMBRANE_BITS",
+            "TIME_SHIFT",
+            "CURRENT_WRAP",
+            "MEMBRANE_WRAP",
+        ]
         return [(n, n) for n in names] + [("TIE_LOWEST_INDEX", "TIE_BY_LOWEST_INDEX"), ("MAX_STEPS", "MAX_STEPS")]
 
     def headers(self) -> dict[str, str]:
@@ -179,8 +196,9 @@ class RtlLayout:
         return {
             **codegen.rtl_spec_headers(self.spec),
             "pcl_topology.vh": codegen.verilog_header("pcl_topology.vh", self.constants(), source=source),
-            "pcl_core_params.vh": codegen.verilog_parameter_bindings("pcl_core_params.vh",
-                                                                     self.core_parameter_bindings(), source=source),
+            "pcl_core_params.vh": codegen.verilog_parameter_bindings(
+                "pcl_core_params.vh", self.core_parameter_bindings(), source=source
+            ),
         }
 
     def write_headers(self, directory) -> list:
@@ -240,13 +258,24 @@ class RtlLayout:
     def spike_fields(self) -> list[tuple[str, int]]:
         """Fields of a spike record, most significant first."""
         w = self.widths
-        return [("image", TB_IMAGE_BITS), ("layer", w["LAYER_BITS"]), ("index", w["NEURON_BITS"]), ("step", w["STEP_BITS"])]
+        return [
+            ("image", TB_IMAGE_BITS),
+            ("layer", w["LAYER_BITS"]),
+            ("index", w["NEURON_BITS"]),
+            ("step", w["STEP_BITS"]),
+        ]
 
     def result_fields(self) -> list[tuple[str, int]]:
         """Fields of a result record, most significant first (rows_read: layer K-1 first)."""
         w = self.widths
-        fields = [("cycles", TB_CYCLE_BITS), ("input_error", 1), ("tie", 1), ("decided", 1),
-                  ("predicted", w["NEURON_BITS"]), ("step", w["STEP_BITS"])]
+        fields = [
+            ("cycles", TB_CYCLE_BITS),
+            ("input_error", 1),
+            ("tie", 1),
+            ("decided", 1),
+            ("predicted", w["NEURON_BITS"]),
+            ("step", w["STEP_BITS"]),
+        ]
         fields += [(f"rows_read{k}", w["ROWCOUNT_BITS"]) for k in reversed(range(self.n_layers))]
         return fields
 

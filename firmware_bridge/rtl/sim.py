@@ -74,12 +74,21 @@ def tb_constants(layout: RtlLayout, batch_images: int) -> list[Constant]:
 
 def timeout_cycles_per_image(layout: RtlLayout) -> int:
     """An upper bound on the core's cycles for one image (every row and spike in every step)."""
-    per_step = sum((p + 1) * (g + 2) + 4 * g + 2 * n + 16 for p, g, n in zip(layout.n_pre, layout.groups, layout.n_post))
+    per_step = sum(
+        (p + 1) * (g + 2) + 4 * g + 2 * n + 16 for p, g, n in zip(layout.n_pre, layout.groups, layout.n_post)
+    )
     return layout.spec.max_steps * per_step + 4 * layout.topology[0] + 100
 
 
-def compile_bench(sources, toplevel: str, headers: dict[str, str], *, build_root=None,
-                  parameters: dict | None = None, defines: dict | None = None):
+def compile_bench(
+    sources,
+    toplevel: str,
+    headers: dict[str, str],
+    *,
+    build_root=None,
+    parameters: dict | None = None,
+    defines: dict | None = None,
+):
     """Compile a testbench under Icarus for cocotb, cached by content.
 
     ``headers`` (file name -> text) are written into the build directory, which is on the include
@@ -102,8 +111,14 @@ def compile_bench(sources, toplevel: str, headers: dict[str, str], *, build_root
     build_dir = Path(build_root or default_build_root()) / digest.hexdigest()[:16]
     build_dir.mkdir(parents=True, exist_ok=True)
     codegen.write_headers(build_dir, headers)
-    options = dict(sources=sources, includes=[build_dir], hdl_toplevel=toplevel, timescale=("1ns", "1ps"),
-                   parameters=parameters, defines=defines)
+    options = dict(
+        sources=sources,
+        includes=[build_dir],
+        hdl_toplevel=toplevel,
+        timescale=("1ns", "1ps"),
+        parameters=parameters,
+        defines=defines,
+    )
     if not (build_dir / "sim.vvp").exists():
         # Compile in a private directory and rename: a concurrent run never sees half a file.
         tmp = Path(tempfile.mkdtemp(prefix="build-", dir=build_dir))
@@ -125,8 +140,12 @@ def build(layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, build_
 
     Returns ``(runner, build_dir)``; the runner is ready for ``runner.test``.
     """
-    headers = {**layout.headers(), "pcl_tb.vh": codegen.verilog_header(
-        "pcl_tb.vh", tb_constants(layout, batch_images), source="firmware_bridge.rtl.sim")}
+    headers = {
+        **layout.headers(),
+        "pcl_tb.vh": codegen.verilog_header(
+            "pcl_tb.vh", tb_constants(layout, batch_images), source="firmware_bridge.rtl.sim"
+        ),
+    }
     return compile_bench([*CORE_SOURCES, HARNESS], TOPLEVEL, headers, build_root=build_root)
 
 
@@ -159,9 +178,13 @@ class RtlResult:
 def decode_records(layout: RtlLayout, batches: list[dict], n: int, lanes: int, seconds: float) -> RtlResult:
     """The spike and result records of ``n`` images (batches as a testbench writes them) as an RtlResult."""
     max_steps = layout.spec.max_steps
-    cat = {name: np.concatenate([b[name] for b in batches]) if batches else np.zeros(0, np.int64)
-           for name in ("cycles", "input_error", "tie", "decided", "predicted", "step")}
-    rows_read = np.concatenate([b["rows_read"] for b in batches]) if batches else np.zeros((0, layout.n_layers), np.int64)
+    cat = {
+        name: np.concatenate([b[name] for b in batches]) if batches else np.zeros(0, np.int64)
+        for name in ("cycles", "input_error", "tie", "decided", "predicted", "step")
+    }
+    rows_read = (
+        np.concatenate([b["rows_read"] for b in batches]) if batches else np.zeros((0, layout.n_layers), np.int64)
+    )
     decided = cat["decided"].astype(bool)
     spike_steps = [np.full((n, m), -1, dtype=np.int32) for m in layout.n_post]
     faults: dict[int, list[str]] = {}
@@ -170,11 +193,13 @@ def decode_records(layout: RtlLayout, batches: list[dict], n: int, lanes: int, s
         for img, layer, index, step in b["spikes"]:
             i = first + int(img)
             if layer >= layout.n_layers or index >= layout.n_post[layer] or i >= n:
-                faults.setdefault(min(i, n - 1), []).append(f"spike of layer {layer} neuron {index} of image {i}, "
-                                                            "which does not exist")
+                faults.setdefault(min(i, n - 1), []).append(
+                    f"spike of layer {layer} neuron {index} of image {i}, which does not exist"
+                )
             elif spike_steps[layer][i, index] != -1:
-                faults.setdefault(i, []).append(f"layer {layer} neuron {index} reported twice "
-                                                f"(steps {spike_steps[layer][i, index]} and {step})")
+                faults.setdefault(i, []).append(
+                    f"layer {layer} neuron {index} reported twice (steps {spike_steps[layer][i, index]} and {step})"
+                )
             else:
                 spike_steps[layer][i, index] = step
     for i in np.nonzero(cat["input_error"])[0]:
@@ -224,7 +249,9 @@ def simulate(
         if not np.issubdtype(steps.dtype, np.integer) or steps.ndim != 2:
             raise ConfigError(f"input_spike_steps must be a 2-D integer array, got {steps.dtype} {steps.shape}")
     if steps.shape[1] != image.topology[0]:
-        raise ConfigError(f"the inputs have {steps.shape[1]} values per image, the weight image expects {image.topology[0]}")
+        raise ConfigError(
+            f"the inputs have {steps.shape[1]} values per image, the weight image expects {image.topology[0]}"
+        )
     if len(steps) >= 1 << TB_IMAGE_BITS:
         raise ConfigError(f"at most {(1 << TB_IMAGE_BITS) - 1} images per simulation")
     layout = RtlLayout.for_image(image, lanes)
@@ -247,11 +274,19 @@ def simulate(
         (work / "load.hex").write_text("".join(f"{v:x}\n" for v in load))
         np.save(work / "steps.npy", np.ascontiguousarray(steps, dtype=np.int64))
         job = {
-            "spec": image.spec.to_dict(), "topology": list(layout.topology), "lanes": lanes,
-            "load_hex": str(work / "load.hex"), "load_beats": len(load),
-            "in_hex": str(work / "in.hex"), "sp_hex": str(work / "sp.hex"), "res_hex": str(work / "res.hex"),
-            "steps_npy": str(work / "steps.npy"), "out_dir": str(out_dir),
-            "batch_images": batch_images, "shuffle_seed": shuffle_seed, "throttle": bool(throttle),
+            "spec": image.spec.to_dict(),
+            "topology": list(layout.topology),
+            "lanes": lanes,
+            "load_hex": str(work / "load.hex"),
+            "load_beats": len(load),
+            "in_hex": str(work / "in.hex"),
+            "sp_hex": str(work / "sp.hex"),
+            "res_hex": str(work / "res.hex"),
+            "steps_npy": str(work / "steps.npy"),
+            "out_dir": str(out_dir),
+            "batch_images": batch_images,
+            "shuffle_seed": shuffle_seed,
+            "throttle": bool(throttle),
             "timeout_cycles_per_image": timeout_cycles_per_image(layout) * (4 if throttle else 1),
         }
         (work / "job.json").write_text(json.dumps(job))
@@ -260,8 +295,12 @@ def simulate(
         def run() -> None:
             try:
                 outcome["xml"] = runner.test(
-                    test_module="firmware_bridge.rtl.tb.core_bench", hdl_toplevel=TOPLEVEL, build_dir=build_dir,
-                    test_dir=work, results_xml=str(work / "results.xml"), log_file=work / "sim.log",
+                    test_module="firmware_bridge.rtl.tb.core_bench",
+                    hdl_toplevel=TOPLEVEL,
+                    build_dir=build_dir,
+                    test_dir=work,
+                    results_xml=str(work / "results.xml"),
+                    log_file=work / "sim.log",
                     plusargs=[f"+{name}={job[name]}" for name in ("load_hex", "in_hex", "sp_hex", "res_hex")],
                     extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": simulator_pythonpath()},
                 )
@@ -294,8 +333,10 @@ def simulate(
         batch_files = sorted(out_dir.glob("batch*.npz"))
         if failed or len(batch_files) * batch_images < n:
             tail = "\n".join(log.splitlines()[-40:])
-            raise RtlSimulationError(f"the RTL simulation did not finish ({outcome.get('error', 'test failed')}); "
-                                     f"last lines of the simulator log:\n{tail}")
+            raise RtlSimulationError(
+                f"the RTL simulation did not finish ({outcome.get('error', 'test failed')}); "
+                f"last lines of the simulator log:\n{tail}"
+            )
         batches = [dict(np.load(f)) for f in batch_files]
     return decode_records(layout, batches, n, lanes, seconds)
 

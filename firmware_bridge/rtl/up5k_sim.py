@@ -53,12 +53,14 @@ def build_up5k(layout: RtlLayout, n_images: int, *, build_root=None):
     similar size share a build) and the compiled harness: ``(runner, build_dir)``."""
     model = ice40_cells_sim()
     if model is None:
-        raise RtlToolsMissing("yosys's ice40/cells_sim.v (the SB_SPRAM256KA model) was not found; "
-                              "install yosys (Debian: apt-get install yosys)")
+        raise RtlToolsMissing(
+            "yosys's ice40/cells_sim.v (the SB_SPRAM256KA model) was not found; "
+            "install yosys (Debian: apt-get install yosys)"
+        )
     rx, tx = stream_bounds(layout, n_images)
     depths = [Constant("TB_RX_DEPTH", _pow2(rx)), Constant("TB_TX_DEPTH", _pow2(tx))]
     tb_header = codegen.verilog_header("pcl_tb.vh", depths, source="firmware_bridge.rtl.up5k_sim")
-    headers = {**layout.headers(), "pcl_tb.vh": tb_header}   # this build's own pcl_tb.vh
+    headers = {**layout.headers(), "pcl_tb.vh": tb_header}  # this build's own pcl_tb.vh
     sources = [model, *read_file_list(UP5K_FILE_LIST), HARNESS]
     return sim.compile_bench(sources, TOPLEVEL, headers, build_root=build_root, defines=DEFINES)
 
@@ -107,18 +109,32 @@ def simulate_up5k(
         work.mkdir(parents=True, exist_ok=True)
         (work / "load.bin").write_bytes(PacketLayout(layout).load_packets(sent))
         np.save(work / "steps.npy", np.ascontiguousarray(steps, dtype=np.int64))
-        job = {"spec": image.spec.to_dict(), "topology": list(layout.topology), "lanes": lanes,
-               "load_bin": str(work / "load.bin"), "steps_npy": str(work / "steps.npy"),
-               "rx_hex": str(work / "rx.hex"), "out_npz": str(work / "out.npz"),
-               "shuffle_seed": shuffle_seed, "throttle": bool(throttle), "timeout_cycles": timeout}
+        job = {
+            "spec": image.spec.to_dict(),
+            "topology": list(layout.topology),
+            "lanes": lanes,
+            "load_bin": str(work / "load.bin"),
+            "steps_npy": str(work / "steps.npy"),
+            "rx_hex": str(work / "rx.hex"),
+            "out_npz": str(work / "out.npz"),
+            "shuffle_seed": shuffle_seed,
+            "throttle": bool(throttle),
+            "timeout_cycles": timeout,
+        }
         (work / "job.json").write_text(json.dumps(job))
         (work / "out.npz").unlink(missing_ok=True)
         t0 = time.perf_counter()
         try:
-            xml = runner.test(test_module="firmware_bridge.rtl.tb.up5k_bench", hdl_toplevel=TOPLEVEL,
-                              build_dir=build_dir, test_dir=work, results_xml=str(work / "results.xml"),
-                              log_file=work / "sim.log", plusargs=[f"+rx_hex={job['rx_hex']}"],
-                              extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()})
+            xml = runner.test(
+                test_module="firmware_bridge.rtl.tb.up5k_bench",
+                hdl_toplevel=TOPLEVEL,
+                build_dir=build_dir,
+                test_dir=work,
+                results_xml=str(work / "results.xml"),
+                log_file=work / "sim.log",
+                plusargs=[f"+rx_hex={job['rx_hex']}"],
+                extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()},
+            )
             failed = get_results(xml)[1] > 0
         except Exception as exc:  # the simulator died or wrote no results
             failed, xml = True, exc

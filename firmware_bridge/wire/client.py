@@ -41,8 +41,12 @@ DEFAULT_BAUDRATE = 115200  # meaningless on a pty; real UARTs use it
 INFER_BATCH_BYTES_PER_RESULT = 400  # reply size guess for batch sizing (the board refuses overflows)
 
 _IMAGE_CODES = {
-    ErrorCode.IMAGE_TOO_LARGE, ErrorCode.IMAGE_CRC, ErrorCode.IMAGE_INCOMPLETE, ErrorCode.IMAGE_FORMAT,
-    ErrorCode.SPEC_MISMATCH, ErrorCode.CAPACITY,
+    ErrorCode.IMAGE_TOO_LARGE,
+    ErrorCode.IMAGE_CRC,
+    ErrorCode.IMAGE_INCOMPLETE,
+    ErrorCode.IMAGE_FORMAT,
+    ErrorCode.SPEC_MISMATCH,
+    ErrorCode.CAPACITY,
 }
 _FRAME_FAULT_CODES = {ErrorCode.BAD_FRAME, ErrorCode.BAD_CRC, ErrorCode.OVERSIZE, ErrorCode.TRUNCATED}
 
@@ -97,9 +101,17 @@ class BoardClient:
     port: an already open serial-like object instead of ``url`` (tests).
     """
 
-    def __init__(self, url: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 retries: int = DEFAULT_RETRIES, trace: bool = False, baudrate: int = DEFAULT_BAUDRATE,
-                 port=None, first_seq: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        trace: bool = False,
+        baudrate: int = DEFAULT_BAUDRATE,
+        port=None,
+        first_seq: int | None = None,
+    ) -> None:
         if port is None:
             try:
                 port = serial.serial_for_url(url, baudrate=baudrate, timeout=READ_SLICE_S)
@@ -117,8 +129,7 @@ class BoardClient:
         # A random start keeps a new client's first seq apart from the board's kept last one.
         self._seq = first_seq if first_seq is not None else random.randrange(0, protocol.NO_SEQ)
         self._info = None
-        self.stats = {"requests": 0, "resends": 0, "frame_faults": 0, "stale": 0,
-                      "tx_bytes": 0, "rx_bytes": 0}
+        self.stats = {"requests": 0, "resends": 0, "frame_faults": 0, "stale": 0, "tx_bytes": 0, "rx_bytes": 0}
         try:
             self._port.reset_input_buffer()
         except (serial.SerialException, OSError, AttributeError):
@@ -137,7 +148,9 @@ class BoardClient:
                 self._port.write_timeout = limit_s  # reconfigures the port: only when it changes
             self._port.write(data)
         except serial.SerialTimeoutException:
-            raise BoardTimeout(f"{self.url}: the board took no more bytes for {limit_s:g} s (it stopped reading)") from None
+            raise BoardTimeout(
+                f"{self.url}: the board took no more bytes for {limit_s:g} s (it stopped reading)"
+            ) from None
         except (serial.SerialException, OSError) as exc:
             raise BoardConnectionError(f"{self.url}: write failed: {exc}") from None
         self.stats["tx_bytes"] += len(data)
@@ -149,8 +162,15 @@ class BoardClient:
         except (serial.SerialException, OSError) as exc:
             raise BoardConnectionError(f"{self.url}: read failed: {exc}") from None
 
-    def request(self, msg_type: int, payload: bytes = b"", *, timeout_s: float | None = None,
-                reply_bytes: int = 0, images: int = 0) -> bytes:
+    def request(
+        self,
+        msg_type: int,
+        payload: bytes = b"",
+        *,
+        timeout_s: float | None = None,
+        reply_bytes: int = 0,
+        images: int = 0,
+    ) -> bytes:
         """Send one request and return the reply payload; BoardRefused on an error reply.
 
         Each attempt waits ``timeout_s`` (default ``self.timeout_s``) plus the line time of the
@@ -162,12 +182,18 @@ class BoardClient:
             # Resending cannot help a request the board's buffer cannot hold: refuse it here.
             raise BoardRefused(
                 f"board refused {msg_type.name}: {_describe_error(ErrorCode.OVERSIZE, self._info.max_payload_bytes, 0)}"
-                f" (request payload {len(payload)} bytes)", ErrorCode.OVERSIZE, self._info.max_payload_bytes, len(payload))
+                f" (request payload {len(payload)} bytes)",
+                ErrorCode.OVERSIZE,
+                self._info.max_payload_bytes,
+                len(payload),
+            )
         seq = self._next_seq()
         frame = protocol.encode_frame(msg_type, seq, payload)
-        wait_s = (self.timeout_s if timeout_s is None else timeout_s) \
-            + (len(frame) + reply_bytes) * BITS_PER_BYTE_ON_THE_LINE / self.baudrate \
+        wait_s = (
+            (self.timeout_s if timeout_s is None else timeout_s)
+            + (len(frame) + reply_bytes) * BITS_PER_BYTE_ON_THE_LINE / self.baudrate
             + images * COMPUTE_TIMEOUT_PER_IMAGE_S
+        )
         self.stats["requests"] += 1
         for attempt in range(self.retries + 1):
             if attempt:
@@ -180,8 +206,7 @@ class BoardClient:
             if reply is not None:
                 return reply
         raise BoardTimeout(
-            f"{self.url}: no reply to {msg_type.name} (seq {seq}) after {self.retries + 1} attempt(s) "
-            f"of {wait_s:g} s"
+            f"{self.url}: no reply to {msg_type.name} (seq {seq}) after {self.retries + 1} attempt(s) of {wait_s:g} s"
         )
 
     def _await_reply(self, msg_type, seq: int, deadline: float, payload_len: int) -> bytes | None:
@@ -209,7 +234,11 @@ class BoardClient:
                     if code == ErrorCode.OVERSIZE and a < payload_len:
                         raise BoardRefused(
                             f"board refused {msg_type.name}: {_describe_error(code, a, b)} "
-                            f"(request payload {payload_len} bytes)", code, a, payload_len)
+                            f"(request payload {payload_len} bytes)",
+                            code,
+                            a,
+                            payload_len,
+                        )
                     if code in _FRAME_FAULT_CODES:
                         self.stats["frame_faults"] += 1
                         return None
@@ -296,8 +325,13 @@ class BoardClient:
     def infer_batch(self, bit_vectors: list[bytes], *, timeout_s: float | None = None) -> list[protocol.BoardResult]:
         """Several inferences in one round trip (keep the batch small enough for one reply)."""
         payload = protocol.encode_infer_batch(bit_vectors)
-        reply = self.request(MsgType.INFER_BATCH, payload, timeout_s=timeout_s, images=len(bit_vectors),
-                             reply_bytes=len(bit_vectors) * INFER_BATCH_BYTES_PER_RESULT)
+        reply = self.request(
+            MsgType.INFER_BATCH,
+            payload,
+            timeout_s=timeout_s,
+            images=len(bit_vectors),
+            reply_bytes=len(bit_vectors) * INFER_BATCH_BYTES_PER_RESULT,
+        )
         results = self._decoded(protocol.decode_infer_batch_reply, reply)
         if len(results) != len(bit_vectors):
             raise BoardProtocolError(f"{self.url}: {len(results)} results for {len(bit_vectors)} inputs")

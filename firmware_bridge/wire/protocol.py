@@ -240,14 +240,26 @@ class BoardInfo:
 def encode_info_reply(info: BoardInfo) -> bytes:
     """(Used by the tests' fake boards; the firmware builds the same bytes in C.)"""
     fw, board = info.firmware_version.encode("ascii"), info.board.encode("ascii")
-    return b"".join([
-        _INFO_HEAD.pack(info.protocol_version, len(info.spec_codes), info.max_payload_bytes,
-                        info.weight_capacity_bytes, info.max_neurons, info.max_layers, len(info.learning_codes)),
-        struct.pack(f"<{len(info.spec_codes)}i", *info.spec_codes),
-        struct.pack(f"<{len(info.learning_codes)}I", *info.learning_codes),
-        _INFO_IMAGE.pack(int(info.image_loaded), info.image_crc32, info.image_bytes),
-        bytes([len(fw)]), fw, bytes([len(board)]), board,
-    ])
+    return b"".join(
+        [
+            _INFO_HEAD.pack(
+                info.protocol_version,
+                len(info.spec_codes),
+                info.max_payload_bytes,
+                info.weight_capacity_bytes,
+                info.max_neurons,
+                info.max_layers,
+                len(info.learning_codes),
+            ),
+            struct.pack(f"<{len(info.spec_codes)}i", *info.spec_codes),
+            struct.pack(f"<{len(info.learning_codes)}I", *info.learning_codes),
+            _INFO_IMAGE.pack(int(info.image_loaded), info.image_crc32, info.image_bytes),
+            bytes([len(fw)]),
+            fw,
+            bytes([len(board)]),
+            board,
+        ]
+    )
 
 
 def decode_info_reply(payload: bytes) -> BoardInfo:
@@ -269,8 +281,20 @@ def decode_info_reply(payload: bytes) -> BoardInfo:
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise FrameError(f"INFO reply malformed ({exc})") from None
     _need(off == len(payload), f"INFO reply has {len(payload) - off} trailing bytes")
-    return BoardInfo(pv, strings[0], strings[1], max_payload, capacity, max_neurons, max_layers,
-                     tuple(spec), bool(loaded), crc, nbytes, tuple(learn))
+    return BoardInfo(
+        pv,
+        strings[0],
+        strings[1],
+        max_payload,
+        capacity,
+        max_neurons,
+        max_layers,
+        tuple(spec),
+        bool(loaded),
+        crc,
+        nbytes,
+        tuple(learn),
+    )
 
 
 def encode_error(code: int, a: int = 0, b: int = 0) -> bytes:
@@ -338,8 +362,10 @@ class BoardResult:
 
 def encode_result(r: BoardResult) -> bytes:
     """(Reference encoder for tests; the firmware builds these bytes in C.)"""
-    parts = [_RESULT_HEAD.pack(r.predicted, r.first_output_step, int(r.tie), len(r.rows_read), r.synaptic_additions),
-             struct.pack(f"<{len(r.rows_read)}I", *r.rows_read)]
+    parts = [
+        _RESULT_HEAD.pack(r.predicted, r.first_output_step, int(r.tie), len(r.rows_read), r.synaptic_additions),
+        struct.pack(f"<{len(r.rows_read)}I", *r.rows_read),
+    ]
     for idx, step in zip(r.spike_index, r.spike_step):
         spikes = np.empty(len(idx), _SPIKE)
         spikes["index"], spikes["step"] = idx, step

@@ -31,9 +31,30 @@ from firmware_bridge.rtl.params import RtlLayout
 from popcount_learn.datapath import DatapathConfig
 
 # Trace columns (one row per cycle), in this order.
-TRACE = ("rx_valid", "rx_ready", "rx_data", "wl_valid", "wl_ready", "wl_threshold", "wl_addr", "wl_data",
-         "in_valid", "in_ready", "in_index", "in_step", "in_last", "sp_valid", "sp_ready", "sp_payload",
-         "res_valid", "res_ready", "res_payload", "tx_valid", "tx_ready", "tx_data")
+TRACE = (
+    "rx_valid",
+    "rx_ready",
+    "rx_data",
+    "wl_valid",
+    "wl_ready",
+    "wl_threshold",
+    "wl_addr",
+    "wl_data",
+    "in_valid",
+    "in_ready",
+    "in_index",
+    "in_step",
+    "in_last",
+    "sp_valid",
+    "sp_ready",
+    "sp_payload",
+    "res_valid",
+    "res_ready",
+    "res_payload",
+    "tx_valid",
+    "tx_ready",
+    "tx_data",
+)
 
 
 class Driver:
@@ -67,7 +88,7 @@ class Driver:
     def step(self) -> None:
         """Drive this cycle's inputs (after the falling edge)."""
         dut, rng = self.dut, self.rng
-        phase = (self.cycle // 400) % 3           # 0: core slow, 1: host slow, 2: both fast
+        phase = (self.cycle // 400) % 3  # 0: core slow, 1: host slow, 2: both fast
         self.cycle += 1
         core_ready = (0.15, 0.9, 0.95)[phase]
         host_ready = (0.9, 0.2, 0.95)[phase]
@@ -119,22 +140,30 @@ class Monitor:
         return row
 
 
-
 @cocotb.test()
 async def run_job(dut):
     job = json.loads(Path(os.environ["PCL_RTL_JOB"]).read_text())
     layout = RtlLayout(DatapathConfig.from_dict(job["spec"]), tuple(job["topology"]), int(job["lanes"]))
     driver, monitor = Driver(dut, PacketLayout(layout), job), Monitor(dut)
     Clock(dut.clk, 10, unit="ns").start()
-    for sig in ("rx_valid", "rx_data", "wl_ready", "in_ready", "sp_valid", "sp_payload", "res_valid",
-                "res_payload", "tx_ready"):
+    for sig in (
+        "rx_valid",
+        "rx_data",
+        "wl_ready",
+        "in_ready",
+        "sp_valid",
+        "sp_payload",
+        "res_valid",
+        "res_payload",
+        "tx_ready",
+    ):
         getattr(dut, sig).value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     idle = 0
     limit = 40 * len(driver.rx) + 60 * (len(driver.spikes) + len(driver.results)) + 1000
-    while idle < 50:     # until everything went in and the bridge has been quiet for a while
+    while idle < 50:  # until everything went in and the bridge has been quiet for a while
         await FallingEdge(dut.clk)
         driver.step()
         await ReadOnly()

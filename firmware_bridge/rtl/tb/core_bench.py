@@ -78,13 +78,21 @@ class Monitor:
         n_spikes = int(self.dut.n_spikes.value)
         assert n_results == n_images, f"harness recorded {n_results} results for {n_images} images"
         res = [unpack(v, self.layout.result_fields()) for v in _read_hex(Path(self.job["res_hex"]))[:n_results]]
-        sp = [unpack(v, self.layout.spike_fields()) for v in _read_hex(Path(self.job["sp_hex"]))[:n_spikes]] if n_spikes else []
-        out = {name: np.array([r[name] for r in res], dtype=np.int64)
-               for name in ("cycles", "input_error", "tie", "decided", "predicted", "step")}
-        out["rows_read"] = np.array([[r[f"rows_read{k}"] for k in range(self.layout.n_layers)] for r in res],
-                                    dtype=np.int64).reshape(n_results, self.layout.n_layers)
-        out["spikes"] = np.array([[s["image"], s["layer"], s["index"], s["step"]] for s in sp],
-                                 dtype=np.int64).reshape(len(sp), 4)
+        sp = (
+            [unpack(v, self.layout.spike_fields()) for v in _read_hex(Path(self.job["sp_hex"]))[:n_spikes]]
+            if n_spikes
+            else []
+        )
+        out = {
+            name: np.array([r[name] for r in res], dtype=np.int64)
+            for name in ("cycles", "input_error", "tie", "decided", "predicted", "step")
+        }
+        out["rows_read"] = np.array(
+            [[r[f"rows_read{k}"] for k in range(self.layout.n_layers)] for r in res], dtype=np.int64
+        ).reshape(n_results, self.layout.n_layers)
+        out["spikes"] = np.array([[s["image"], s["layer"], s["index"], s["step"]] for s in sp], dtype=np.int64).reshape(
+            len(sp), 4
+        )
         return out
 
 

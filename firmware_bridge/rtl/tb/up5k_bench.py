@@ -27,7 +27,7 @@ from firmware_bridge.rtl.packets import PacketLayout, TxKind
 from firmware_bridge.rtl.params import RtlLayout
 from popcount_learn.datapath import DatapathConfig
 
-CLOCK_NS = 10   # the harness's clock period
+CLOCK_NS = 10  # the harness's clock period
 POLL_CYCLES = 2000
 
 
@@ -92,11 +92,14 @@ class Monitor:
         previous image's result packet, or from the last weight-load byte, to this one's)."""
         res = self.results
         ends = np.array(self.result_cycles, dtype=np.int64)
-        out = {name: np.array([r[name] for r in res], dtype=np.int64)
-               for name in ("input_error", "tie", "decided", "predicted", "step")}
+        out = {
+            name: np.array([r[name] for r in res], dtype=np.int64)
+            for name in ("input_error", "tie", "decided", "predicted", "step")
+        }
         out["cycles"] = np.diff(np.concatenate([[start_cycle], ends])) if len(res) else np.zeros(0, np.int64)
-        out["rows_read"] = np.array([[r[f"rows_read{k}"] for k in range(self.n_layers)] for r in res],
-                                    dtype=np.int64).reshape(len(res), self.n_layers)
+        out["rows_read"] = np.array(
+            [[r[f"rows_read{k}"] for k in range(self.n_layers)] for r in res], dtype=np.int64
+        ).reshape(len(res), self.n_layers)
         out["spikes"] = np.array(self.spikes, dtype=np.int64).reshape(len(self.spikes), 4)
         out["first_image"] = np.int64(0)
         return out
@@ -126,7 +129,8 @@ async def run_job(dut):
         monitor.poll()
         assert waited <= int(job["timeout_cycles"]), (
             f"timeout: {len(monitor.results)} of {len(steps)} results after {waited} cycles "
-            f"({int(dut.rx_count.value)} of {n_bytes} RX bytes taken)")
+            f"({int(dut.rx_count.value)} of {n_bytes} RX bytes taken)"
+        )
     # A little longer: anything sent after the last result is recorded too (and reported).
     await Timer(POLL_CYCLES * CLOCK_NS, "ns")
     monitor.poll()
