@@ -17,15 +17,15 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-from importlib.metadata import entry_points  # noqa: E402
+import argparse
+import json
+import math
+import sys
+from importlib.metadata import entry_points
 
-from . import __version__  # noqa: E402
-from .errors import ConfigError, PopcountLearnError  # noqa: E402
-from .progress import progress_for_output  # noqa: E402
+from . import __version__
+from .errors import ConfigError, PopcountLearnError
+from .progress import progress_for_output
 
 PROG = "popcount-learn"
 PLUGIN_GROUP = "popcount_learn.cli"

@@ -12,15 +12,16 @@ and match. A directory *without* ``SHA256SUMS`` is accepted without verification
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import math
 import os
 import zlib
-import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 

@@ -180,7 +180,7 @@ class DatapathConfig:
         return th
 
     @classmethod
-    def for_weight_bits(cls, weight_bits: int, **fields) -> "DatapathConfig":
+    def for_weight_bits(cls, weight_bits: int, **fields) -> DatapathConfig:
         """The default spec for ``weight_bits``-bit weights, registers widened to match.
 
         The threshold in register units is ~``2**(current_frac_bits + time_shift) * weight_max /
@@ -198,7 +198,7 @@ class DatapathConfig:
         return cls(**base)
 
     @classmethod
-    def from_options(cls, weight_bits: int = 8, options: dict | None = None) -> "DatapathConfig":
+    def from_options(cls, weight_bits: int = 8, options: dict | None = None) -> DatapathConfig:
         """``for_weight_bits(weight_bits)`` with fields overridden from text, e.g. {"time_shift": "8"}.
 
         Values are converted by the field's declared type; an unknown field, a value that is not
@@ -213,7 +213,7 @@ class DatapathConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DatapathConfig":
+    def from_dict(cls, d: dict) -> DatapathConfig:
         """Rebuild a spec from every one of its fields; a missing or unknown field is an error.
 
         Defaults are not filled in: a stored spec that lacks a field would otherwise silently
@@ -226,6 +226,6 @@ class DatapathConfig:
         return field_codes(self, names)
 
     @classmethod
-    def from_codes(cls, codes, names: tuple[str, ...] | None = None) -> "DatapathConfig":
+    def from_codes(cls, codes, names: tuple[str, ...] | None = None) -> DatapathConfig:
         """Inverse of ``to_codes``."""
         return from_field_codes(cls, codes, names)

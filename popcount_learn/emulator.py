@@ -107,7 +107,7 @@ class EmulationResult:
 
     @property
     def topology(self) -> tuple[int, ...]:
-        return (self.input_spike_steps.shape[1],) + tuple(s.shape[1] for s in self.spike_steps)
+        return (self.input_spike_steps.shape[1], *tuple(s.shape[1] for s in self.spike_steps))
 
     def take(self, indices) -> EmulationResult:
         """The results of the images ``indices`` (an int array or a slice), in that order."""
@@ -316,7 +316,7 @@ def run_image(
         cnt = 0
         for j in range(n_post[k - 1]):
             s = spk[pbase + j]
-            if 0 <= s and s + 1 <= last:
+            if s >= 0 and s + 1 <= last:
                 cnt += 1
         rows_read_out[k] = cnt
     return predicted, decision, tie
@@ -409,13 +409,13 @@ def _check_bounds(spec: DatapathConfig, n_pre: np.ndarray) -> np.dtype:
 
 def pack_image(image: WeightImage) -> PackedImage:
     layers = image.layers
-    n_pre = np.array([l.weights_lsb.shape[0] - 1 for l in layers], dtype=np.int64)
-    n_post = np.array([l.weights_lsb.shape[1] for l in layers], dtype=np.int64)
+    n_pre = np.array([layer.weights_lsb.shape[0] - 1 for layer in layers], dtype=np.int64)
+    n_post = np.array([layer.weights_lsb.shape[1] for layer in layers], dtype=np.int64)
     sizes = (n_pre + 1) * n_post
     w_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     # int8 rows for weight_bits <= 8 halve the memory traffic of the row fetches.
     w_dtype = weight_dtype(image.spec)
-    w_flat = np.concatenate([np.ascontiguousarray(l.weights_lsb).astype(w_dtype).ravel() for l in layers])
+    w_flat = np.concatenate([np.ascontiguousarray(layer.weights_lsb).astype(w_dtype).ravel() for layer in layers])
     neuron_off = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
     thresholds = image.thresholds_lsb.astype(np.int64)
     acc_dtype = _check_bounds(image.spec, n_pre)

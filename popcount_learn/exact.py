@@ -190,10 +190,7 @@ def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
     coef = np.where(fired, grad_z_out / np.where(fired, denom, 1.0), 0.0).astype(w.dtype)
     n_blocks = max(1, min(numba.get_num_threads(), w.shape[1]))
     grad_w = _grad_weights(z_in, z_out, coef, n_blocks)
-    if need_grad_z_in:
-        grad_z_in = _grad_input_times(z_in, w, z_out, coef)
-    else:
-        grad_z_in = np.zeros(z_in.shape, dtype=w.dtype)
+    grad_z_in = _grad_input_times(z_in, w, z_out, coef) if need_grad_z_in else np.zeros(z_in.shape, dtype=w.dtype)
     return grad_w, grad_z_in
 
 

@@ -44,15 +44,15 @@ KINDS = (KIND_NETWORK, KIND_WEIGHT_IMAGE)
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "SUPPORTED_VERSIONS",
     "KIND_NETWORK",
     "KIND_WEIGHT_IMAGE",
+    "SUPPORTED_VERSIONS",
     "dataset_sha256",
-    "save_network",
-    "load_network",
-    "save_weight_image",
-    "load_weight_image",
     "load_model",
+    "load_network",
+    "load_weight_image",
+    "save_network",
+    "save_weight_image",
 ]
 
 

@@ -128,7 +128,7 @@ class LearningConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LearningConfig":
+    def from_dict(cls, d: dict) -> LearningConfig:
         """Rebuild from every field; a missing or unknown field is an error (no silent defaults)."""
         return strict_from_dict(cls, d)
 
@@ -137,12 +137,12 @@ class LearningConfig:
         return field_codes(self)
 
     @classmethod
-    def from_codes(cls, codes) -> "LearningConfig":
+    def from_codes(cls, codes) -> LearningConfig:
         """Inverse of ``to_codes``: the rule a board reports."""
         return from_field_codes(cls, codes)
 
     @classmethod
-    def from_options(cls, options: dict | None = None, **fields) -> "LearningConfig":
+    def from_options(cls, options: dict | None = None, **fields) -> LearningConfig:
         """Defaults, then ``fields``, then text overrides such as {"margin_steps": "6"}."""
         typed = dict(fields)
         typed.update(typed_options(cls, options, "learning"))

@@ -7,6 +7,7 @@ spikes at ``t = 0`` (``z = 1``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,7 +50,7 @@ class ExactNetwork:
     @property
     def topology(self) -> tuple[int, ...]:
         """Layer sizes without bias inputs, e.g. ``(784, 800, 10)``."""
-        return (self.weights[0].shape[0] - 1,) + tuple(w.shape[1] for w in self.weights)
+        return (self.weights[0].shape[0] - 1, *tuple(w.shape[1] for w in self.weights))
 
     @classmethod
     def random(cls, topology, seed: int = 0, dtype=np.float64, encoding: SpikeEncoding | None = None):
@@ -60,7 +61,7 @@ class ExactNetwork:
         """
         rng = np.random.default_rng(seed)
         weights = []
-        for n_pre, n_post in zip(topology[:-1], topology[1:]):
+        for n_pre, n_post in itertools.pairwise(topology):
             std = 1.0 / np.sqrt(n_pre)
             w = rng.normal(0.0, std, size=(n_pre + 1, n_post))
             weights.append(w.astype(dtype))

@@ -59,7 +59,9 @@ class OnchipLearner:
         self.words = ((packed.n_post + 63) // 64).astype(np.int64)
         sizes = (packed.n_pre + 1) * self.words
         self.sign_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.sign_flat = np.concatenate([sign_plane(l.weights_lsb).ravel() for l in image.layers]).astype(np.uint64)
+        self.sign_flat = np.concatenate([sign_plane(layer.weights_lsb).ravel() for layer in image.layers]).astype(
+            np.uint64
+        )
         self._delta = np.zeros(int(packed.neuron_off[-1]), np.int8)
 
     def _args(self):
@@ -112,7 +114,7 @@ class OnchipLearner:
         if len(labels) and (labels.min() < 0 or labels.max() >= n_out):
             raise ConfigError(f"labels must be in 0..{n_out - 1} (the output neurons)")
         order = np.arange(len(steps), dtype=np.int64) if order is None else np.ascontiguousarray(order, dtype=np.int64)
-        if not (0 <= int(first_sample_index) and int(first_sample_index) + len(order) <= 1 << 32):
+        if not (int(first_sample_index) >= 0 and int(first_sample_index) + len(order) <= 1 << 32):
             raise ConfigError(f"sample indices must lie in 0..2**32-1, got {first_sample_index}")
         stats = np.zeros((len(order), 5), np.int64)
         train_samples(steps, labels, order, int(first_sample_index), *self._args(), self._delta, stats)

@@ -16,7 +16,6 @@ import numpy as np
 from .emulator import run_image
 from .learning import sample_key, weight_draw
 
-
 # ----------------------------------------------------------------------------------------------
 # Bit-plane kernels (64-bit words, bit j of word j // 64 is neuron j)
 
@@ -94,10 +93,7 @@ def apply_layer_updates(
                 if (u >> np.uint64(16)) >= np.uint64(prob_q16):
                     continue
                 old = np.int64(w_flat[w_base + idx])
-                if (plus[wi] >> np.uint64(b)) & np.uint64(1):
-                    new = max(old - 1, w_lo)
-                else:
-                    new = min(old + 1, w_hi)
+                new = max(old - 1, w_lo) if plus[wi] >> np.uint64(b) & np.uint64(1) else min(old + 1, w_hi)
                 if new != old:
                     w_flat[w_base + idx] = new
                     bit = np.uint64(1) << np.uint64(b)

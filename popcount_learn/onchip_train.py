@@ -115,7 +115,7 @@ def train_onchip(
     if int(train_labels.max()) >= image.topology[-1]:
         raise ConfigError(f"labels go up to {int(train_labels.max())} but the network has {image.topology[-1]} outputs")
     if config.augment_shift_px and image_shape is None:
-        side = int(round(flat.shape[1] ** 0.5))
+        side = round(flat.shape[1] ** 0.5)
         if side * side != flat.shape[1]:
             raise ConfigError("shift augmentation needs the image shape (pass image_shape)")
         image_shape = (side, side)

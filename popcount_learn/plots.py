@@ -121,7 +121,7 @@ def plot_raster(result: EmulationResult, index: int, path) -> Path:
     fig = _figure(figsize=(7.0, 1.6 + 1.4 * sum(heights)), layout="constrained")
     axes = fig.subplots(len(layers), 1, sharex=True, gridspec_kw={"height_ratios": heights})
     axes = np.atleast_1d(axes)
-    for ax, name, steps in zip(axes, names, layers):
+    for ax, name, steps in zip(axes, names, layers, strict=True):
         # Only the steps that were run: input spikes after an early-terminated decision are not
         # shown or counted, like the hidden and output spikes the run never reached.
         fired = np.nonzero((steps >= 0) & (steps < x_max))[0]

@@ -15,8 +15,9 @@ changes the shown metrics without advancing. Library code never prints; only the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 class Progress:

@@ -24,6 +24,7 @@ they are: nothing has been seen twice yet, so there is nothing for the shifts to
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from numba import njit, prange
 
 from . import exact
 from .encoding import SpikeEncoding
-from .evaluate import check_images_and_labels, evaluate_exact
 from .errors import ConfigError
+from .evaluate import check_images_and_labels, evaluate_exact
 from .network import ExactNetwork
 from .progress import Progress, as_progress
 
@@ -155,7 +156,7 @@ def init_network(topology, config: TrainConfig, encoding: SpikeEncoding, active_
     weights = []
     a = max(1.0, active_inputs)
     mean, gain = config.first_layer_init_mean, config.first_layer_init_std_gain
-    for n_pre, n_post in zip(topology[:-1], topology[1:]):
+    for n_pre, n_post in itertools.pairwise(topology):
         w = rng.normal(mean / a, gain / math.sqrt(a), size=(n_pre + 1, n_post))
         weights.append(w.astype(dtype))
         a = max(1.0, n_post / 2)
@@ -254,7 +255,7 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
         short = 1.0 - arrived
         act = short > 0
         loss += config.silent_penalty * short[act].sum()
-        for b, lab in zip(idx[act], labels[idx[act]]):
+        for b, lab in zip(idx[act], labels[idx[act]], strict=True):
             spiking = np.isfinite(zs[-2][b])
             grads[-1][:-1, lab] -= config.silent_penalty * spiking
             grads[-1][-1, lab] -= config.silent_penalty
@@ -303,7 +304,7 @@ class Adam:
         self.t += 1
         c1 = 1 - 0.9**self.t
         c2 = 1 - 0.999**self.t
-        for k, (p, g) in enumerate(zip(params, grads)):
+        for k, (p, g) in enumerate(zip(params, grads, strict=True)):
             avg = averages[k] if averages is not None else p
             decay = ema_decay if averages is not None else -1.0
             _adam_ema_update(p, g.astype(p.dtype, copy=False), self.m[k], self.v[k], avg, self.lr, c1, c2, decay)
@@ -359,7 +360,7 @@ def train_exact(
     elif n_classes < seen_classes:
         raise ConfigError(f"n_classes={n_classes} but the labels go up to {seen_classes - 1}")
     if network is None:
-        topology = (n_in,) + tuple(config.hidden) + (n_classes,)
+        topology = (n_in, *tuple(config.hidden), n_classes)
         active = expected_active_inputs(train_images, encoding)
         network = init_network(topology, config, encoding, active)
     else:

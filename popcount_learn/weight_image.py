@@ -92,15 +92,15 @@ class WeightImage:
 
     @property
     def topology(self) -> tuple[int, ...]:
-        return (self.layers[0].weights_lsb.shape[0] - 1,) + tuple(l.weights_lsb.shape[1] for l in self.layers)
+        return (self.layers[0].weights_lsb.shape[0] - 1, *tuple(layer.weights_lsb.shape[1] for layer in self.layers))
 
     @property
     def weights_lsb(self) -> list[np.ndarray]:
-        return [l.weights_lsb for l in self.layers]
+        return [layer.weights_lsb for layer in self.layers]
 
     @property
     def thresholds_lsb(self) -> np.ndarray:
-        return np.array([l.threshold_lsb for l in self.layers], dtype=np.int64)
+        return np.array([layer.threshold_lsb for layer in self.layers], dtype=np.int64)
 
 
 # --- integer storage types -------------------------------------------------------------------

@@ -7,6 +7,8 @@ Array contents come from a numpy generator seeded by hypothesis, which keeps the
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -133,7 +135,7 @@ def random_weight_image(
     spec = spec or random_datapath_config(rng)
     topology = tuple(topology or random_topology(rng))
     layers = []
-    for n_pre, n_post in zip(topology[:-1], topology[1:]):
+    for n_pre, n_post in itertools.pairwise(topology):
         w = rng.integers(spec.weight_min, spec.weight_max + 1, size=(n_pre + 1, n_post))
         flat = w.reshape(-1)
         corners = rng.choice(flat.size, size=min(2, flat.size), replace=False)
@@ -159,7 +161,9 @@ def weight_images(draw, max_layers: int = 3, max_width: int = 9) -> WeightImage:
 
 def make_image(spec, weights, thresholds):
     """A WeightImage from integer weight matrices and thresholds (scale 1)."""
-    layers = tuple(LayerImage(np.asarray(w, dtype=np.int64), int(t), 1.0) for w, t in zip(weights, thresholds))
+    layers = tuple(
+        LayerImage(np.asarray(w, dtype=np.int64), int(t), 1.0) for w, t in zip(weights, thresholds, strict=True)
+    )
     return WeightImage(spec, layers)
 
 
@@ -178,7 +182,7 @@ def emulator_cases(draw):
     current_bits = cb_lo if narrow else draw(st.integers(cb_lo, 32))
     membrane_bits = draw(st.integers(2, 12)) if draw(st.booleans()) else draw(st.integers(2, 32))
     max_steps = draw(st.integers(1, 40))
-    dark = draw(st.sampled_from([-1, -1] + list(range(1, max_steps))[:5] + [max_steps - 1])) if max_steps > 1 else -1
+    dark = draw(st.sampled_from([-1, -1, *list(range(1, max_steps))[:5], max_steps - 1])) if max_steps > 1 else -1
     if dark == 0:
         dark = -1
     spec = DatapathConfig(
@@ -201,7 +205,7 @@ def emulator_cases(draw):
     wmin, wmax = spec.weight_min, spec.weight_max
     extremes = np.array([wmin, wmax, 0, 1, -1])
     weights, thresholds = [], []
-    for n_pre, n_post in zip(topology[:-1], topology[1:]):
+    for n_pre, n_post in itertools.pairwise(topology):
         shape = (n_pre + 1, n_post)
         w = rng.integers(wmin, wmax + 1, size=shape)
         # Mostly positive weights in some layers so that spikes propagate; extremes sprinkled in.
@@ -246,7 +250,7 @@ def random_exact_network(rng_or_seed, topology=None, dtype=None) -> ExactNetwork
     dtype = np.dtype(dtype or rng.choice(["float32", "float64"]))
     weights = [
         (rng.normal(0.0, 1.0, size=(n_pre + 1, n_post)) * 10.0 ** rng.uniform(-3, 3)).astype(dtype)
-        for n_pre, n_post in zip(topology[:-1], topology[1:])
+        for n_pre, n_post in itertools.pairwise(topology)
     ]
     return ExactNetwork(weights=weights, encoding=random_encoding(rng))
 

@@ -180,7 +180,7 @@ def diff_results(result, reference: dict) -> list[str]:
             if len(got) != len(want):
                 problems.append(f"spike_steps: {len(got)} layers vs {len(want)}")
                 continue
-            for k, (g, w) in enumerate(zip(got, want)):
+            for k, (g, w) in enumerate(zip(got, want, strict=True)):
                 g = np.asarray(g)
                 if g.shape != w.shape or not np.array_equal(g.astype(np.int64), w):
                     problems.append(f"spike_steps[{k}]: got {g.tolist()} want {w.tolist()}")

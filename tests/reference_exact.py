@@ -45,8 +45,8 @@ def layer_reference(z_in_batch, w):
 def membrane(t, t_in, w_col):
     """V(t) = sum_i w_i (1 - exp(-(t - t_i))) over inputs with t_i < t (bias at t = 0)."""
     v = 0.0
-    times = list(t_in) + [0.0]
-    for t_i, w_i in zip(times, w_col):
+    times = [*list(t_in), 0.0]
+    for t_i, w_i in zip(times, w_col, strict=True):
         if t_i < t:
             v += w_i * (1.0 - math.exp(-(t - t_i)))
     return v

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
+from factories import random_weight_image
 
 from firmware_bridge import check, commands
 from firmware_bridge.boards import launch
 from firmware_bridge.commands import board_observations, compare_on_board, image_input_bits, run_on_board
+from firmware_bridge.errors import BoardRefused, ImageRejected
 from firmware_bridge.wire import protocol as p
 from firmware_bridge.wire.client import BoardClient
-from firmware_bridge.errors import BoardRefused, ImageRejected
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
@@ -26,7 +27,6 @@ from popcount_learn.h5io import load_weight_image, save_weight_image
 from popcount_learn.learning import LearningConfig
 from popcount_learn.onchip import train_step
 from popcount_learn.weight_image import image_crc32, stream_spec_codes, upload_bytes
-from factories import random_weight_image
 
 pytestmark = pytest.mark.firmware
 
@@ -161,8 +161,8 @@ def _random_image(rng, spec):
     # Thresholds a few rows' worth of current above zero, so that neurons fire at varied steps.
     scale = spec.weight_max << spec.current_frac_bits
     layers = tuple(
-        dataclasses.replace(l, threshold_lsb=int(min(spec.membrane_max, rng.integers(1, 6 * scale + 2))))
-        for l in image.layers
+        dataclasses.replace(layer, threshold_lsb=int(min(spec.membrane_max, rng.integers(1, 6 * scale + 2))))
+        for layer in image.layers
     )
     return dataclasses.replace(image, layers=layers)
 
@@ -292,7 +292,7 @@ def test_training_comparison_fails_on_a_one_lsb_difference(client, rule, mnist, 
     w = net600.layers[0].weights_lsb.copy()
     w[0, 5] += 1 if w[0, 5] < 127 else -1  # pixel 0 is always dark: this weight never learns
     corrupted = dataclasses.replace(
-        net600, layers=(dataclasses.replace(net600.layers[0], weights_lsb=w),) + net600.layers[1:]
+        net600, layers=(dataclasses.replace(net600.layers[0], weights_lsb=w), *net600.layers[1:])
     )
     summary = commands.train_side_by_side(
         client, net600, rule, train_images[:20], train_labels[:20], check_every=10, board_image=corrupted
@@ -491,7 +491,7 @@ def small_problems(draw):
     rng = np.random.default_rng(seed)
     image = random_weight_image(rng, spec=spec, topology=topology, provenance={})
     unit = spec.weight_max << spec.current_frac_bits
-    layers = tuple(dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 4 * unit))) for l in image.layers)
+    layers = tuple(dataclasses.replace(layer, threshold_lsb=int(rng.integers(1, 4 * unit))) for layer in image.layers)
     image = dataclasses.replace(image, layers=layers)
     bits_on = rng.random(topology[0]) < draw(st.floats(0.05, 0.95))
     label = draw(st.integers(0, topology[-1] - 1))
@@ -538,7 +538,9 @@ def test_property_test_exercised_deep_learning_paths(client, rule):
         unit = spec.weight_max << spec.current_frac_bits
         image = dataclasses.replace(
             image,
-            layers=tuple(dataclasses.replace(l, threshold_lsb=int(rng.integers(1, 2 * unit))) for l in image.layers),
+            layers=tuple(
+                dataclasses.replace(layer, threshold_lsb=int(rng.integers(1, 2 * unit))) for layer in image.layers
+            ),
         )
         bits_on = rng.random(30) < 0.5
         steps = np.where(bits_on, 0, -1).astype(np.int32)

@@ -9,8 +9,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from factories import random_weight_image
+
 from firmware_bridge import check
 from firmware_bridge.commands import board_observations
 from firmware_bridge.wire.protocol import BoardResult, TrainStepReply
@@ -77,7 +77,7 @@ def test_one_corrupted_value_of_any_field_is_caught_and_described(run, field, im
     assert comparison.mismatched == (image_index,)
     lines = comparison.first_mismatch.splitlines()
     assert lines[0] == f"image {image_index}:"
-    assert [line for line in lines if "!=" in line][0].strip().startswith(label)
+    assert next(line for line in lines if "!=" in line).strip().startswith(label)
     assert sum("!=" in line for line in lines) == 1  # nothing else is reported different
     assert comparison.verdict().startswith(f"1 of 30 images: RTL != emulator; first: image {image_index}: {label}")
 
@@ -114,7 +114,7 @@ def test_board_replies_are_densified_with_faults_for_impossible_neurons(run):
                 int(emu.synaptic_additions[i]),
                 tuple(int(x) for x in emu.rows_read[i]),
                 tuple(idx),
-                tuple(s[i][j].astype(np.int32) for s, j in zip(emu.spike_steps, idx)),
+                tuple(s[i][j].astype(np.int32) for s, j in zip(emu.spike_steps, idx, strict=True)),
             )
         )
     body = board_observations(replies, image.topology, SPEC.max_steps)

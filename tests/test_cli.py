@@ -1,11 +1,9 @@
 import json
 import subprocess
 import sys
-
-import numpy as np
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 from popcount_learn import cli
 

@@ -4,12 +4,11 @@ import logging
 import time
 
 import pytest
-import serial
 
+from firmware_bridge.errors import BoardConnectionError, BoardProtocolError, BoardRefused, BoardTimeout, ImageRejected
 from firmware_bridge.wire import client as client_mod
 from firmware_bridge.wire import protocol as p
 from firmware_bridge.wire.client import BoardClient
-from firmware_bridge.errors import BoardConnectionError, BoardProtocolError, BoardRefused, BoardTimeout, ImageRejected
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
 
 
@@ -21,7 +20,7 @@ def test_silence_gives_a_timeout_after_the_retries_in_bounded_time(caplog):
     c = loop_client(timeout_s=0.15, retries=2, trace=True)
     caplog.set_level(logging.DEBUG, logger="firmware_bridge.trace")
     t0 = time.monotonic()
-    with pytest.raises(BoardTimeout, match="INFO .seq 100. after 3 attempt"):
+    with pytest.raises(BoardTimeout, match=r"INFO .seq 100. after 3 attempt"):
         c.info()
     assert time.monotonic() - t0 < 2.0
     assert c.stats["resends"] == 2

@@ -2,7 +2,8 @@
 emulator's spike steps times dt track the exact spike times, layer latency included."""
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from popcount_learn import exact
 from popcount_learn.datapath import DatapathConfig

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
+import dense_numpy_emulator
 import numpy as np
 import pytest
+from factories import emulator_cases as cases
+from factories import make_image
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from reference_emulator import FIELDS, diff_results, reference_emulate, reference_encode
 
 from popcount_learn import codegen
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import EmulationResult, emulate, encode_input_steps, evaluate_emulated, summarize
 from popcount_learn.errors import ConfigError
-from popcount_learn.weight_image import LayerImage, WeightImage
-
-import dense_numpy_emulator
-from factories import emulator_cases as cases
-from factories import make_image
-from reference_emulator import FIELDS, diff_results, reference_emulate, reference_encode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +60,7 @@ def test_kernel_matches_reference_bit_exact():
         for name in ("predicted", "first_output_step", "steps_to_decision", "tie", "rows_read", "synaptic_additions"):
             assert np.array_equal(getattr(early, name), getattr(full, name)), name
         last = early.steps_to_decision - 1
-        for e, f in zip(early.spike_steps, full.spike_steps):
+        for e, f in zip(early.spike_steps, full.spike_steps, strict=True):
             assert np.array_equal(e, np.where(f <= last[:, None], f, -1))
         # Running a few steps past the decision (the learning rule's window) is the full raster
         # cut later, with the same counters.
@@ -73,7 +70,7 @@ def test_kernel_matches_reference_bit_exact():
         for name in ("predicted", "first_output_step", "steps_to_decision", "tie", "rows_read", "synaptic_additions"):
             assert np.array_equal(getattr(window, name), getattr(full, name)), name
         end = np.where(early.first_output_step >= 0, last + extra, image.spec.max_steps - 1)
-        for w, f in zip(window.spike_steps, full.spike_steps):
+        for w, f in zip(window.spike_steps, full.spike_steps, strict=True):
             assert np.array_equal(w, np.where(f <= end[:, None], f, -1))
 
     check()
@@ -330,7 +327,7 @@ def test_dense_numpy_tool_matches_reference(case):
     assert np.array_equal(got["predicted"], ref["predicted"])
     assert np.array_equal(got["first_output_step"], ref["first_output_step"])
     assert np.array_equal(got["tie"], ref["tie"])
-    for g, w in zip(got["spike_steps"], ref["spike_steps"]):
+    for g, w in zip(got["spike_steps"], ref["spike_steps"], strict=True):
         assert np.array_equal(g, w)
 
 
@@ -351,7 +348,7 @@ def test_plots_write_pngs(tmp_path):
     paths = plot_decision_histograms(result, tmp_path)
     assert sorted(p.name for p in paths) == ["hidden_spikes_before_decision.png", "steps_to_decision.png"]
     raster = plot_raster(result, 0, tmp_path / "raster.png")
-    for p in paths + [raster]:
+    for p in [*paths, raster]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "hidden_spikes_before_decision.png",
@@ -384,7 +381,7 @@ def test_plot_files_follow_the_umask_and_write_errors_are_config_errors(tmp_path
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # was 0o600 (mkstemp)
     (tmp_path / "taken").mkdir()
-    with pytest.raises(ConfigError, match="cannot write .*taken"):
+    with pytest.raises(ConfigError, match=r"cannot write .*taken"):
         plot_raster(result, 0, tmp_path / "taken")  # a directory: the rename fails
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "taken"]
     for index in (0.5, True):
@@ -488,9 +485,9 @@ def test_datapath_from_dict_refuses_missing_and_unknown_fields():
     assert DatapathConfig.from_dict(d) == DatapathConfig(time_shift=5, current_frac_bits=7)
     partial = dict(d)
     del partial["max_steps"]
-    with pytest.raises(ConfigError, match="missing field.*max_steps"):
+    with pytest.raises(ConfigError, match=r"missing field.*max_steps"):
         DatapathConfig.from_dict(partial)
-    with pytest.raises(ConfigError, match="unknown field.*bogus"):
+    with pytest.raises(ConfigError, match=r"unknown field.*bogus"):
         DatapathConfig.from_dict(dict(d, bogus=1))
 
 

@@ -2,13 +2,14 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference_exact import layer_reference, membrane, neuron_reference
 
 from popcount_learn import exact
+from popcount_learn.encoding import SpikeEncoding
 from popcount_learn.evaluate import evaluate_exact
 from popcount_learn.network import ExactNetwork
-from popcount_learn.encoding import SpikeEncoding
-from reference_exact import layer_reference, membrane, neuron_reference
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -134,13 +135,13 @@ def test_gradients_match_finite_differences(layer, seed):
 
     for i in range(w.shape[0]):
         for j in range(w.shape[1]):
-            _assert_derivative(lambda d: _linear_loss(shifted(w, (i, j), d), z_in, g), gw[i, j])
+            _assert_derivative(lambda d, at=(i, j): _linear_loss(shifted(w, at, d), z_in, g), gw[i, j])
     for b in range(len(z_in)):
         for i in range(z_in.shape[1]):
             if not np.isfinite(z_in[b, i]):
                 assert gz[b, i] == 0.0
                 continue
-            _assert_derivative(lambda d: _linear_loss(w, shifted(z_in, (b, i), d), g), gz[b, i])
+            _assert_derivative(lambda d, at=(b, i): _linear_loss(w, shifted(z_in, at, d), g), gz[b, i])
 
 
 def test_backward_ignores_silent_neurons_and_has_no_nan():
@@ -158,7 +159,7 @@ def test_late_and_missing_spikes_do_not_overflow():
     z_in[0, 0] = math.exp(700.0)  # close to the float64 limit
     w = np.full((6, 3), 0.1)
     w[0] = 0.95
-    z_out, denom = exact.layer_forward(z_in, w)
+    z_out, _denom = exact.layer_forward(z_in, w)
     assert not np.any(np.isnan(z_out))
     assert np.all(np.isinf(z_out[1]))  # bias alone (0.1) cannot fire
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import shutil
@@ -139,7 +140,7 @@ def test_fast_model_matches_reference_however_the_stream_is_chunked(
     rates = FaultRates(corrupt, drop, duplicate)
     faults = ByteFaults(rates, seed, direction)
     bounds = [0, *sorted(c for c in cuts if c <= len(data)), len(data)]
-    chunked = b"".join(faults.apply(data[a:b]) for a, b in zip(bounds, bounds[1:]))
+    chunked = b"".join(faults.apply(data[a:b]) for a, b in itertools.pairwise(bounds))
     assert chunked == reference_faults(data, rates, seed, direction)
 
 

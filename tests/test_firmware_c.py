@@ -1,9 +1,7 @@
 """The firmware's own C unit tests, its build, and the portability rules of its sources."""
 
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -50,7 +48,7 @@ def test_c_unit_tests_pass(name, firmware_build_root):
 def test_c_runner_fails_on_a_damaged_golden_vector(firmware_build_root, tmp_path):
     runner = build.build_c_tests(build_root=firmware_build_root)
     lines = GOLDEN.read_text().splitlines()
-    i = next(i for i, l in enumerate(lines) if l.startswith("mixed_600"))
+    i = next(i for i, line in enumerate(lines) if line.startswith("mixed_600"))
     name, t, seq, payload, frame = lines[i].split()
     lines[i] = " ".join([name, t, seq, payload, frame[:100] + ("0" if frame[100] != "0" else "1") + frame[101:]])
     bad = tmp_path / "golden.txt"

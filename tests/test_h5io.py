@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import os
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -18,8 +17,6 @@ import zlib
 import h5py
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from factories import (
     datapath_configs,
     exact_networks,
@@ -30,6 +27,9 @@ from factories import (
     random_weight_image,
     weight_images,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from popcount_learn import datapath as datapath_module
 from popcount_learn import h5io
 from popcount_learn.datapath import OVERFLOW_POLICIES, TIE_RULES, DatapathConfig
@@ -78,7 +78,7 @@ def assert_same_image(loaded: WeightImage, original: WeightImage) -> None:
     assert loaded.topology == original.topology
     assert loaded.provenance == original.provenance
     assert len(loaded.layers) == len(original.layers)
-    for a, b in zip(loaded.layers, original.layers):
+    for a, b in zip(loaded.layers, original.layers, strict=True):
         assert a.weights_lsb.dtype == b.weights_lsb.dtype
         np.testing.assert_array_equal(a.weights_lsb, b.weights_lsb)
         assert a.threshold_lsb == b.threshold_lsb and type(a.threshold_lsb) is int
@@ -116,12 +116,15 @@ def test_non_canonical_weight_dtype_is_stored_exactly(workdir):
     image = small_image(DatapathConfig(weight_bits=12))
     wide = WeightImage(
         image.spec,
-        tuple(LayerImage(l.weights_lsb.astype(np.int64), np.int64(l.threshold_lsb), l.scale) for l in image.layers),
+        tuple(
+            LayerImage(layer.weights_lsb.astype(np.int64), np.int64(layer.threshold_lsb), layer.scale)
+            for layer in image.layers
+        ),
         image.provenance,
     )
     h5io.save_weight_image(workdir / "wide.h5", wide)
     loaded = h5io.load_weight_image(workdir / "wide.h5")
-    for a, b in zip(loaded.layers, wide.layers):
+    for a, b in zip(loaded.layers, wide.layers, strict=True):
         assert a.weights_lsb.dtype == np.int16
         np.testing.assert_array_equal(a.weights_lsb, b.weights_lsb)
 
@@ -135,7 +138,7 @@ def test_network_round_trip(workdir, network, metadata):
     assert meta == metadata
     assert loaded.encoding == network.encoding
     assert loaded.topology == network.topology
-    for a, b in zip(loaded.weights, network.weights):
+    for a, b in zip(loaded.weights, network.weights, strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     with h5py.File(path, "r") as f:
@@ -276,11 +279,20 @@ def parse_upload_stream(data: bytes) -> dict:
 
     (magic,) = take("<4s")
     (version,) = take("<i")
-    names = (
-        "time_shift weight_bits current_frac_bits current_bits membrane_bits current_overflow "
-        "membrane_overflow input_threshold dark_input_step max_steps tie_rule"
-    ).split()
-    header = dict(zip(names, take("<11i")))
+    names = [
+        "time_shift",
+        "weight_bits",
+        "current_frac_bits",
+        "current_bits",
+        "membrane_bits",
+        "current_overflow",
+        "membrane_overflow",
+        "input_threshold",
+        "dark_input_step",
+        "max_steps",
+        "tie_rule",
+    ]
+    header = dict(zip(names, take("<11i"), strict=True))
     (n_layers,) = take("<i")
     wfmt = "b" if header["weight_bits"] <= 8 else "h"
     layers = []
@@ -304,7 +316,7 @@ def test_upload_stream_parses_back_to_the_image(image):
     for name, value in dataclasses.asdict(image.spec).items():
         assert parsed["header"][name] == (codes[value] if isinstance(value, str) else value), name
     assert len(parsed["layers"]) == len(image.layers)
-    for (threshold, w), layer in zip(parsed["layers"], image.layers):
+    for (threshold, w), layer in zip(parsed["layers"], image.layers, strict=True):
         assert threshold == layer.threshold_lsb
         np.testing.assert_array_equal(w, layer.weights_lsb)
 
@@ -387,7 +399,7 @@ def test_crc_changes_with_every_spec_field_threshold_and_weight():
     image = small_image()
     # Thresholds that stay valid under every alternative spec value.
     base = WeightImage(
-        image.spec, tuple(LayerImage(l.weights_lsb, 100 + k, l.scale) for k, l in enumerate(image.layers))
+        image.spec, tuple(LayerImage(layer.weights_lsb, 100 + k, layer.scale) for k, layer in enumerate(image.layers))
     )
     crcs = {"base": image_crc32(base)}
     assert set(ALTERNATIVE_VALUES) == {f.name for f in dataclasses.fields(DatapathConfig)}
@@ -402,11 +414,11 @@ def test_crc_changes_with_every_spec_field_threshold_and_weight():
     w[-1, -1] = w[-1, -1] + 1 if w[-1, -1] < 127 else 0
     # Only the weight differs from base: same threshold and scale.
     crcs["weight"] = image_crc32(
-        WeightImage(base.spec, (LayerImage(w, first.threshold_lsb, first.scale),) + base.layers[1:])
+        WeightImage(base.spec, (LayerImage(w, first.threshold_lsb, first.scale), *base.layers[1:]))
     )
     assert len(set(crcs.values())) == len(crcs)
     # Documented as not covered: scale and provenance do not change what a board computes.
-    rescaled = tuple(LayerImage(l.weights_lsb, l.threshold_lsb, l.scale * 3.0) for l in base.layers)
+    rescaled = tuple(LayerImage(layer.weights_lsb, layer.threshold_lsb, layer.scale * 3.0) for layer in base.layers)
     assert image_crc32(WeightImage(base.spec, rescaled, {"mode": "other"})) == crcs["base"]
 
 
@@ -714,7 +726,7 @@ def test_emulator_agrees_on_original_and_reloaded_image(tmp_path):
     assert np.any(a.predicted >= 0), "test image never decides; the comparison would be vacuous"
     for name in emulator.EmulationResult.FIELDS:
         x, y = getattr(a, name), getattr(b, name)
-        for xs, ys in zip(x, y) if isinstance(x, tuple) else [(x, y)]:
+        for xs, ys in zip(x, y, strict=True) if isinstance(x, tuple) else [(x, y)]:
             np.testing.assert_array_equal(xs, ys, err_msg=name)
 
 

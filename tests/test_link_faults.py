@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from firmware_bridge.boards import launch
-from firmware_bridge.wire import client as client_module
-from firmware_bridge.wire.client import BoardClient
+from firmware_bridge.boards.faults import Babbler, FaultProxy, FaultRates, open_raw_pty
 from firmware_bridge.commands import upload_image
 from firmware_bridge.errors import BoardError, BoardRefused, BoardTimeout
-from firmware_bridge.boards.faults import Babbler, FaultProxy, FaultRates, open_raw_pty
+from firmware_bridge.wire import client as client_module
+from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.weight_image import upload_bytes
 

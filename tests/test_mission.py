@@ -17,7 +17,6 @@ from popcount_learn import h5io
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.emulator import emulate, summarize
 
-
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "datasets" / "pretrained"
 
@@ -115,7 +114,7 @@ def test_register_high_water_marks_fit_the_declared_widths(mnist_test, image600,
     extremes = []
     dense.dense_emulate(image, encode_input_steps(image.spec, mnist_test.images[:200]), extremes=extremes)
     assert len(extremes) == 2
-    for e, layer in zip(extremes, image.layers):
+    for e, layer in zip(extremes, image.layers, strict=True):
         assert e["membrane_max"] >= layer.threshold_lsb  # neurons fired: the peak was reached
         assert dense.signed_bits_needed(e["current_min"], e["current_max"]) <= image.spec.current_bits
         assert dense.signed_bits_needed(e["membrane_min"], e["membrane_max"]) <= image.spec.membrane_bits
@@ -188,7 +187,7 @@ def test_finetuning_the_shipped_image_with_the_rule_keeps_its_accuracy(mnist_tes
     after = history[-1]["test"]
     assert after["accuracy"] >= base["accuracy"] - 0.003
     assert after["hidden_spikes_before_decision_mean"] <= base["hidden_spikes_before_decision_mean"]
-    assert any(not np.array_equal(a, b) for a, b in zip(tuned.weights_lsb, image600.weights_lsb))
+    assert any(not np.array_equal(a, b) for a, b in zip(tuned.weights_lsb, image600.weights_lsb, strict=True))
 
 
 @pytest.mark.slow

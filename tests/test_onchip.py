@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_onchip as ref
 from bitarray import bitarray
+from factories import emulator_cases, make_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,9 +20,6 @@ from popcount_learn.errors import ConfigError
 from popcount_learn.learning import CORRECT_RULES, OUTPUT_RULES, LearningConfig, mix32, sample_key, weight_draw
 from popcount_learn.onchip import OnchipLearner, train_step
 from popcount_learn.onchip_kernels import causal_planes, pack_bits, sign_plane, sign_popcount_delta, unpack_bits
-
-import reference_onchip as ref
-from factories import emulator_cases, make_image  # noqa: E402
 
 
 @st.composite
@@ -128,7 +125,7 @@ def _compare_steps(image, learning, steps, labels, first_t):
         stats = learner.train(steps[i : i + 1], labels[i : i + 1], first_t + i)[0]
         want_w, info = ref.reference_step(expected, learning, [int(s) for s in steps[i]], int(labels[i]), first_t + i)
         got = learner.image()
-        for k, (g, w) in enumerate(zip(got.weights_lsb, want_w)):
+        for k, (g, w) in enumerate(zip(got.weights_lsb, want_w, strict=True)):
             assert np.array_equal(g.astype(np.int64), w), f"step {i} layer {k}: weights differ"
             assert np.array_equal(
                 sign_plane(g), learner.sign_flat[learner.sign_off[k] : learner.sign_off[k + 1]].reshape(len(g), -1)
@@ -142,7 +139,9 @@ def _compare_steps(image, learning, steps, labels, first_t):
         ], i
         expected = dataclasses.replace(
             expected,
-            layers=tuple(dataclasses.replace(layer, weights_lsb=w) for layer, w in zip(expected.layers, want_w)),
+            layers=tuple(
+                dataclasses.replace(layer, weights_lsb=w) for layer, w in zip(expected.layers, want_w, strict=True)
+            ),
         )
     return learner
 
@@ -190,9 +189,11 @@ def test_one_lsb_corruption_is_caught_by_the_comparison():
     learner.train(steps, np.array([1]), 0)
     want, info = ref.reference_step(image, learning, [int(s) for s in steps[0]], 1, 0)
     assert info["weights_changed"] > 0
-    assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(learner.image().weights_lsb, want))
+    assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(learner.image().weights_lsb, want, strict=True))
     learner.w_flat[3] += 1
-    assert not all(np.array_equal(g.astype(np.int64), w) for g, w in zip(learner.image().weights_lsb, want))
+    assert not all(
+        np.array_equal(g.astype(np.int64), w) for g, w in zip(learner.image().weights_lsb, want, strict=True)
+    )
 
 
 def test_a_flipped_sign_plane_bit_changes_the_step():
@@ -212,11 +213,11 @@ def test_a_flipped_sign_plane_bit_changes_the_step():
     assert info["deltas"][-1] == [1, -1] and info["deltas"][0][0] == 0
     good = OnchipLearner(image, learning)
     good.train(steps, np.array([1]), 0)
-    assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(good.image().weights_lsb, want))
+    assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(good.image().weights_lsb, want, strict=True))
     bad = OnchipLearner(image, learning)
     bad.sign_flat[bad.sign_off[1]] ^= np.uint64(1)  # row 0 of the output layer, neuron 0
     bad.train(steps, np.array([1]), 0)
-    assert not all(np.array_equal(g.astype(np.int64), w) for g, w in zip(bad.image().weights_lsb, want))
+    assert not all(np.array_equal(g.astype(np.int64), w) for g, w in zip(bad.image().weights_lsb, want, strict=True))
 
 
 def test_train_step_is_one_step_and_keeps_the_spec():
@@ -229,20 +230,20 @@ def test_train_step_is_one_step_and_keeps_the_spec():
     steps = np.where(rng.random(10) < 0.4, rng.integers(0, 5, size=10), -1)
     new, result = train_step(image, learning, steps, 2, 123)
     want, info = ref.reference_step(image, learning, [int(s) for s in steps], 2, 123)
-    assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(new.weights_lsb, want))
+    assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(new.weights_lsb, want, strict=True))
     assert result.weights_changed == info["weights_changed"]
     assert new.spec == image.spec and new.learning == learning
     assert new.thresholds_lsb.tolist() == image.thresholds_lsb.tolist()
     # The same step again from the same image gives the same bytes; another sample index not.
     again, _ = train_step(image, learning, steps, 2, 123)
-    assert all(np.array_equal(a, b) for a, b in zip(again.weights_lsb, new.weights_lsb))
+    assert all(np.array_equal(a, b) for a, b in zip(again.weights_lsb, new.weights_lsb, strict=True))
 
 
 def test_learner_refuses_bad_labels_and_shapes():
     spec = DatapathConfig(max_steps=20)
     image = make_image(spec, [np.ones((4, 3), int), np.ones((4, 2), int)], [5, 5])
     learner = OnchipLearner(image, LearningConfig())
-    with pytest.raises(ConfigError, match="labels must be in 0..1"):
+    with pytest.raises(ConfigError, match=r"labels must be in 0..1"):
         learner.train(np.zeros((1, 3), np.int32), np.array([2]), 0)
     with pytest.raises(ConfigError, match=r"shape \(n, 3\)"):
         learner.train(np.zeros((1, 4), np.int32), np.array([0]), 0)
@@ -287,10 +288,12 @@ def test_c_headers_compile_and_agree(tmp_path):
     codegen.write_headers(tmp_path, codegen.firmware_spec_headers(DatapathConfig(), lc))
     (tmp_path / "t.c").write_text(
         '#include <stdio.h>\n#include <stdint.h>\n#include "pcl_datapath.h"\n#include "pcl_learning.h"\n'
-        "static uint32_t mix32(uint32_t x){x^=x>>16;x*=PCL_LEARN_MIX_MUL_1;x^=x>>13;x*=PCL_LEARN_MIX_MUL_2;x^=x>>16;return x;}\n"
+        "static uint32_t mix32(uint32_t x){x^=x>>16;x*=PCL_LEARN_MIX_MUL_1;x^=x>>13;"
+        "x*=PCL_LEARN_MIX_MUL_2;x^=x>>16;return x;}\n"
         "int main(void){uint32_t key=mix32(PCL_LEARN_SEED ^ mix32(12345u + PCL_LEARN_SAMPLE_SALT));\n"
         'printf("%d %u %u %d %u\\n", PCL_LEARN_MARGIN_STEPS, (unsigned)PCL_LEARN_HIDDEN_UPDATE_PROB_Q16, '
-        "(unsigned)mix32(key + 777u * PCL_LEARN_INDEX_MUL), PCL_LEARN_OUTPUT_RULE, (unsigned)PCL_LEARN_SEED);return 0;}\n"
+        "(unsigned)mix32(key + 777u * PCL_LEARN_INDEX_MUL), PCL_LEARN_OUTPUT_RULE, "
+        "(unsigned)PCL_LEARN_SEED);return 0;}\n"
     )
     try:
         subprocess.run(
@@ -347,7 +350,7 @@ def test_numpy_baseline_tool_is_bit_exact():
         learner = OnchipLearner(image, learning)
         learner.train(steps, labels, first_t)
         got = tool.train(image, learning, steps, labels, first_t)
-        for a, b in zip(learner.image().weights_lsb, got):
+        for a, b in zip(learner.image().weights_lsb, got, strict=True):
             assert np.array_equal(a.astype(np.int64), b)
 
     check()

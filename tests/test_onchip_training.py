@@ -14,10 +14,10 @@ from popcount_learn import cli, h5io
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import encode_input_steps, evaluate_emulated
+from popcount_learn.encoding import SpikeEncoding
 from popcount_learn.learning import LearningConfig
 from popcount_learn.onchip import OnchipLearner
 from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image, train_onchip
-from popcount_learn.encoding import SpikeEncoding
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "datasets" / "pretrained"
@@ -64,9 +64,9 @@ def test_from_scratch_learns_and_is_reproducible(mnist_small):
     assert trained.learning == learning and trained.spec == image.spec
     assert events and events[-1].done == len(y)
     again, _ = train_onchip(x, y, image, learning, OnchipTrainConfig(hidden=(100,), epochs=1))
-    assert all(np.array_equal(a, b) for a, b in zip(again.weights_lsb, trained.weights_lsb))
+    assert all(np.array_equal(a, b) for a, b in zip(again.weights_lsb, trained.weights_lsb, strict=True))
     other, _ = train_onchip(x, y, image, learning, OnchipTrainConfig(hidden=(100,), epochs=1, seed=1))
-    assert not all(np.array_equal(a, b) for a, b in zip(other.weights_lsb, trained.weights_lsb))
+    assert not all(np.array_equal(a, b) for a, b in zip(other.weights_lsb, trained.weights_lsb, strict=True))
 
 
 def test_chunking_does_not_change_the_result(mnist_small):
@@ -87,14 +87,14 @@ def test_chunking_does_not_change_the_result(mnist_small):
         learning,
         OnchipTrainConfig(hidden=(40,), epochs=1, chunk_samples=7, augment_shift_px=0),
     )
-    assert all(np.array_equal(p, q) for p, q in zip(a.weights_lsb, b.weights_lsb))
+    assert all(np.array_equal(p, q) for p, q in zip(a.weights_lsb, b.weights_lsb, strict=True))
     # ... and it equals stepping one sample at a time through the one-step API.
     learner = OnchipLearner(image, learning)
     order = np.random.default_rng(1).permutation(1500)
     steps = encode_input_steps(image.spec, x[:1500])
     for i, s in enumerate(order):
         learner.step(steps[s], int(y[s]), i)
-    assert all(np.array_equal(p, q) for p, q in zip(a.weights_lsb, learner.image().weights_lsb))
+    assert all(np.array_equal(p, q) for p, q in zip(a.weights_lsb, learner.image().weights_lsb, strict=True))
 
 
 def test_finetuning_the_shipped_image_keeps_it(mnist_small):
@@ -106,7 +106,7 @@ def test_finetuning_the_shipped_image_keeps_it(mnist_small):
     assert history[-1]["test"]["accuracy"] >= base["accuracy"] - 0.005
     # A trained network changes few weights: most samples are already right by the margin.
     assert history[-1]["samples_with_update_fraction"] < 0.2
-    assert any(not np.array_equal(a, b) for a, b in zip(tuned.weights_lsb, image.weights_lsb))
+    assert any(not np.array_equal(a, b) for a, b in zip(tuned.weights_lsb, image.weights_lsb, strict=True))
 
 
 def test_cli_onchip_writes_an_image_that_evaluate_inspect_and_training_take(tmp_path):
@@ -183,7 +183,7 @@ def test_cli_onchip_writes_an_image_that_evaluate_inspect_and_training_take(tmp_
     ],
 )
 def test_onchip_user_mistakes_are_one_line(args, needle, capsys, tmp_path):
-    code = cli.main(args + ["--out", str(tmp_path / "x.h5"), "--no-progress"])
+    code = cli.main([*args, "--out", str(tmp_path / "x.h5"), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err

@@ -91,7 +91,7 @@ def test_frames_survive_any_chunking(msg_type, seq, payload, data):
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
     dec = FrameDecoder()
     items = []
-    for a, b in zip([0] + cuts, cuts + [len(stream)]):
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         items += dec.feed(stream[a:b])
     assert items == [Frame(msg_type, seq, payload)] * 2
 
@@ -176,9 +176,9 @@ def _same_result(a, b):
         b.synaptic_additions,
         b.rows_read,
     )
-    for x, y in zip(a.spike_index, b.spike_index):
+    for x, y in zip(a.spike_index, b.spike_index, strict=True):
         assert np.array_equal(x, y)
-    for x, y in zip(a.spike_step, b.spike_step):
+    for x, y in zip(a.spike_step, b.spike_step, strict=True):
         assert np.array_equal(x, y)
 
 
@@ -187,7 +187,7 @@ def _same_result(a, b):
 def test_result_and_batch_round_trip(results):
     _same_result(p.decode_infer_reply(p.encode_result(results[0])), results[0])
     batch = struct.pack("<H", len(results)) + b"".join(p.encode_result(r) for r in results)
-    for a, b in zip(p.decode_infer_batch_reply(batch), results):
+    for a, b in zip(p.decode_infer_batch_reply(batch), results, strict=True):
         _same_result(a, b)
     with pytest.raises(FrameError):
         p.decode_infer_reply(p.encode_result(results[0]) + b"\x00")

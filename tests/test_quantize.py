@@ -88,7 +88,7 @@ def test_provenance_is_copied():
 def test_errors():
     with pytest.raises(ConfigError, match="all weights are zero"):
         quantize(_net([[0.0], [0.0]]))
-    with pytest.raises(ConfigError, match="contradicts spec.weight_bits"):
+    with pytest.raises(ConfigError, match=r"contradicts spec.weight_bits"):
         quantize(_net([[1.0], [0.5]]), DatapathConfig(weight_bits=4), bits=8)
     with pytest.raises(ConfigError, match="weight_bits"):
         quantize(_net([[1.0], [0.5]]), bits=17)

@@ -8,14 +8,16 @@ it does find a one-LSB change). Skipped only when iverilog/vvp or cocotb >= 2 ar
 
 from __future__ import annotations
 
+import itertools
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import datapath_configs, random_weight_image
 from hypothesis import given, settings
+from reference_emulator import reference_emulate
 
 from firmware_bridge import check
 from firmware_bridge.rtl import sim as rtl_sim
@@ -25,9 +27,6 @@ from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate
 from popcount_learn.weight_image import LayerImage, WeightImage
-
-from factories import datapath_configs, random_weight_image
-from reference_emulator import reference_emulate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NET100 = REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5"
@@ -97,7 +96,7 @@ def _random_network(rng, spec, topology):
     """Weights over the full range with extremes sprinkled in, thresholds that make neurons fire."""
     layers = []
     wmin, wmax = spec.weight_min, spec.weight_max
-    for n_pre, n_post in zip(topology[:-1], topology[1:]):
+    for n_pre, n_post in itertools.pairwise(topology):
         shape = (n_pre + 1, n_post)
         w = rng.integers(wmin, wmax + 1, size=shape)
         if rng.random() < 0.6:  # mostly excitatory, so that spikes propagate
@@ -222,7 +221,7 @@ def _run_set(index):
 @pytest.mark.rtl
 @pytest.mark.parametrize("index", range(len(PARAMETER_SETS)), ids=[p[0] for p in PARAMETER_SETS])
 def test_random_networks_bit_exact(index):
-    image, steps, expected, observed, stats = _run_set(index)
+    _image, steps, expected, observed, _stats = _run_set(index)
     assert observed.faults == {}
     problem = check.compare(expected, observed, body="RTL").first_mismatch
     assert problem is None, problem
@@ -306,7 +305,7 @@ def test_checker_compares_every_field(field):
     if field == "spike_steps":
         layer = value[-1].copy()
         layer[0, 0] += 1
-        value = value[:-1] + (layer,)
+        value = (*value[:-1], layer)
     else:
         value = value.copy()
         value.flat[0] = (not value.flat[0]) if value.dtype == bool else value.flat[0] + 1

@@ -9,13 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import rtl_lint
 
 from firmware_bridge.rtl import sim as rtl_sim
 from firmware_bridge.rtl.params import RtlLayout
 from firmware_bridge.rtl.sources import CORE_FILE_LIST, RTL_DIR, UP5K_FILE_LIST, read_file_list
 from popcount_learn.datapath import DatapathConfig
-
-import rtl_lint
 
 LAYOUTS = rtl_lint.lint_layouts()
 VERILOG = sorted(RTL_DIR.glob("*.v")) + sorted((RTL_DIR / "tb").glob("*.v"))

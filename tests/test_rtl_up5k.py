@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_rtl import PARAMETER_SETS, _find_case
 
 from firmware_bridge import check
 from firmware_bridge.rtl.packets import PacketLayout, RxKind, TxKind
@@ -21,8 +22,6 @@ from popcount_learn import h5io
 from popcount_learn.data import load_mnist
 from popcount_learn.emulator import emulate
 from popcount_learn.weight_image import LayerImage, WeightImage
-
-from test_rtl import PARAMETER_SETS, _find_case
 
 NET100 = Path(__file__).resolve().parent.parent / "datasets" / "pretrained" / "net100-int8.h5"
 

@@ -67,7 +67,7 @@ def test_first_epoch_trains_on_unshifted_images_and_shifts_start_in_the_second(f
 
     assert TrainConfig().augment_from_epoch == 2 and TrainConfig().augment_shift_px == 1
     unshifted = weights(1, augment_shift_px=0)
-    for a, b in zip(weights(1), unshifted):
+    for a, b in zip(weights(1), unshifted, strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(weights(1, augment_from_epoch=1)[0], unshifted[0])
     assert not np.array_equal(weights(2)[0], weights(2, augment_shift_px=0)[0])

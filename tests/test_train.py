@@ -3,9 +3,9 @@ import pytest
 
 from popcount_learn import exact
 from popcount_learn.data import default_data_dir, load_mnist
+from popcount_learn.errors import ConfigError
 from popcount_learn.evaluate import evaluate_exact
 from popcount_learn.train import TrainConfig, batch_loss_and_grads, shift_images, train_exact
-from popcount_learn.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,9 @@ def small_mnist():
 def test_training_is_reproducible_for_a_seed(small_mnist):
     images, labels = small_mnist
     cfg = TrainConfig(hidden=(40,), epochs=1, seed=7, sparsity=0.01)
-    net1, h1 = train_exact(images, labels, cfg)
-    net2, h2 = train_exact(images, labels, cfg)
-    for a, b in zip(net1.weights, net2.weights):
+    net1, _h1 = train_exact(images, labels, cfg)
+    net2, _h2 = train_exact(images, labels, cfg)
+    for a, b in zip(net1.weights, net2.weights, strict=True):
         assert np.array_equal(a, b)
     net3, _ = train_exact(images, labels, TrainConfig(hidden=(40,), epochs=1, seed=8, sparsity=0.01))
     assert not np.array_equal(net1.weights[0], net3.weights[0])
@@ -58,7 +58,7 @@ def _small_batch(small_mnist, hidden, cfg, output_scale=1.0):
     from popcount_learn.train import init_network
 
     images, labels = small_mnist
-    net = init_network((784,) + hidden + (10,), cfg, SpikeEncoding(), 104.0)
+    net = init_network((784, *hidden, 10), cfg, SpikeEncoding(), 104.0)
     net.weights[-1] *= output_scale
     return net, net.encoding.input_z(images[:16]), labels[:16].astype(np.int64)
 
@@ -133,7 +133,7 @@ def test_shift_images_moves_pixels():
     out = shift_images(np.repeat(img, 50, 0), rng, 1)
     ys, xs = np.nonzero(out.reshape(50, 28, 28))[1:]
     assert set(np.abs(ys - 14)) <= {0, 1} and set(np.abs(xs - 14)) <= {0, 1}
-    assert len(set(zip(ys, xs))) > 1
+    assert len(set(zip(ys, xs, strict=True))) > 1
     assert (out.reshape(50, -1).sum(axis=1) == 255).all()
 
 
@@ -212,7 +212,7 @@ def test_training_gives_identical_weights_on_one_and_two_threads(small_mnist):
             nets.append(train_exact(images, labels, cfg)[0])
     finally:
         numba.set_num_threads(before)
-    for a, b in zip(nets[0].weights, nets[1].weights):
+    for a, b in zip(nets[0].weights, nets[1].weights, strict=True):
         assert np.array_equal(a, b)
 
 

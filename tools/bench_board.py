@@ -25,21 +25,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
 from _machine import machine
 
 from firmware_bridge import commands
 from firmware_bridge.boards import build, launch
-from firmware_bridge.wire import protocol as p
-from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.check import compare
 from firmware_bridge.commands import image_input_bits, run_on_board
+from firmware_bridge.wire import protocol as p
+from firmware_bridge.wire.client import BoardClient
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.h5io import load_weight_image
 from popcount_learn.learning import LearningConfig
-from popcount_learn.weight_image import image_crc32, upload_bytes
+from popcount_learn.weight_image import upload_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numba
 import numpy as np
-
 from _machine import cpu_model
+
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.emulator import emulate, encode_input_steps, summarize
 from popcount_learn.network import ExactNetwork
@@ -116,7 +116,7 @@ def main() -> int:
         if not np.array_equal(dense_out[name], getattr(result, name)):
             print(f"MISMATCH between the Numba and the dense emulator in {name}", file=sys.stderr)
             return 1
-    for k, (a, b) in enumerate(zip(dense_out["spike_steps"], result.spike_steps)):
+    for k, (a, b) in enumerate(zip(dense_out["spike_steps"], result.spike_steps, strict=True)):
         if not np.array_equal(a, b):
             print(f"MISMATCH between the Numba and the dense emulator in spike_steps[{k}]", file=sys.stderr)
             return 1

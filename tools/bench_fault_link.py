@@ -31,13 +31,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 from _machine import machine
+
 from firmware_bridge.boards import launch
-from firmware_bridge.wire.client import BoardClient
-from firmware_bridge.commands import upload_image
-from firmware_bridge.check import compare
-from firmware_bridge.commands import board_observations, image_input_bits
-from firmware_bridge.errors import BoardError
 from firmware_bridge.boards.faults import FaultProxy, FaultRates
+from firmware_bridge.check import compare
+from firmware_bridge.commands import board_observations, image_input_bits, upload_image
+from firmware_bridge.errors import BoardError
+from firmware_bridge.wire.client import BoardClient
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.emulator import emulate
 from popcount_learn.h5io import load_weight_image
@@ -121,7 +121,7 @@ def run_fault_link(
                     wrong_examples.append(detail)
             except BoardError as exc:
                 outcome = f"typed:{type(exc).__name__}"
-            except Exception as exc:  # noqa: BLE001 - counted: any of these is a client bug
+            except Exception as exc:
                 outcome = f"untyped:{type(exc).__name__}"
                 if len(wrong_examples) < 5:
                     wrong_examples.append(repr(exc))

@@ -30,17 +30,18 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
-from _machine import machine  # noqa: E402
-import numpy_onchip  # noqa: E402
-from popcount_learn import h5io  # noqa: E402
-from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
-from popcount_learn.datapath import DatapathConfig  # noqa: E402
-from popcount_learn.emulator import encode_input_steps  # noqa: E402
-from popcount_learn.encoding import SpikeEncoding  # noqa: E402
-from popcount_learn.learning import LearningConfig  # noqa: E402
-from popcount_learn.onchip import OnchipLearner  # noqa: E402
-from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image  # noqa: E402
-from popcount_learn.train import expected_active_inputs  # noqa: E402
+import numpy_onchip
+from _machine import machine
+
+from popcount_learn import h5io
+from popcount_learn.data import default_data_dir, load_mnist
+from popcount_learn.datapath import DatapathConfig
+from popcount_learn.emulator import encode_input_steps
+from popcount_learn.encoding import SpikeEncoding
+from popcount_learn.learning import LearningConfig
+from popcount_learn.onchip import OnchipLearner
+from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image
+from popcount_learn.train import expected_active_inputs
 
 
 def measure(image, learning, steps, labels, numpy_samples, repeat):
@@ -57,7 +58,7 @@ def measure(image, learning, steps, labels, numpy_samples, repeat):
     t = time.perf_counter()
     weights = numpy_onchip.train(image, learning, steps[:numpy_samples], labels[:numpy_samples], 0)
     numpy_s = time.perf_counter() - t
-    exact = all(np.array_equal(a.astype(np.int64), b) for a, b in zip(check.image().weights_lsb, weights))
+    exact = all(np.array_equal(a.astype(np.int64), b) for a, b in zip(check.image().weights_lsb, weights, strict=True))
     numba_rate = len(labels) / best
     numpy_rate = numpy_samples / numpy_s
     return {

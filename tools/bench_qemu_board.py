@@ -32,19 +32,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _machine import machine  # noqa: E402
-from firmware_bridge.boards import launch  # noqa: E402
-from firmware_bridge.boards.selftest_link import SelftestLink  # noqa: E402
-from firmware_bridge.wire.client import BoardClient  # noqa: E402
-from firmware_bridge.commands import train_side_by_side, upload_image  # noqa: E402
-from firmware_bridge.check import compare  # noqa: E402
-from firmware_bridge.commands import image_input_bits, run_on_board  # noqa: E402
-from firmware_bridge.boards.qemu import build_selftest, qemu_boards, qemu_machine, start_qemu  # noqa: E402
-from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
-from popcount_learn.emulator import emulate  # noqa: E402
-from popcount_learn.h5io import load_weight_image  # noqa: E402
-from popcount_learn.learning import LearningConfig  # noqa: E402
-from popcount_learn.weight_image import LayerImage, WeightImage, upload_bytes  # noqa: E402
+from _machine import machine
+
+from firmware_bridge.boards import launch
+from firmware_bridge.boards.qemu import build_selftest, qemu_boards, qemu_machine, start_qemu
+from firmware_bridge.boards.selftest_link import SelftestLink
+from firmware_bridge.check import compare
+from firmware_bridge.commands import image_input_bits, run_on_board, train_side_by_side, upload_image
+from firmware_bridge.wire.client import BoardClient
+from popcount_learn.data import default_data_dir, load_mnist
+from popcount_learn.emulator import emulate
+from popcount_learn.h5io import load_weight_image
+from popcount_learn.learning import LearningConfig
+from popcount_learn.weight_image import LayerImage, WeightImage, upload_bytes
 
 
 def cut_hidden(image: WeightImage, n_hidden: int) -> WeightImage:

@@ -23,13 +23,13 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from firmware_bridge.check import compare  # noqa: E402
-from firmware_bridge.rtl import sim as rtl_sim  # noqa: E402
-from popcount_learn import h5io  # noqa: E402
-from popcount_learn.data import default_data_dir, load_mnist  # noqa: E402
-from popcount_learn.emulator import emulate  # noqa: E402
+from firmware_bridge.check import compare
+from firmware_bridge.rtl import sim as rtl_sim
+from popcount_learn import h5io
+from popcount_learn.data import default_data_dir, load_mnist
+from popcount_learn.emulator import emulate
 
 
 def _merged(ranges):

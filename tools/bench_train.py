@@ -12,13 +12,11 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import json
-import platform
 import time
 
 import numba
-import numpy as np
-
 from _machine import cpu_model
+
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.train import TrainConfig, train_exact
 

@@ -30,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 from _machine import machine
+
 from firmware_bridge.boards import build
 from firmware_bridge.wire import protocol
 from firmware_bridge.wire.protocol import MsgType
@@ -120,7 +121,7 @@ def parse_summary(stderr: str) -> dict:
     return {
         "inputs": int(done.group(1)),
         "bytes": int(done.group(2)),
-        "inputs_by_kind": dict(zip(["garbage", "valid", "deep", "wire", "oversize", "session"], kinds)),
+        "inputs_by_kind": dict(zip(["garbage", "valid", "deep", "wire", "oversize", "session"], kinds, strict=True)),
         "replies": pairs(replies, type_name),
         "errors": pairs(errors, code_name),
     }

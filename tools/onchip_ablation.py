@@ -3,8 +3,9 @@
 Usage: python tools/onchip_ablation.py [--hidden 600] [--epochs 3] [--limit N] [--only NAME ...]
 
 Every row trains a fresh seeded random int8 784-H-10 network (the same one for every row) with
-the rule and options in its row (no shifts and a constant probability unless the row says so), on the shipped MNIST, and reports the emulator's test accuracy
-after each epoch and the hidden spikes before the decision. Prints a markdown table.
+the rule and options in its row (no shifts and a constant probability unless the row says so),
+on the shipped MNIST, and reports the emulator's test accuracy after each epoch and the hidden
+spikes before the decision. Prints a markdown table.
 """
 
 import os

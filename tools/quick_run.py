@@ -102,13 +102,15 @@ def _instrument_adam(beta2, eps, global_clip, reset_at, trace):
             b2 = 0.999 if beta2 is None else beta2
             self.t += 1
             c1, c2 = 1 - 0.9**self.t, 1 - b2**self.t
-            for k, (p, g) in enumerate(zip(params, grads)):
+            for k, (p, g) in enumerate(zip(params, grads, strict=True)):
                 self.m[k][...] = 0.9 * self.m[k] + 0.1 * g
                 self.v[k][...] = b2 * self.v[k] + (1 - b2) * g * g
                 p -= self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + (1e-8 if eps is None else eps))
                 if averages is not None:
                     averages[k][...] = ema_decay * averages[k] + (1 - ema_decay) * p
-        trace["step_fraction"].append([float(np.abs(p - b).mean()) / self.lr for p, b in zip(params, before)])
+        trace["step_fraction"].append(
+            [float(np.abs(p - b).mean()) / self.lr for p, b in zip(params, before, strict=True)]
+        )
 
     train_module.Adam.step = step
 

@@ -36,7 +36,7 @@ def main() -> int:
     extremes: list = []
     dense_emulate(image, encode_input_steps(image.spec, images), extremes=extremes)
     rows = []
-    for k, (e, layer) in enumerate(zip(extremes, image.layers)):
+    for k, (e, layer) in enumerate(zip(extremes, image.layers, strict=True)):
         rows.append(
             {
                 "layer": k,

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware_bridge.rtl.params import RtlLayout  # noqa: E402
-from firmware_bridge.rtl.sources import RTL_DIR, ice40_cells_sim, read_file_list  # noqa: E402
-from popcount_learn import codegen, h5io  # noqa: E402
-from popcount_learn.datapath import DatapathConfig  # noqa: E402
+from firmware_bridge.rtl.params import RtlLayout
+from firmware_bridge.rtl.sources import RTL_DIR, ice40_cells_sim, read_file_list
+from popcount_learn import codegen, h5io
+from popcount_learn.datapath import DatapathConfig
 
 NET100 = ROOT / "datasets" / "pretrained" / "net100-int8.h5"
 TOPS = ("pcl_core", "pcl_up5k_top")

@@ -28,11 +28,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from firmware_bridge.rtl.params import RtlLayout  # noqa: E402
-from firmware_bridge.rtl.sources import UP5K_FILE_LIST, read_file_list  # noqa: E402
-from popcount_learn import h5io  # noqa: E402
+from firmware_bridge.rtl.params import RtlLayout
+from firmware_bridge.rtl.sources import UP5K_FILE_LIST, read_file_list
+from popcount_learn import h5io
 
 SOURCES = read_file_list(UP5K_FILE_LIST)
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     (out_dir / "synth.json").write_text(json.dumps({"image": args.image, "rows": rows}, indent=1))
 
     print(
-        "\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | fmax MHz | cycles/image mean (median, max) | images/s at fmax |"
+        "\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | fmax MHz "
+        "| cycles/image mean (median, max) | images/s at fmax |"
     )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
         cyc = f"{r['cycles_mean']:.0f} ({r['cycles_median']:.0f}, {r['cycles_max']})" if "cycles_mean" in r else "-"
         ips = f"{r['images_per_s_at_fmax']:,.0f}" if "images_per_s_at_fmax" in r else "-"
         print(
-            f"| {r['lanes']} | {u.get('ICESTORM_LC', '?')} | {u.get('ICESTORM_RAM', '?')} | {u.get('ICESTORM_SPRAM', '?')} "
+            f"| {r['lanes']} | {u.get('ICESTORM_LC', '?')} | {u.get('ICESTORM_RAM', '?')} "
+            f"| {u.get('ICESTORM_SPRAM', '?')} "
             f"| {fmax} | {cyc} | {ips} |"
         )
     return 0

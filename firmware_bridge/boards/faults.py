@@ -25,8 +25,8 @@ import os
 import select
 import threading
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import serial
@@ -186,7 +186,7 @@ class FaultProxy:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         try:
             self._board = serial.serial_for_url(self.board_url, timeout=PUMP_POLL_S)
         except (serial.SerialException, ValueError) as exc:
@@ -214,7 +214,7 @@ class FaultProxy:
                 os.close(fd)
         self._master = self._slave = -1
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -355,7 +355,7 @@ class Babbler:
             )
             _write_all(self._master, answer, self._stop)
 
-    def __enter__(self) -> "Babbler":
+    def __enter__(self) -> Babbler:
         self._thread.start()
         return self
 

@@ -57,7 +57,7 @@ class VirtualBoard:
 
     stop = close  # the name QEMU boards use
 
-    def __enter__(self) -> "VirtualBoard":
+    def __enter__(self) -> VirtualBoard:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -35,7 +35,7 @@ class SelftestLink:
     def close(self) -> None:
         self.port.close()
 
-    def __enter__(self) -> "SelftestLink":
+    def __enter__(self) -> SelftestLink:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RtlSimulationError
-
 from . import sim
 from .packets import PacketLayout, RxKind, TxKind
 from .params import RtlLayout
@@ -165,7 +164,7 @@ def check_bridge(trace: BridgeTrace) -> list[str]:
             valid, ready, fields = STREAMS[name]
             if r[valid] and r[ready]:
                 observed.append((name, tuple(r[f] for f in fields), i))
-    for n, (exp, obs) in enumerate(zip(expected, observed, strict=False)):
+    for n, (exp, obs) in enumerate(zip(expected, observed, strict=True)):
         if exp != obs[:2]:
             problems.append(f"core side beat {n} (cycle {obs[2]}): expected {exp}, the bridge gave {obs[:2]}")
             break
@@ -190,7 +189,7 @@ def check_bridge(trace: BridgeTrace) -> list[str]:
         problems.append(f"TX: {exc}")
         sent = []
     if sent != taken:
-        pairs = enumerate(zip(sent, taken, strict=False))
+        pairs = enumerate(zip(sent, taken, strict=True))
         first = next((n for n, (a, b) in pairs if a != b), min(len(sent), len(taken)))
         problems.append(f"TX: {len(sent)} packets for {len(taken)} payloads taken; first difference at packet {first}")
 

@@ -50,7 +50,7 @@ class RtlLayout:
             raise ConfigError(f"topology must have an input size and at least one layer, got {self.topology}")
 
     @classmethod
-    def for_image(cls, image: WeightImage, lanes: int) -> "RtlLayout":
+    def for_image(cls, image: WeightImage, lanes: int) -> RtlLayout:
         return cls(image.spec, tuple(int(n) for n in image.topology), lanes)
 
     # --- per layer
@@ -74,7 +74,7 @@ class RtlLayout:
     @property
     def last_lanes(self) -> tuple[int, ...]:
         """Neurons in the last group of each layer (1 .. lanes)."""
-        return tuple(n - (g - 1) * self.lanes for n, g in zip(self.n_post, self.groups))
+        return tuple(n - (g - 1) * self.lanes for n, g in zip(self.n_post, self.groups, strict=True))
 
     @property
     def row_shift(self) -> tuple[int, ...]:
@@ -92,7 +92,7 @@ class RtlLayout:
 
     @property
     def weight_base(self) -> tuple[int, ...]:
-        sizes = [(p + 1) * w for p, w in zip(self.n_pre, self.row_words)]
+        sizes = [(p + 1) * w for p, w in zip(self.n_pre, self.row_words, strict=True)]
         return tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes)[:-1]]))
 
     @property
@@ -101,7 +101,7 @@ class RtlLayout:
 
     @property
     def weight_words(self) -> int:
-        return sum((p + 1) * w for p, w in zip(self.n_pre, self.row_words))
+        return sum((p + 1) * w for p, w in zip(self.n_pre, self.row_words, strict=True))
 
     # --- widths
     @property
@@ -213,15 +213,15 @@ class RtlLayout:
         wb, lanes = self.spec.weight_bits, self.lanes
         mask = (1 << wb) - 1
         words: list[int] = []
-        shifts = [l * wb for l in range(lanes)]
-        for layer, groups, row_words in zip(image.layers, self.groups, self.row_words):
+        shifts = [lane * wb for lane in range(lanes)]
+        for layer, row_words in zip(image.layers, self.row_words, strict=True):
             w = np.asarray(layer.weights_lsb, dtype=np.int64)
             padded = np.zeros((w.shape[0], row_words * lanes), dtype=np.int64)
             padded[:, : w.shape[1]] = w
             lane_vals = (padded & mask).reshape(w.shape[0], row_words, lanes).tolist()
             for row in lane_vals:
                 for group in row:
-                    words.append(sum(v << s for v, s in zip(group, shifts)))
+                    words.append(sum(v << s for v, s in zip(group, shifts, strict=True)))
         assert len(words) == self.weight_words
         return words
 

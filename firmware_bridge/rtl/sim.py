@@ -75,7 +75,8 @@ def tb_constants(layout: RtlLayout, batch_images: int) -> list[Constant]:
 def timeout_cycles_per_image(layout: RtlLayout) -> int:
     """An upper bound on the core's cycles for one image (every row and spike in every step)."""
     per_step = sum(
-        (p + 1) * (g + 2) + 4 * g + 2 * n + 16 for p, g, n in zip(layout.n_pre, layout.groups, layout.n_post)
+        (p + 1) * (g + 2) + 4 * g + 2 * n + 16
+        for p, g, n in zip(layout.n_pre, layout.groups, layout.n_post, strict=True)
     )
     return layout.spec.max_steps * per_step + 4 * layout.topology[0] + 100
 

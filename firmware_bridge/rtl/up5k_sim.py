@@ -20,10 +20,9 @@ from popcount_learn import codegen
 from popcount_learn.codegen import Constant
 from popcount_learn.emulator import encode_input_steps
 from popcount_learn.errors import ConfigError
-
-from ..errors import RtlSimulationError, RtlToolsMissing
 from popcount_learn.weight_image import WeightImage
 
+from ..errors import RtlSimulationError, RtlToolsMissing
 from . import sim
 from .packets import PacketLayout
 from .params import RtlLayout

@@ -13,13 +13,13 @@ when off, no formatting happens at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 
 import serial
 
-from . import protocol
 from ..errors import (
     BoardConnectionError,
     BoardProtocolError,
@@ -27,6 +27,7 @@ from ..errors import (
     BoardTimeout,
     ImageRejected,
 )
+from . import protocol
 from .protocol import ErrorCode, FrameError, MsgType
 
 DEFAULT_TIMEOUT_S = 2.0  # per attempt, for short requests; longer ones add the two below
@@ -67,7 +68,9 @@ def _describe_error(code: int, a: int, b: int) -> str:
         ErrorCode.NOT_LOADING: "no image load in progress",
         ErrorCode.BAD_OFFSET: f"chunk offset {a}, expected {b}",
         ErrorCode.IMAGE_TOO_LARGE: f"image of {a} bytes exceeds {b}",
-        ErrorCode.IMAGE_CRC: f"image CRC-32 announced 0x{a & 0xFFFFFFFF:08x}, received bytes give 0x{b & 0xFFFFFFFF:08x}",
+        ErrorCode.IMAGE_CRC: (
+            f"image CRC-32 announced 0x{a & 0xFFFFFFFF:08x}, received bytes give 0x{b & 0xFFFFFFFF:08x}"
+        ),
         ErrorCode.IMAGE_INCOMPLETE: f"image incomplete: {a} of {b} bytes received",
         ErrorCode.IMAGE_FORMAT: f"image stream malformed at byte {a} (value {b})",
         ErrorCode.SPEC_MISMATCH: f"spec field {a} is {b} in the image",
@@ -130,10 +133,8 @@ class BoardClient:
         self._seq = first_seq if first_seq is not None else random.randrange(0, protocol.NO_SEQ)
         self._info = None
         self.stats = {"requests": 0, "resends": 0, "frame_faults": 0, "stale": 0, "tx_bytes": 0, "rx_bytes": 0}
-        try:
+        with contextlib.suppress(serial.SerialException, OSError, AttributeError):
             self._port.reset_input_buffer()
-        except (serial.SerialException, OSError, AttributeError):
-            pass
 
     # -- the command loop ------------------------------------------------------------------
 
@@ -243,7 +244,7 @@ class BoardClient:
                         self.stats["frame_faults"] += 1
                         return None
                     continue
-                if item.seq != seq or not item.msg_type & protocol.REPLY and item.msg_type != MsgType.ERROR:
+                if item.seq != seq or (not item.msg_type & protocol.REPLY and item.msg_type != MsgType.ERROR):
                     self.stats["stale"] += 1  # an old reply, or the echo of a request
                     continue
                 if item.msg_type == MsgType.ERROR:
@@ -315,7 +316,7 @@ class BoardClient:
         for offset in range(0, n_bytes, step):
             length = min(step, n_bytes - offset)
             reply = self.request(MsgType.READ_IMAGE, protocol.encode_read_image(offset, length), reply_bytes=length)
-            parts.append(self._decoded(lambda p: protocol.decode_read_image(p, offset, length), reply))
+            parts.append(self._decoded(lambda p, o=offset, n=length: protocol.decode_read_image(p, o, n), reply))
         return b"".join(parts)
 
     def infer(self, bits: bytes) -> protocol.BoardResult:
@@ -350,12 +351,10 @@ class BoardClient:
     # -- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(serial.SerialException, OSError):
             self._port.close()
-        except (serial.SerialException, OSError):
-            pass
 
-    def __enter__(self) -> "BoardClient":
+    def __enter__(self) -> BoardClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -366,7 +366,7 @@ def encode_result(r: BoardResult) -> bytes:
         _RESULT_HEAD.pack(r.predicted, r.first_output_step, int(r.tie), len(r.rows_read), r.synaptic_additions),
         struct.pack(f"<{len(r.rows_read)}I", *r.rows_read),
     ]
-    for idx, step in zip(r.spike_index, r.spike_step):
+    for idx, step in zip(r.spike_index, r.spike_step, strict=True):
         spikes = np.empty(len(idx), _SPIKE)
         spikes["index"], spikes["step"] = idx, step
         parts += [_U32.pack(len(idx)), spikes.tobytes()]
