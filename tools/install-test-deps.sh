@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian/Ubuntu machine, then the package itself:
 #   - Debian: a C compiler and make (firmware host build), iverilog (RTL under cocotb),
-#     gcc-arm-none-eabi + libnewlib-arm-none-eabi + qemu-system-arm (the Cortex-M3 board),
+#     verilator (RTL lint), yosys (its iCE40 cells_sim.v: the UP5K top in simulation),
+#     gcc-arm-none-eabi + libnewlib-arm-none-eabi + qemu-system-arm (the Cortex-M boards),
 #     clang (the fuzzing harness), hdf5-tools (h5dump checks of the file format);
-#   - PyPI: the package with its [test,plots] extras (pytest, hypothesis, cocotb, matplotlib).
+#   - PyPI: the package with its [test,plots] extras (pytest, hypothesis, cocotb, ruff,
+#     matplotlib).
 # Packages already present are not reinstalled. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
