@@ -18,8 +18,9 @@ CM_CFLAGS := -mthumb -mfloat-abi=soft -O2 -g -ffreestanding -fno-tree-loop-distr
     -I$(CM_DIR) '-DPCL_BIG_RAM=__attribute__((section(".bigram")))'
 # The board puts its -T <linker script> first; -lgcc must stay last.
 CM_LDFLAGS := -nostdlib -nostartfiles -Wl,--gc-sections -Wl,--no-warn-rwx-segments -lgcc
-# Reset/fault runtime, the SysTick millisecond clock and the few C library functions GCC calls;
+# Reset/fault runtime, the SysTick millisecond clock, the interrupt-fed receive ring of
+# hal_read_byte and the few C library functions GCC calls;
 # a board adds its own files.
-CM_SRCS := $(CM_DIR)/runtime.c $(CM_DIR)/systick.c $(CM_DIR)/libc_min.c
+CM_SRCS := $(CM_DIR)/runtime.c $(CM_DIR)/systick.c $(CM_DIR)/rx_ring.c $(CM_DIR)/libc_min.c
 # One bring-up self-test for every Cortex-M board (over the board's HAL_SRCS).
 SELFTEST_SRCS := $(CM_DIR)/selftest.c

@@ -2,12 +2,13 @@
  * between arch/cortex_m/ and a boards/<name>/ folder.
  *
  * The runtime provides the reset handler (C runtime set-up, then main()), the fault entry
- * and report, the handler for exceptions nobody expects, and a system reset; systick.c the millisecond clock. The board
- * provides:
+ * and report, the handler for exceptions nobody expects, and a system reset; systick.c the millisecond clock; rx_ring.c
+ * the receive side of the HAL. The board provides:
  *   - board_vector_table: its vector table, in section ".vectors" (the linker script puts it
  *     where the core fetches it at reset); entries 0..15 are CM_CORE_VECTORS, then
  *     its own IRQ handlers, every unused IRQ pointing at cm_unexpected_exception;
  *   - board_panic_write(): a polled UART write, callable with interrupts masked (faults);
+ *   - board_rx_resume() and, in board.h, BOARD_RX_RING_BYTES (rx_ring.c);
  *   - a linker script defining the section symbols below and a NOLOAD ".bigram" output
  *     section that receives every PCL_BIG_RAM array (arch.mk defines PCL_BIG_RAM so).
  */
@@ -33,6 +34,14 @@ extern uint32_t __stack_top[];       /* initial main stack pointer (8-byte align
 #define CM_TICK_HZ 100u
 int cm_tick_start(uint32_t core_clock_hz);
 void cm_systick_handler(void);
+
+/* Provided by rx_ring.c: hal_read_byte() over a ring the board's UART interrupt fills. The ISR
+ * puts bytes while there is room; when the ring is full it masks its receive interrupt and
+ * pauses the ring; board_rx_resume() (interrupts masked) unmasks and drains once there is room. */
+int cm_rx_ring_has_room(void);
+void cm_rx_ring_put(uint8_t byte);
+void cm_rx_ring_pause(void);
+void board_rx_resume(void);
 
 /* Provided by runtime.c. */
 void cm_reset_handler(void);

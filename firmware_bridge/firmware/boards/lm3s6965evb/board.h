@@ -4,6 +4,11 @@
 #ifndef PCL_LM3S6965EVB_BOARD_H
 #define PCL_LM3S6965EVB_BOARD_H
 
+/* Receive ring of hal_read_byte (arch/cortex_m/rx_ring.c), a power of two: 4 KiB holds two
+ * maximal request frames (MAX_PAYLOAD_BYTES = 2 KiB in board.mk) of the 64 KB of SRAM the
+ * weights, neuron state and frame buffers share. */
+#define BOARD_RX_RING_BYTES 4096u
+
 /* System clock: the PLL (400 MHz VCO, 200 MHz after its fixed /2) divided by SYSDIV + 1 = 4.
  * 50 MHz is the part's maximum. The HAL programs RCC to it at start-up; the reset clock differs
  * between silicon (an oscillator, undivided: USESYSDIV is clear) and QEMU (200 MHz / 16 =

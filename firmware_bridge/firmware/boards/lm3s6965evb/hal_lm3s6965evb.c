@@ -9,14 +9,11 @@
  * with the core clock.
  *
  * Receive: the UART0 interrupt (RX at the FIFO level, RT for the bytes below it) moves every
- * waiting byte into a ring (RX_RING_BYTES) at once, whatever the main loop is doing, so
- * nothing is lost while the firmware computes. Only when the ring is full does the ISR leave
- * the bytes in the FIFO and mask the receive interrupts (QEMU then holds further bytes back;
- * silicon, which has no flow control on UART0, would overrun); hal_read_byte unmasks them.
- *
- * Waiting is done with WFI so that an idle board (and an idle QEMU) sleeps: UART0 and SysTick
- * are the wake-up sources. The check-then-sleep runs with PRIMASK set, so a byte that arrives
- * between the check and the WFI still ends the WFI and is never slept through.
+ * waiting byte into the ring of arch/cortex_m/rx_ring.c (hal_read_byte) at once, whatever the
+ * main loop is doing, so nothing is lost while the firmware computes. When the ring is full the
+ * ISR leaves the bytes in the FIFO and masks the receive interrupts (silicon, which has no flow
+ * control on UART0, would then overrun); board_rx_resume unmasks them. Waiting sleeps in WFI
+ * (rx_ring.c): UART0 and SysTick wake the core.
  *
  * Transmit busy-waits on a full TX FIFO (16 bytes, ~1.4 ms at 115200 baud on silicon; QEMU's
  * model never reports it full): the protocol handler only sends while it has nothing else to do.
@@ -33,20 +30,6 @@
 #define SYSCTL(offset) CM_REG(LM3S_SYSCTL_BASE + (offset))
 #define GPIOA(offset) CM_REG(LM3S_GPIOA_BASE + (offset))
 
-/* Power of two. 4 KiB holds two maximal request frames (MAX_PAYLOAD_BYTES = 2 KiB in board.mk)
- * of the 64 KB of SRAM the weights, neuron state and frame buffers share. */
-#ifndef RX_RING_BYTES
-#define RX_RING_BYTES 4096u
-#endif
-#if (RX_RING_BYTES & (RX_RING_BYTES - 1u)) != 0u
-#error "RX_RING_BYTES must be a power of two"
-#endif
-
-static volatile uint8_t rx_ring[RX_RING_BYTES];
-static volatile uint32_t rx_head;   /* written by the ISR only: bytes stored so far */
-static volatile uint32_t rx_tail;   /* written by the thread only: bytes consumed so far */
-static volatile uint32_t rx_paused; /* ring was full: receive interrupts masked, bytes in the FIFO */
-
 void uart0_handler(void);
 
 /* Move waiting bytes from the RX FIFO into the ring; called from the ISR, or with interrupts
@@ -55,14 +38,13 @@ static void rx_drain(void)
 {
     uint8_t byte;
     while ((UART0->fr & PL011_FR_RXFE) == 0u) {
-        if (rx_head - rx_tail >= RX_RING_BYTES) {
+        if (!cm_rx_ring_has_room()) {
             UART0->im &= ~PL011_INT_RECEIVE;
-            rx_paused = 1u;
+            cm_rx_ring_pause();
             return;
         }
         byte = (uint8_t)(UART0->dr & 0xFFu);
-        rx_ring[rx_head & (RX_RING_BYTES - 1u)] = byte;
-        rx_head = rx_head + 1u;
+        cm_rx_ring_put(byte);
     }
 }
 
@@ -129,45 +111,12 @@ void hal_init(void)
     cm_enable_irq();
 }
 
-static int take_from_ring(uint8_t *byte)
+void board_rx_resume(void)
 {
-    if (rx_tail == rx_head) {
-        return 0;
-    }
-    *byte = rx_ring[rx_tail & (RX_RING_BYTES - 1u)];
-    rx_tail = rx_tail + 1u;
-    if (rx_paused != 0u) {
-        /* Room again: unmask, then drain what waits in the FIFO (with interrupts masked, so
-         * the ISR cannot run in between); a byte arriving after the drain interrupts as usual. */
-        cm_disable_irq();
-        rx_paused = 0u;
-        UART0->im |= PL011_INT_RECEIVE;
-        rx_drain();
-        cm_enable_irq();
-    }
-    return 1;
-}
-
-int hal_read_byte(uint8_t *byte, uint32_t timeout_ms)
-{
-    uint32_t start;
-    if (take_from_ring(byte)) {
-        return 1; /* streaming: no clock read per byte */
-    }
-    start = hal_millis();
-    for (;;) {
-        if (take_from_ring(byte)) {
-            return 1;
-        }
-        if (timeout_ms == 0u || (uint32_t)(hal_millis() - start) >= timeout_ms) {
-            return 0;
-        }
-        cm_disable_irq();
-        if (rx_tail == rx_head) {
-            cm_wfi();
-        }
-        cm_enable_irq();
-    }
+    /* Unmask, then drain what waits in the FIFO (interrupts are masked, so the ISR cannot run
+     * in between); a byte arriving after the drain interrupts as usual. */
+    UART0->im |= PL011_INT_RECEIVE;
+    rx_drain();
 }
 
 void hal_write(const uint8_t *data, uint32_t len)

@@ -4,6 +4,10 @@
 #ifndef PCL_MPS2_AN385_BOARD_H
 #define PCL_MPS2_AN385_BOARD_H
 
+/* Receive ring of hal_read_byte (arch/cortex_m/rx_ring.c), a power of two: 64 KiB holds several
+ * maximal request frames (retries included) in the SSRAM. */
+#define BOARD_RX_RING_BYTES 65536u
+
 /* Main clock of the AN385 image: CPU, SysTick (processor clock source) and APB (UART PCLK). */
 #define MPS2_SYSCLK_HZ 25000000u
 /* Nominal line rate; QEMU ignores it, a real MPS2 routes UART0 to its USB-serial bridge. */

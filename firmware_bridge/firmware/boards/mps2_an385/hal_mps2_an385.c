@@ -3,17 +3,14 @@
  * Time: hal_millis() is the Cortex-M SysTick clock of arch/cortex_m/systick.c, started here
  * with the core clock.
  *
- * Receive: the UART has a one-byte buffer, so the RX interrupt moves every byte into a ring
- * (RX_RING_BYTES) at once, whatever the main loop is doing (computing an inference, or waiting
- * to send a reply the host is not reading yet). Without it a real UART overruns during every
- * inference, and under QEMU board and host can deadlock, each blocked writing to the other.
- * Only when the ring is full does the ISR leave a byte in the UART and mask the RX interrupt
- * (QEMU then holds further bytes back; silicon would overrun); hal_read_byte unmasks it.
+ * Receive: the UART has a one-byte buffer, so the RX interrupt moves every byte into the ring
+ * of arch/cortex_m/rx_ring.c (hal_read_byte) at once, whatever the main loop is doing
+ * (computing an inference, or waiting to send a reply the host is not reading yet). Without it
+ * a real UART overruns during every inference, and under QEMU board and host can deadlock, each
+ * blocked writing to the other. When the ring is full the ISR leaves the byte in the UART and
+ * masks the RX interrupt; board_rx_resume unmasks it.
  *
- * Waiting is done with WFI so that an idle board (and an idle QEMU) sleeps: the UART0 RX/TX
- * interrupts and SysTick are the wake-up sources. The check-then-sleep runs with
- * PRIMASK set, so a byte that arrives between the check and the WFI still ends the WFI
- * (a pending interrupt wakes the core even while masked) and is never slept through.
+ * Waiting sleeps in WFI (rx_ring.c): the UART0 RX/TX interrupts and SysTick wake the core.
  */
 #include <stdint.h>
 
@@ -25,33 +22,19 @@
 
 #define UART0 ((cmsdk_uart_regs *)MPS2_UART0_BASE)
 
-/* Power of two; 64 KiB holds several maximal request frames (retries included). */
-#ifndef RX_RING_BYTES
-#define RX_RING_BYTES 65536u
-#endif
-#if (RX_RING_BYTES & (RX_RING_BYTES - 1u)) != 0u
-#error "RX_RING_BYTES must be a power of two"
-#endif
-
-static volatile uint8_t rx_ring[RX_RING_BYTES];
-static volatile uint32_t rx_head; /* written by the ISR only: bytes stored so far */
-static volatile uint32_t rx_tail; /* written by the thread only: bytes consumed so far */
-static volatile uint32_t rx_paused; /* ring was full: RX interrupt masked, byte left in UART */
-
 /* Move waiting bytes from the UART into the ring; called from the RX ISR, or with interrupts
  * masked. */
 static void rx_drain(void)
 {
     uint8_t byte;
     while ((UART0->state & CMSDK_UART_STATE_RXFULL) != 0u) {
-        if (rx_head - rx_tail >= RX_RING_BYTES) {
+        if (!cm_rx_ring_has_room()) {
             UART0->ctrl &= ~CMSDK_UART_CTRL_RXINTEN;
-            rx_paused = 1u;
+            cm_rx_ring_pause();
             return;
         }
         (void)cmsdk_uart_try_read(UART0, &byte);
-        rx_ring[rx_head & (RX_RING_BYTES - 1u)] = byte;
-        rx_head = rx_head + 1u;
+        cm_rx_ring_put(byte);
     }
 }
 
@@ -76,47 +59,14 @@ void hal_init(void)
     cm_enable_irq();
 }
 
-static int take_from_ring(uint8_t *byte)
+void board_rx_resume(void)
 {
-    if (rx_tail == rx_head) {
-        return 0;
-    }
-    *byte = rx_ring[rx_tail & (RX_RING_BYTES - 1u)];
-    rx_tail = rx_tail + 1u;
-    if (rx_paused != 0u) {
-        /* Room again. Unmask first, then drain: a byte that reaches the UART while RXINTEN is
-         * clear raises no interrupt when it is set again (the UART latches RX interrupts only
-         * on arrival), so draining before unmasking could leave one byte stuck in the UART and
-         * the host held back for good. */
-        cm_disable_irq();
-        rx_paused = 0u;
-        UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
-        rx_drain();
-        cm_enable_irq();
-    }
-    return 1;
-}
-
-int hal_read_byte(uint8_t *byte, uint32_t timeout_ms)
-{
-    uint32_t start;
-    if (take_from_ring(byte)) {
-        return 1; /* streaming: no clock read per byte */
-    }
-    start = hal_millis();
-    for (;;) {
-        if (take_from_ring(byte)) {
-            return 1;
-        }
-        if (timeout_ms == 0u || (uint32_t)(hal_millis() - start) >= timeout_ms) {
-            return 0;
-        }
-        cm_disable_irq();
-        if (rx_tail == rx_head) {
-            cm_wfi();
-        }
-        cm_enable_irq();
-    }
+    /* Unmask first, then drain: a byte that reaches the UART while RXINTEN is clear raises no
+     * interrupt when it is set again (the UART latches RX interrupts only on arrival), so
+     * draining before unmasking could leave one byte stuck in the UART and the host held back
+     * for good. */
+    UART0->ctrl |= CMSDK_UART_CTRL_RXINTEN;
+    rx_drain();
 }
 
 void hal_write(const uint8_t *data, uint32_t len)
