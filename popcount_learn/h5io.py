@@ -462,9 +462,13 @@ def _verify_seal(path: str, data: bytes) -> None:
         )
     digest, length = found.group(1).decode(), int(found.group(2))
     held = len(data) - SEAL_BYTES
-    if held != length:
-        what = "truncated" if held < length else "extended"
-        raise ModelFileError(f"{path}: {what}: the seal says {length:,} bytes follow it, the file holds {held:,}")
+    if held < length:
+        raise ModelFileError(f"{path}: truncated: the seal says {length:,} bytes follow it, the file holds {held:,}")
+    if held > length:
+        raise ModelFileError(
+            f"{path}: grown after it was written (appended to or edited): the seal says {length:,} bytes "
+            f"follow it, the file holds {held:,}"
+        )
     computed = hashlib.sha256(memoryview(data)[SEAL_BYTES:]).hexdigest()
     if computed != digest:
         raise ModelFileError(

@@ -818,12 +818,12 @@ def test_an_h5py_edit_of_the_learning_rule_is_refused(tmp_path):
         h5io.save_weight_image(path, image)
         with h5py.File(path, "r+") as f:
             f[group].attrs[name] = value
-        assert "content SHA-256 mismatch" in refused(path)
+        assert "after it was written" in refused(path)
     # A scale, which the exact evaluation of an image uses, likewise.
     h5io.save_weight_image(path, image)
     with h5py.File(path, "r+") as f:
         f["layers/0"].attrs["scale"] = np.float64(2.0)
-    assert "content SHA-256 mismatch" in refused(path)
+    assert "after it was written" in refused(path)
 
 
 def test_a_damaged_seal_or_length_is_refused(tmp_path):
@@ -833,7 +833,7 @@ def test_a_damaged_seal_or_length_is_refused(tmp_path):
     for damaged, needle in (
         (data[:40] + b"X" + data[41:], "damaged seal"),
         (data[:500] + b"\1" + data[501:], "damaged seal"),
-        (data + b"\0", "extended: the seal says"),
+        (data + b"\0", "grown after it was written"),
         (data[:-1], "truncated: the seal says"),
         (data[:300], "damaged seal"),
     ):
@@ -906,7 +906,7 @@ def test_the_flipped_encoding_of_a_shipped_float_model_is_refused(tmp_path):
     h5io.save_network(copy, net, metadata)
     with h5py.File(copy, "r+") as f:
         f["encoding"].attrs["threshold"] = np.int64(127)
-    assert "content SHA-256 mismatch" in refused(copy, h5io.load_network)
+    assert "after it was written" in refused(copy, h5io.load_network)
 
 
 def test_hdf5_that_never_finishes_is_cut_off_at_the_deadline(tmp_path, monkeypatch):
