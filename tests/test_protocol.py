@@ -138,6 +138,21 @@ def test_bad_crc_message_and_wrong_length_and_version():
         p.decode_frame(p.cobs_encode(b"\x01\x02"))
 
 
+@pytest.mark.parametrize("fill", [0x00, 0x55], ids=["zero-bytes", "no-zero-bytes"])
+def test_a_payload_one_byte_over_the_limit_is_no_frame(fill):
+    payload = bytes([fill]) * (p.MAX_PAYLOAD_BYTES + 1)
+    with pytest.raises(FrameError, match="exceeds the protocol limit"):
+        p.encode_frame(MsgType.INFO, 1, payload)
+    body = p.HEADER.pack(p.PROTOCOL_VERSION, MsgType.INFO, 1, len(payload)) + payload
+    encoded = p.cobs_encode(body + p.CRC.pack(zlib.crc32(body)))
+    with pytest.raises(FrameError, match="exceeds the protocol limit"):
+        p.decode_frame(encoded)
+    items = FrameDecoder().feed(encoded + b"\x00")
+    assert len(items) == 1 and isinstance(items[0], FrameError)
+    at_limit = p.encode_frame(MsgType.INFO, 1, payload[:-1])
+    assert FrameDecoder().feed(at_limit) == [Frame(MsgType.INFO, 1, payload[:-1])]
+
+
 def test_oversize_is_dropped_up_to_the_delimiter():
     dec = FrameDecoder(max_payload_bytes=64)
     frame = p.encode_frame(MsgType.INFO, 1, b"")
