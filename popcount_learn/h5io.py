@@ -74,8 +74,10 @@ INTEGRITY_TEXT = {
     UNSEALED: "written before files were sealed and not in a SHA256SUMS: only the datasets' SHA-256 "
     "(and a weight image's CRC-32) are verified; learning rule, scales and provenance are not covered",
 }
-# An unsealed, unlisted file is parsed by HDF5 in a child process that must finish in this time.
+# An unsealed, unlisted file is parsed by HDF5 in a child process that must finish in this time,
+# and may not grow its address space by more than this (a damaged size must not fill the machine).
 UNVERIFIED_PARSE_DEADLINE_S = 10.0
+UNVERIFIED_PARSE_MEMORY_BYTES = 2 << 30
 
 __all__ = [
     "FORMAT_NAME",
@@ -636,6 +638,7 @@ def _read_tree_in_child(path: str, data: bytes, deadline_s: float) -> dict:
     if pid == 0:  # the child: parse, send the tree or the reason, never return
         try:
             os.close(read_end)
+            _limit_address_space(UNVERIFIED_PARSE_MEMORY_BYTES + 4 * len(data))
             try:
                 result = ("tree", _read_tree(data))
             except _Unreadable as exc:
@@ -670,6 +673,20 @@ def _read_tree_in_child(path: str, data: bytes, deadline_s: float) -> dict:
     if kind != "tree":
         raise _damaged(path, value)
     return value
+
+
+def _limit_address_space(extra_bytes: int) -> None:
+    """Let this process grow by at most ``extra_bytes`` of address space (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(Exception):
+        import resource
+
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = now + extra_bytes
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def _end_child(pid: int) -> None:

@@ -940,6 +940,15 @@ def test_a_crash_while_parsing_is_one_line(tmp_path, monkeypatch):
     assert "HDF5 crashed reading its structure" in refused(path)
 
 
+def test_a_runaway_allocation_while_parsing_fails_in_the_child(tmp_path, monkeypatch):
+    # A damaged size can make HDF5 allocate without bound; the child's address space is capped.
+    path = tmp_path / "old.h5"
+    h5io.save_weight_image(path, small_image())
+    unseal(path)
+    monkeypatch.setattr(h5io, "_read_tree", lambda data: bytearray(16 << 30))  # untouched pages, if it got them
+    assert "MemoryError" in refused(path)
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 def test_a_fifo_or_a_device_is_never_read_nor_replaced(tmp_path, kind):
     path = tmp_path / "node"
