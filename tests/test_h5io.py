@@ -68,8 +68,8 @@ def le_sha256(array: np.ndarray) -> str:
 
 
 def reseal(path) -> None:
-    """Seal ``path`` again after an edit, by the documented layout (docs/weight-image.md, "The
-    seal"), as a writer that seals whatever it wrote would: what is tested behind it is the
+    """Seal ``path`` again after an edit, by the documented layout (docs/weight-image.md,
+    Integrity), as a writer that seals whatever it wrote would: what is tested behind it is the
     reader's checks of the content."""
     body = Path(path).read_bytes()[512:]
     text = b"popcount-learn sealed HDF5 1\nsha256 %s\nbytes %d\n" % (

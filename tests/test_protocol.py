@@ -232,6 +232,21 @@ def test_info_round_trip_and_truncation():
             p.decode_info_reply(payload[:cut])
 
 
+def test_the_document_states_every_error_code_and_its_numbers():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    table = doc[doc.index("## Error codes") : doc.index("## The firmware")]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].isdigit():
+            rows[cells[1]] = (int(cells[0]), cells[2], cells[3])
+    assert {name: row[0] for name, row in rows.items()} == {e.name: int(e) for e in ErrorCode}
+    golden = {v[0] for v in golden_vectors()}
+    frame_level = {"BAD_FRAME", "BAD_CRC", "OVERSIZE", "TRUNCATED"}
+    for name in frame_level | {"BAD_LENGTH", "REPLY_TOO_LARGE", "NO_IMAGE", "UNKNOWN_TYPE", "BAD_VERSION"}:
+        assert any(g.startswith("error_" + name.lower()) for g in golden), name
+
+
 def test_c_header_carries_every_message_and_error_code():
     text = codegen.c_header("pcl_protocol.h", p.header_constants(), source="test")
     for m in MsgType:
