@@ -322,7 +322,8 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
     and recorded in the provenance (unless ``measure`` is false).
     """
     out = _writable_out_path(out)
-    model, metadata = h5io.load_model_and_metadata(model_path)
+    loaded = h5io.read_model_file(model_path)
+    model, metadata = loaded.model, loaded.metadata
     _refuse_replacing_input(out, WeightImage, model_path, model, flag="-o")
     if isinstance(model, ExactNetwork):
         config = metadata.get("config") or {}
@@ -337,6 +338,9 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
         )
     else:
         provenance = dict(model.provenance, source_model=str(model_path))
+    # The new file is sealed; say whether what it was made from was verified whole (an unsealed
+    # source's learning rule and scales had no checksum).
+    provenance["source_integrity"] = loaded.integrity
     image = as_weight_image(model, model_path, bits=bits, spec_options=spec_options, provenance=provenance)
     if measure:
         test = load_split(data_dir, "test")

@@ -33,10 +33,11 @@ import os
 import pickle
 import re
 import secrets
-import select
+import selectors
 import signal
 import stat
 import time
+import warnings
 
 import h5py
 import numpy as np
@@ -634,7 +635,11 @@ def _read_tree_in_child(path: str, data: bytes, deadline_s: float) -> dict:
     if not hasattr(os, "fork"):
         return _read_tree_here(path, data)
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    # h5py's global lock is held across the fork, so that no other thread of this process holds
+    # it in the child (where that thread does not exist); the child releases its copy itself.
+    with _h5py_lock(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "fork() in a threaded process"
+        pid = os.fork()
     if pid == 0:  # the child: parse, send the tree or the reason, never return
         try:
             os.close(read_end)
@@ -651,19 +656,21 @@ def _read_tree_in_child(path: str, data: bytes, deadline_s: float) -> dict:
             os._exit(0)
     os.close(write_end)
     chunks = []
+    selector = selectors.DefaultSelector()
     try:
+        selector.register(read_end, selectors.EVENT_READ)
         deadline = time.monotonic() + deadline_s
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _damaged(path, f"HDF5 did not finish reading its structure within {deadline_s:g} s")
-            ready, _, _ = select.select([read_end], [], [], left)
-            if ready:
+            if selector.select(left):
                 chunk = os.read(read_end, 1 << 20)
                 if not chunk:
                     break
                 chunks.append(chunk)
     finally:
+        selector.close()
         os.close(read_end)
         _end_child(pid)
     try:
@@ -673,6 +680,15 @@ def _read_tree_in_child(path: str, data: bytes, deadline_s: float) -> dict:
     if kind != "tree":
         raise _damaged(path, value)
     return value
+
+
+def _h5py_lock():
+    """h5py's global lock (``h5py._objects.phil``), or no lock if this h5py has none by that name."""
+    try:
+        from h5py._objects import phil
+    except ImportError:
+        return contextlib.nullcontext()
+    return phil
 
 
 def _limit_address_space(extra_bytes: int) -> None:

@@ -94,6 +94,8 @@ def test_the_same_kind_in_and_out_is_allowed(tmp_path, capsys):
     code, _, err = run(["export", image, "-o", image, "--json"], capsys)
     assert code == 0, err
     assert h5io.read_model_file(image).integrity == h5io.SEALED  # re-measured and sealed in place
+    # ... and the image says that its source was a file nothing vouched for as a whole
+    assert h5io.load_weight_image(image).provenance["source_integrity"] == h5io.UNSEALED
     assert h5io.load_weight_image(image).layers[0].weights_lsb.tobytes() == (
         h5io.load_weight_image(PRETRAINED / "net100-int8.h5").layers[0].weights_lsb.tobytes()
     )
