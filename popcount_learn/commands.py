@@ -64,17 +64,23 @@ def _writable_out_path(out) -> Path:
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'model.h5'}")
+    _check_out_directory(out, out.parent)  # first: its own words beat stat()'s "Not a directory"
     try:
         target = Path(h5io.replaceable_target(out))
     except ModelFileError as exc:
         raise ConfigError(f"--out {exc}") from None
-    if not target.parent.exists():
-        raise ConfigError(f"--out {out}: directory {target.parent} does not exist")
-    if not target.parent.is_dir():
-        raise ConfigError(f"--out {out}: {target.parent} is not a directory")
-    if not os.access(target.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: directory {target.parent} is not writable")
+    if target != out:  # a symbolic link: the file it points to is replaced, in its directory
+        _check_out_directory(out, target.parent)
     return out
+
+
+def _check_out_directory(out: Path, directory: Path) -> None:
+    if not directory.exists():
+        raise ConfigError(f"--out {out}: directory {directory} does not exist")
+    if not directory.is_dir():
+        raise ConfigError(f"--out {out}: {directory} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: directory {directory} is not writable")
 
 
 _KIND_TEXT = {ExactNetwork: "float model", WeightImage: "weight image"}
