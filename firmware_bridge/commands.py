@@ -22,7 +22,7 @@ from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, WeightImage, image_crc32, stream_spec_codes, upload_bytes
 
 from . import check
-from .errors import BoardRefused, RtlToolsMissing
+from .errors import BoardError, BoardRefused, RtlToolsMissing
 from .rtl import sim as rtl_sim
 from .wire.client import BoardClient
 from .wire.protocol import BoardInfo, BoardResult, ErrorCode, input_bits
@@ -62,6 +62,23 @@ def describe_info(info: BoardInfo) -> dict:
         "image_crc32": f"0x{info.image_crc32:08x}",
         "image_bytes": info.image_bytes,
     }
+
+
+def check_data_fits(image: WeightImage, data, image_name: str, *, training: bool = False) -> None:
+    """ConfigError before anything is uploaded when the images do not have the image's input
+    count (input i = pixel i, row-major), or, for training, a label is no output neuron."""
+    n_inputs, n_outputs = image.topology[0], image.topology[-1]
+    n_pixels = int(data.images.shape[1])
+    if n_pixels != n_inputs:
+        rows, cols = data.image_shape
+        raise ConfigError(
+            f"{image_name} takes {n_inputs} inputs, but the images of {data.files[0]} have {n_pixels} pixels "
+            f"({rows} x {cols}); use data of the image's input size"
+        )
+    if training and len(data.labels) and int(data.labels.max()) >= n_outputs:
+        raise ConfigError(
+            f"{image_name} has {n_outputs} output neurons, but {data.files[1]} has label {int(data.labels.max())}"
+        )
 
 
 def board_info(port: str, *, trace: bool = False) -> dict:
@@ -145,6 +162,15 @@ def board_observations(results: list[BoardResult], topology: tuple[int, ...], ma
     )
 
 
+def smaller_batch(batch: int, refusal: BoardRefused) -> int:
+    """The batch to try after a refused one: REPLY_TOO_LARGE says what the whole reply needs
+    (``a``) and the limit (``b``), so the batch shrinks in that ratio (with 10% room); for
+    anything else, half."""
+    if refusal.code == ErrorCode.REPLY_TOO_LARGE and refusal.a > refusal.b > 0:
+        return max(1, min(batch - 1, int(batch * refusal.b / refusal.a * 0.9)))
+    return max(1, batch // 2)
+
+
 def run_on_board(
     client: BoardClient, image: WeightImage, images_uint8: np.ndarray, *, batch_size: int | None = None, progress=None
 ) -> check.BodyResult:
@@ -161,7 +187,7 @@ def run_on_board(
         except BoardRefused as exc:
             if exc.code not in (ErrorCode.REPLY_TOO_LARGE, ErrorCode.OVERSIZE) or len(part) == 1:
                 raise
-            batch = max(1, len(part) // 2)  # a request or reply the board cannot hold: smaller batches
+            batch = smaller_batch(len(part), exc)
             continue
         progress.update(len(part))
     progress.close()
@@ -205,6 +231,7 @@ def board_compare(
     """
     image = load_weight_image(image_path)
     test = load_split(data_dir, "test", limit)
+    check_data_fits(image, test, str(image_path))
     with BoardClient(port, trace=trace) as client:
         upload = upload_image(client, image, image_name=str(image_path))
         summary = compare_on_board(
@@ -275,33 +302,40 @@ def train_side_by_side(
     n_bytes = upload["image_bytes"]
     encoded = encode_input_steps(image.spec, images_uint8)
     steps = len(encoded)
+    in_flight = None  # (encoded input, label, sample index) of a TRAIN_STEP sent and not answered
     progress.start(total=steps, desc="train")
-    for i in range(steps):
-        t = first_sample_index + i
-        enc, label = encoded[i], int(labels[i])
-        t0 = time.perf_counter()
-        reply = client.train_step(t, label, input_bits(enc == 0))
-        t1 = time.perf_counter()
-        expected = learner.step(enc, label, t)
-        emulator_s += time.perf_counter() - t1
-        board_s += t1 - t0
-        done += 1
-        changed += reply.weights_changed
-        correct += reply.predicted == label
-        diff = check.training_step_difference(reply, expected)
-        if diff is not None:
-            first = f"step {i} (sample index {t}, label {label}): {diff}"
-            break
-        if (i + 1) % check_every == 0 or i + 1 == steps:
+    try:
+        for i in range(steps):
+            t = first_sample_index + i
+            enc, label = encoded[i], int(labels[i])
             t0 = time.perf_counter()
-            board_bytes = client.read_image(n_bytes)
-            readback_s += time.perf_counter() - t0
-            checks += 1
-            diff = check.first_stream_difference(board_bytes, upload_bytes(learner.image()), image)
+            in_flight = (enc, label, t)
+            reply = client.train_step(t, label, input_bits(enc == 0))
+            in_flight = None
+            done += 1  # the board applied this step
+            t1 = time.perf_counter()
+            expected = learner.step(enc, label, t)
+            emulator_s += time.perf_counter() - t1
+            board_s += t1 - t0
+            changed += reply.weights_changed
+            correct += reply.predicted == label
+            diff = check.training_step_difference(reply, expected)
             if diff is not None:
-                first = f"after step {i} (sample index {t}): {diff}"
+                first = f"step {i} (sample index {t}, label {label}): {diff}"
                 break
-        progress.update(1, changed=changed)
+            if (i + 1) % check_every == 0 or i + 1 == steps:
+                t0 = time.perf_counter()
+                board_bytes = client.read_image(n_bytes)
+                readback_s += time.perf_counter() - t0
+                checks += 1
+                diff = check.first_stream_difference(board_bytes, upload_bytes(learner.image()), image)
+                if diff is not None:
+                    first = f"after step {i} (sample index {t}): {diff}"
+                    break
+            progress.update(1, changed=changed)
+    except KeyboardInterrupt:
+        progress.close()
+        raise KeyboardInterrupt(interrupted_training(client, learner, done, steps, in_flight, image_name)) from None
     progress.close()
     if first is None:
         verdict = (
@@ -327,6 +361,37 @@ def train_side_by_side(
     }
 
 
+def interrupted_training(client, learner, applied: int, steps: int, in_flight, image_name: str) -> str:
+    """What an interrupted ``train_side_by_side`` left on the board: how many steps it applied
+    and that its weights now differ from the file's. A step that was sent but not answered is
+    settled by the board's image CRC-32 (one short INFO), which it reports after finishing it."""
+    settled = in_flight is None
+    if not settled:
+        kept = client.timeout_s, client.retries
+        client.timeout_s, client.retries = 1.0, 1
+        try:
+            board_crc = client.info().image_crc32
+            if board_crc == image_crc32(learner.image()):
+                settled = True
+            else:
+                enc, label, t = in_flight
+                learner.step(enc, label, t)
+                if board_crc == image_crc32(learner.image()):
+                    applied, settled = applied + 1, True
+        except (BoardError, KeyboardInterrupt):
+            pass
+        finally:
+            client.timeout_s, client.retries = kept
+    count = f"{applied:,}" if settled else f"{applied:,} or {applied + 1:,} (the last one was in flight)"
+    text = f"after {count} of {steps:,} training steps applied on the board"
+    if applied == 0 and settled:
+        return text + f"; its weights are still those of {image_name}"
+    return text + (
+        f"; its weights now differ from {image_name} (upload the image again, as board compare and board train do, "
+        "before comparing it with the file)"
+    )
+
+
 def board_train(
     port: str,
     image_path,
@@ -341,11 +406,14 @@ def board_train(
 ) -> dict:
     """``train_side_by_side`` on ``steps`` training images in a seeded random order, with the
     image's learning rule (the default ``LearningConfig`` for an inference-only image)."""
-    if steps < 1:
-        raise ConfigError(f"--steps must be positive, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"--steps must be a positive integer, got {steps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
     image = load_weight_image(image_path)
     learning = image.learning or LearningConfig()
     train = load_split(data_dir, "train")
+    check_data_fits(image, train, str(image_path), training=True)
     order = training_order(len(train.images), steps, seed)
     with BoardClient(port, trace=trace) as client:
         return train_side_by_side(

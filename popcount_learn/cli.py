@@ -66,6 +66,17 @@ def spec_item(text):
     return name.strip(), value.strip()
 
 
+def options_dict(pairs, flag: str) -> dict:
+    """The (field, value) pairs of a repeatable ``--spec`` / ``--learn`` as a dict; a field given
+    twice with different values is refused (ConfigError), never silently the last one."""
+    out: dict = {}
+    for name, value in pairs or ():
+        if name in out and out[name] != value:
+            raise ConfigError(f"{flag} {name} is given twice ({out[name]} and {value}); give it once")
+        out[name] = value
+    return out
+
+
 def weight_bits(text):
     v = positive_int(text)
     if not 2 <= v <= 16:
@@ -318,9 +329,9 @@ def _run_train(args) -> int:
     else:
         result = commands.train_onchip(
             config=OnchipTrainConfig(seed=args.seed, **options),
-            learning_options=dict(args.learn),
+            learning_options=options_dict(args.learn, "--learn"),
             bits=args.bits,
-            spec_options=dict(args.spec),
+            spec_options=options_dict(args.spec, "--spec"),
             on_epoch=None if args.json else _print_onchip_epoch,
             **common,
         )
@@ -340,7 +351,7 @@ def _run_evaluate(args) -> int:
         emulate=args.emulate,
         bits=args.bits,
         plots_dir=args.plots,
-        spec_options=dict(args.spec),
+        spec_options=options_dict(args.spec, "--spec"),
     )
     print_summary(summary, args.json)
     return 0
@@ -349,7 +360,9 @@ def _run_evaluate(args) -> int:
 def _run_export(args) -> int:
     from . import commands
 
-    summary = commands.export(args.model, args.out, bits=args.bits, data_dir=args.data, spec_options=dict(args.spec))
+    summary = commands.export(
+        args.model, args.out, bits=args.bits, data_dir=args.data, spec_options=options_dict(args.spec, "--spec")
+    )
     print_summary(summary, args.json)
     return 0
 
@@ -385,8 +398,10 @@ def main(argv=None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"{PROG}: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A command that knows what the interruption left behind says so in the exception.
+        detail = f": {exc}" if str(exc) else ""
+        print(f"{PROG}: interrupted{detail}", file=sys.stderr)
         return 130
 
 

@@ -16,7 +16,6 @@ import numpy as np
 from . import __version__, emulator, h5io
 from .data import file_sha256, load_split
 from .datapath import DatapathConfig
-from .encoding import SpikeEncoding
 from .errors import ConfigError, ModelFileError
 from .evaluate import evaluate_exact
 from .learning import LearningConfig
@@ -24,7 +23,7 @@ from .network import ExactNetwork
 from .onchip_train import random_initial_image
 from .onchip_train import train_onchip as run_onchip_training
 from .progress import as_progress
-from .quantize import dequantize, quantize
+from .quantize import dequantize, encoding_for, quantize
 from .train import expected_active_inputs, train_exact
 from .weight_image import WeightImage, image_crc32, provenance_record
 
@@ -60,17 +59,48 @@ def as_weight_image(model, name, *, bits=None, spec_options=None, provenance=Non
 
 
 def _writable_out_path(out) -> Path:
-    """``out`` as a Path, refused (ConfigError) if it is a directory or its directory is unusable."""
+    """``out`` as a Path, refused (ConfigError) if it is a directory, a FIFO, a device or anything
+    else but a regular file (saving renames a new file over it), or its directory is unusable."""
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'model.h5'}")
-    if not out.parent.exists():
-        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: {out.parent} is not a directory")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: directory {out.parent} is not writable")
+    _check_out_directory(out, out.parent)  # first: its own words beat stat()'s "Not a directory"
+    try:
+        target = Path(h5io.replaceable_target(out))
+    except ModelFileError as exc:
+        raise ConfigError(f"--out {exc}") from None
+    if target != out:  # a symbolic link: the file it points to is replaced, in its directory
+        _check_out_directory(out, target.parent)
     return out
+
+
+def _check_out_directory(out: Path, directory: Path) -> None:
+    if not directory.exists():
+        raise ConfigError(f"--out {out}: directory {directory} does not exist")
+    if not directory.is_dir():
+        raise ConfigError(f"--out {out}: {directory} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: directory {directory} is not writable")
+
+
+_KIND_TEXT = {ExactNetwork: "float model", WeightImage: "weight image"}
+
+
+def _refuse_replacing_input(out: Path, writes: type, source, source_model, flag: str = "--out") -> None:
+    """ConfigError when ``out`` is the input file ``source`` and the command would write another
+    kind of model there (a weight image over the float model it is made from): the input would
+    be gone. The same kind in and out (a fine-tune in place) is allowed."""
+    if source is None or isinstance(source_model, writes):
+        return
+    try:
+        same = out.exists() and os.path.samefile(out, source)
+    except OSError:
+        return
+    if same:
+        raise ConfigError(
+            f"{flag} {out} is the input {source} itself: the {_KIND_TEXT[writes]} would replace the "
+            f"{_KIND_TEXT.get(type(source_model), 'model')} it is made from; give another output path"
+        )
 
 
 def _n_classes(train_labels, test_labels) -> int:
@@ -109,7 +139,10 @@ def train(
         out = _writable_out_path(out)  # before the data is loaded: a bad path must not cost a run
     train_data = load_split(data_dir, "train", limit)
     test_data = load_split(data_dir, "test")
-    network = _as_network(h5io.load_model(init)) if init is not None else None
+    start = h5io.load_model(init) if init is not None else None
+    if out is not None:
+        _refuse_replacing_input(out, ExactNetwork, init, start)
+    network = _as_network(start) if start is not None else None
     if network is not None and tuple(config.hidden) != tuple(network.topology[1:-1]):
         raise ConfigError(
             f"--init {init} has hidden layers {list(network.topology[1:-1])}, but --hidden "
@@ -175,12 +208,20 @@ def train_onchip(
     test_data = load_split(data_dir, "test")
     n_classes = _n_classes(train_data.labels, test_data.labels)
     start = h5io.load_model(init) if init is not None else None
+    if out is not None:
+        _refuse_replacing_input(out, WeightImage, init, start)
     if start is not None:
         image = as_weight_image(start, f"--init {init}", bits=bits, spec_options=spec_options)
+        if tuple(config.hidden) != tuple(image.topology[1:-1]):
+            raise ConfigError(
+                f"--init {init} has hidden layers {list(image.topology[1:-1])}, but --hidden "
+                f"{list(config.hidden)} was asked for; drop --hidden or make it match"
+            )
     else:
         spec = DatapathConfig.from_options(bits if bits is not None else 8, spec_options)
         topology = (int(train_data.images[0].size), *config.hidden, n_classes)
-        encoding = SpikeEncoding()
+        # A new network takes its input encoding from the spec (--spec input_threshold=...).
+        encoding = encoding_for(spec)
         active = expected_active_inputs(train_data.images, encoding)
         image = random_initial_image(topology, spec, config, encoding, active)
     if image.topology[-1] < n_classes or image.topology[0] != train_data.images[0].size:
@@ -287,7 +328,9 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
     and recorded in the provenance (unless ``measure`` is false).
     """
     out = _writable_out_path(out)
-    model, metadata = h5io.load_model_and_metadata(model_path)
+    loaded = h5io.read_model_file(model_path)
+    model, metadata = loaded.model, loaded.metadata
+    _refuse_replacing_input(out, WeightImage, model_path, model, flag="-o")
     if isinstance(model, ExactNetwork):
         config = metadata.get("config") or {}
         provenance = provenance_record(
@@ -301,6 +344,9 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
         )
     else:
         provenance = dict(model.provenance, source_model=str(model_path))
+    # The new file is sealed; say whether what it was made from was verified whole (an unsealed
+    # source's learning rule and scales had no checksum).
+    provenance["source_integrity"] = loaded.integrity
     image = as_weight_image(model, model_path, bits=bits, spec_options=spec_options, provenance=provenance)
     if measure:
         test = load_split(data_dir, "test")
@@ -318,7 +364,8 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
 
 def inspect(path) -> dict:
     """Summarise a model or weight image file (checksums are verified by loading it)."""
-    model, metadata = h5io.load_model_and_metadata(path)
+    loaded = h5io.read_model_file(path)
+    model, metadata = loaded.model, loaded.metadata
     info = {"path": str(path), "size_bytes": os.path.getsize(path)}
     if isinstance(model, ExactNetwork):
         info.update(
@@ -328,6 +375,8 @@ def inspect(path) -> dict:
             encoding=dataclasses.asdict(model.encoding),
             test=metadata.get("test"),
             epochs=len(metadata.get("history") or []),
+            checksums_verified=loaded.fully_verified,
+            integrity=h5io.INTEGRITY_TEXT[loaded.integrity],
         )
         return info
     info.update(
@@ -340,6 +389,7 @@ def inspect(path) -> dict:
         learning=model.learning.to_dict() if model.learning is not None else None,
         provenance=model.provenance,
         crc32=f"0x{image_crc32(model):08x}",
-        checksums_verified=True,
+        checksums_verified=loaded.fully_verified,
+        integrity=h5io.INTEGRITY_TEXT[loaded.integrity],
     )
     return info

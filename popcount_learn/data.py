@@ -260,10 +260,20 @@ def default_data_dir() -> Path:
 def load_split(
     data_dir: str | os.PathLike | None = None, split: str = "test", limit: int | None = None
 ) -> LabeledImages:
-    """``load_mnist(data_dir or the shipped MNIST, split)``, cut to its first ``limit`` images."""
+    """``load_mnist(data_dir or the shipped MNIST, split)``, cut to its first ``limit`` images.
+
+    What the commands train and evaluate on: a split without images, or with images of no
+    pixels, is a DatasetError here (``load_mnist`` itself reads such files as they are).
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"--limit must be a positive number of images, got {limit}")
     data = load_mnist(data_dir if data_dir is not None else default_data_dir(), split)
+    image_path = data.files[0]
+    if data.n_samples == 0:
+        raise DatasetError(f"{image_path} holds 0 images; the {split} split needs at least one")
+    if data.images.shape[1] == 0:
+        rows, cols = data.image_shape
+        raise DatasetError(f"{image_path} holds images of {rows} x {cols} pixels; they need at least one pixel")
     if limit is None:
         return data
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"--limit must be a positive number of images, got {limit}")
     return dataclasses.replace(data, images=data.images[:limit], labels=data.labels[:limit])

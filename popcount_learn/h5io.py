@@ -4,13 +4,21 @@ Both kinds share a root header (attributes ``format = "popcount-learn"``, ``form
 ``kind``) so that ``load_model`` can dispatch on what a file declares itself to be. The layouts
 are documented in ``docs/weight-image.md``; they are readable with plain h5py or ``h5dump``.
 
-Integrity: every dataset carries a ``sha256`` attribute (hex digest of its values as
-little-endian bytes in C order); a weight image also carries ``crc32``, the CRC-32 of
-``weight_image.upload_bytes`` (the exact stream a board receives). Readers check both and refuse
-anything they cannot read exactly (``ModelFileError``); nothing is cast or defaulted.
+Integrity: every file is **sealed**: its first 512 bytes (an HDF5 user block, which HDF5 and
+h5dump skip) hold the SHA-256 and length of everything after them, so that every byte of the
+file, metadata included, is covered. A reader verifies the seal on the bytes in memory before
+HDF5 parses anything, and parses those same bytes, so a damaged or edited file never reaches
+HDF5's metadata code. Inside, every dataset carries a ``sha256`` attribute (hex digest of its
+values as little-endian bytes in C order) and a weight image carries ``crc32``, the CRC-32 of
+``weight_image.upload_bytes`` (the exact stream a board receives). Files written before the
+seal are verified against a ``SHA256SUMS`` file beside them when it lists them (the shipped
+models), else read as before (datasets and CRC only) with HDF5 confined to a child process
+with a deadline. Readers refuse anything they cannot read exactly (``ModelFileError``, one
+line); nothing is cast or defaulted.
 
 Writes are atomic: the file is written under a temporary name in the target's directory,
-fsynced and renamed over the target, so an interrupted write leaves the old file untouched.
+sealed, fsynced and renamed over the target, so an interrupted write leaves the old file
+untouched; a target that is not a regular file (a FIFO, a device) is refused, never replaced.
 """
 
 from __future__ import annotations
@@ -18,10 +26,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
+import pickle
+import re
 import secrets
+import selectors
+import signal
+import stat
+import time
+import warnings
 
 import h5py
 import numpy as np
@@ -29,7 +45,7 @@ import numpy as np
 from . import __version__
 from .datapath import DatapathConfig
 from .encoding import SpikeEncoding
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, DatasetError, ModelFileError
 from .learning import LearningConfig
 from .network import ExactNetwork
 from .weight_image import LayerImage, WeightImage, image_crc32, threshold_dtype, weight_dtype
@@ -41,18 +57,46 @@ KIND_NETWORK = "exact-network"
 KIND_WEIGHT_IMAGE = "weight-image"
 KINDS = (KIND_NETWORK, KIND_WEIGHT_IMAGE)
 
+# The seal: an HDF5 user block of SEAL_BYTES at the start of the file (docs/weight-image.md).
+SEAL_BYTES = 512
+SEAL_FIRST_LINE = b"popcount-learn sealed HDF5 1\n"
+_SEAL_TEXT = re.compile(rb"popcount-learn sealed HDF5 1\nsha256 ([0-9a-f]{64})\nbytes ([1-9][0-9]{0,15})\n")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+CHECKSUM_FILE = "SHA256SUMS"  # beside files written before the seal (datasets/pretrained)
+MAX_FILE_BYTES = 1 << 30  # larger than any model this format holds; refused before reading
+
+# How a loaded file's content was verified (ModelFile.integrity).
+SEALED = "sealed"
+LISTED = "listed"
+UNSEALED = "unsealed"
+INTEGRITY_TEXT = {
+    SEALED: "sealed: SHA-256 of the whole file verified before parsing",
+    LISTED: "written before files were sealed; the whole file matches its SHA256SUMS entry",
+    UNSEALED: "written before files were sealed and not in a SHA256SUMS: only the datasets' SHA-256 "
+    "(and a weight image's CRC-32) are verified; learning rule, scales and provenance are not covered",
+}
+# An unsealed, unlisted file is parsed by HDF5 in a child process that must finish in this time,
+# and may not grow its address space by more than this (a damaged size must not fill the machine).
+UNVERIFIED_PARSE_DEADLINE_S = 10.0
+UNVERIFIED_PARSE_MEMORY_BYTES = 2 << 30
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "INTEGRITY_TEXT",
     "KIND_NETWORK",
     "KIND_WEIGHT_IMAGE",
     "SUPPORTED_VERSIONS",
+    "ModelFile",
     "dataset_sha256",
     "load_model",
+    "load_model_and_metadata",
     "load_network",
     "load_weight_image",
+    "read_model_file",
     "save_network",
     "save_weight_image",
+    "seal_block",
 ]
 
 
@@ -63,6 +107,39 @@ def dataset_sha256(array: np.ndarray) -> str:
         raise TypeError(f"dataset_sha256 covers numeric arrays only, got dtype {a.dtype}")
     a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
     return hashlib.sha256(a.tobytes(order="C")).hexdigest()
+
+
+def seal_block(hdf5_part: bytes) -> bytes:
+    """The 512-byte seal of a file whose HDF5 part (everything after the seal) is ``hdf5_part``:
+    ``popcount-learn sealed HDF5 1\\nsha256 <hex>\\nbytes <length>\\n`` padded with zero bytes."""
+    text = SEAL_FIRST_LINE + f"sha256 {hashlib.sha256(hdf5_part).hexdigest()}\nbytes {len(hdf5_part)}\n".encode()
+    return text.ljust(SEAL_BYTES, b"\0")
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _os_reason(exc: BaseException) -> str:
+    """One line for an OSError, also for h5py's multi-line ones ("No space left on device")."""
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    found = re.search(r"error message = '([^']*)'", str(exc))
+    return found.group(1) if found else _one_line(exc)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -192,34 +269,56 @@ def _json_ready(value, where: str):
     )
 
 
+def replaceable_target(path) -> str:
+    """The path a save to ``path`` writes: ``path`` itself, or the file a symbolic link at
+    ``path`` points to. ModelFileError if something other than a regular file is there (a FIFO,
+    a device, a directory): the rename would destroy it."""
+    path = os.fspath(path)
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot write: {_os_reason(exc)}") from None
+    if not stat.S_ISREG(mode):
+        raise ModelFileError(f"{path}: is {_file_type(mode)}, not a regular file; refusing to replace it")
+    return target
+
+
 def _atomic_write(path, fill) -> None:
-    """Run ``fill(h5py.File)`` on a temporary file beside ``path``, fsync, rename onto ``path``.
+    """Run ``fill(h5py.File)`` on a temporary file beside the target, seal it, fsync, rename it
+    onto the target (``replaceable_target(path)``).
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and an
-    existing ``path`` is left as it was.
+    existing target is left as it was.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    target = replaceable_target(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         # O_EXCL: never clobber a file we did not create; mode 0o666 lets the umask decide.
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
-        raise ModelFileError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        raise ModelFileError(f"{path}: cannot write: {_os_reason(exc)}") from None
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=SEAL_BYTES) as f:
             fill(f)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        with open(tmp, "r+b") as raw:
+            raw.seek(SEAL_BYTES)
+            seal = seal_block(raw.read())
+            raw.seek(0)
+            raw.write(seal)
+            raw.flush()
+            os.fsync(raw.fileno())
+        replaceable_target(path)  # again: the check before the write may be minutes old
+        os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise ModelFileError(f"{path}: cannot write: {exc}") from exc
+            raise ModelFileError(f"{path}: cannot write: {_os_reason(exc)}") from None
         raise
     _fsync_directory(directory)
 
@@ -241,93 +340,417 @@ def _fsync_directory(directory: str) -> None:
 # --- reading ---------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelFile:
+    """A loaded file: the model, its metadata (a weight image's provenance) and how its content
+    was verified (``SEALED``, ``LISTED`` or ``UNSEALED``; ``INTEGRITY_TEXT`` says what each means)."""
+
+    model: ExactNetwork | WeightImage
+    metadata: dict
+    integrity: str
+
+    @property
+    def fully_verified(self) -> bool:
+        """True when every byte of the file was checked (sealed, or listed in SHA256SUMS)."""
+        return self.integrity in (SEALED, LISTED)
+
+
+def read_model_file(path, expected_kind: str | None = None) -> ModelFile:
+    """Read and verify a model file of either kind (or of ``expected_kind``). Faults raise
+    ModelFileError, one line starting with the path."""
+    path = os.fspath(path)
+    data = _read_bytes(path)
+    integrity = _verify(path, data)
+    if integrity == UNSEALED:
+        tree = _read_tree_in_child(path, data, UNVERIFIED_PARSE_DEADLINE_S)
+    else:
+        tree = _read_tree_here(path, data)
+    r = _Reader(path, tree, integrity)
+    kind = r.check_header(expected_kind)
+    if kind == KIND_WEIGHT_IMAGE:
+        image = r.weight_image()
+        return ModelFile(image, image.provenance, integrity)
+    network, metadata = r.network()
+    return ModelFile(network, metadata, integrity)
+
+
 def load_network(path) -> tuple[ExactNetwork, dict]:
     """Read an exact-network file: ``(network, metadata)``. Faults raise ModelFileError."""
-    with _Reader.open(path) as r:
-        r.check_header(KIND_NETWORK)
-        return r.network()
+    loaded = read_model_file(path, KIND_NETWORK)
+    return loaded.model, loaded.metadata
 
 
 def load_weight_image(path) -> WeightImage:
-    """Read a weight image, verifying checksums, shapes, bit widths and the CRC-32."""
-    with _Reader.open(path) as r:
-        r.check_header(KIND_WEIGHT_IMAGE)
-        return r.weight_image()
+    """Read a weight image, verifying the seal, checksums, shapes, bit widths and the CRC-32."""
+    return read_model_file(path, KIND_WEIGHT_IMAGE).model
 
 
 def load_model_and_metadata(path) -> tuple[ExactNetwork | WeightImage, dict]:
     """Read whatever model the file declares, in one pass: ``(network, metadata)`` for an
     exact-network file, ``(image, image.provenance)`` for a weight image."""
-    with _Reader.open(path) as r:
-        kind = r.check_header(None)
-        if kind == KIND_WEIGHT_IMAGE:
-            image = r.weight_image()
-            return image, image.provenance
-        return r.network()
+    loaded = read_model_file(path)
+    return loaded.model, loaded.metadata
 
 
 def load_model(path) -> ExactNetwork | WeightImage:
     """Read whatever model the file declares: an ExactNetwork or a WeightImage."""
-    return load_model_and_metadata(path)[0]
+    return read_model_file(path).model
+
+
+# -- the bytes and their verification --
+
+
+def _read_bytes(path: str) -> bytes:
+    """The whole file, read through one descriptor that is checked to be a regular file (a
+    FIFO or a device is never read: it could block forever or never end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a model file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read: {_os_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise ModelFileError(f"{path}: cannot read: {_os_reason(exc)}") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ModelFileError(f"{path}: is a directory, not a model file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFileError(f"{path}: is {_file_type(st.st_mode)}, not a model file")
+        raise ModelFileError(f"{path}: {st.st_size:,} bytes, more than any model file ({MAX_FILE_BYTES:,})")
+    with os.fdopen(fd, "rb") as raw:
+        try:
+            data = raw.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ModelFileError(f"{path}: cannot read: {_os_reason(exc)}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ModelFileError(f"{path}: more than {MAX_FILE_BYTES:,} bytes, more than any model file")
+    return data
+
+
+def _verify(path: str, data: bytes) -> str:
+    """How ``data`` is verified before parsing (SEALED / LISTED) or that it cannot be (UNSEALED);
+    ModelFileError when a seal or a SHA256SUMS entry does not match."""
+    if data[: len(HDF5_SIGNATURE)] == HDF5_SIGNATURE:
+        return _verify_listed(path, data)
+    if data.startswith(SEAL_FIRST_LINE[:14]) or data[SEAL_BYTES : SEAL_BYTES + 8] == HDF5_SIGNATURE:
+        _verify_seal(path, data)
+        return SEALED
+    if not data:
+        raise ModelFileError(f"{path}: not an HDF5 file (empty); expected a popcount-learn network or weight image")
+    offset = 1024
+    while offset + 8 <= len(data):
+        if data[offset : offset + 8] == HDF5_SIGNATURE:
+            raise ModelFileError(
+                f"{path}: an HDF5 file with a {offset}-byte user block that is not a popcount-learn seal; "
+                "not a popcount-learn file"
+            )
+        offset *= 2
+    raise ModelFileError(
+        f"{path}: not an HDF5 file (no HDF5 signature); expected a popcount-learn network or weight image"
+    )
+
+
+def _verify_seal(path: str, data: bytes) -> None:
+    block = data[:SEAL_BYTES]
+    found = _SEAL_TEXT.match(block)
+    if found is None or any(block[found.end() :]) or len(block) < SEAL_BYTES:
+        raise ModelFileError(
+            f"{path}: damaged seal (the first {SEAL_BYTES} bytes are not a popcount-learn seal); the file is damaged"
+        )
+    digest, length = found.group(1).decode(), int(found.group(2))
+    held = len(data) - SEAL_BYTES
+    if held < length:
+        raise ModelFileError(f"{path}: truncated: the seal says {length:,} bytes follow it, the file holds {held:,}")
+    if held > length:
+        raise ModelFileError(
+            f"{path}: grown after it was written (appended to or edited): the seal says {length:,} bytes "
+            f"follow it, the file holds {held:,}"
+        )
+    computed = hashlib.sha256(memoryview(data)[SEAL_BYTES:]).hexdigest()
+    if computed != digest:
+        raise ModelFileError(
+            f"{path}: content SHA-256 mismatch: the seal says {digest[:16]}..., the bytes give {computed[:16]}...; "
+            "the file was damaged or edited after it was written (popcount-learn refuses edited files)"
+        )
+
+
+def _verify_listed(path: str, data: bytes) -> str:
+    """An unsealed file: LISTED when ``SHA256SUMS`` beside it lists it (and it matches), else UNSEALED."""
+    from .data import read_checksums  # the sha256sum-format parser of the MNIST copy
+
+    sums_path = os.path.join(os.path.dirname(os.path.abspath(path)), CHECKSUM_FILE)
+    if not os.path.isfile(sums_path):
+        return UNSEALED
+    try:
+        expected = read_checksums(sums_path).get(os.path.basename(path))
+    except DatasetError as exc:
+        raise ModelFileError(f"{path}: cannot verify it: {exc}") from None
+    if expected is None:
+        return UNSEALED
+    computed = hashlib.sha256(data).hexdigest()
+    if computed != expected:
+        raise ModelFileError(
+            f"{path}: SHA-256 {computed[:16]}... differs from {expected[:16]}... listed in {sums_path}; "
+            "the file was damaged or altered"
+        )
+    return LISTED
+
+
+# -- HDF5 into a plain tree --
+#
+# The tree: {"name", "attrs": {name: value}, "groups": {name: tree}, "datasets": {name:
+# {"name", "attrs", "dtype", "data"}}, "members": [every member name]}. Values are numpy
+# scalars and arrays, str, or _Unsupported; nothing in it refers to h5py any more, so checking
+# it cannot touch HDF5 again and it can cross a process boundary (pickle).
+
+_MAX_MEMBERS = 256
+_MAX_DEPTH = 4
+_MAX_ATTRIBUTES = 256
+_MAX_ATTRIBUTE_ELEMENTS = 4096
+_MAX_ATTRIBUTE_BYTES = 64 << 20
+
+
+class _Unreadable(Exception):
+    """HDF5 could not read a structure (its one-line reason)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unsupported:
+    """An attribute value of a type the format never writes (compound, reference, empty, ...)."""
+
+    what: str
+
+
+def _attribute_value(value):
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, (str, np.bool_, np.integer, np.floating)):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":
+            return value
+        if value.dtype.kind in "SUO" and all(isinstance(v, (str, bytes, np.bytes_, np.str_)) for v in value.flat):
+            return np.array([_attribute_value(v) for v in value.flat], dtype=object).reshape(value.shape)
+        return _Unsupported(f"array of {value.dtype}")
+    return _Unsupported(type(value).__name__)
+
+
+def _read_attributes(obj, where: str) -> dict:
+    names = list(obj.attrs)
+    if len(names) > _MAX_ATTRIBUTES:
+        raise _Unreadable(f"{where} has {len(names)} attributes")
+    out = {}
+    for name in names:
+        aid = h5py.h5a.open(obj.id, name.encode("utf-8"))
+        shape = aid.shape
+        elements = math.prod(shape) if shape else 1
+        if elements > _MAX_ATTRIBUTE_ELEMENTS or aid.get_storage_size() > _MAX_ATTRIBUTE_BYTES:
+            raise _Unreadable(f"attribute {name!r} on {where} claims {elements:,} elements")
+        out[name] = _attribute_value(obj.attrs[name])
+    return out
+
+
+def _read_dataset(ds, where: str, file_bytes: int) -> dict:
+    node = {"name": where, "attrs": _read_attributes(ds, where), "dtype": ds.dtype, "data": None}
+    dtype = ds.dtype
+    if dtype.kind not in "iuf" or dtype.fields is not None or dtype.subdtype is not None or ds.shape is None:
+        return node  # the checks name the type; the values are never needed
+    nbytes = math.prod(ds.shape) * dtype.itemsize
+    if nbytes > file_bytes:
+        raise _Unreadable(f"dataset {where} claims shape {ds.shape} ({nbytes:,} bytes), more than the file holds")
+    plist = ds.id.get_create_plist()
+    if plist.get_external_count():
+        raise _Unreadable(f"dataset {where} keeps its data in another file")
+    layout = plist.get_layout()
+    if layout == h5py.h5d.CONTIGUOUS:
+        offset = ds.id.get_offset()
+        if nbytes and (offset is None or offset + nbytes > file_bytes):
+            raise _Unreadable(f"dataset {where}: its data lies outside the file")
+    elif layout != h5py.h5d.COMPACT:
+        raise _Unreadable(f"dataset {where} is stored chunked or virtual; the format stores datasets contiguous")
+    node["data"] = np.asarray(ds[()])
+    return node
+
+
+def _read_group(group, where: str, depth: int, file_bytes: int) -> dict:
+    node = {"name": where, "attrs": _read_attributes(group, where), "groups": {}, "datasets": {}, "members": []}
+    names = list(group)
+    if len(names) > _MAX_MEMBERS:
+        raise _Unreadable(f"group {where} has {len(names)} members")
+    for name in names:
+        path = f"{where.rstrip('/')}/{name}"
+        node["members"].append(name)
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise _Unreadable(f"{path} is a {type(link).__name__}; the format has no links")
+        obj = group.get(name)
+        if isinstance(obj, h5py.Group):
+            if depth >= _MAX_DEPTH:
+                raise _Unreadable(f"group {path} is nested deeper than the format goes")
+            node["groups"][name] = _read_group(obj, path, depth + 1, file_bytes)
+        elif isinstance(obj, h5py.Dataset):
+            node["datasets"][name] = _read_dataset(obj, path, file_bytes)
+    return node
+
+
+def _read_tree(data: bytes) -> dict:
+    """Every group, dataset and attribute of the HDF5 file in ``data`` as a plain tree;
+    _Unreadable (one line) for anything HDF5 fails on or the format cannot hold."""
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            return _read_group(f, "/", 0, len(data))
+    except _Unreadable:
+        raise
+    except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, TypeError, ... on damage
+        raise _Unreadable(_one_line(f"{type(exc).__name__}: {exc}")) from None
+
+
+def _damaged(path: str, reason: str) -> ModelFileError:
+    return ModelFileError(f"{path}: truncated or damaged HDF5 file ({reason})")
+
+
+def _read_tree_here(path: str, data: bytes) -> dict:
+    """Parse verified bytes in this process."""
+    try:
+        return _read_tree(data)
+    except _Unreadable as exc:
+        raise _damaged(path, str(exc)) from None
+
+
+def _read_tree_in_child(path: str, data: bytes, deadline_s: float) -> dict:
+    """Parse unverified bytes in a forked child that must answer within ``deadline_s``.
+
+    HDF5 can loop on damaged metadata (inside C, holding the GIL, deaf to Ctrl-C); a child
+    that overruns is killed and the file refused. Where fork is not available the bytes are
+    parsed here, unbounded.
+    """
+    if not hasattr(os, "fork"):
+        return _read_tree_here(path, data)
+    read_end, write_end = os.pipe()
+    # h5py's global lock is held across the fork, so that no other thread of this process holds
+    # it in the child (where that thread does not exist); the child releases its copy itself.
+    with _h5py_lock(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "fork() in a threaded process"
+        pid = os.fork()
+    if pid == 0:  # the child: parse, send the tree or the reason, never return
+        try:
+            os.close(read_end)
+            _limit_address_space(UNVERIFIED_PARSE_MEMORY_BYTES + 4 * len(data))
+            try:
+                result = ("tree", _read_tree(data))
+            except _Unreadable as exc:
+                result = ("unreadable", str(exc))
+            except BaseException as exc:
+                result = ("unreadable", _one_line(f"{type(exc).__name__}: {exc}"))
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    selector = selectors.DefaultSelector()
+    try:
+        selector.register(read_end, selectors.EVENT_READ)
+        deadline = time.monotonic() + deadline_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _damaged(path, f"HDF5 did not finish reading its structure within {deadline_s:g} s")
+            if selector.select(left):
+                chunk = os.read(read_end, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        selector.close()
+        os.close(read_end)
+        _end_child(pid)
+    try:
+        kind, value = pickle.loads(b"".join(chunks))
+    except Exception:
+        raise _damaged(path, "HDF5 crashed reading its structure") from None
+    if kind != "tree":
+        raise _damaged(path, value)
+    return value
+
+
+def _h5py_lock():
+    """h5py's global lock (``h5py._objects.phil``), or no lock if this h5py has none by that name."""
+    try:
+        from h5py._objects import phil
+    except ImportError:
+        return contextlib.nullcontext()
+    return phil
+
+
+def _limit_address_space(extra_bytes: int) -> None:
+    """Let this process grow by at most ``extra_bytes`` of address space (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(Exception):
+        import resource
+
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = now + extra_bytes
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _end_child(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+# -- checking the tree --
 
 
 def _plain(value):
-    """HDF5 attribute value as a plain Python scalar where it is one; anything else unchanged."""
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value[()]
+    """Attribute value as a plain Python scalar where it is one; anything else unchanged."""
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
         return float(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
     if isinstance(value, str):
         return str(value)
     return value
 
 
 class _Reader:
-    """An open file plus its path, so that every fault names the file."""
+    """The tree of one file plus its path, so that every fault names the file."""
 
-    def __init__(self, path: str, f: h5py.File):
+    def __init__(self, path: str, tree: dict, integrity: str):
         self.path = path
-        self.f = f
-
-    @classmethod
-    @contextlib.contextmanager
-    def open(cls, path):
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ModelFileError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise ModelFileError(f"{path}: is a directory, not a model file")
-        try:
-            if not h5py.is_hdf5(path):
-                raise ModelFileError(
-                    f"{path}: not an HDF5 file (no HDF5 signature); expected a popcount-learn network or weight image"
-                )
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise ModelFileError(f"{path}: truncated or damaged HDF5 file ({exc})") from exc
-        try:
-            with f:
-                yield cls(path, f)
-        except OSError as exc:
-            raise ModelFileError(f"{path}: truncated or damaged HDF5 file ({exc})") from exc
+        self.f = tree
+        self.integrity = integrity
 
     def fail(self, message: str) -> ModelFileError:
-        return ModelFileError(f"{self.path}: {message}")
+        return ModelFileError(f"{self.path}: {_one_line(message, 400)}")
 
     # -- generic pieces --
 
     def attr(self, obj, name: str, *, array: bool = False):
         """Attribute ``name`` as a plain scalar; an array only where ``array`` allows one."""
-        where = "root" if obj.name == "/" else obj.name
-        if name not in obj.attrs:
+        where = "root" if obj["name"] == "/" else obj["name"]
+        if name not in obj["attrs"]:
             raise self.fail(f"missing attribute {name!r} on {where}")
-        value = _plain(obj.attrs[name])
+        value = _plain(obj["attrs"][name])
+        if isinstance(value, _Unsupported):
+            raise self.fail(f"attribute {name!r} on {where} has a type the format never writes ({value.what})")
         if isinstance(value, np.ndarray) and not array:
             raise self.fail(f"attribute {name!r} on {where} must be a scalar, got an array of shape {value.shape}")
         return value
@@ -335,30 +758,28 @@ class _Reader:
     def int_attr(self, obj, name: str) -> int:
         value = self.attr(obj, name)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise self.fail(f"attribute {name!r} on {obj.name} must be an integer, got {value!r}")
+            raise self.fail(f"attribute {name!r} on {obj['name']} must be an integer, got {value!r}")
         return value
 
-    def group(self, parent, name: str) -> h5py.Group:
-        obj = parent.get(name)
-        if not isinstance(obj, h5py.Group):
-            raise self.fail(f"missing group {parent.name.rstrip('/')}/{name}")
+    def group(self, parent, name: str) -> dict:
+        obj = parent["groups"].get(name)
+        if obj is None:
+            raise self.fail(f"missing group {parent['name'].rstrip('/')}/{name}")
         return obj
 
     def dataset(self, group, name: str, dtype_ok, expected: str) -> np.ndarray:
         """Read ``group/name`` after checking its dtype with ``dtype_ok`` and its SHA-256."""
-        obj = group.get(name)
-        if not isinstance(obj, h5py.Dataset):
-            raise self.fail(f"missing dataset {group.name}/{name}")
-        if not dtype_ok(obj.dtype):
-            raise self.fail(f"dataset {obj.name} has dtype {obj.dtype}, expected {expected}")
-        data = np.asarray(obj[()])
+        obj = group["datasets"].get(name)
+        if obj is None:
+            raise self.fail(f"missing dataset {group['name']}/{name}")
+        if not dtype_ok(obj["dtype"]) or obj["data"] is None:
+            raise self.fail(f"dataset {obj['name']} has dtype {obj['dtype']}, expected {expected}")
+        data = obj["data"]
         stored = self.attr(obj, "sha256")
-        if data.dtype.kind not in "iuf":
-            raise self.fail(f"dataset {obj.name} has dtype {obj.dtype}, expected {expected}")
         computed = dataset_sha256(data)
         if stored != computed:
             raise self.fail(
-                f"SHA-256 mismatch in dataset {obj.name}: stored {str(stored)[:16]}..., "
+                f"SHA-256 mismatch in dataset {obj['name']}: stored {str(stored)[:16]}..., "
                 f"computed {computed[:16]}...; the data is corrupted"
             )
         return data
@@ -369,15 +790,14 @@ class _Reader:
             raise self.fail(f"attribute {name!r} must be a JSON string, got {type(text).__name__}")
         try:
             value = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise self.fail(f"attribute {name!r} is not valid JSON ({exc})") from None
         if not isinstance(value, dict):
             raise self.fail(f"attribute {name!r} must hold a JSON object, got {type(value).__name__}")
         return value
 
     def check_header(self, expected_kind: str | None) -> str:
-        attrs = self.f.attrs
-        if "format" not in attrs:
+        if "format" not in self.f["attrs"]:
             raise self.fail("an HDF5 file, but not a popcount-learn file (no 'format' attribute at the root)")
         fmt = self.attr(self.f, "format")
         if fmt != FORMAT_NAME:
@@ -402,9 +822,9 @@ class _Reader:
             raise self.fail(f"attribute 'topology' must be >= 2 positive integers, got {value!r}")
         return tuple(int(n) for n in topo)
 
-    def layer_groups(self, n_layers: int) -> list[h5py.Group]:
+    def layer_groups(self, n_layers: int) -> list[dict]:
         layers = self.group(self.f, "layers")
-        names = sorted(layers.keys())
+        names = sorted(layers["members"])
         expected = sorted(str(k) for k in range(n_layers))
         if names != expected:
             raise self.fail(f"group /layers holds {names}, but the topology has {n_layers} layer(s): {expected}")
@@ -424,7 +844,7 @@ class _Reader:
         """A spec dataclass from one attribute per field of group ``group_name``; every field
         must be there and nothing else (no silent defaults)."""
         g = self.group(self.f, group_name)
-        stored = {name: self.attr(g, name) for name in g.attrs}
+        stored = {name: self.attr(g, name) for name in g["attrs"]}
         names = [fld.name for fld in dataclasses.fields(cls)]
         missing = [n for n in names if n not in stored]
         unknown = sorted(set(stored) - set(names))
@@ -441,7 +861,7 @@ class _Reader:
         return self.config("datapath", DatapathConfig, "datapath spec")
 
     def learning(self) -> LearningConfig | None:
-        if "learning" not in self.f:
+        if "learning" not in self.f["members"]:
             return None
         return self.config("learning", LearningConfig, "learning rule spec")
 
@@ -464,22 +884,22 @@ class _Reader:
                     f"layer {k}: weights_lsb outside the {spec.weight_bits}-bit range "
                     f"[{spec.weight_min}, {spec.weight_max}] (min {w.min()}, max {w.max()})"
                 )
-            raw_th = g.attrs.get("threshold_lsb")
+            raw_th = g["attrs"].get("threshold_lsb")
             if raw_th is None:
                 raise self.fail(f"layer {k}: missing attribute 'threshold_lsb'")
-            th_dtype = np.asarray(raw_th).dtype
-            if np.asarray(raw_th).shape != () or th_dtype.kind != "i" or th_dtype.itemsize != tdtype.itemsize:
+            th = np.asarray(raw_th)
+            if th.shape != () or th.dtype.kind != "i" or th.dtype.itemsize != tdtype.itemsize:
                 raise self.fail(
                     f"layer {k}: threshold_lsb must be a scalar {tdtype.name} for membrane_bits="
-                    f"{spec.membrane_bits}, got {th_dtype} {np.asarray(raw_th).shape}"
+                    f"{spec.membrane_bits}, got {th.dtype} {th.shape}"
                 )
-            threshold = int(_plain(raw_th))
+            threshold = int(th)
             if not 1 <= threshold <= spec.membrane_max:
                 raise self.fail(
                     f"layer {k}: threshold_lsb {threshold} outside 1..{spec.membrane_max} "
                     f"({spec.membrane_bits}-bit membrane register)"
                 )
-            scale = _plain(g.attrs.get("scale"))
+            scale = _plain(g["attrs"].get("scale"))
             if not isinstance(scale, float) or not (math.isfinite(scale) and scale > 0):
                 raise self.fail(f"layer {k}: scale must be a positive finite float, got {scale!r}")
             layers.append(LayerImage(weights_lsb=w.astype(wdtype), threshold_lsb=threshold, scale=scale))
@@ -491,7 +911,7 @@ class _Reader:
         computed_crc = image_crc32(image)
         if stored_crc != computed_crc:
             raise self.fail(
-                f"whole-image CRC-32 mismatch: stored 0x{stored_crc:08x}, computed 0x{computed_crc:08x} "
+                f"whole-image CRC-32 mismatch: stored 0x{stored_crc & 0xFFFFFFFF:08x}, computed 0x{computed_crc:08x} "
                 "over the upload byte stream (spec, thresholds or weights were altered)"
             )
         return image
@@ -500,7 +920,7 @@ class _Reader:
 
     def encoding(self) -> SpikeEncoding:
         g = self.group(self.f, "encoding")
-        unknown = sorted(set(g.attrs.keys()) - {"threshold", "dark_time"})
+        unknown = sorted(set(g["attrs"]) - {"threshold", "dark_time"})
         if unknown:
             raise self.fail(f"encoding has unknown field(s) {unknown}")
         threshold = self.int_attr(g, "threshold")
@@ -512,10 +932,24 @@ class _Reader:
         except ConfigError as exc:
             raise self.fail(f"invalid encoding: {exc}") from None
 
+    def check_recorded_encoding(self, encoding: SpikeEncoding, metadata: dict) -> None:
+        """An unsealed file's /encoding against the copy ``train`` records in the metadata
+        (``metadata["encoding"]``), so that damage to either one is caught without a seal."""
+        recorded = metadata.get("encoding")
+        if not isinstance(recorded, dict) or set(recorded) != {"threshold", "dark_time"}:
+            return
+        if recorded != dataclasses.asdict(encoding):
+            raise self.fail(
+                f"/encoding (threshold {encoding.threshold}, dark_time {encoding.dark_time}) differs from the "
+                f"encoding recorded in metadata_json ({recorded}); one of them was altered"
+            )
+
     def network(self) -> tuple[ExactNetwork, dict]:
         topology = self.topology()
         encoding = self.encoding()
         metadata = self.json_attr("metadata_json")
+        if self.integrity == UNSEALED:
+            self.check_recorded_encoding(encoding, metadata)
         weights = []
         for k, g in enumerate(self.layer_groups(len(topology) - 1)):
             w = self.dataset(g, "weights", lambda dt: dt.kind == "f", "a float type")

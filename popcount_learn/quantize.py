@@ -39,6 +39,14 @@ def dark_input_step_for(spec: DatapathConfig, encoding: SpikeEncoding) -> int:
     return step
 
 
+def encoding_for(spec: DatapathConfig) -> SpikeEncoding:
+    """The input encoding ``spec`` implies (the inverse of the rule above): a pixel spikes at
+    step 0 when it is brighter than ``input_threshold``; dark pixels at ``dark_input_step``
+    (time ``step * dt``), or never for -1."""
+    dark_time = None if spec.dark_input_step == -1 else spec.dark_input_step * spec.dt
+    return SpikeEncoding(threshold=spec.input_threshold, dark_time=dark_time)
+
+
 def _spec_for(network: ExactNetwork, spec: DatapathConfig | None, bits: int | None) -> DatapathConfig:
     if spec is None:
         spec = DatapathConfig.for_weight_bits(8 if bits is None else bits)
@@ -97,8 +105,5 @@ def dequantize(image: WeightImage) -> ExactNetwork:
     """
     if not isinstance(image, WeightImage):
         raise ConfigError(f"dequantize: expected a WeightImage, got {type(image).__name__}")
-    spec = image.spec
-    dark_time = None if spec.dark_input_step == -1 else spec.dark_input_step * spec.dt
-    encoding = SpikeEncoding(threshold=spec.input_threshold, dark_time=dark_time)
     weights = [layer.weights_lsb.astype(np.float64) * layer.scale for layer in image.layers]
-    return ExactNetwork(weights, encoding)
+    return ExactNetwork(weights, encoding_for(image.spec))

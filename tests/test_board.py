@@ -2,9 +2,12 @@
 
 import dataclasses
 import os
+import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from factories import random_weight_image
 from firmware_bridge import check, commands
 from firmware_bridge.boards import launch
 from firmware_bridge.commands import board_observations, compare_on_board, image_input_bits, run_on_board
-from firmware_bridge.errors import BoardRefused, ImageRejected
+from firmware_bridge.errors import BoardConnectionError, BoardRefused, ImageRejected
 from firmware_bridge.wire import protocol as p
 from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
@@ -25,7 +28,7 @@ from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.errors import ConfigError
 from popcount_learn.h5io import load_weight_image, save_weight_image
 from popcount_learn.learning import LearningConfig
-from popcount_learn.onchip import train_step
+from popcount_learn.onchip import OnchipLearner, train_step
 from popcount_learn.weight_image import image_crc32, stream_spec_codes, upload_bytes
 
 pytestmark = pytest.mark.firmware
@@ -216,8 +219,20 @@ def _one_lsb_variant_that_matters(image, images):
 
 def test_batches_shrink_when_a_reply_would_not_fit(client, mnist, net600):
     commands.upload_image(client, net600)
-    with pytest.raises(BoardRefused, match="REPLY_TOO_LARGE"):
+    with pytest.raises(BoardRefused, match="REPLY_TOO_LARGE") as refusal:
         client.infer_batch(image_input_bits(net600, mnist[0][:600]))  # ~170 bytes x 600 > 64 KiB
+    # a = what the whole reply needs (docs/protocol.md): count u16, then per result its head,
+    # rows read and a spike count per layer, and 6 bytes per neuron that fired.
+    emu = emulate(net600, mnist[0][:600])
+    fired = sum((steps >= 0).sum(axis=1) for steps in emu.spike_steps)
+    n_layers = len(net600.layers)
+    assert refusal.value.a == 2 + int(np.sum(14 + 8 * n_layers + 6 * fired))
+    assert refusal.value.b == client.info().max_payload_bytes
+    assert str(refusal.value).endswith(
+        f"the whole reply needs {refusal.value.a} payload bytes, the board's limit is 65536"
+    )
+    retry = commands.smaller_batch(600, refusal.value)  # sized from the figure, not halved blindly
+    assert int(np.sum((2 + 14 + 8 * n_layers + 6 * fired)[:retry])) <= refusal.value.b < refusal.value.a
     board = run_on_board(client, net600, mnist[0][:600], batch_size=600)
     assert check.compare(emulate(net600, mnist[0][:600]), board, body="board").ok
 
@@ -557,3 +572,167 @@ def test_property_test_exercised_deep_learning_paths(client, rule):
 def test_property_any_noise_leaves_the_board_answering(client, noise):
     client._write(noise)
     assert client.info().protocol_version == p.PROTOCOL_VERSION
+
+
+# -- the protocol's contract where it is easy to get wrong (docs/protocol.md) ------------------
+
+
+def raw_frame(version: int, msg_type: int, seq: int, payload: bytes, *, length=None, crc=None) -> bytes:
+    """A frame built by hand (any version, length field or CRC), with delimiters around it."""
+    body = struct.pack("<BBHI", version, msg_type, seq, len(payload) if length is None else length) + payload
+    crc = zlib.crc32(body) if crc is None else crc
+    return b"\x00" + p.cobs_encode(body + struct.pack("<I", crc)) + b"\x00"
+
+
+def raw_replies(client, data: bytes, n: int = 1, timeout_s: float = 10.0) -> list[bytes]:
+    """Write ``data`` as it is; the next ``n`` frames the board sends, as sent (COBS and 00)."""
+    client._write(data)
+    buf, frames = b"", []
+    deadline = time.monotonic() + timeout_s
+    while len(frames) < n and time.monotonic() < deadline:
+        buf += client._read()
+        while b"\x00" in buf:
+            frame, buf = buf.split(b"\x00", 1)
+            if frame:
+                frames.append(frame + b"\x00")
+    return frames
+
+
+def golden_frames() -> dict[str, bytes]:
+    from test_protocol import golden_vectors
+
+    return {name: frame for name, _, _, _, frame in golden_vectors()}
+
+
+def tiny_image():
+    """8 inputs, one output neuron that the bias fires at step 0: every result is 28 bytes."""
+    w = np.zeros((9, 1), np.int8)
+    w[-1, 0] = 127
+    from popcount_learn.weight_image import LayerImage, WeightImage
+
+    return WeightImage(DatapathConfig.for_weight_bits(8), (LayerImage(w, 1, 1.0),))
+
+
+@pytest.mark.parametrize("fill", [0x00, 0x55], ids=["zero-bytes", "no-zero-bytes"])
+def test_a_payload_one_byte_over_the_limit_is_refused(client, fill):
+    limit = client.info().max_payload_bytes
+    # LOAD_CHUNK without LOAD_BEGIN: a board that read the frame would answer NOT_LOADING.
+    frame = p.decode_frame(
+        raw_replies(client, raw_frame(1, MsgType.LOAD_CHUNK, 11, bytes([fill]) * (limit + 1)))[0][:-1]
+    )
+    assert (frame.msg_type, frame.seq) == (MsgType.ERROR, p.NO_SEQ)
+    assert p.decode_error(frame.payload) == (ErrorCode.OVERSIZE, limit, 0)
+    # At the limit the frame is read (INFO takes no payload: BAD_LENGTH of the request's seq).
+    frame = p.decode_frame(raw_replies(client, raw_frame(1, MsgType.INFO, 12, bytes([fill]) * limit))[0][:-1])
+    assert (frame.msg_type, frame.seq) == (MsgType.ERROR, 12)
+    assert p.decode_error(frame.payload) == (ErrorCode.BAD_LENGTH, limit, 0)
+
+
+def test_error_replies_are_the_golden_frames(client):
+    if client.info().max_payload_bytes != 65536:
+        pytest.skip("the golden OVERSIZE and REPLY_TOO_LARGE frames are for a board with a 64 KiB limit")
+    golden = golden_frames()
+    client.reset()
+    cases = [
+        ("error_bad_frame", b"\x00\x05\x01\x00"),  # COBS block runs past the end: decoded length -1
+        ("error_bad_crc", raw_frame(1, MsgType.INFO, 1, b"", crc=0x12345678)),
+        ("error_oversize", raw_frame(1, MsgType.LOAD_CHUNK, 9, bytes(65537))),
+        ("error_bad_version", raw_frame(2, MsgType.INFO, 2, b"")),
+        ("error_bad_length_frame", raw_frame(1, MsgType.INFO, 3, b"\x01\x02\x03", length=5)),
+        ("error_bad_length_message", raw_frame(1, MsgType.INFO, 4, b"\x01\x02\x03")),
+        ("error_unknown_type", raw_frame(1, 0x55, 5, b"")),
+        ("error_no_image", raw_frame(1, MsgType.INFER, 6, bytes(98))),
+        ("error_not_loading", raw_frame(1, MsgType.LOAD_COMMIT, 7, b"")),
+    ]
+    for name, data in cases:
+        assert raw_replies(client, data) == [golden[name]], name
+    assert raw_replies(client, raw_frame(1, MsgType.INFO, 10, b"")[:6], timeout_s=3.0) == [golden["error_truncated"]]
+    commands.upload_image(client, tiny_image())
+    assert raw_replies(client, raw_frame(1, MsgType.INFER_BATCH, 8, b"\x00\x00")) == [
+        golden["error_bad_argument_batch_of_0"]
+    ]
+    batch = struct.pack("<H", 65534) + bytes(65534)  # 2 + 65534 x 28 reply bytes = 1,834,954
+    assert raw_replies(client, raw_frame(1, MsgType.INFER_BATCH, 9, batch)) == [golden["error_reply_too_large"]]
+    assert client.info().protocol_version == p.PROTOCOL_VERSION  # and in sync after all of it
+
+
+def test_a_second_client_on_the_port_is_told_it_is_in_use(board, capsys):
+    if "://" in board.port:
+        pytest.skip("a URL port (socket://...) has no lock")
+    from popcount_learn import cli
+
+    with BoardClient(board.port, timeout_s=5.0) as first:
+        with pytest.raises(BoardConnectionError, match="port in use"):
+            BoardClient(board.port)
+        assert cli.main(["board", "info", "--port", board.port]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "port in use" in err
+        assert first.info().protocol_version == p.PROTOCOL_VERSION  # the first one was not disturbed
+    with BoardClient(board.port, timeout_s=5.0) as again:  # free again once the first has closed
+        assert again.info().protocol_version == p.PROTOCOL_VERSION
+
+
+def replayed(image, rule, images, labels, n_steps):
+    learner = OnchipLearner(image, rule)
+    for i, enc in enumerate(encode_input_steps(image.spec, images[:n_steps])):
+        learner.step(enc, int(labels[i]), i)
+    return learner.image()
+
+
+@pytest.mark.parametrize("in_flight", [False, True], ids=["between-steps", "step-in-flight"])
+def test_an_interrupted_board_train_says_how_many_steps_the_board_applied(client, rule, mnist, net600, in_flight):
+    images, labels = mnist[2][:20], mnist[3][:20]
+    real, calls = client.train_step, []
+
+    def train_step_then_ctrl_c(t, label, bits):
+        calls.append(t)
+        if len(calls) < 6:
+            return real(t, label, bits)
+        if in_flight:  # the request reaches the board; Ctrl-C comes while the host waits for the reply
+            client._write(
+                b"\x00" + p.encode_frame(MsgType.TRAIN_STEP, client._next_seq(), p.encode_train_step(t, label, bits))
+            )
+        raise KeyboardInterrupt
+
+    client.train_step = train_step_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt) as info:
+        commands.train_side_by_side(client, net600, rule, images, labels, image_name="net600-int8.h5")
+    applied = 6 if in_flight else 5
+    assert str(info.value) == (
+        f"after {applied} of 20 training steps applied on the board; its weights now differ from net600-int8.h5 "
+        "(upload the image again, as board compare and board train do, before comparing it with the file)"
+    )
+    assert client.info().image_crc32 == image_crc32(replayed(net600, rule, images, labels, applied))
+
+
+def test_ctrl_c_in_board_train_prints_what_the_board_holds(board, rule, mnist, tmp_path, firmware_build_root):
+    if "://" in board.port:
+        pytest.skip("needs a port this test can hand to a second process")
+    image = dataclasses.replace(load_weight_image(PRETRAINED / "net100-int8.h5"), learning=rule)
+    path = tmp_path / "net100-rule.h5"
+    save_weight_image(path, image)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = ["board", "train", "--port", board.port, "--image", path, "--steps", "20000", "--check-every", "1000000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "popcount_learn.cli", *map(str, args)], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        first = proc.stderr.readline()  # "train: 2000/20000 ..." after a tenth of the steps
+        assert first.startswith("train: "), first
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("popcount-learn: interrupted: after ") and f"differ from {path}" in last, err
+    applied = int(last.split("after ")[1].split(" of ")[0].replace(",", ""))
+    assert applied > 0
+    train = load_mnist(REPO / "datasets" / "mnist", "train")
+    order = commands.training_order(len(train.images), 20000, 0)[:applied]
+    with BoardClient(board.port, timeout_s=5.0) as c:
+        board_crc = c.info().image_crc32
+    assert board_crc == image_crc32(replayed(image, rule, train.images[order], train.labels[order], applied))

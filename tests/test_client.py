@@ -1,6 +1,7 @@
 """BoardClient without a board: loop:// (every byte written comes back) and scripted ports."""
 
 import logging
+import os
 import time
 
 import pytest
@@ -20,13 +21,41 @@ def test_silence_gives_a_timeout_after_the_retries_in_bounded_time(caplog):
     c = loop_client(timeout_s=0.15, retries=2, trace=True)
     caplog.set_level(logging.DEBUG, logger="firmware_bridge.trace")
     t0 = time.monotonic()
-    with pytest.raises(BoardTimeout, match=r"INFO .seq 100. after 3 attempt"):
+    with pytest.raises(
+        BoardTimeout, match=r"no reply to INFO: waited .* s \(3 attempt\(s\) of .* s\) for a reply frame"
+    ):
         c.info()
     assert time.monotonic() - t0 < 2.0
     assert c.stats["resends"] == 2
     tx = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tx")]
     assert len(tx) == 3 and all("seq=100" in line for line in tx)  # retries keep the sequence number
     assert c.stats["stale"] >= 3  # the echoed requests were recognised as not-a-reply
+
+
+class SilentPort:
+    """A port that takes every byte and never answers (an unplugged cable)."""
+
+    timeout, baudrate, in_waiting = 0.05, 115200, 0
+
+    def write(self, data):
+        return len(data)
+
+    def read(self, n):
+        time.sleep(0.01)
+        return b""
+
+    def close(self):
+        pass
+
+
+def test_a_timeout_says_what_it_waited_for_and_what_came_instead():
+    with pytest.raises(BoardTimeout) as info:
+        loop_client(timeout_s=0.1, retries=1).info()
+    text = str(info.value)
+    assert text.startswith("loop://: no reply to INFO: waited ") and "for a reply frame with seq 100" in text
+    assert text.endswith("only the request itself came back (a loopback such as loop://, not a board?)")
+    with pytest.raises(BoardTimeout, match=r"seq 8; nothing came back \(is a board running the firmware"):
+        BoardClient(port=SilentPort(), url="/dev/ttyX", timeout_s=0.1, retries=0, first_seq=7).info()
 
 
 def test_reply_after_garbage_is_found():
@@ -124,3 +153,16 @@ def test_a_request_over_the_known_limit_is_refused_before_sending():
     with pytest.raises(BoardRefused, match="OVERSIZE"):
         c.request(MsgType.INFER_BATCH, b"\x01" * 65)
     assert c.stats["requests"] == 0 and c._port.in_waiting == 0
+
+
+def test_a_second_client_on_a_pty_is_refused_with_port_in_use():
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave)
+        with BoardClient(name), pytest.raises(BoardConnectionError, match=f"^{name}: port in use: another program"):
+            BoardClient(name)
+        with BoardClient(name):  # the lock went with the first client
+            pass
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -6,13 +6,18 @@ hashlib and zlib, never by calling the code under test for the answer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import re
+import signal
+import stat
 import struct
 import subprocess
+import time
 import zlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -34,6 +39,7 @@ from popcount_learn import datapath as datapath_module
 from popcount_learn import h5io
 from popcount_learn.datapath import OVERFLOW_POLICIES, TIE_RULES, DatapathConfig
 from popcount_learn.errors import ConfigError, ModelFileError
+from popcount_learn.learning import LearningConfig
 from popcount_learn.network import ExactNetwork
 from popcount_learn.weight_image import (
     UPLOAD_SPEC_FIELDS,
@@ -59,6 +65,26 @@ def le_sha256(array: np.ndarray) -> str:
     """The documented dataset digest: SHA-256 of the values as little-endian bytes, C order."""
     a = np.ascontiguousarray(array)
     return hashlib.sha256(a.astype(a.dtype.newbyteorder("<")).tobytes(order="C")).hexdigest()
+
+
+def reseal(path) -> None:
+    """Seal ``path`` again after an edit, by the documented layout (docs/weight-image.md,
+    Integrity), as a writer that seals whatever it wrote would: what is tested behind it is the
+    reader's checks of the content."""
+    body = Path(path).read_bytes()[512:]
+    text = b"popcount-learn sealed HDF5 1\nsha256 %s\nbytes %d\n" % (
+        hashlib.sha256(body).hexdigest().encode(),
+        len(body),
+    )
+    Path(path).write_bytes(text.ljust(512, b"\0") + body)
+
+
+@contextlib.contextmanager
+def edited(path):
+    """The file open in h5py for writing, sealed again afterwards."""
+    with h5py.File(path, "r+") as f:
+        yield f
+    reseal(path)
 
 
 def expected_itemsize(bits: int) -> int:
@@ -200,7 +226,7 @@ def test_big_endian_dataset_from_another_writer_reads_by_value(workdir):
     net = random_exact_network(5, topology=(3, 2), dtype="float64")
     path = workdir / "be.h5"
     h5io.save_network(path, net)
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         del f["layers/0/weights"]
         ds = f["layers/0"].create_dataset("weights", data=net.weights[0].astype(">f8"))
         ds.attrs["sha256"] = le_sha256(net.weights[0])
@@ -495,7 +521,7 @@ def image_file(tmp_path):
 
 def rewrite_dataset(path, name: str, data: np.ndarray) -> None:
     """Replace a dataset behind the writer's back, with a correct SHA-256 for the new data."""
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         del f[name]
         ds = f.create_dataset(name, data=data)
         ds.attrs["sha256"] = le_sha256(data)
@@ -540,7 +566,7 @@ def test_someone_elses_hdf5(tmp_path):
 def test_array_where_a_scalar_belongs_is_refused(image_file, group, name, n_values):
     # Used to end in a raw ValueError (ambiguous truth value) or TypeError (unhashable array).
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         value = f[group].attrs[name]
         f[group].attrs[name] = np.array([value] * n_values, dtype=h5py.string_dtype())
     message = refused(path, h5io.load_model)
@@ -549,7 +575,7 @@ def test_array_where_a_scalar_belongs_is_refused(image_file, group, name, n_valu
 
 def test_unsupported_version(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f.attrs["format_version"] = np.int64(2)
     message = refused(path)
     assert "format version 2 is not supported" in message and "reads version(s) 1" in message
@@ -557,7 +583,7 @@ def test_unsupported_version(image_file):
 
 def test_unknown_kind(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f.attrs["kind"] = "spreadsheet"
     assert "unknown kind 'spreadsheet'" in refused(path, h5io.load_model)
 
@@ -575,6 +601,8 @@ def test_flipped_byte_in_weights_is_caught_by_sha256(image_file):
     with h5py.File(path, "r") as f:  # the flip landed in the weights, nowhere else
         changed = f["layers/1/weights_lsb"][()] != image.layers[1].weights_lsb
         assert changed.sum() == 1 and changed.reshape(-1)[3]
+    assert "content SHA-256 mismatch: the seal says" in refused(path)
+    reseal(path)  # behind the seal, the dataset's own digest names the dataset that was hit
     assert "SHA-256 mismatch in dataset /layers/1/weights_lsb" in refused(path)
 
 
@@ -588,6 +616,8 @@ def test_flipped_byte_in_network_weights(tmp_path):
         byte = raw.read(1)[0]
         raw.seek(offset + 10)
         raw.write(bytes([byte ^ 0x80]))
+    assert "content SHA-256 mismatch" in refused(path, h5io.load_network)
+    reseal(path)
     assert "SHA-256 mismatch in dataset /layers/0/weights" in refused(path, h5io.load_network)
 
 
@@ -596,6 +626,8 @@ def test_truncated_file(image_file, keep):
     path, _ = image_file
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+    assert "truncated: the seal says" in refused(path)
+    path.write_bytes(data[512 : int(len(data) * keep)])  # a file from before the seal, truncated
     assert "truncated or damaged HDF5 file" in refused(path)
 
 
@@ -610,7 +642,7 @@ def test_weight_outside_bit_width(image_file):
 
 def test_threshold_outside_membrane_width(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f["layers/1"].attrs["threshold_lsb"] = np.int16(3000)
     assert "layer 1: threshold_lsb 3000 outside 1..2047 (12-bit membrane register)" in refused(path)
 
@@ -624,7 +656,7 @@ def test_wrong_shape(image_file):
 
 def test_layer_count_disagrees_with_topology(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f.attrs["topology"] = np.array([5, 4], dtype=np.int64)
     assert "group /layers holds ['0', '1'], but the topology has 1 layer(s)" in refused(path)
 
@@ -645,21 +677,21 @@ def test_weights_of_wrong_type_are_refused_not_cast(image_file, data, expected):
 
 def test_threshold_of_wrong_type(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f["layers/0"].attrs["threshold_lsb"] = np.float64(100.0)
     assert "layer 0: threshold_lsb must be a scalar int16 for membrane_bits=12" in refused(path)
 
 
 def test_missing_checksum(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         del f["layers/0/weights_lsb"].attrs["sha256"]
     assert "missing attribute 'sha256' on /layers/0/weights_lsb" in refused(path)
 
 
 def test_altered_threshold_trips_the_image_crc(image_file):
     path, image = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f["layers/0"].attrs["threshold_lsb"] = np.int16(image.layers[0].threshold_lsb % 2047 + 1)
     message = refused(path)
     assert "whole-image CRC-32 mismatch" in message
@@ -668,7 +700,7 @@ def test_altered_threshold_trips_the_image_crc(image_file):
 
 def test_altered_spec_trips_the_image_crc(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f["datapath"].attrs["tie_rule"] = (
             "lowest_index" if f["datapath"].attrs["tie_rule"] != "lowest_index" else "max_membrane"
         )
@@ -677,14 +709,14 @@ def test_altered_spec_trips_the_image_crc(image_file):
 
 def test_spec_fields_missing_unknown_or_invalid(image_file):
     path, _ = image_file
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         del f["datapath"].attrs["tie_rule"]
     assert "datapath spec lacks field(s) ['tie_rule']" in refused(path)
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f["datapath"].attrs["tie_rule"] = "max_membrane"
         f["datapath"].attrs["clock_mhz"] = np.int64(100)
     assert "datapath spec has unknown field(s) ['clock_mhz']" in refused(path)
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         del f["datapath"].attrs["clock_mhz"]
         f["datapath"].attrs["time_shift"] = np.float64(6.0)
     assert "invalid datapath spec: DatapathConfig: time_shift must be an int, got 6.0" in refused(path)
@@ -701,7 +733,7 @@ def test_invalid_network_contents(tmp_path):
     rewrite_dataset(path, "layers/0/weights", np.zeros((4, 2), dtype=np.int32))
     assert "dataset /layers/0/weights has dtype int32, expected a float type" in refused(path, h5io.load_network)
     rewrite_dataset(path, "layers/0/weights", net.weights[0])
-    with h5py.File(path, "r+") as f:
+    with edited(path) as f:
         f["encoding"].attrs["dark_time"] = np.float64(-1.0)
     assert "invalid encoding: dark_time must be a positive finite time or None" in refused(path, h5io.load_network)
 
@@ -737,3 +769,237 @@ def test_h5dump_reads_a_weight_image(tmp_path):
     out = subprocess.run(["h5dump", "-H", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert 'DATASET "weights_lsb"' in out.stdout and "H5T_STD_I8LE" in out.stdout
+
+
+# --- the seal: every byte covered, checked before HDF5 parses anything ----------------------
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "datasets" / "pretrained"
+
+
+def test_the_seal_is_the_documented_user_block(tmp_path):
+    path = tmp_path / "sealed.h5"
+    h5io.save_weight_image(path, small_image())
+    data = path.read_bytes()
+    body = data[512:]
+    text = b"popcount-learn sealed HDF5 1\nsha256 %s\nbytes %d\n" % (
+        hashlib.sha256(body).hexdigest().encode(),
+        len(body),
+    )
+    assert data[:512] == text + b"\0" * (512 - len(text))
+    assert body[:8] == b"\x89HDF\r\n\x1a\n"  # HDF5 (and h5dump) find the superblock after the user block
+    with h5py.File(path, "r") as f:
+        assert f.userblock_size == 512 and f.attrs["kind"] == "weight-image"
+    assert h5io.read_model_file(path).integrity == h5io.SEALED
+
+
+def test_every_byte_of_a_sealed_file_is_covered(tmp_path):
+    # Every byte of the seal, every fourth of the rest (all of them: BENCHMARKS.md, tools/fuzz_model_files.py).
+    path = tmp_path / "small.h5"
+    h5io.save_network(path, random_exact_network(3, topology=(3, 2)), {"note": "x"})
+    data = path.read_bytes()
+    accepted = []
+    for i in [*range(512), *range(512, len(data), 4)]:
+        damaged = bytearray(data)
+        damaged[i] ^= 0xFF
+        path.write_bytes(damaged)
+        try:
+            h5io.load_network(path)
+            accepted.append(i)
+        except ModelFileError:
+            pass
+    assert accepted == [], f"flips accepted at offsets {accepted[:10]} of {len(data)}"
+
+
+def test_an_h5py_edit_of_the_learning_rule_is_refused(tmp_path):
+    path = tmp_path / "onchip.h5"
+    image = dataclasses.replace(small_image(), learning=LearningConfig(margin_steps=4, seed=3))
+    h5io.save_weight_image(path, image)
+    assert h5io.load_weight_image(path).learning == image.learning
+    for group, name, value in (("learning", "margin_steps", np.int64(9)), ("learning", "seed", np.int64(4))):
+        h5io.save_weight_image(path, image)
+        with h5py.File(path, "r+") as f:
+            f[group].attrs[name] = value
+        assert "after it was written" in refused(path)
+    # A scale, which the exact evaluation of an image uses, likewise.
+    h5io.save_weight_image(path, image)
+    with h5py.File(path, "r+") as f:
+        f["layers/0"].attrs["scale"] = np.float64(2.0)
+    assert "after it was written" in refused(path)
+
+
+def test_a_damaged_seal_or_length_is_refused(tmp_path):
+    path = tmp_path / "s.h5"
+    h5io.save_weight_image(path, small_image())
+    data = path.read_bytes()
+    for damaged, needle in (
+        (data[:40] + b"X" + data[41:], "damaged seal"),
+        (data[:500] + b"\1" + data[501:], "damaged seal"),
+        (data + b"\0", "grown after it was written"),
+        (data[:-1], "truncated: the seal says"),
+        (data[:300], "damaged seal"),
+    ):
+        path.write_bytes(damaged)
+        assert needle in refused(path)
+
+
+# --- files from before the seal --------------------------------------------------------------
+
+
+def unseal(path) -> None:
+    """The same file as a writer from before the seal wrote it (no user block)."""
+    Path(path).write_bytes(Path(path).read_bytes()[512:])
+
+
+def test_an_unsealed_file_loads_and_says_how_far_it_is_verified(tmp_path):
+    path = tmp_path / "old.h5"
+    image = small_image()
+    h5io.save_weight_image(path, image)
+    unseal(path)
+    loaded = h5io.read_model_file(path)
+    assert loaded.integrity == h5io.UNSEALED and not loaded.fully_verified
+    assert_same_image(loaded.model, image)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  other.h5\n")
+    assert h5io.read_model_file(path).integrity == h5io.UNSEALED  # listed elsewhere, not this one
+    (tmp_path / "SHA256SUMS").write_text(f"{digest}  old.h5\n")
+    loaded = h5io.read_model_file(path)
+    assert loaded.integrity == h5io.LISTED and loaded.fully_verified
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(data)
+    assert "SHA256SUMS; the file was damaged or altered" in refused(path)
+    (tmp_path / "SHA256SUMS").write_text("not a checksum line\n")
+    assert "cannot verify it" in refused(path)
+
+
+def test_the_shipped_models_are_listed_and_load_with_their_meaning():
+    sums = {line.split()[1]: line.split()[0] for line in (PRETRAINED / "SHA256SUMS").read_text().splitlines()}
+    assert sorted(sums) == sorted(p.name for p in PRETRAINED.glob("*.h5"))
+    for name, digest in sums.items():
+        path = PRETRAINED / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        loaded = h5io.read_model_file(path)
+        assert loaded.integrity == h5io.LISTED
+        with h5py.File(path, "r") as f:  # what the file says, read by plain h5py
+            assert tuple(f.attrs["topology"]) == loaded.model.topology
+            if isinstance(loaded.model, WeightImage):
+                assert int(f.attrs["crc32"]) == image_crc32(loaded.model)
+                assert ("learning" in f) == (loaded.model.learning is not None)
+            else:
+                assert int(f["encoding"].attrs["threshold"]) == loaded.model.encoding.threshold
+
+
+def test_the_flipped_encoding_of_a_shipped_float_model_is_refused(tmp_path):
+    # Byte 22152 of net100.h5 holds /encoding's threshold: the flip makes it 127 instead of 128.
+    data = bytearray((PRETRAINED / "net100.h5").read_bytes())
+    data[22152] ^= 0xFF
+    copy = tmp_path / "net100.h5"
+    copy.write_bytes(data)
+    with h5py.File(copy, "r") as f:
+        assert int(f["encoding"].attrs["threshold"]) == 127  # the flip is where it should be
+    (tmp_path / "SHA256SUMS").write_bytes((PRETRAINED / "SHA256SUMS").read_bytes())
+    assert "listed in" in refused(copy, h5io.load_network)  # as shipped: the whole file is listed
+    (tmp_path / "SHA256SUMS").unlink()
+    message = refused(copy, h5io.load_network)  # unlisted: the training metadata's copy disagrees
+    assert "/encoding (threshold 127, dark_time None) differs from the encoding recorded" in message
+    # Sealed (saved again), the same attribute is covered by the seal.
+    net, metadata = h5io.load_network(PRETRAINED / "net100.h5")
+    h5io.save_network(copy, net, metadata)
+    with h5py.File(copy, "r+") as f:
+        f["encoding"].attrs["threshold"] = np.int64(127)
+    assert "after it was written" in refused(copy, h5io.load_network)
+
+
+def test_hdf5_that_never_finishes_is_cut_off_at_the_deadline(tmp_path, monkeypatch):
+    path = tmp_path / "old.h5"
+    h5io.save_weight_image(path, small_image())
+    unseal(path)
+    pid_file = tmp_path / "child.pid"
+
+    def spin(data):  # what HDF5 does on some damaged metadata: never returns (here in Python)
+        pid_file.write_text(str(os.getpid()))
+        while True:
+            pass
+
+    monkeypatch.setattr(h5io, "_read_tree", spin)
+    monkeypatch.setattr(h5io, "UNVERIFIED_PARSE_DEADLINE_S", 1.0)
+    t0 = time.monotonic()
+    message = refused(path)
+    assert time.monotonic() - t0 < 5
+    assert "did not finish reading its structure within 1 s" in message
+    child = int(pid_file.read_text())
+    assert child != os.getpid()
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left behind
+        os.kill(child, 0)
+
+
+def test_a_crash_while_parsing_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "old.h5"
+    h5io.save_weight_image(path, small_image())
+    unseal(path)
+    monkeypatch.setattr(h5io, "_read_tree", lambda data: os.kill(os.getpid(), signal.SIGKILL))
+    assert "HDF5 crashed reading its structure" in refused(path)
+
+
+def test_a_runaway_allocation_while_parsing_fails_in_the_child(tmp_path, monkeypatch):
+    # A damaged size can make HDF5 allocate without bound; the child's address space is capped.
+    path = tmp_path / "old.h5"
+    h5io.save_weight_image(path, small_image())
+    unseal(path)
+    monkeypatch.setattr(h5io, "_read_tree", lambda data: bytearray(16 << 30))  # untouched pages, if it got them
+    assert "MemoryError" in refused(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_a_device_is_never_read_nor_replaced(tmp_path, kind):
+    path = tmp_path / "node"
+    if kind == "fifo":
+        os.mkfifo(path)
+        what = "a FIFO (named pipe)"
+    else:
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+        what = "a character device"
+    t0 = time.monotonic()
+    assert f"is {what}, not a model file" in refused(path, h5io.load_model)
+    assert time.monotonic() - t0 < 5  # a FIFO with no writer must not block the reader
+    with pytest.raises(ModelFileError, match=re.escape(f"is {what}, not a regular file; refusing to replace it")):
+        h5io.save_weight_image(path, small_image())
+    mode = os.lstat(path).st_mode
+    assert (stat.S_ISFIFO if kind == "fifo" else stat.S_ISCHR)(mode)
+    assert sorted(os.listdir(tmp_path)) == ["node"]  # no temporary file left
+
+
+def test_a_save_through_a_symbolic_link_replaces_the_file_it_points_to(tmp_path):
+    real = tmp_path / "real.h5"
+    h5io.save_weight_image(real, small_image(seed=1))
+    link = tmp_path / "link.h5"
+    link.symlink_to(real)
+    h5io.save_weight_image(link, small_image(seed=2))
+    assert link.is_symlink()
+    assert_same_image(h5io.load_weight_image(real), small_image(seed=2))
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 64 KiB tmpfs (needs root: mount)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tiny_filesystem):
+    target = tiny_filesystem / "big.h5"
+    net = random_exact_network(2, topology=(300, 40, 10), dtype="float64")  # ~100 KB of weights
+    with pytest.raises(ModelFileError) as info:
+        h5io.save_network(target, net)
+    assert str(info.value) == f"{target}: cannot write: No space left on device"
+    assert os.listdir(tiny_filesystem) == []

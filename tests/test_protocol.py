@@ -138,6 +138,21 @@ def test_bad_crc_message_and_wrong_length_and_version():
         p.decode_frame(p.cobs_encode(b"\x01\x02"))
 
 
+@pytest.mark.parametrize("fill", [0x00, 0x55], ids=["zero-bytes", "no-zero-bytes"])
+def test_a_payload_one_byte_over_the_limit_is_no_frame(fill):
+    payload = bytes([fill]) * (p.MAX_PAYLOAD_BYTES + 1)
+    with pytest.raises(FrameError, match="exceeds the protocol limit"):
+        p.encode_frame(MsgType.INFO, 1, payload)
+    body = p.HEADER.pack(p.PROTOCOL_VERSION, MsgType.INFO, 1, len(payload)) + payload
+    encoded = p.cobs_encode(body + p.CRC.pack(zlib.crc32(body)))
+    with pytest.raises(FrameError, match="exceeds the protocol limit"):
+        p.decode_frame(encoded)
+    items = FrameDecoder().feed(encoded + b"\x00")
+    assert len(items) == 1 and isinstance(items[0], FrameError)
+    at_limit = p.encode_frame(MsgType.INFO, 1, payload[:-1])
+    assert FrameDecoder().feed(at_limit) == [Frame(MsgType.INFO, 1, payload[:-1])]
+
+
 def test_oversize_is_dropped_up_to_the_delimiter():
     dec = FrameDecoder(max_payload_bytes=64)
     frame = p.encode_frame(MsgType.INFO, 1, b"")
@@ -215,6 +230,21 @@ def test_info_round_trip_and_truncation():
     for cut in (3, len(payload) - 1):
         with pytest.raises(FrameError):
             p.decode_info_reply(payload[:cut])
+
+
+def test_the_document_states_every_error_code_and_its_numbers():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    table = doc[doc.index("## Error codes") : doc.index("## The firmware")]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].isdigit():
+            rows[cells[1]] = (int(cells[0]), cells[2], cells[3])
+    assert {name: row[0] for name, row in rows.items()} == {e.name: int(e) for e in ErrorCode}
+    golden = {v[0] for v in golden_vectors()}
+    frame_level = {"BAD_FRAME", "BAD_CRC", "OVERSIZE", "TRUNCATED"}
+    for name in frame_level | {"BAD_LENGTH", "REPLY_TOO_LARGE", "NO_IMAGE", "UNKNOWN_TYPE", "BAD_VERSION"}:
+        assert any(g.startswith("error_" + name.lower()) for g in golden), name
 
 
 def test_c_header_carries_every_message_and_error_code():

@@ -38,11 +38,24 @@ def default_spec() -> DatapathConfig:
 
 
 def default_build_root() -> Path:
+    """``$PCL_FIRMWARE_BUILD_ROOT``, else the user's own cache ``~/.cache/popcount-learn/firmware``
+    (``$XDG_CACHE_HOME`` when set); never a directory shared with other users."""
     env = os.environ.get(BUILD_ROOT_ENV)
     if env:
         return Path(env)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "popcount-learn" / "firmware"
+
+
+def own_cache_dir(path: Path, error=FirmwareBuildError) -> Path:
+    """Create ``path`` (mode 0700 for new directories) and refuse it (``error``) when it belongs to
+    another user: what is built there is run, so nobody else may put anything there."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    owner = path.stat().st_uid
+    if hasattr(os, "getuid") and owner != os.getuid():
+        raise error(f"build cache {path} belongs to user id {owner}, not to you; set another with {BUILD_ROOT_ENV}")
+    return path
 
 
 def generated_headers(spec: DatapathConfig | None = None, learning=None) -> dict[str, str]:
@@ -126,7 +139,7 @@ def prepare_build(
         make_vars = {"LEARN_SRCS": "pcl_learn.c", **(make_vars or {})}
     items = tuple(sorted((str(k), str(v)) for k, v in (make_vars or {}).items()))
     key = hashlib.sha256(repr((board, items, sorted(headers.items()))).encode()).hexdigest()[:16]
-    build_dir = Path(build_root or default_build_root()) / f"{board}-{key}"
+    build_dir = own_cache_dir(Path(build_root or default_build_root())) / f"{board}-{key}"
     gen_dir = build_dir / "gen"
     gen_dir.mkdir(parents=True, exist_ok=True)
     for name, text in headers.items():
@@ -134,12 +147,61 @@ def prepare_build(
     return FirmwareBuild(board, build_dir, gen_dir, items)
 
 
+# What a build leaves in its directory, with digests: checked before the next make reuses it.
+MANIFEST = "manifest.sha256"
+_NOT_BUILT = {".lock", MANIFEST, "gen"}
+
+
+def _built_files(build_dir: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file make wrote (the generated headers excluded)."""
+    out = {}
+    for path in sorted(build_dir.rglob("*")):
+        rel = path.relative_to(build_dir)
+        if rel.parts[0] in _NOT_BUILT or not path.is_file() or path.is_symlink():
+            continue
+        out[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _drop_damaged(build_dir: Path) -> list[str]:
+    """Delete every file of the last build whose bytes changed since (a truncated binary or
+    object, an interrupted copy), so that make builds it again instead of reusing it."""
+    try:
+        recorded = dict(line.split("  ", 1)[::-1] for line in (build_dir / MANIFEST).read_text().splitlines() if line)
+    except (OSError, ValueError):
+        return []  # no manifest (a first build, or one from before manifests): make decides
+    dropped = []
+    for rel, digest in recorded.items():
+        path = build_dir / rel
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            path.unlink()
+            dropped.append(rel)
+    return dropped
+
+
+def _write_manifest(build_dir: Path) -> None:
+    text = "".join(f"{digest}  {rel}\n" for rel, digest in _built_files(build_dir).items())
+    tmp = build_dir / f"{MANIFEST}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, build_dir / MANIFEST)
+
+
 def _make(build: FirmwareBuild, *targets: str) -> str:
+    """make ``targets`` under the build directory's lock. Files of an earlier build that were
+    damaged since are deleted first (make rebuilds them); a failed make is tried once more from
+    a clean directory, in case it failed on a damaged file no manifest knew about."""
     if shutil.which("make") is None:
         raise FirmwareBuildError("building the firmware needs 'make' and a C compiler (apt-get install make gcc)")
     with open(build.build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent launchers of one spec build once
+        _drop_damaged(build.build_dir)
         r = subprocess.run(build.make_command(*targets), capture_output=True, text=True, timeout=MAKE_TIMEOUT_S)
+        if r.returncode != 0 and _built_files(build.build_dir):
+            for rel in _built_files(build.build_dir):
+                (build.build_dir / rel).unlink()
+            r = subprocess.run(build.make_command(*targets), capture_output=True, text=True, timeout=MAKE_TIMEOUT_S)
+        if r.returncode == 0:
+            _write_manifest(build.build_dir)
     if r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-15:])
         goal = " ".join(targets) or "all"

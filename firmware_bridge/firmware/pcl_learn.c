@@ -112,8 +112,11 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
         detail[1] = (int32_t)(TRAIN_HEAD_BYTES + (img->n_inputs + 7u) / 8u);
         return PCL_ERR_BAD_LENGTH;
     }
-    if (reply_room < TRAIN_REPLY_BYTES)
+    if (reply_room < TRAIN_REPLY_BYTES) {
+        detail[0] = (int32_t)TRAIN_REPLY_BYTES;
+        detail[1] = (int32_t)reply_room;
         return PCL_ERR_REPLY_TOO_LARGE;
+    }
     t = pcl_rd_u32(payload);
     label = pcl_rd_u16(payload + 4);
     bits = payload + TRAIN_HEAD_BYTES;

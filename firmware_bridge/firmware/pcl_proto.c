@@ -177,15 +177,25 @@ static int handle_info(uint32_t len, reply_t *r)
     return 0;
 }
 
-/* One inference result: predicted, first step, tie, n_layers, synaptic additions, rows read per
- * layer, then per layer a count and (u16 neuron, i32 step) per neuron that fired. */
-static int put_result(reply_t *r, const pcl_image_t *img, const pcl_result_t *res)
+/* Reply bytes of the result of the inference just run: head, rows read and a spike count per
+ * layer, one (neuron, step) entry per neuron that fired. */
+static uint32_t result_bytes(const pcl_image_t *img)
 {
     const int32_t *steps = pcl_spike_steps();
-    uint32_t k, j, need = PCL_PROTO_RESULT_HEAD_BYTES + 8u * img->n_layers, start = r->len;
+    uint32_t j, need = PCL_PROTO_RESULT_HEAD_BYTES + 8u * img->n_layers;
     for (j = 0; j < img->n_neurons; j++)
         if (steps[j] >= 0)
             need += PCL_PROTO_SPIKE_BYTES;
+    return need;
+}
+
+/* One inference result: predicted, first step, tie, n_layers, synaptic additions, rows read per
+ * layer, then per layer a count and (u16 neuron, i32 step) per neuron that fired. A result that
+ * does not fit writes nothing and returns REPLY_TOO_LARGE (a = bytes the reply needs so far). */
+static int put_result(reply_t *r, const pcl_image_t *img, const pcl_result_t *res)
+{
+    const int32_t *steps = pcl_spike_steps();
+    uint32_t k, j, need = result_bytes(img), start = r->len;
     if (need > r->room - r->len)
         return err(r, PCL_ERR_REPLY_TOO_LARGE, (int32_t)(r->len + need), (int32_t)r->room);
     put32(r, (uint32_t)res->predicted);
@@ -252,6 +262,17 @@ static int handle_infer_batch(const uint8_t *p, uint32_t len, reply_t *r)
         pcl_result_t res;
         pcl_infer(img, p + 2u + i * nb, 0u, &res);
         e = put_result(r, img, &res);
+        if (e == PCL_ERR_REPLY_TOO_LARGE) {
+            /* Run the rest without writing, so that a = what the whole reply needs (a host sizes
+             * its retry from it). */
+            uint32_t needed = (uint32_t)r->detail[0], more;
+            for (i++; i < count; i++) {
+                pcl_infer(img, p + 2u + i * nb, 0u, &res);
+                more = result_bytes(img);
+                needed = needed > 0x7FFFFFFFu - more ? 0x7FFFFFFFu : needed + more; /* a is an int32 */
+            }
+            return err(r, PCL_ERR_REPLY_TOO_LARGE, (int32_t)needed, (int32_t)r->room);
+        }
         if (e)
             return e;
     }
@@ -361,6 +382,12 @@ static void handle_frame(void)
         send_frame_error(PCL_ERR_BAD_FRAME, raw_len, 0);
         return;
     }
+    if ((uint32_t)raw_len > RAW_MAX_BYTES) {
+        /* The buffer holds the longest *encoded* frame; a payload with zero bytes encodes
+         * shorter, so the limit itself is checked on the decoded length. */
+        send_frame_error(PCL_ERR_OVERSIZE, (int32_t)PCL_MAX_PAYLOAD_BYTES, 0);
+        return;
+    }
     payload_len = (uint32_t)raw_len - PCL_PROTO_HEADER_BYTES - PCL_PROTO_CRC_BYTES;
     got_crc = pcl_rd_u32(rx + (uint32_t)raw_len - PCL_PROTO_CRC_BYTES);
     crc = pcl_crc32_update(0, rx, (uint32_t)raw_len - PCL_PROTO_CRC_BYTES);
@@ -381,8 +408,8 @@ static void handle_frame(void)
     r.detail[0] = r.detail[1] = 0;
     if (rx[0] != PCL_PROTO_VERSION)
         e = err(&r, PCL_ERR_BAD_VERSION, rx[0], PCL_PROTO_VERSION);
-    else if (pcl_rd_u32(rx + 4) != payload_len)
-        e = err(&r, PCL_ERR_BAD_LENGTH, (int32_t)pcl_rd_u32(rx + 4), (int32_t)payload_len);
+    else if (pcl_rd_u32(rx + 4) != payload_len) /* a = payload bytes present, b = what the header says */
+        e = err(&r, PCL_ERR_BAD_LENGTH, (int32_t)payload_len, (int32_t)pcl_rd_u32(rx + 4));
     else
         e = dispatch(type, rx + PCL_PROTO_HEADER_BYTES, payload_len, &r);
     if (e)

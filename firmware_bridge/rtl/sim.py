@@ -10,6 +10,7 @@ first mismatching image in full.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -56,8 +57,46 @@ def missing_tools() -> str | None:
     return None
 
 
+BUILD_DIR_ENV = "PCL_RTL_BUILD_DIR"
+VVP_DIGEST = "sim.vvp.sha256"  # written beside a compiled sim.vvp; a reused one must match it
+
+
 def default_build_root() -> Path:
-    return Path(os.environ.get("PCL_RTL_BUILD_DIR", Path(tempfile.gettempdir()) / "popcount-learn-rtl"))
+    """``$PCL_RTL_BUILD_DIR``, else the user's own cache ``~/.cache/popcount-learn/rtl``
+    (``$XDG_CACHE_HOME`` when set); never a directory shared with other users such as /tmp."""
+    env = os.environ.get(BUILD_DIR_ENV)
+    if env:
+        return Path(env)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "popcount-learn" / "rtl"
+
+
+def _own_cache_dir(path: Path) -> Path:
+    """Create ``path`` (0700) and refuse one that belongs to another user: what is compiled there is run."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    owner = path.stat().st_uid
+    if hasattr(os, "getuid") and owner != os.getuid():
+        raise RtlSimulationError(f"RTL build cache {path} belongs to user id {owner}, not to you; set {BUILD_DIR_ENV}")
+    return path
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cached_vvp_intact(build_dir: Path) -> bool:
+    """A compiled sim.vvp may be reused only if it is the file that was written (its digest
+    matches the one recorded with it): a truncated or damaged one is deleted and rebuilt."""
+    vvp, digest = build_dir / "sim.vvp", build_dir / VVP_DIGEST
+    if not vvp.exists():
+        return False
+    try:
+        if digest.read_text().strip() == _file_sha256(vvp):
+            return True
+    except OSError:
+        pass
+    vvp.unlink(missing_ok=True)
+    return False
 
 
 def tb_constants(layout: RtlLayout, batch_images: int) -> list[Constant]:
@@ -109,7 +148,7 @@ def compile_bench(
     for src in sources:
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
     digest.update(json.dumps([toplevel, sorted(parameters.items()), sorted(defines.items())]).encode())
-    build_dir = Path(build_root or default_build_root()) / digest.hexdigest()[:16]
+    build_dir = _own_cache_dir(Path(build_root or default_build_root())) / digest.hexdigest()[:16]
     build_dir.mkdir(parents=True, exist_ok=True)
     codegen.write_headers(build_dir, headers)
     options = dict(
@@ -120,17 +159,21 @@ def compile_bench(
         parameters=parameters,
         defines=defines,
     )
-    if not (build_dir / "sim.vvp").exists():
-        # Compile in a private directory and rename: a concurrent run never sees half a file.
-        tmp = Path(tempfile.mkdtemp(prefix="build-", dir=build_dir))
-        try:
-            get_runner("icarus").build(**options, build_dir=tmp, always=True, log_file=tmp / "build.log")
-            os.replace(tmp / "sim.vvp", build_dir / "sim.vvp")
-        except (RuntimeError, SystemExit, FileNotFoundError) as exc:
-            log = (tmp / "build.log").read_text(errors="replace")[-3000:] if (tmp / "build.log").exists() else ""
-            raise RtlSimulationError(f"building the RTL failed: {exc}\n{log}") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one compile per directory; nobody sees it half done
+        if not _cached_vvp_intact(build_dir):
+            # Compile in a private directory and rename: a concurrent run never sees half a file.
+            tmp = Path(tempfile.mkdtemp(prefix="build-", dir=build_dir))
+            try:
+                get_runner("icarus").build(**options, build_dir=tmp, always=True, log_file=tmp / "build.log")
+                (tmp / VVP_DIGEST).write_text(_file_sha256(tmp / "sim.vvp") + "\n")
+                os.replace(tmp / VVP_DIGEST, build_dir / VVP_DIGEST)
+                os.replace(tmp / "sim.vvp", build_dir / "sim.vvp")
+            except (RuntimeError, SystemExit, FileNotFoundError) as exc:
+                log = (tmp / "build.log").read_text(errors="replace")[-3000:] if (tmp / "build.log").exists() else ""
+                raise RtlSimulationError(f"building the RTL failed: {exc}\n{log}") from None
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     runner = get_runner("icarus")
     runner.build(**options, build_dir=build_dir, always=False, log_file=build_dir / "build.log")
     return runner, build_dir

@@ -54,6 +54,22 @@ _FRAME_FAULT_CODES = {ErrorCode.BAD_FRAME, ErrorCode.BAD_CRC, ErrorCode.OVERSIZE
 trace_log = logging.getLogger("firmware_bridge.trace")
 
 
+def open_port(url: str, baudrate: int = DEFAULT_BAUDRATE):
+    """Open ``url`` (any pyserial URL) for this client alone: a serial device or pty is locked
+    exclusively (``flock``), so a second client on the same port is refused at once with "port
+    in use" instead of both failing later on each other's replies."""
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=READ_SLICE_S, exclusive=True)
+    except serial.SerialException as exc:
+        if "exclusively lock" in str(exc):
+            raise BoardConnectionError(
+                f"{url}: port in use: another program (another popcount-learn board command?) has it open"
+            ) from None
+        raise BoardConnectionError(f"cannot open {url}: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise BoardConnectionError(f"cannot open {url}: {exc}") from None
+
+
 def _describe_error(code: int, a: int, b: int) -> str:
     try:
         name = ErrorCode(code).name
@@ -64,6 +80,9 @@ def _describe_error(code: int, a: int, b: int) -> str:
         ErrorCode.BAD_VERSION: f"protocol version {a}, board speaks {b}",
         ErrorCode.UNKNOWN_TYPE: f"message type 0x{a:02x} unknown",
         ErrorCode.BAD_LENGTH: f"payload of {a} bytes, expected {b}",
+        ErrorCode.OVERSIZE: f"frame over the board's payload limit of {a} bytes",
+        ErrorCode.TRUNCATED: f"frame cut off after {a} encoded bytes",
+        ErrorCode.BAD_FRAME: f"undecodable frame (decoded length {a})",
         ErrorCode.NO_IMAGE: "no weight image loaded",
         ErrorCode.NOT_LOADING: "no image load in progress",
         ErrorCode.BAD_OFFSET: f"chunk offset {a}, expected {b}",
@@ -76,7 +95,7 @@ def _describe_error(code: int, a: int, b: int) -> str:
         ErrorCode.SPEC_MISMATCH: f"spec field {a} is {b} in the image",
         ErrorCode.CAPACITY: f"{a} exceeds the board's limit {b}",
         ErrorCode.BAD_ARGUMENT: f"argument {a} has bad value {b}",
-        ErrorCode.REPLY_TOO_LARGE: f"reply needs {a} bytes, limit {b}",
+        ErrorCode.REPLY_TOO_LARGE: f"the whole reply needs {a} payload bytes, the board's limit is {b}",
         ErrorCode.NO_LEARNING: "firmware built without a learning rule",
     }
     return f"{name}: {texts.get(code, f'({a}, {b})')}"
@@ -116,10 +135,7 @@ class BoardClient:
         first_seq: int | None = None,
     ) -> None:
         if port is None:
-            try:
-                port = serial.serial_for_url(url, baudrate=baudrate, timeout=READ_SLICE_S)
-            except (serial.SerialException, ValueError) as exc:
-                raise BoardConnectionError(f"cannot open {url}: {exc}") from None
+            port = open_port(url, baudrate)
         else:
             port.timeout = READ_SLICE_S
         self.url = url
@@ -196,6 +212,8 @@ class BoardClient:
             + images * COMPUTE_TIMEOUT_PER_IMAGE_S
         )
         self.stats["requests"] += 1
+        heard = dict.fromkeys(("echoes", "other", "faults"), 0)
+        t0 = time.monotonic()
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats["resends"] += 1
@@ -203,19 +221,31 @@ class BoardClient:
                 trace_log.debug("tx %s seq=%d try=%d %s", msg_type.name, seq, attempt, frame.hex(" "))
             # A leading delimiter ends whatever garbage the board may hold.
             self._write(b"\x00" + frame)
-            reply = self._await_reply(msg_type, seq, time.monotonic() + wait_s, len(payload))
+            reply = self._await_reply(msg_type, seq, time.monotonic() + wait_s, len(payload), heard)
             if reply is not None:
                 return reply
-        raise BoardTimeout(
-            f"{self.url}: no reply to {msg_type.name} (seq {seq}) after {self.retries + 1} attempt(s) of {wait_s:g} s"
-        )
+        raise BoardTimeout(self._no_reply(msg_type, seq, wait_s, time.monotonic() - t0, heard))
 
-    def _await_reply(self, msg_type, seq: int, deadline: float, payload_len: int) -> bytes | None:
+    def _no_reply(self, msg_type, seq: int, wait_s: float, waited_s: float, heard: dict) -> str:
+        """What a timeout waited for and what came instead (a loopback echoes the request)."""
+        attempts = self.retries + 1
+        text = (
+            f"{self.url}: no reply to {msg_type.name}: waited {waited_s:.1f} s ({attempts} attempt(s) of "
+            f"{wait_s:.1f} s) for a reply frame with seq {seq}"
+        )
+        if heard["echoes"] and not heard["other"]:
+            return text + "; only the request itself came back (a loopback such as loop://, not a board?)"
+        if heard["other"] or heard["faults"]:
+            return text + f"; got {heard['other']} other frame(s) and {heard['faults']} undecodable one(s) instead"
+        return text + "; nothing came back (is a board running the firmware on this port?)"
+
+    def _await_reply(self, msg_type, seq: int, deadline: float, payload_len: int, heard=None) -> bytes | None:
         """The reply payload, or None to resend (deadline passed or the board saw a bad frame).
 
         An OVERSIZE report whose limit is below this request's payload is about this request
         (a resend would be refused again): it raises BoardRefused at once.
         """
+        heard = heard if heard is not None else dict.fromkeys(("echoes", "other", "faults"), 0)
         while time.monotonic() < deadline:
             data = self._read()
             if not data:
@@ -223,6 +253,7 @@ class BoardClient:
             self.stats["rx_bytes"] += len(data)
             for item in self._decoder.feed(data):
                 if isinstance(item, FrameError):
+                    heard["faults"] += 1
                     self.stats["frame_faults"] += 1
                     if self._trace:
                         trace_log.debug("rx noise: %s", item)
@@ -246,6 +277,8 @@ class BoardClient:
                     continue
                 if item.seq != seq or (not item.msg_type & protocol.REPLY and item.msg_type != MsgType.ERROR):
                     self.stats["stale"] += 1  # an old reply, or the echo of a request
+                    echo = item.seq == seq and item.msg_type == msg_type
+                    heard["echoes" if echo else "other"] += 1
                     continue
                 if item.msg_type == MsgType.ERROR:
                     self._raise_error(msg_type, item.payload)

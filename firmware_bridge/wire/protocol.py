@@ -156,6 +156,8 @@ def decode_frame(encoded: bytes) -> Frame:
         raise FrameError(f"protocol version {version}, expected {PROTOCOL_VERSION}")
     if length != len(body) - HEADER.size:
         raise FrameError(f"header says {length} payload bytes, frame holds {len(body) - HEADER.size}")
+    if length > MAX_PAYLOAD_BYTES:  # a payload with zero bytes encodes short enough to get this far
+        raise FrameError(f"payload of {length} bytes exceeds the protocol limit {MAX_PAYLOAD_BYTES}")
     return Frame(msg_type, seq, body[HEADER.size :])
 
 

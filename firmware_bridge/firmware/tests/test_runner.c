@@ -303,6 +303,41 @@ static void test_protocol_faults(void)
     r = take_reply();
     CHECK(error_code(r) == PCL_ERR_OVERSIZE, "oversize -> %d", error_code(r));
 
+    /* The payload limit holds for the decoded frame: one byte over it is OVERSIZE whether the
+     * payload has no zero bytes (the encoded frame overflows the buffer) or only zero bytes
+     * (it encodes shorter and fits the buffer); at the limit the frame is read. */
+    {
+        static uint8_t over[PCL_MAX_PAYLOAD_BYTES + 1u];
+        uint32_t fill;
+        for (fill = 0; fill < 2u; fill++) {
+            memset(over, fill ? 0x55 : 0x00, sizeof over);
+            send_frame(PCL_MSG_LOAD_CHUNK, 77, over, sizeof over);
+            r = take_reply();
+            CHECK(error_code(r) == PCL_ERR_OVERSIZE && r.seq == PCL_PROTO_NO_SEQ, "payload limit + 1 (%s) -> %d",
+                  fill ? "no zero bytes" : "zero bytes", error_code(r));
+            CHECK(r.ok && (int32_t)pcl_rd_u32(r.payload + 2) == (int32_t)PCL_MAX_PAYLOAD_BYTES, "OVERSIZE a = limit");
+        }
+        memset(over, 0, sizeof over);
+        send_frame(PCL_MSG_INFO, 78, over, PCL_MAX_PAYLOAD_BYTES);
+        r = take_reply();
+        CHECK(error_code(r) == PCL_ERR_BAD_LENGTH && r.seq == 78, "payload at the limit is read (%d)", error_code(r));
+    }
+
+    /* BAD_LENGTH of a frame whose header disagrees with it: a = bytes present, b = header's. */
+    {
+        uint8_t three[3] = {1, 2, 3};
+        uint32_t n = make_raw(scratch_raw, PCL_MSG_INFO, 79, three, 3);
+        uint8_t *p = scratch_enc;
+        pcl_wr_u32(scratch_raw + 4, 5);
+        pcl_wr_u32(scratch_raw + n - 4u, pcl_crc32_update(0, scratch_raw, n - 4u));
+        pcl_cobs_encode(scratch_raw, n, sink_to_buffer, &p);
+        for (i = 0; i < (uint32_t)(p - scratch_enc); i++)
+            pcl_proto_feed(scratch_enc[i], fake_now_ms);
+        r = take_reply();
+        CHECK(error_code(r) == PCL_ERR_BAD_LENGTH && r.seq == 79, "header length 5, 3 present -> %d", error_code(r));
+        CHECK(r.ok && pcl_rd_u32(r.payload + 2) == 3u && pcl_rd_u32(r.payload + 6) == 5u, "BAD_LENGTH a, b");
+    }
+
     /* Truncated: half a frame, then silence longer than the gap timeout. */
     {
         uint32_t n = make_raw(scratch_raw, PCL_MSG_INFO, 9, 0, 0);
