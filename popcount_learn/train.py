@@ -466,7 +466,8 @@ def _scale_and_column_sums(g, w, scale):
         g *= scale
         return w.sum(axis=0)
     n_chunks = max(1, min(numba.get_num_threads(), w.shape[1] // 16))
-    return _scale_and_sum_columns(g, w, g.dtype.type(scale), n_chunks)
+    kernel = _scale_and_sum_columns if n_chunks > 1 else _scale_and_sum_columns_serial
+    return kernel(g, w, g.dtype.type(scale), n_chunks)
 
 
 @njit(cache=True, inline="always")
@@ -559,13 +560,22 @@ def _first_layer_adam(
                 total[j] += pi[j]
 
 
+# Small layers (the output layer) run the same loops on one thread: waking the thread pool for a
+# few thousand elements costs more than the work, most of all on a loaded machine. Each element
+# is computed alone and each column summed in row order either way, so the numbers are the same.
+_PARALLEL_MIN_SIZE = 1 << 16
+_scale_and_sum_columns_serial = njit(cache=True)(_scale_and_sum_columns.py_func)
+_adam_ema_update_flat_serial = njit(cache=True)(_adam_ema_update_flat.py_func)
+
+
 def _adam_ema_update(p, g, m, v, avg, lr, c1, c2, ema_decay):
     """One fused pass over C-ordered arrays: Adam moments, parameter step and the weight average
     (``avg = d * avg + (1 - d) * p``; unused if ``ema_decay < 0``)."""
     arrays = (p, g, m, v, avg)
     if not all(a.flags.c_contiguous and a.shape == p.shape for a in arrays):
         raise ConfigError("Adam state must be C-contiguous arrays of one shape")
-    _adam_ema_update_flat(*(a.reshape(-1) for a in arrays), lr, c1, c2, ema_decay)
+    kernel = _adam_ema_update_flat if p.size >= _PARALLEL_MIN_SIZE else _adam_ema_update_flat_serial
+    kernel(*(a.reshape(-1) for a in arrays), lr, c1, c2, ema_decay)
 
 
 class Adam:
