@@ -4,8 +4,9 @@ Usage: python tools/bench_train.py [--hidden 800] [--threads 1 2] [--dtype float
                                    [--batch-size 32 ...] [--limit N] [--profile K]
 Runs each (threads, dtype, batch size) combination side by side in one process (same data, same
 seed) and prints seconds per epoch (wall and CPU, all threads), one JSON line each, with the load
-average. BLAS is pinned to one thread (Numba does the work). ``--profile K`` runs each epoch under cProfile and prints the K
-functions with the most own time (a Numba kernel is one call: its whole time is its own).
+average. BLAS is pinned to one thread (Numba does the work). ``--profile K`` runs each epoch
+under cProfile and prints the K functions with the most own time (a Numba kernel is one call:
+its whole time is its own).
 For old vs new, run this script with ``PYTHONPATH`` set to each tree in turn.
 """
 
