@@ -24,6 +24,7 @@ Thread count: the kernels use ``prange`` over images; call ``numba.set_num_threa
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -154,6 +155,145 @@ def _add_row(acc_k, row, first):
 
 
 @numba.njit(cache=True)
+def _add_rows(acc_k, w_flat, wbase, rows, first, pair_sums):
+    """acc_k (+)= the sum of the weight rows ``rows`` (each ``acc_k.shape[0]`` wide, from
+    ``wbase``). Integer sums, so the grouping is free: int8 rows are added four at a time
+    through ``pair_sums`` (int16 scratch; four int8 values cannot overflow it)."""
+    n = acc_k.shape[0]
+    q = 0
+    if not first and pair_sums.shape[0] >= n:
+        while q + 4 <= rows.shape[0]:
+            r0 = w_flat[wbase + rows[q] * n : wbase + rows[q] * n + n]
+            r1 = w_flat[wbase + rows[q + 1] * n : wbase + rows[q + 1] * n + n]
+            r2 = w_flat[wbase + rows[q + 2] * n : wbase + rows[q + 2] * n + n]
+            r3 = w_flat[wbase + rows[q + 3] * n : wbase + rows[q + 3] * n + n]
+            for j in range(n):
+                pair_sums[j] = (np.int16(r0[j]) + np.int16(r1[j])) + (np.int16(r2[j]) + np.int16(r3[j]))
+            for j in range(n):
+                acc_k[j] += pair_sums[j]
+            q += 4
+    while q < rows.shape[0]:
+        r0 = wbase + rows[q] * n
+        _add_row(acc_k, w_flat[r0 : r0 + n], first)
+        first = False
+        q += 1
+
+
+# The first layer in closed form. With every input spike at step 0 and a saturating membrane, a
+# first-layer neuron sees one arrival, I_0 = ovf_I(A << current_frac_bits) with A its summed
+# row, and from then on I_n = I_{n-1} - (I_{n-1} >> time_shift) >= 0, V_n = min(S_n, V_max) with
+# S_n = I_0 + ... + I_n. It fires at the first n with S_n >= threshold (the threshold fits the
+# membrane), never if I_0 <= 0. S_n grows with I_0 and with n, so "fires by step n" is
+# "I_0 >= T_n" for a non-increasing table T over the steps: a neuron's fire step is a search of
+# T for its I_0, with no time steps. ``first_layer_fire_table`` builds T; ``run_image`` takes
+# the closed form for an image when it is given a table and every input arrives at step 0 (or
+# never), and steps the layers above as usual.
+
+# Longest run the table is built for (its cost grows with the square of the steps).
+FIRE_TABLE_MAX_STEPS = 4096
+_NEVER_FIRES = np.iinfo(np.int64).max
+
+
+@numba.njit(cache=True)
+def _reaches(i0, n, time_shift, threshold):
+    """S_n = I_0 + ... + I_n >= threshold, with I_k = I_{k-1} - (I_{k-1} >> time_shift)."""
+    i = i0
+    total = 0
+    for _ in range(n + 1):
+        total += i
+        if total >= threshold:
+            return True
+        i -= i >> time_shift
+    return False
+
+
+@numba.njit(cache=True)
+def _fire_table(time_shift, cur_max, threshold, n_steps):
+    """T_n = the smallest I_0 in 1..cur_max that fires by step n, for n < n_steps (none: never)."""
+    table = np.empty(n_steps, np.int64)
+    hi = cur_max  # T_n <= T_{n-1}: search below the previous entry
+    found = False
+    for n in range(n_steps):
+        if not _reaches(hi, n, time_shift, threshold):
+            table[n] = _NEVER_FIRES  # only until the largest I_0 first fires
+            continue
+        found = True
+        # Gallop down from hi (which fires by n) to a value that does not, then bisect.
+        step = 1
+        good = hi
+        bad = 0  # I_0 = 0 never fires
+        while True:
+            x = good - step
+            if x <= 0:
+                break
+            if _reaches(x, n, time_shift, threshold):
+                good = x
+                step *= 2
+            else:
+                bad = x
+                break
+        while good - bad > 1:
+            mid = (good + bad) // 2
+            if _reaches(mid, n, time_shift, threshold):
+                good = mid
+            else:
+                bad = mid
+        table[n] = good
+        hi = good
+    if not found:
+        table[:] = _NEVER_FIRES
+    return table
+
+
+def first_layer_fire_table(spec: DatapathConfig, threshold_lsb: int) -> np.ndarray:
+    """The closed-form first layer's table T (int64, one entry per step), or an empty array when
+    the spec does not allow it (a wrapping membrane, or more than FIRE_TABLE_MAX_STEPS steps)."""
+    if spec.membrane_overflow_code == _WRAP or spec.max_steps > FIRE_TABLE_MAX_STEPS:
+        return np.zeros(0, np.int64)
+    return _fire_table(spec.time_shift, spec.current_max, int(threshold_lsb), spec.max_steps)
+
+
+@numba.njit(cache=True, inline="always")
+def _fire_step(table, i0):
+    """First n with table[n] <= i0 (table non-increasing), -1 if none."""
+    n = table.shape[0]
+    if n == 0 or i0 < table[n - 1]:
+        return -1
+    lo = -1  # table[lo] > i0 (virtually)
+    hi = n - 1  # table[hi] <= i0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if table[mid] <= i0:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@numba.njit(cache=True)
+def make_scratch(n_in, n_post, neuron_off, max_steps, acc_proto, w_flat):
+    """Working memory of ``run_image`` for one network, reusable from image to image."""
+    n_layers = n_post.shape[0]
+    total = neuron_off[n_layers]
+    n_flags = 0
+    for k in range(n_layers):
+        n_flags += (n_post[k] + 7) // 8 * 8
+    return (
+        np.empty(n_in, np.int64),  # arrival rows
+        np.empty(n_in, np.int64),  # arrival steps
+        np.empty(n_flags, np.uint8),  # crossing flags, whole 64-bit words per layer
+        np.empty(total, np.int32),  # current
+        np.empty(total, np.int32),  # membrane
+        np.empty(total, acc_proto.dtype),  # accumulator
+        np.empty(total, np.int64),  # threshold per neuron
+        np.empty(total, np.int64),  # per layer: neurons that fired in the latest step
+        np.empty(max_steps + 1, np.int64),  # closed form: first-layer spikes per step (offsets)
+        np.empty(n_post[0], np.int64),  # closed form: first-layer neurons by fire step
+        np.empty(n_post.max() if w_flat.itemsize == 1 else 0, np.int16),  # _add_rows
+    )
+
+
+@numba.njit(cache=True)
 def run_image(
     in_steps,
     w_flat,
@@ -174,55 +314,85 @@ def run_image(
     max_steps,
     steps_after_decision,
     acc_proto,
+    fire_table,
+    scratch,
     spk,
     rows_read_out,
 ):
     """Run one image; writes spike steps into ``spk`` (pre-filled with -1) and rows read.
 
     Runs steps ``0 .. min(D + steps_after_decision, max_steps - 1)`` (D = decision step; all
-    steps without a decision). Returns (predicted, first_output_step, tie).
+    steps without a decision). ``fire_table``: ``first_layer_fire_table`` of the spec and the
+    first layer's threshold, or empty (always step every layer). ``scratch``: ``make_scratch``.
+    Returns (predicted, first_output_step, tie).
     """
     n_layers = n_pre.shape[0]
     n_in = in_steps.shape[0]
-    total = neuron_off[n_layers]
+    arr_idx, arr_step, flags, cur, mem, acc, thr, new_idx, bucket_off, bucket, pair_sums = scratch
 
     # Input spikes that arrive within the run, ordered by step (order within a step is free).
     n_arr = 0
-    for j in range(n_in):
-        if 0 <= in_steps[j] < max_steps:
-            n_arr += 1
-    arr_idx = np.empty(n_arr, np.int64)
-    arr_step = np.empty(n_arr, np.int64)
-    q = 0
+    in_order = True
     for j in range(n_in):
         s = in_steps[j]
         if 0 <= s < max_steps:
-            arr_idx[q] = j
-            arr_step[q] = s
-            q += 1
-    order = np.argsort(arr_step, kind="mergesort")
+            arr_idx[n_arr] = j
+            arr_step[n_arr] = s
+            if n_arr > 0 and s < arr_step[n_arr - 1]:
+                in_order = False
+            n_arr += 1
+    if not in_order:
+        order = np.argsort(arr_step[:n_arr], kind="mergesort")
+        idx_sorted = arr_idx[:n_arr][order]
+        step_sorted = arr_step[:n_arr][order]
+        arr_idx[:n_arr] = idx_sorted
+        arr_step[:n_arr] = step_sorted
     ptr = 0
+    closed = fire_table.shape[0] == max_steps and n_layers >= 2 and (n_arr == 0 or arr_step[n_arr - 1] == 0)
 
     # Per-layer views into flat scratch. Crossing flags are bytes, padded to whole 64-bit
     # words per layer so that the search for fired neurons can skip 8 silent neurons at once.
     flag_off = np.zeros(n_layers + 1, np.int64)
     for k in range(n_layers):
         flag_off[k + 1] = flag_off[k] + (n_post[k] + 7) // 8 * 8
-    flags = np.zeros(flag_off[n_layers], np.uint8)
+    flags[:] = 0
     flag_words = flags.view(np.uint64)
-    cur = np.zeros(total, np.int32)
-    mem = np.zeros(total, np.int32)
-    acc = np.zeros(total, acc_proto.dtype)
+    cur[:] = 0
+    mem[:] = 0
     # Threshold per neuron; a fired neuron's is raised out of reach, so "V >= thr" alone says
     # "fires now" (its V and I keep being updated but are never looked at again).
-    thr = np.empty(total, np.int64)
     for k in range(n_layers):
         for j in range(neuron_off[k], neuron_off[k + 1]):
             thr[j] = thresholds[k]
     never = np.int64(1) << 40
-    new_idx = np.empty(total, np.int64)  # per layer: neurons that fired in the latest step
     new_cnt = np.zeros(n_layers, np.int64)
     fired_cnt = np.zeros(n_layers, np.int64)
+
+    if closed:
+        # The first layer at once: its summed rows, then each neuron's fire step from the table,
+        # bucketed by step (neurons in increasing order within a step).
+        npost = n_post[0]
+        acc_0 = acc[:npost]
+        r0 = w_off[0] + n_pre[0] * npost
+        _add_row(acc_0, w_flat[r0 : r0 + npost], True)
+        _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
+        bucket_off[:] = 0
+        for j in range(npost):
+            i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+            f = _fire_step(fire_table, i0) if i0 > 0 else -1
+            thr[j] = f  # reused: fire step of neuron j (-1 = never)
+            if f >= 0:
+                bucket_off[f + 1] += 1
+        for n in range(max_steps):
+            bucket_off[n + 1] += bucket_off[n]
+        for j in range(npost):
+            f = thr[j]
+            if f >= 0:
+                bucket[bucket_off[f]] = j
+                bucket_off[f] += 1
+        for n in range(max_steps, 0, -1):
+            bucket_off[n] = bucket_off[n - 1]
+        bucket_off[0] = 0
 
     out = n_layers - 1
     predicted = -1
@@ -234,6 +404,15 @@ def run_image(
         for k in range(n_layers - 1, -1, -1):
             npost = n_post[k]
             base = neuron_off[k]
+            if k == 0 and closed:
+                nc = 0
+                for q in range(bucket_off[n], bucket_off[n + 1]):
+                    j = bucket[q]
+                    spk[j] = n
+                    new_idx[nc] = j
+                    nc += 1
+                new_cnt[0] = nc
+                continue
             if fired_cnt[k] == npost:
                 new_cnt[k] = 0
                 continue
@@ -251,17 +430,16 @@ def run_image(
                 _add_row(acc_k, w_flat[r0 : r0 + npost], True)
                 have = True
             if k == 0:
-                while ptr < n_arr and arr_step[order[ptr]] == n:
-                    r0 = wbase + arr_idx[order[ptr]] * npost
-                    _add_row(acc_k, w_flat[r0 : r0 + npost], not have)
-                    have = True
+                q0 = ptr
+                while ptr < n_arr and arr_step[ptr] == n:
                     ptr += 1
-            else:
-                pbase = neuron_off[k - 1]
-                for qq in range(new_cnt[k - 1]):
-                    r0 = wbase + new_idx[pbase + qq] * npost
-                    _add_row(acc_k, w_flat[r0 : r0 + npost], not have)
+                if ptr > q0:
+                    _add_rows(acc_k, w_flat, wbase, arr_idx[q0:ptr], not have, pair_sums)
                     have = True
+            elif new_cnt[k - 1] > 0:
+                pbase = neuron_off[k - 1]
+                _add_rows(acc_k, w_flat, wbase, new_idx[pbase : pbase + new_cnt[k - 1]], not have, pair_sums)
+                have = True
 
             crossings = 0
             for j in range(npost):
@@ -343,39 +521,47 @@ def _emulate_kernel(
     max_steps,
     steps_after_decision,
     acc_proto,
+    fire_table,
+    n_chunks,
     spike_steps,
     predicted,
     first_output_step,
     tie,
     rows_read,
 ):
-    for i in numba.prange(input_steps.shape[0]):
-        p, d, t = run_image(
-            input_steps[i],
-            w_flat,
-            w_off,
-            n_pre,
-            n_post,
-            neuron_off,
-            thresholds,
-            time_shift,
-            frac_bits,
-            cur_lo,
-            cur_hi,
-            cur_wrap,
-            mem_lo,
-            mem_hi,
-            mem_wrap,
-            tie_lowest,
-            max_steps,
-            steps_after_decision,
-            acc_proto,
-            spike_steps[i],
-            rows_read[i],
-        )
-        predicted[i] = p
-        first_output_step[i] = d
-        tie[i] = t
+    n = input_steps.shape[0]
+    width = (n + n_chunks - 1) // n_chunks
+    for c in numba.prange(n_chunks):
+        scratch = make_scratch(input_steps.shape[1], n_post, neuron_off, max_steps, acc_proto, w_flat)
+        for i in range(c * width, min(n, (c + 1) * width)):
+            p, d, t = run_image(
+                input_steps[i],
+                w_flat,
+                w_off,
+                n_pre,
+                n_post,
+                neuron_off,
+                thresholds,
+                time_shift,
+                frac_bits,
+                cur_lo,
+                cur_hi,
+                cur_wrap,
+                mem_lo,
+                mem_hi,
+                mem_wrap,
+                tie_lowest,
+                max_steps,
+                steps_after_decision,
+                acc_proto,
+                fire_table,
+                scratch,
+                spike_steps[i],
+                rows_read[i],
+            )
+            predicted[i] = p
+            first_output_step[i] = d
+            tie[i] = t
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,6 +577,7 @@ class PackedImage:
     neuron_off: np.ndarray
     thresholds: np.ndarray
     acc_proto: np.ndarray
+    fire_table: np.ndarray  # first_layer_fire_table (empty: step every layer)
 
 
 def _check_bounds(spec: DatapathConfig, n_pre: np.ndarray) -> np.dtype:
@@ -419,7 +606,15 @@ def pack_image(image: WeightImage) -> PackedImage:
     neuron_off = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
     thresholds = image.thresholds_lsb.astype(np.int64)
     acc_dtype = _check_bounds(image.spec, n_pre)
-    return PackedImage(w_flat, w_off, n_pre, n_post, neuron_off, thresholds, np.zeros(0, acc_dtype))
+    table = _cached_fire_table(image.spec, int(thresholds[0])) if len(layers) >= 2 else np.zeros(0, np.int64)
+    return PackedImage(w_flat, w_off, n_pre, n_post, neuron_off, thresholds, np.zeros(0, acc_dtype), table)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_fire_table(spec: DatapathConfig, threshold_lsb: int) -> np.ndarray:
+    table = first_layer_fire_table(spec, threshold_lsb)
+    table.flags.writeable = False
+    return table
 
 
 def input_steps_for(image: WeightImage, images_uint8, input_spike_steps) -> np.ndarray:
@@ -497,6 +692,8 @@ def emulate(
         spec.max_steps,
         extra_steps,
         packed.acc_proto,
+        packed.fire_table,
+        max(1, min(n, 8 * numba.get_num_threads())),
         spike_steps,
         predicted,
         first_output_step,

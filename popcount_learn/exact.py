@@ -12,6 +12,14 @@ causal set ``C`` is then every input with ``z_i <= z_k`` and
 
 A neuron whose causal sum never exceeds 1 is silent: ``z_out = inf``. Inputs tied in time enter
 the causal set together. The last weight row of every layer is a bias input at ``z = 1``.
+
+Binary inputs (every spike at ``z = 1``, the bias's time, as the default encoding gives the first
+layer) take a closed form: all spiking inputs and the bias are one tie group, so with ``A`` their
+summed weights a neuron fires at ``z_out = A / (A - 1)`` iff ``A > 1``, every spiking input is
+causal for every neuron that fires, and ``dL/dw_ij`` is one term per sample,
+``coef_bj (1 - z_out_bj)``, shared by all its spiking inputs. ``layer_forward`` and
+``layer_backward`` take that path by themselves when their input is binary; it adds the same
+numbers in the same order as the general path, so the results are bit-identical.
 """
 
 from __future__ import annotations
@@ -155,6 +163,187 @@ def _grad_input_times(z_in, w, z_out, coef):
     return grad_z_in
 
 
+# ----------------------------------------------------------------------------------------------
+# Binary inputs: every spike at z = 1 (one tie group with the bias).
+
+
+@njit(cache=True)
+def _binary_rows(z_in):
+    """Spiking inputs per sample when every spike is at z = 1: (ok, row_ptr, rows).
+
+    ``rows[row_ptr[b] : row_ptr[b + 1]]`` are sample b's spiking inputs (z = 1) in increasing
+    order. ``ok`` is False as soon as some input is neither 1 nor inf (NaN included).
+    """
+    batch, n_in = z_in.shape
+    ptr = np.zeros(batch + 1, np.int64)
+    rows = np.empty(batch * n_in, np.int64)
+    n = 0
+    for b in range(batch):
+        for i in range(n_in):
+            z = z_in[b, i]
+            if z == 1.0:
+                rows[n] = i
+                n += 1
+            elif z != np.inf:
+                return False, ptr[:1], rows[:0]
+        ptr[b + 1] = n
+    return True, ptr, rows[:n]
+
+
+def binary_input_rows(z_in):
+    """``(row_ptr, rows)`` of the spiking inputs per sample if every spike is at z = 1, else None."""
+    ok, ptr, rows = _binary_rows(np.ascontiguousarray(z_in))
+    return (ptr, rows) if ok else None
+
+
+def _column_chunks(n_out):
+    """Contiguous column ranges, one per thread: each thread owns its columns (no reduction)."""
+    return max(1, min(numba.get_num_threads(), n_out))
+
+
+@njit(cache=True, parallel=True)
+def _binary_layer_forward(ptr, rows, w, n_chunks):
+    """``_layer_forward`` for binary inputs: A_bj = sum of w_ij over sample b's spiking inputs
+    (increasing i, then the bias row), z_out = A / (A - 1) if A > 1 else inf, denom = A - 1.
+
+    The same additions in the same order as the general kernel, whose single tie group at z = 1
+    holds the spiking inputs in increasing order and then the bias (b_sum = a_sum there, z = 1).
+    """
+    n_rows, n_out = w.shape
+    bias = n_rows - 1
+    batch = ptr.shape[0] - 1
+    z_out = np.empty((batch, n_out), dtype=w.dtype)
+    denom = np.empty((batch, n_out), dtype=w.dtype)
+    width = (n_out + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        j0 = c * width
+        j1 = min(n_out, j0 + width)
+        acc = np.empty(max(0, j1 - j0), dtype=w.dtype)
+        for b in range(batch):
+            acc[:] = 0.0
+            for q in range(ptr[b], ptr[b + 1]):
+                row = w[rows[q], j0:j1]
+                for j in range(acc.shape[0]):
+                    acc[j] += row[j]
+            row = w[bias, j0:j1]
+            for j in range(acc.shape[0]):
+                acc[j] += row[j]
+            for j in range(acc.shape[0]):
+                a1 = acc[j] - 1.0
+                zo = np.inf
+                d = 0.0
+                if a1 > 0.0:
+                    zc = acc[j] / a1
+                    if zc <= np.inf:
+                        zo = zc if zc > 1.0 else 1.0
+                        d = a1
+                z_out[b, j0 + j] = zo
+                denom[b, j0 + j] = d
+    return z_out, denom
+
+
+@njit(cache=True)
+def _samples_per_row(ptr, rows, n_in):
+    """The per-sample lists transposed: ``samples[start[i] : start[i + 1]]`` are the samples in
+    which input i spikes, increasing; row ``n_in`` (the bias) lists every sample."""
+    batch = ptr.shape[0] - 1
+    n_pairs = ptr[batch]
+    start = np.zeros(n_in + 2, np.int64)
+    for q in range(n_pairs):
+        start[rows[q] + 1] += 1
+    for i in range(n_in + 1):
+        start[i + 1] += start[i]
+    fill = start[: n_in + 1].copy()
+    samples = np.empty(n_pairs + batch, np.int64)
+    for b in range(batch):
+        for q in range(ptr[b], ptr[b + 1]):
+            i = rows[q]
+            samples[fill[i]] = b
+            fill[i] += 1
+    for b in range(batch):
+        samples[n_pairs + b] = b
+    start[n_in + 1] = n_pairs + batch
+    return start, samples
+
+
+@njit(cache=True, inline="always")
+def _binary_terms(z_out, coef, j0, m):
+    """Per sample b and column j0 + j: t_bj = coef_bj (1 - z_out_bj) where the neuron fired after
+    z = 1 and has a gradient, else +0.0 (float64, as the general kernel computes it); the live
+    columns of each sample, their number, and whether to add the sample's row densely."""
+    batch = z_out.shape[0]
+    term = np.zeros((batch, m), dtype=np.float64)
+    live = np.empty((batch, m), dtype=np.int64)
+    n_live = np.zeros(batch, dtype=np.int64)
+    for b in range(batch):
+        for j in range(m):
+            cb = coef[b, j0 + j]
+            zo = z_out[b, j0 + j]
+            if cb != 0.0 and zo > 1.0:
+                term[b, j] = cb * (1.0 - zo)
+                live[b, n_live[b]] = j
+                n_live[b] += 1
+    # Adding the +0.0 of a dead column changes nothing (a running sum that starts at +0.0 is
+    # never -0.0), so a sample with many live columns is added as a whole row.
+    dense = n_live * 4 > m
+    return term, live, n_live, dense
+
+
+@njit(cache=True, inline="always")
+def _add_terms(acc, samples, q0, q1, term, live, n_live, dense):
+    """acc += t_b for the samples b = samples[q0:q1], in that order."""
+    for q in range(q0, q1):
+        b = samples[q]
+        if dense[b]:
+            for j in range(acc.shape[0]):
+                acc[j] += term[b, j]
+        else:
+            for k in range(n_live[b]):
+                j = live[b, k]
+                acc[j] += term[b, j]
+
+
+@njit(cache=True, parallel=True)
+def _binary_grad_weights(ptr, rows, n_in, z_out, coef, n_chunks):
+    """``_grad_weights`` for binary inputs: input i (z = 1) is causal for every neuron j that fired
+    after z = 1, through the same term t_bj = coef_bj (1 - z_out_bj) for all of sample b's
+    spiking inputs. grad_w[i, j] = sum of t_bj over the samples b in which i spikes, in
+    increasing b (every sample for the bias row): the general kernel's order.
+    """
+    n_out = z_out.shape[1]
+    start, samples = _samples_per_row(ptr, rows, n_in)
+    grad_w = np.empty((n_in + 1, n_out), dtype=coef.dtype)
+    width = (n_out + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        j0 = c * width
+        m = max(0, min(n_out, j0 + width) - j0)
+        term, live, n_live, dense = _binary_terms(z_out, coef, j0, m)
+        for i in range(n_in + 1):
+            acc = grad_w[i, j0 : j0 + m]
+            for j in range(m):
+                acc[j] = 0.0
+            _add_terms(acc, samples, start[i], start[i + 1], term, live, n_live, dense)
+    return grad_w
+
+
+@njit(cache=True)
+def _backward_coefficients(z_out, denom, grad_z_out, coef):
+    for b in range(z_out.shape[0]):
+        for j in range(z_out.shape[1]):
+            d = denom[b, j]
+            coef[b, j] = grad_z_out[b, j] / d if np.isfinite(z_out[b, j]) and d > 0 else 0.0
+
+
+def backward_coefficients(z_out, denom, grad_z_out, dtype):
+    """coef = dL/dz_out / (sum_C w - 1) for neurons that fired, 0 for silent ones (in ``dtype``).
+
+    Written out, the numpy expression ``np.where(fired, g / np.where(fired, denom, 1.0), 0.0)``.
+    """
+    coef = np.empty(z_out.shape, dtype=dtype)
+    _backward_coefficients(z_out, denom, grad_z_out, coef)
+    return coef
+
+
 def _check_layer(z_in, w) -> None:
     # The kernels do not bounds-check: a mismatch would read past the weight matrix.
     if z_in.ndim != 2 or w.ndim != 2 or z_in.shape[1] + 1 != w.shape[0]:
@@ -173,7 +362,12 @@ def layer_forward(z_in, w):
     Returns z_out (batch, n_out), inf for silent neurons, and denom = sum_C w - 1 (0 if silent).
     """
     _check_layer(z_in, w)
-    return _layer_forward(np.ascontiguousarray(z_in, dtype=w.dtype), np.ascontiguousarray(w))
+    z_in = np.ascontiguousarray(z_in, dtype=w.dtype)
+    w = np.ascontiguousarray(w)
+    ok, ptr, rows = _binary_rows(z_in)
+    if ok:
+        return _binary_layer_forward(ptr, rows, w, _column_chunks(w.shape[1]))
+    return _layer_forward(z_in, w)
 
 
 def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
@@ -186,10 +380,12 @@ def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
     _check_layer(z_in, w)
     if z_out.shape != (z_in.shape[0], w.shape[1]) or denom.shape != z_out.shape or grad_z_out.shape != z_out.shape:
         raise ConfigError("layer_backward: z_out, denom and grad_z_out must have shape (batch, n_out)")
-    fired = np.isfinite(z_out) & (denom > 0)
-    coef = np.where(fired, grad_z_out / np.where(fired, denom, 1.0), 0.0).astype(w.dtype)
-    n_blocks = max(1, min(numba.get_num_threads(), w.shape[1]))
-    grad_w = _grad_weights(z_in, z_out, coef, n_blocks)
+    coef = backward_coefficients(z_out, denom, grad_z_out, w.dtype)
+    ok, ptr, rows = _binary_rows(np.ascontiguousarray(z_in))
+    if ok:
+        grad_w = _binary_grad_weights(ptr, rows, z_in.shape[1], z_out, coef, _column_chunks(w.shape[1]))
+    else:
+        grad_w = _grad_weights(z_in, z_out, coef, _column_chunks(w.shape[1]))
     grad_z_in = _grad_input_times(z_in, w, z_out, coef) if need_grad_z_in else np.zeros(z_in.shape, dtype=w.dtype)
     return grad_w, grad_z_in
 

@@ -84,6 +84,7 @@ class OnchipLearner:
             spec.tie_rule_code == TIE_CODES["lowest_index"],
             spec.max_steps,
             p.acc_proto,
+            p.fire_table,
             spec.weight_min,
             spec.weight_max,
             self.sign_flat,

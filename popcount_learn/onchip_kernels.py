@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .emulator import run_image
+from .emulator import make_scratch, run_image
 from .learning import sample_key, weight_draw
 
 # ----------------------------------------------------------------------------------------------
@@ -127,6 +127,8 @@ def train_one(
     tie_lowest,
     max_steps,
     acc_proto,
+    fire_table,
+    scratch,
     w_lo,
     w_hi,
     sign_flat,
@@ -171,6 +173,8 @@ def train_one(
         max_steps,
         margin - 1,
         acc_proto,
+        fire_table,
+        scratch,
         spk,
         rows_read,
     )
@@ -305,6 +309,7 @@ def train_samples(
     tie_lowest,
     max_steps,
     acc_proto,
+    fire_table,
     w_lo,
     w_hi,
     sign_flat,
@@ -327,6 +332,7 @@ def train_samples(
     total = neuron_off[n_pre.shape[0]]
     spk = np.empty(total, np.int32)
     rows_read = np.empty(n_pre.shape[0], np.int32)
+    scratch = make_scratch(input_steps.shape[1], n_post, neuron_off, max_steps, acc_proto, w_flat)
     for i in range(order.shape[0]):
         s = order[i]
         train_one(
@@ -350,6 +356,8 @@ def train_samples(
             tie_lowest,
             max_steps,
             acc_proto,
+            fire_table,
+            scratch,
             w_lo,
             w_hi,
             sign_flat,

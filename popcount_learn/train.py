@@ -24,11 +24,13 @@ they are: nothing has been seen twice yet, so there is nothing for the shifts to
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -188,7 +190,34 @@ def shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, s
 
 def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.ndarray, config: TrainConfig):
     """Loss (mean over the batch), weight gradients and the forward state of one minibatch."""
-    weights = network.weights
+    return _loss_and_grads(network.weights, z_input, labels, config, defer_first=False)
+
+
+@dataclass(frozen=True, eq=False)
+class _FirstLayerGradient:
+    """The weight gradient of a first layer whose inputs all spike at z = 1, not yet added up:
+
+        grad[i, j] = scale * sum_b t_bj  -  penalty * deficit_j
+
+    over the samples b in which input i spikes (every sample for the bias row), with
+    t_bj = coef_bj (1 - z_out_bj) for the neurons that fired (``exact._binary_grad_weights``).
+    ``Adam.step`` adds it up and applies it in one pass over the weights, so the (n_in + 1, n_out)
+    gradient is never written out.
+    """
+
+    ptr: np.ndarray
+    rows: np.ndarray
+    z_out: np.ndarray
+    coef: np.ndarray
+    scale: float = 1.0
+    deficit: np.ndarray | None = None
+    penalty: float = 0.0
+
+
+def _loss_and_grads(weights, z_input, labels, config: TrainConfig, defer_first: bool, column_sums=None):
+    """``batch_loss_and_grads``; with ``defer_first`` the first layer's gradient, if its inputs are
+    binary and it is not the output layer, comes back as a ``_FirstLayerGradient``.
+    ``column_sums[k]``, where not None, is ``weights[k].sum(axis=0)`` known already."""
     zs, denoms = exact.forward(weights, z_input)
     z_o = zs[-1]
     batch = len(labels)
@@ -206,41 +235,44 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
     grad_z[silent] = 0.0
 
     loss = loss_ce.sum()
-    grads = [np.zeros_like(w) for w in weights]
+    grads = [None] * len(weights)
     z_c = z_o[rows, labels]  # the correct output's spike time
 
     # Sparsity: smooth count, over every hidden layer, of the spikes before the correct output's.
-    extra_grad_z = {}  # layer index in zs -> dL/dz of that layer from the sparsity term
+    extra_grad_z = {}  # layer index in zs -> dL/dz of that layer from the sparsity term (negated)
     if config.sparsity > 0 and len(weights) > 1:
         has_c = np.isfinite(z_c)
         sig = {}
         soft_count = np.zeros(batch)
         for layer in range(1, len(zs) - 1):
-            fin = np.isfinite(zs[layer]) & has_c[:, None]
-            arg = np.where(fin, (z_c[:, None] - np.where(fin, zs[layer], 0.0)) / config.sparsity_width, -50.0)
-            s = 1.0 / (1.0 + np.exp(-np.clip(arg, -50, 50)))
-            s *= fin
+            s = _soft_spikes(zs[layer], z_c, config.sparsity_width)
             sig[layer] = s
             soft_count += s.sum(axis=1)
         over = soft_count > config.sparsity_target
         loss += config.sparsity * (soft_count[over] - config.sparsity_target).sum()
         for layer, s in sig.items():
-            ds = config.sparsity * s * (1 - s) / config.sparsity_width * over[:, None]
+            ds = _soft_spike_slope(s, over, config.sparsity, config.sparsity_width)
             grad_z[rows[has_c], labels[has_c]] += ds.sum(axis=1)[has_c]
-            extra_grad_z[layer] = -ds
+            extra_grad_z[layer] = ds
 
     # Backward through the layers.
     g = grad_z
     for layer in range(len(weights) - 1, -1, -1):
         need_in = layer > 0
+        if layer == 0 and defer_first and len(weights) > 1:
+            binary = exact.binary_input_rows(zs[0])
+            if binary is not None:
+                coef = exact.backward_coefficients(zs[1], denoms[0], g, weights[0].dtype)
+                grads[0] = _FirstLayerGradient(*binary, zs[1], coef)
+                continue
         gw, g_in = exact.layer_backward(zs[layer], weights[layer], zs[layer + 1], denoms[layer], g, need_in)
-        grads[layer] += gw
+        grads[layer] = gw  # a fresh array, never -0.0: the same as adding it to zeros
         if need_in:
             if layer in extra_grad_z:
-                g_in = g_in + extra_grad_z[layer]
+                g_in = _minus(g_in, extra_grad_z[layer])
             if config.grad_clip > 0:
-                norm = np.sqrt((g_in * g_in).sum(axis=1, keepdims=True))
-                g_in = g_in * np.minimum(1.0, config.grad_clip / np.maximum(norm, 1e-30))
+                norm = np.sqrt(_square(g_in).sum(axis=1, keepdims=True))
+                g_in = _scale_rows(g_in, np.minimum(1.0, config.grad_clip / np.maximum(norm, 1e-30)))
             g = g_in
 
     # Correct output silent: push up the weights of every input that arrived.
@@ -263,31 +295,287 @@ def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.
     scale = 1.0 / batch
     loss *= scale
     for k in range(len(grads)):
-        grads[k] *= scale
+        deferred = isinstance(grads[k], _FirstLayerGradient)
+        known = column_sums[k] if column_sums is not None else None
+        if deferred:
+            column_sum = known if known is not None else _column_sums(weights[k])
+        else:
+            column_sum = _scale_and_column_sums(grads[k], weights[k], scale)
+        deficit = None
         if config.weight_sum_penalty > 0:
-            column_sum = weights[k].sum(axis=0)
             deficit = column_sum < 1.0
             if deficit.any():
                 loss += config.weight_sum_penalty * (1.0 - column_sum[deficit]).sum()
-                grads[k][:, deficit] -= config.weight_sum_penalty
+                if not deferred:
+                    grads[k][:, deficit] -= config.weight_sum_penalty
+            else:
+                deficit = None
+        if deferred:
+            t = weights[k].dtype.type  # numpy applies a Python scalar in the array's dtype
+            penalty = t(config.weight_sum_penalty)
+            grads[k] = dataclasses.replace(grads[k], scale=t(scale), deficit=deficit, penalty=penalty)
     return loss, grads, zs
 
 
+# Elementwise pieces of the loss in Numba. Each does exactly the IEEE operations of the numpy
+# expression in its docstring, in the dtype numpy would use (a Python scalar takes the array's
+# dtype); the reductions and np.exp stay in numpy, so the numbers are numpy's to the last bit.
+
+
+@njit(cache=True)
+def _soft_spike_arg(z_h, z_c, width, limit, x, fin):
+    """x = -clip(where(fin, (z_c - z_h) / width, -limit), -limit, limit), fin = z_h and z_c finite."""
+    for b in range(z_h.shape[0]):
+        zc = z_c[b]
+        c_ok = np.isfinite(zc)
+        for j in range(z_h.shape[1]):
+            zh = z_h[b, j]
+            f = c_ok and np.isfinite(zh)
+            a = (zc - zh) / width if f else -limit
+            x[b, j] = -min(max(a, -limit), limit)
+            fin[b, j] = f
+
+
+@njit(cache=True)
+def _sigmoid_of_exp(e, fin, one, zero, s):
+    """s = (1 / (1 + e)) * fin."""
+    for b in range(e.shape[0]):
+        for j in range(e.shape[1]):
+            s[b, j] = one / (one + e[b, j]) * (one if fin[b, j] else zero)
+
+
+def _soft_spikes(z_h, z_c, width):
+    """Smooth spike indicators of one hidden layer: sigmoid((z_c - z_h) / width), 0 where either
+    is silent."""
+    dt = np.result_type(z_c, z_h)
+    x = np.empty(z_h.shape, dtype=dt)
+    fin = np.empty(z_h.shape, dtype=np.bool_)
+    _soft_spike_arg(z_h, z_c, dt.type(width), dt.type(50), x, fin)
+    e = np.exp(x)
+    s = np.empty_like(e)
+    _sigmoid_of_exp(e, fin, e.dtype.type(1), e.dtype.type(0), s)
+    return s
+
+
+@njit(cache=True)
+def _soft_spike_slope_kernel(s, over, sparsity, width, one, zero, ds):
+    """ds = sparsity * s * (1 - s) / width * over, evaluated left to right."""
+    for b in range(s.shape[0]):
+        o = one if over[b] else zero
+        for j in range(s.shape[1]):
+            ds[b, j] = sparsity * s[b, j] * (one - s[b, j]) / width * o
+
+
+def _soft_spike_slope(s, over, sparsity, width):
+    """d(sparsity * soft count) / d z_h for the samples over the target, per hidden spike: the
+    negative of the sparsity term's gradient w.r.t. the hidden spike times."""
+    t = s.dtype.type
+    ds = np.empty_like(s)
+    _soft_spike_slope_kernel(s, over, t(sparsity), t(width), t(1), t(0), ds)
+    return ds
+
+
+@njit(cache=True)
+def _minus_kernel(a, b, out):
+    for r in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            out[r, c] = a[r, c] + (-b[r, c])
+
+
+def _minus(a, b):
+    """a + (-b)."""
+    out = np.empty(a.shape, dtype=np.result_type(a, b))
+    _minus_kernel(a, b, out)
+    return out
+
+
+@njit(cache=True)
+def _square_kernel(a, out):
+    for r in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            out[r, c] = a[r, c] * a[r, c]
+
+
+def _square(a):
+    """a * a."""
+    out = np.empty_like(a)
+    _square_kernel(a, out)
+    return out
+
+
+@njit(cache=True)
+def _scale_rows_kernel(a, factor, out):
+    for r in range(a.shape[0]):
+        f = factor[r, 0]
+        for c in range(a.shape[1]):
+            out[r, c] = a[r, c] * f
+
+
+def _scale_rows(a, factor):
+    """a * factor, factor of shape (rows, 1)."""
+    out = np.empty(a.shape, dtype=np.result_type(a, factor))
+    _scale_rows_kernel(a, factor, out)
+    return out
+
+
 @njit(cache=True, parallel=True)
-def _adam_ema_update(p, g, m, v, avg, lr, c1, c2, ema_decay):
-    """One fused pass: Adam moments, parameter step and the weight average (avg unused if decay < 0)."""
+def _scale_and_sum_columns(g, w, scale, n_chunks):
+    """g *= scale in place; returns w.sum(axis=0), each column summed over the rows in order."""
+    n_rows, n_cols = w.shape
+    total = np.zeros(n_cols, dtype=w.dtype)
+    width = (n_cols + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        j0 = c * width
+        j1 = min(n_cols, j0 + width)
+        for i in range(n_rows):
+            for j in range(j0, j1):
+                g[i, j] = g[i, j] * scale
+                total[j] += w[i, j]
+    return total
+
+
+@njit(cache=True, parallel=True)
+def _sum_columns(w, n_chunks):
+    n_rows, n_cols = w.shape
+    total = np.zeros(n_cols, dtype=w.dtype)
+    width = (n_cols + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        j0 = c * width
+        part = total[j0 : min(n_cols, j0 + width)]
+        for i in range(n_rows):
+            row = w[i, j0 : j0 + part.shape[0]]
+            for j in range(part.shape[0]):
+                part[j] += row[j]
+    return total
+
+
+def _column_sums(w):
+    """``w.sum(axis=0)`` (see ``_scale_and_column_sums`` for the order)."""
+    if w.shape[1] < 2 or not w.flags.c_contiguous:
+        return w.sum(axis=0)
+    return _sum_columns(w, max(1, min(numba.get_num_threads(), w.shape[1] // 16)))
+
+
+def _scale_and_column_sums(g, w, scale):
+    """``g *= scale`` (in place) and ``w.sum(axis=0)`` in one pass.
+
+    numpy sums a C-ordered matrix along axis 0 row after row (the order used here) when it has
+    two or more columns; a single column it sums pairwise, so that case is left to numpy.
+    """
+    if w.shape[1] < 2 or not (g.flags.c_contiguous and w.flags.c_contiguous) or g.shape != w.shape:
+        g *= scale
+        return w.sum(axis=0)
+    n_chunks = max(1, min(numba.get_num_threads(), w.shape[1] // 16))
+    kernel = _scale_and_sum_columns if n_chunks > 1 else _scale_and_sum_columns_serial
+    return kernel(g, w, g.dtype.type(scale), n_chunks)
+
+
+@njit(cache=True, inline="always")
+def _adam_one(p, g, m, v, avg, i, lr, c1, c2, ema_decay, divide_m, divide_v, average):
+    """Adam and the weight average for element i. ``x / 1.0 == x`` exactly, so a bias correction
+    that has reached 1.0 (``divide_* = False``) skips its division without changing a bit."""
     b1, b2, eps = 0.9, 0.999, 1e-8
-    for r in prange(p.shape[0]):
-        for c in range(p.shape[1]):
-            gi = g[r, c]
-            mi = b1 * m[r, c] + (1.0 - b1) * gi
-            vi = b2 * v[r, c] + (1.0 - b2) * gi * gi
-            m[r, c] = mi
-            v[r, c] = vi
-            pi = p[r, c] - lr * (mi / c1) / (np.sqrt(vi / c2) + eps)
-            p[r, c] = pi
-            if ema_decay >= 0.0:
-                avg[r, c] = ema_decay * avg[r, c] + (1.0 - ema_decay) * pi
+    gi = g[i]
+    mi = b1 * m[i] + (1.0 - b1) * gi
+    vi = b2 * v[i] + (1.0 - b2) * gi * gi
+    m[i] = mi
+    v[i] = vi
+    m_hat = mi / c1 if divide_m else mi
+    v_hat = vi / c2 if divide_v else vi
+    pi = p[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
+    p[i] = pi
+    if average:
+        avg[i] = ema_decay * avg[i] + (1.0 - ema_decay) * pi
+
+
+@njit(cache=True, parallel=True)
+def _adam_ema_update_flat(p, g, m, v, avg, lr, c1, c2, ema_decay):
+    # One prange loop per case (straight, vectorisable loops over 1-D arrays).
+    n = p.shape[0]
+    if ema_decay >= 0.0 and c1 == 1.0 and c2 == 1.0:
+        for i in prange(n):
+            _adam_one(p, g, m, v, avg, i, lr, c1, c2, ema_decay, False, False, True)
+    elif ema_decay >= 0.0 and c1 == 1.0:
+        for i in prange(n):
+            _adam_one(p, g, m, v, avg, i, lr, c1, c2, ema_decay, False, True, True)
+    elif ema_decay >= 0.0:
+        for i in prange(n):
+            _adam_one(p, g, m, v, avg, i, lr, c1, c2, ema_decay, True, True, True)
+    else:
+        for i in prange(n):
+            _adam_one(p, g, m, v, avg, i, lr, c1, c2, ema_decay, True, True, False)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _first_layer_adam(
+    ptr, rows, z_out, coef, scale, deficit, penalty, p, m, v, avg, lr, c1, c2, ema_decay, g_rows, column_sums
+):
+    """Adam + weight average with the gradient of a ``_FirstLayerGradient``, added up one weight
+    row at a time (in the order of ``exact._binary_grad_weights``) right where it is used.
+
+    ``deficit`` has one flag per column; ``g_rows`` is scratch, one row per column chunk (one
+    chunk per thread); ``column_sums`` receives the column sums of the updated weights, row
+    after row (numpy's ``p.sum(axis=0)`` for two or more columns).
+    """
+    n_rows, n_out = p.shape
+    n_chunks = g_rows.shape[0]
+    start, samples = exact._samples_per_row(ptr, rows, n_rows - 1)
+    width = (n_out + n_chunks - 1) // n_chunks
+    average = ema_decay >= 0.0
+    divide_m = c1 != 1.0
+    divide_v = c2 != 1.0
+    for c in prange(n_chunks):
+        j0 = c * width
+        mm = max(0, min(n_out, j0 + width) - j0)
+        term, live, n_live, dense = exact._binary_terms(z_out, coef, j0, mm)
+        g = g_rows[c, :mm]
+        pen = deficit[j0 : j0 + mm]
+        total = column_sums[j0 : j0 + mm]
+        for j in range(mm):
+            total[j] = 0.0
+        for i in range(n_rows):
+            for j in range(mm):
+                g[j] = 0.0
+            exact._add_terms(g, samples, start[i], start[i + 1], term, live, n_live, dense)
+            for j in range(mm):
+                gj = g[j] * scale
+                g[j] = gj - penalty if pen[j] else gj
+            pi = p[i, j0 : j0 + mm]
+            mi = m[i, j0 : j0 + mm]
+            vi = v[i, j0 : j0 + mm]
+            ai = avg[i, j0 : j0 + mm]
+            if average and not divide_m and not divide_v:
+                for j in range(mm):
+                    _adam_one(pi, g, mi, vi, ai, j, lr, c1, c2, ema_decay, False, False, True)
+            elif average and not divide_m:
+                for j in range(mm):
+                    _adam_one(pi, g, mi, vi, ai, j, lr, c1, c2, ema_decay, False, True, True)
+            elif average:
+                for j in range(mm):
+                    _adam_one(pi, g, mi, vi, ai, j, lr, c1, c2, ema_decay, True, True, True)
+            else:
+                for j in range(mm):
+                    _adam_one(pi, g, mi, vi, ai, j, lr, c1, c2, ema_decay, True, True, False)
+            for j in range(mm):
+                total[j] += pi[j]
+
+
+# Small layers (the output layer) run the same loops on one thread: waking the thread pool for a
+# few thousand elements costs more than the work, most of all on a loaded machine. Each element
+# is computed alone and each column summed in row order either way, so the numbers are the same.
+_PARALLEL_MIN_SIZE = 1 << 16
+_scale_and_sum_columns_serial = njit(cache=True)(_scale_and_sum_columns.py_func)
+_adam_ema_update_flat_serial = njit(cache=True)(_adam_ema_update_flat.py_func)
+
+
+def _adam_ema_update(p, g, m, v, avg, lr, c1, c2, ema_decay):
+    """One fused pass over C-ordered arrays: Adam moments, parameter step and the weight average
+    (``avg = d * avg + (1 - d) * p``; unused if ``ema_decay < 0``)."""
+    arrays = (p, g, m, v, avg)
+    if not all(a.flags.c_contiguous and a.shape == p.shape for a in arrays):
+        raise ConfigError("Adam state must be C-contiguous arrays of one shape")
+    kernel = _adam_ema_update_flat if p.size >= _PARALLEL_MIN_SIZE else _adam_ema_update_flat_serial
+    kernel(*(a.reshape(-1) for a in arrays), lr, c1, c2, ema_decay)
 
 
 class Adam:
@@ -298,6 +586,9 @@ class Adam:
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
         self.t = 0
+        # Per layer, the column sums of the weights after the last step when that step added up a
+        # _FirstLayerGradient (it gets them for free), else None.
+        self.column_sums = [None] * len(params)
 
     def step(self, params, grads, averages=None, ema_decay=-1.0):
         """Update ``params`` in place; with ``averages``, also ``avg = d * avg + (1 - d) * p``."""
@@ -307,7 +598,19 @@ class Adam:
         for k, (p, g) in enumerate(zip(params, grads, strict=True)):
             avg = averages[k] if averages is not None else p
             decay = ema_decay if averages is not None else -1.0
-            _adam_ema_update(p, g.astype(p.dtype, copy=False), self.m[k], self.v[k], avg, self.lr, c1, c2, decay)
+            self.column_sums[k] = None
+            if isinstance(g, _FirstLayerGradient):
+                deficit = np.zeros(p.shape[1], np.bool_) if g.deficit is None else g.deficit
+                n_chunks = max(1, min(numba.get_num_threads(), p.shape[1] // 16))
+                g_rows = np.empty((n_chunks, -(-p.shape[1] // n_chunks)), dtype=p.dtype)
+                sums = np.empty(p.shape[1], dtype=p.dtype)
+                args = (g.ptr, g.rows, g.z_out, g.coef, g.scale, deficit, g.penalty)
+                _first_layer_adam(*args, p, self.m[k], self.v[k], avg, self.lr, c1, c2, decay, g_rows, sums)
+                if p.shape[1] >= 2:
+                    self.column_sums[k] = sums
+                continue
+            g = np.ascontiguousarray(g, dtype=p.dtype)
+            _adam_ema_update(p, g, self.m[k], self.v[k], avg, self.lr, c1, c2, decay)
 
 
 def train_exact(
@@ -324,6 +627,7 @@ def train_exact(
     on_epoch=None,
     image_shape: tuple[int, int] | None = None,
     n_classes: int | None = None,
+    fused: bool = True,
 ) -> tuple[ExactNetwork, TrainHistory]:
     """Train (or continue training) an exact network on uint8 images; returns it and its history.
 
@@ -334,7 +638,10 @@ def train_exact(
     for the shift augmentation when images are flat and not square. ``encoding`` (default: the
     starting network's, else ``SpikeEncoding()``) is used for training and stored in the result.
     ``n_classes`` (default: ``max(label) + 1``, also of the test labels if given) sets the
-    number of outputs of a new network.
+    number of outputs of a new network. ``fused=False`` runs every minibatch through
+    ``batch_loss_and_grads`` and ``Adam.step`` with the whole gradient written out, for probes
+    that wrap those two; the default adds up the first layer's gradient inside the Adam pass.
+    Both give the same weights, bit for bit.
     """
     progress = as_progress(progress)
     encoding = encoding or (network.encoding if network is not None else SpikeEncoding())
@@ -384,7 +691,6 @@ def train_exact(
         images = train_images.reshape(n, -1)
         if config.augment_shift_px and epoch + 1 >= config.augment_from_epoch:
             images = shift_images(images, rng, config.augment_shift_px, image_shape)
-        z_all = encoding.input_z(images, dtype=dtype)
         progress.start(total=n, desc=f"epoch {epoch + 1}/{config.epochs}")
         loss_sum = 0.0
         correct = 0
@@ -392,7 +698,13 @@ def train_exact(
         for start in range(0, n, config.batch_size):
             idx = perm[start : start + config.batch_size]
             labels = train_labels[idx].astype(np.int64)
-            loss, grads, zs = batch_loss_and_grads(network, z_all[idx], labels, config)
+            # Encoded per minibatch (elementwise, so the same numbers as encoding the whole set).
+            z_batch = encoding.input_z(images[idx], dtype=dtype)
+            if fused:
+                known = opt.column_sums
+                loss, grads, zs = _loss_and_grads(network.weights, z_batch, labels, config, True, known)
+            else:
+                loss, grads, zs = batch_loss_and_grads(network, z_batch, labels, config)
             # EMA decay ramped so that short runs are not dominated by the initial weights.
             decay = min(config.ema_decay, (2.0 + opt.t) / (11.0 + opt.t))
             opt.step(network.weights, grads, averaged, decay)

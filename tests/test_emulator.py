@@ -15,8 +15,17 @@ from hypothesis import strategies as st
 from reference_emulator import FIELDS, diff_results, reference_emulate, reference_encode
 
 from popcount_learn import codegen
+from popcount_learn import emulator as emulator_module
 from popcount_learn.datapath import DatapathConfig
-from popcount_learn.emulator import EmulationResult, emulate, encode_input_steps, evaluate_emulated, summarize
+from popcount_learn.emulator import (
+    EmulationResult,
+    emulate,
+    encode_input_steps,
+    evaluate_emulated,
+    first_layer_fire_table,
+    pack_image,
+    summarize,
+)
 from popcount_learn.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -505,3 +514,90 @@ def test_layer_too_wide_for_the_64_bit_accumulator_is_refused():
 def test_datapath_string_fields_must_be_strings():
     with pytest.raises(ConfigError, match="tie_rule must be a string"):
         DatapathConfig(tie_rule=np.array(["max_membrane"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# The closed-form first layer (every input at step 0): taken where it can be exact, and exact
+
+
+def _stepped_fire_step(i0, spec, threshold):
+    """The datapath's recurrence for one neuron with one arrival I_0 at step 0, step by step."""
+    cur, mem = i0, 0
+    for n in range(spec.max_steps):
+        if n > 0:
+            cur -= cur >> spec.time_shift
+        mem = min(max(mem + cur, spec.membrane_min), spec.membrane_max)
+        if mem >= threshold:
+            return n
+    return -1
+
+
+@pytest.mark.parametrize(
+    "time_shift, current_bits, membrane_bits, max_steps, threshold",
+    [(0, 6, 6, 5, 7), (1, 6, 8, 12, 40), (2, 7, 6, 30, 31), (3, 8, 10, 40, 500), (4, 5, 12, 64, 200)],
+)
+def test_fire_table_gives_the_stepped_fire_step_for_every_current(
+    time_shift, current_bits, membrane_bits, max_steps, threshold
+):
+    spec = DatapathConfig(
+        time_shift=time_shift,
+        weight_bits=4,
+        current_frac_bits=0,
+        current_bits=current_bits,
+        membrane_bits=membrane_bits,
+        max_steps=max_steps,
+    )
+    table = first_layer_fire_table(spec, threshold)
+    assert table.shape == (max_steps,)
+    for i0 in range(spec.current_min, spec.current_max + 1):
+        expected = _stepped_fire_step(i0, spec, threshold)
+        got = emulator_module._fire_step(table, i0) if i0 > 0 else -1
+        assert got == expected, (i0, got, expected)
+
+
+def test_fire_table_is_refused_where_it_cannot_be_exact():
+    wrap = DatapathConfig(membrane_overflow="wrap")
+    assert first_layer_fire_table(wrap, 100).size == 0
+    long_run = DatapathConfig(max_steps=emulator_module.FIRE_TABLE_MAX_STEPS + 1)
+    assert first_layer_fire_table(long_run, 100).size == 0
+
+
+def test_closed_form_first_layer_is_taken_and_agrees_with_the_reference():
+    taken = [0]
+
+    @settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(cases(), st.integers(0, 2**32 - 1))
+    def check(case, seed):
+        image, _, _ = case
+        rng = np.random.default_rng(seed)
+        n_in = image.topology[0]
+        # Binary input: every spike at step 0 or outside the run (never, or past the end).
+        steps = rng.choice(np.array([0, 0, -1, image.spec.max_steps, 5 * image.spec.max_steps]), size=(3, n_in))
+        fast = pack_image(image).fire_table.size == image.spec.max_steps and len(image.layers) >= 2
+        taken[0] += fast
+        for full_raster, extra in ((False, 0), (True, 0), (False, 3)):
+            got = emulate(image, input_spike_steps=steps, full_raster=full_raster, steps_after_decision=extra)
+            ref = reference_emulate(image, steps, full_raster=full_raster, steps_after_decision=extra)
+            assert diff_results(got, ref) == []
+
+    check()
+    assert taken[0] >= 40, taken
+
+
+def test_a_one_step_error_in_the_fire_table_is_caught(monkeypatch):
+    # 2-2-1: input 0 drives hidden neuron 0 alone, which drives the output.
+    spec = DatapathConfig(
+        time_shift=2, weight_bits=5, current_frac_bits=0, current_bits=8, membrane_bits=8, max_steps=20
+    )
+    image = make_image(spec, [np.array([[9, 0], [0, 0], [0, 0]]), np.array([[15], [0], [0]])], [30, 15])
+    steps = np.array([[0, -1]])
+    good = emulate(image, input_spike_steps=steps)
+    assert diff_results(good, reference_emulate(image, steps)) == []
+    table = first_layer_fire_table(spec, 30)
+    n = emulator_module._fire_step(table, 9)
+    assert n > 0
+    broken = table.copy()
+    broken[n - 1] = 9  # fires one step early
+    monkeypatch.setattr(emulator_module, "_cached_fire_table", lambda spec, threshold: broken)
+    problems = diff_results(emulate(image, input_spike_steps=steps), reference_emulate(image, steps))
+    assert any(p.startswith("spike_steps[0]") for p in problems)

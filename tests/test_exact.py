@@ -262,3 +262,46 @@ def test_dark_time_beyond_the_float_range_is_refused_not_turned_into_no_spike(da
         SpikeEncoding(dark_time=dark_time).input_z(images, dtype=dtype)
     z = SpikeEncoding(dark_time=80.0).input_z(images, dtype=np.float32)
     assert z[0, 1] == 1.0 and z[0, 0] == np.float32(math.exp(80.0))
+
+
+@st.composite
+def binary_layers(draw):
+    """Inputs at z = 1 or silent (the default encoding of the first layer), random weights."""
+    n_in = draw(st.integers(1, 12))
+    n_out = draw(st.integers(1, 40))
+    batch = draw(st.integers(1, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    z_in = np.where(rng.random((batch, n_in)) < draw(st.floats(0, 1)), 1.0, np.inf)
+    w = rng.normal(draw(st.floats(0.0, 0.6)), draw(st.floats(0.1, 1.5)), (n_in + 1, n_out))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    return z_in.astype(dtype), w.astype(dtype)
+
+
+@SETTINGS
+@given(binary_layers(), st.integers(0, 2**32 - 1))
+def test_binary_input_path_is_taken_and_bit_identical_to_the_general_kernels(layer, seed):
+    z_in, w = layer
+    assert exact.binary_input_rows(z_in) is not None  # the closed form is taken
+    z_out, denom = exact.layer_forward(z_in, w)
+    z_gen, d_gen = exact._layer_forward(z_in, w)
+    assert np.array_equal(z_out, z_gen) and np.array_equal(denom, d_gen)
+    assert z_out.tobytes() == z_gen.tobytes()
+    g = np.random.default_rng(seed).normal(size=z_out.shape)
+    grad_w, _ = exact.layer_backward(z_in, w, z_out, denom, g)
+    fired = np.isfinite(z_out) & (denom > 0)
+    coef = np.where(fired, g / np.where(fired, denom, 1.0), 0.0).astype(w.dtype)
+    general = exact._grad_weights(z_in, z_out, coef, max(1, min(2, w.shape[1])))
+    assert grad_w.tobytes() == general.tobytes()
+    # ... and one differing gradient bit would be seen.
+    if grad_w.size and np.any(grad_w != 0):
+        k = np.flatnonzero(grad_w)[0]
+        bumped = grad_w.copy().reshape(-1)
+        bumped[k] = np.nextafter(bumped[k], np.inf)
+        assert bumped.tobytes() != general.tobytes()
+
+
+def test_a_non_binary_input_takes_the_general_path():
+    z_in = np.array([[1.0, np.inf, 1.5]])
+    assert exact.binary_input_rows(z_in) is None
+    assert exact.binary_input_rows(np.array([[1.0, np.nan]])) is None
+    assert exact.binary_input_rows(np.array([[1.0, np.inf]])) is not None

@@ -273,3 +273,16 @@ def test_output_layer_covers_classes_missing_from_a_short_training_set(small_mni
     assert net.topology[-1] == int(labels[:20].max()) + 1
     with pytest.raises(ConfigError, match="n_classes=3"):
         train_exact(images[:40], labels[:40], TrainConfig(hidden=(10,), epochs=1), n_classes=3)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_first_layer_gradient_gives_the_written_out_weights_bit_for_bit(small_mnist, dtype):
+    images, labels = small_mnist
+    cfg = TrainConfig(
+        hidden=(30,), epochs=2, seed=5, dtype=dtype, augment_shift_px=1, augment_from_epoch=2, weight_sum_penalty=0.5
+    )
+    fused, _ = train_exact(images[:600], labels[:600], cfg)
+    plain, _ = train_exact(images[:600], labels[:600], cfg, fused=False)
+    for a, b in zip(fused.weights, plain.weights, strict=True):
+        assert a.dtype == np.dtype(dtype)
+        assert a.tobytes() == b.tobytes()

@@ -1,8 +1,13 @@
 """Time one training epoch of the exact model on the full 60k MNIST training set.
 
 Usage: python tools/bench_train.py [--hidden 800] [--threads 1 2] [--dtype float64 float32]
-Runs each (threads, dtype) combination side by side in one process (same data, same seed)
-and prints seconds per epoch. BLAS is pinned to one thread (Numba does the work).
+                                   [--batch-size 32 ...] [--limit N] [--profile K]
+Runs each (threads, dtype, batch size) combination side by side in one process (same data, same
+seed) and prints seconds per epoch (wall and CPU, all threads), one JSON line each, with the load
+average. BLAS is pinned to one thread (Numba does the work). ``--profile K`` runs each epoch
+under cProfile and prints the K functions with the most own time (a Numba kernel is one call:
+its whole time is its own).
+For old vs new, run this script with ``PYTHONPATH`` set to each tree in turn.
 """
 
 import os
@@ -11,14 +16,27 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse
+import cProfile
+import io
 import json
+import pstats
 import time
 
 import numba
 from _machine import cpu_model
 
+import popcount_learn
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.train import TrainConfig, train_exact
+
+
+def _top_functions(profile: cProfile.Profile, k: int) -> list[dict]:
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    rows = []
+    for (path, line, name), (_cc, calls, tottime, _cum, _callers) in stats.stats.items():
+        rows.append({"function": f"{os.path.basename(path)}:{line}:{name}", "calls": calls, "own_s": round(tottime, 2)})
+    rows.sort(key=lambda r: -r["own_s"])
+    return rows[:k]
 
 
 def main():
@@ -26,41 +44,59 @@ def main():
     ap.add_argument("--hidden", type=int, default=800)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--dtype", nargs="+", default=["float64", "float32"])
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[TrainConfig().batch_size])
     ap.add_argument("--sparsity", type=float, default=TrainConfig().sparsity)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--profile", type=int, default=0, metavar="K", help="print the K costliest functions")
     args = ap.parse_args()
     images, labels = load_mnist(default_data_dir(), "train")
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
     # Warm-up compiles every kernel for every dtype (cache=True makes later runs cheap).
     for dtype in args.dtype:
-        train_exact(
-            images[:256],
-            labels[:256],
-            TrainConfig(hidden=(args.hidden,), epochs=1, dtype=dtype, sparsity=args.sparsity),
-        )
+        for batch in args.batch_size:
+            cfg = TrainConfig(hidden=(args.hidden,), epochs=1, dtype=dtype, sparsity=args.sparsity, batch_size=batch)
+            train_exact(images[:256], labels[:256], cfg)
     print(
-        json.dumps({"cpu": cpu_model(), "nproc": os.cpu_count(), "numba": numba.__version__, "n_images": len(labels)})
+        json.dumps(
+            {
+                "library": os.path.dirname(popcount_learn.__file__),
+                "cpu": cpu_model(),
+                "nproc": os.cpu_count(),
+                "numba": numba.__version__,
+                "n_images": len(labels),
+            }
+        )
     )
     for threads in args.threads:
         numba.set_num_threads(threads)
         for dtype in args.dtype:
-            cfg = TrainConfig(hidden=(args.hidden,), epochs=1, dtype=dtype, sparsity=args.sparsity)
-            t0 = time.perf_counter()
-            train_exact(images, labels, cfg)
-            dt = time.perf_counter() - t0
-            print(
-                json.dumps(
-                    {
-                        "hidden": args.hidden,
-                        "threads": threads,
-                        "dtype": dtype,
-                        "seconds_per_epoch": round(dt, 2),
-                        "images_per_s": round(len(labels) / dt),
-                    }
-                ),
-                flush=True,
-            )
+            for batch in args.batch_size:
+                cfg = TrainConfig(
+                    hidden=(args.hidden,), epochs=1, dtype=dtype, sparsity=args.sparsity, batch_size=batch
+                )
+                load_before = os.getloadavg()[0]
+                profile = cProfile.Profile() if args.profile else None
+                t0, c0 = time.perf_counter(), time.process_time()
+                if profile:
+                    profile.enable()
+                train_exact(images, labels, cfg)
+                if profile:
+                    profile.disable()
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+                row = {
+                    "hidden": args.hidden,
+                    "threads": threads,
+                    "dtype": dtype,
+                    "batch_size": batch,
+                    "seconds_per_epoch": round(dt, 2),
+                    "images_per_s": round(len(labels) / dt),
+                    "cpu_seconds_all_threads": round(cpu, 2),
+                    "load_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                }
+                if profile:
+                    row["top_own_time"] = _top_functions(profile, args.profile)
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
