@@ -253,17 +253,20 @@ def firmware_spec_headers(spec: DatapathConfig, learning: LearningConfig | None 
 
 
 def rtl_spec_headers(spec: DatapathConfig, learning: LearningConfig | None = None) -> dict[str, str]:
-    """File name -> text of the spec headers of an RTL build (``pcl_learning.vh`` with a rule)."""
-    headers = {
+    """File name -> text of the spec headers of an RTL build: ``pcl_datapath.vh`` and
+    ``pcl_learning.vh`` (the rule's constants; no constants for an inference-only build, whose
+    sources include it all the same)."""
+    source = "popcount_learn.learning.LearningConfig"
+    return {
         "pcl_datapath.vh": verilog_header(
             "pcl_datapath.vh", datapath_constants(spec), source="popcount_learn.datapath.DatapathConfig"
-        )
+        ),
+        "pcl_learning.vh": (
+            verilog_header("pcl_learning.vh", learning_constants(learning), source=source)
+            if learning is not None
+            else verilog_header("pcl_learning.vh", [], source=f"{source} (inference only: no rule)")
+        ),
     }
-    if learning is not None:
-        headers["pcl_learning.vh"] = verilog_header(
-            "pcl_learning.vh", learning_constants(learning), source="popcount_learn.learning.LearningConfig"
-        )
-    return headers
 
 
 def write_if_changed(path: str | os.PathLike, text: str) -> bool:

@@ -268,18 +268,8 @@ class RtlLayout:
         pcl_learning.vh (the rule, for a learning layout), pcl_topology.vh (this layout) and
         pcl_core_params.vh (the core's parameter bindings)."""
         source = "firmware_bridge.rtl.params.RtlLayout"
-        rule = (
-            {}
-            if self.learning is not None
-            else {
-                "pcl_learning.vh": codegen.verilog_header(
-                    "pcl_learning.vh", [], source=f"{source} (inference only: no rule)"
-                )
-            }
-        )
         return {
             **codegen.rtl_spec_headers(self.spec, self.learning),
-            **rule,
             "pcl_topology.vh": codegen.verilog_header("pcl_topology.vh", self.constants(), source=source),
             "pcl_core_params.vh": codegen.verilog_parameter_bindings(
                 "pcl_core_params.vh", self.core_parameter_bindings(), source=source
