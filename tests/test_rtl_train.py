@@ -407,3 +407,13 @@ def test_training_inputs_are_checked():
         train_sim.check_training_inputs(image, learning, np.zeros((2, 3), dtype=np.int64), np.zeros(2, np.int64), 2**32)
     with pytest.raises(Exception, match="labels"):
         commands.rtl_train_side_by_side(image, learning, np.zeros((1, 3), dtype=np.int64), np.array([5]))
+
+
+@pytest.mark.rtl
+def test_up5k_top_trains_weight_for_weight_through_byte_packets():
+    image, learning, steps, labels, first_t, _, _, _ = _train_case(1)
+    out = commands.rtl_train_side_by_side(
+        image, learning, steps[:6], labels[:6], first_sample_index=first_t, lanes=2, readback_every=3, top="up5k"
+    )
+    assert out["first_mismatch"] is None, out["first_mismatch"]
+    assert out["steps"] == 6 and out["weight_checks"] == 2 and out["weights_changed"] > 0
