@@ -154,51 +154,72 @@ def describe(expected: EmulationResult, observed, i: int, *, body: str) -> str:
 # Training
 
 
-def training_step_difference(reported, expected) -> str | None:
+def training_step_difference(reported, expected, *, body: str = "board") -> str | None:
     """None when every field the body reports for one training step (a dataclass such as the
-    protocol's ``TrainStepReply``) equals the emulator's ``StepResult``; else the fields that
-    differ, both sides."""
+    protocol's ``TrainStepReply`` or the RTL's ``StepReport``) equals the emulator's
+    ``StepResult``; else the fields that differ, both sides."""
     names = [f.name for f in dataclasses.fields(reported)]
     missing = [n for n in names if not hasattr(expected, n)]
     if missing:
         raise ConfigError(f"the emulator's step result has no {missing}")
     diffs = [
-        f"{n}: board {getattr(reported, n)}, emulator {getattr(expected, n)}"
+        f"{n}: {body} {getattr(reported, n)}, emulator {getattr(expected, n)}"
         for n in names
         if int(getattr(reported, n)) != int(getattr(expected, n))
     ]
     return "; ".join(diffs) or None
 
 
-def stream_position(image: WeightImage, offset: int) -> str:
-    """Where byte ``offset`` of the upload stream lies: header, layer header or W_k[row, col]."""
+def _locate(image: WeightImage, offset: int):
+    """("header", byte) / ("layer header", k, byte) / ("weight", k, row, col, first byte) / ("past", offset)."""
     if offset < UPLOAD_HEADER_BYTES:
-        return f"stream header byte {offset}"
+        return ("header", offset)
     pos = UPLOAD_HEADER_BYTES
     wbytes = weight_dtype(image.spec).itemsize
     for k, layer in enumerate(image.layers):
         rows, cols = layer.weights_lsb.shape
         if offset < pos + UPLOAD_LAYER_HEADER_BYTES:
-            return f"layer {k} header byte {offset - pos}"
+            return ("layer header", k, offset - pos)
         pos += UPLOAD_LAYER_HEADER_BYTES
         size = rows * cols * wbytes
         if offset < pos + size:
             index = (offset - pos) // wbytes
-            return f"layer {k} weight [row {index // cols}, column {index % cols}]"
+            return ("weight", k, index // cols, index % cols, pos + index * wbytes)
         pos += size
+    return ("past", offset)
+
+
+def stream_position(image: WeightImage, offset: int) -> str:
+    """Where byte ``offset`` of the upload stream lies: header, layer header or W_k[row, col]."""
+    where = _locate(image, offset)
+    if where[0] == "header":
+        return f"stream header byte {offset}"
+    if where[0] == "layer header":
+        return f"layer {where[1]} header byte {where[2]}"
+    if where[0] == "weight":
+        return f"layer {where[1]} weight [row {where[2]}, column {where[3]}]"
     return f"byte {offset}, past the end of the image"
 
 
-def first_stream_difference(board: bytes, model: bytes, image: WeightImage) -> str | None:
-    """None if identical, else the first differing byte with its place in the image."""
+def first_stream_difference(board: bytes, model: bytes, image: WeightImage, *, body: str = "board") -> str | None:
+    """None if identical, else the first differing byte with its place in the image (``board``:
+    the body's upload stream, ``model``: the emulator's)."""
     if board == model:
         return None
     n = min(len(board), len(model))
     diff = np.flatnonzero(np.frombuffer(board[:n], np.uint8) != np.frombuffer(model[:n], np.uint8))
     if not len(diff):
-        return f"lengths differ: board {len(board)} bytes, emulator {len(model)}"
+        return f"lengths differ: {body} {len(board)} bytes, emulator {len(model)}"
     at = int(diff[0])
-    return (
+    text = (
         f"{len(diff)} byte(s) differ; first at offset {at} ({stream_position(image, at)}): "
-        f"board 0x{board[at]:02x}, emulator 0x{model[at]:02x}"
+        f"{body} 0x{board[at]:02x}, emulator 0x{model[at]:02x}"
     )
+    where = _locate(image, at)
+    if where[0] == "weight":  # the whole weight, both sides, as the signed integers they are
+        dtype = np.dtype(weight_dtype(image.spec)).newbyteorder("<")
+        start, size = where[4], dtype.itemsize
+        if start + size <= n:
+            b, m = (int(np.frombuffer(x[start : start + size], dtype)[0]) for x in (board, model))
+            text += f" (the weight is {b} on the {body}, {m} in the emulator)"
+    return text

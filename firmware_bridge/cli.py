@@ -84,6 +84,22 @@ def _add_rtl(sub) -> None:
     c.add_argument("--lanes", type=positive_int, default=4, help="parallel neuron lanes (default: %(default)s)")
     c.add_argument("--data", default=None, metavar="DIR")
     add_output_flags(c)
+    t = rs.add_parser(
+        "train", help="train the core (its learning build) and the emulator side by side; compare the weights"
+    )
+    t.set_defaults(run=_run_rtl_train)
+    t.add_argument("--image", required=True, metavar="NET.h5", help="weight image (its learning rule, or the default)")
+    t.add_argument("--steps", type=positive_int, required=True, help="training steps (one MNIST training sample each)")
+    t.add_argument("--seed", type=nonneg_int, default=0, help="order of the training samples (default: %(default)s)")
+    t.add_argument(
+        "--check-every",
+        type=positive_int,
+        default=10,
+        help="read the weights back and compare every N steps (default: %(default)s)",
+    )
+    t.add_argument("--lanes", type=positive_int, default=4, help="parallel neuron lanes (default: %(default)s)")
+    t.add_argument("--data", default=None, metavar="DIR")
+    add_output_flags(t)
 
 
 def _report(summary: dict, as_json: bool) -> int:
@@ -175,5 +191,20 @@ def _run_rtl_compare(args) -> int:
 
     out = commands.rtl_compare(
         args.image, limit=args.limit, lanes=args.lanes, data_dir=args.data, progress=progress_from(args, PROGRESS_EVERY)
+    )
+    return _report(out, args.json)
+
+
+def _run_rtl_train(args) -> int:
+    from . import commands
+
+    out = commands.rtl_train(
+        args.image,
+        steps=args.steps,
+        seed=args.seed,
+        lanes=args.lanes,
+        check_every=args.check_every,
+        data_dir=args.data,
+        progress=progress_from(args, PROGRESS_EVERY),
     )
     return _report(out, args.json)

@@ -24,6 +24,9 @@ from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, WeightImage, image_c
 from . import check
 from .errors import BoardError, BoardRefused, RtlToolsMissing
 from .rtl import sim as rtl_sim
+from .rtl import train_sim as rtl_train_sim
+from .rtl import up5k_sim as rtl_up5k_sim
+from .rtl.params import RtlLayout
 from .wire.client import BoardClient
 from .wire.protocol import BoardInfo, BoardResult, ErrorCode, input_bits
 
@@ -462,3 +465,183 @@ def rtl_compare(image_path, *, limit=None, lanes=4, data_dir=None, progress=None
         "sim_seconds": float(observed.sim_seconds),
         "sim_images_per_s": float(len(test.images) / observed.sim_seconds) if observed.sim_seconds > 0 else 0.0,
     }
+
+
+def _as_body_result(result) -> check.BodyResult:
+    """An RTL result (``rtl.sim.RtlResult``) as the checker's ``BodyResult``."""
+    return check.BodyResult(
+        predicted=result.predicted,
+        first_output_step=result.first_output_step,
+        steps_to_decision=result.steps_to_decision,
+        tie=result.tie,
+        spike_steps=result.spike_steps,
+        rows_read=result.rows_read,
+        synaptic_additions=result.synaptic_additions,
+        faults=result.faults,
+    )
+
+
+def rtl_train_side_by_side(
+    image: WeightImage,
+    learning: LearningConfig,
+    input_spike_steps,
+    labels,
+    *,
+    first_sample_index: int = 0,
+    lanes: int = 4,
+    readback_every: int | None = 10,
+    load_image: WeightImage | None = None,
+    throttle: bool = False,
+    shuffle_seed: int | None = None,
+    batch_steps: int | None = None,
+    top: str = "core",
+    progress=None,
+) -> dict:
+    """Train the RTL core (Icarus + cocotb) and the learner (``onchip.OnchipLearner``) from the same
+    image, one sample at a time, and compare them step by step. ``top``: ``"core"`` (the core's
+    streams, ``rtl.train_sim``) or ``"up5k"`` (the UP5K top as placed, byte packets only).
+
+    Step ``i`` (input ``input_spike_steps[i]``, label ``labels[i]``, sample index
+    ``first_sample_index + i``): its forward pass against the emulator's with the margin window
+    (``check.compare``: class, decision step, tie, counters, every spike step up to the window's
+    end), its result against the learner's ``StepResult`` (``check.training_step_difference``),
+    and, after every ``readback_every`` steps and the last, the weight RAM read back against the
+    learner's image byte for byte (``check.first_stream_difference``, the first differing weight
+    in full). Stops at the first difference. ``load_image`` (tests) starts the core from another
+    image than the learner. Returns the verdict, the counts, the first mismatch and the cycles.
+    """
+    steps = np.asarray(input_spike_steps)
+    labels = np.asarray(labels)
+    n_out = image.topology[-1]
+    if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+        raise ConfigError(f"labels must be in 0..{n_out - 1} (the output neurons)")
+    if top == "core":
+        kwargs = {} if batch_steps is None else {"batch_steps": batch_steps}
+        observed = rtl_train_sim.simulate_training(
+            image,
+            learning,
+            steps,
+            labels,
+            first_sample_index,
+            lanes=lanes,
+            readback_every=readback_every,
+            load_image=load_image,
+            throttle=throttle,
+            shuffle_seed=shuffle_seed,
+            progress=progress,
+            **kwargs,
+        )
+    elif top == "up5k":
+        observed = rtl_up5k_sim.simulate_up5k_training(
+            image,
+            learning,
+            steps,
+            labels,
+            first_sample_index,
+            lanes=lanes,
+            readback_every=readback_every,
+            load_image=load_image,
+            throttle=throttle,
+        )
+    else:
+        raise ConfigError(f"top must be 'core' or 'up5k', got {top!r}")
+    layout = RtlLayout.for_image(image, lanes, learning)
+    forward = _as_body_result(observed.forward)
+    readbacks = dict(observed.readbacks)
+    learner = OnchipLearner(image, learning)
+    first, checks, changed, correct, done = None, 0, 0, 0, 0
+    after_decision = learning.margin_steps - 1
+    t0 = time.perf_counter()
+    for i in range(len(steps)):
+        t, label = first_sample_index + i, int(labels[i])
+        where = f"step {i} (sample index {t}, label {label})"
+        window = emulate(learner.image(), input_spike_steps=steps[i : i + 1], steps_after_decision=after_decision)
+        comparison = check.compare(window, forward.row(i), body="RTL")
+        if not comparison.ok:
+            first = f"{where}, forward pass: " + comparison.first_mismatch.replace("image 0:", "").strip()
+            break
+        expected = learner.step(steps[i], label, t)
+        done += 1
+        changed += int(observed.weights_changed[i])
+        correct += int(observed.forward.predicted[i]) == label
+        diff = check.training_step_difference(observed.step(i), expected, body="RTL")
+        if diff is not None:
+            first = f"{where}: {diff}"
+            break
+        if i + 1 in readbacks:
+            checks += 1
+            rtl_image, faults = layout.image_of_words(list(readbacks[i + 1]), image)
+            diff = "; ".join(faults) or check.first_stream_difference(
+                upload_bytes(rtl_image), upload_bytes(learner.image()), image, body="RTL"
+            )
+            if diff:
+                first = f"after {where}: {diff}"
+                break
+    emulator_s = time.perf_counter() - t0
+    n_bytes = len(upload_bytes(image))
+    if first is None:
+        verdict = (
+            f"{done:,} training steps: RTL == emulator on every step's forward pass and result and on all "
+            f"{n_bytes:,} bytes of the weight image at {checks} read-backs"
+        )
+    else:
+        verdict = f"RTL != emulator at {first}"
+    cycles = observed.phase_cycles["cycles"]
+    return {
+        "verdict": verdict,
+        "steps": done,
+        "weight_checks": checks,
+        "mismatches": int(first is not None),
+        "first_mismatch": first,
+        "weights_changed": changed,
+        "train_accuracy_running": correct / done if done else 0.0,
+        "lanes": int(lanes),
+        "cycles_mean": float(np.mean(cycles)),
+        "cycles_median": float(np.median(cycles)),
+        "cycles_max": int(np.max(cycles)),
+        "phase_cycles_mean": {name: float(np.mean(v)) for name, v in observed.phase_cycles.items()},
+        "sim_seconds": float(observed.sim_seconds),
+        "sim_steps_per_s": len(steps) / observed.sim_seconds if observed.sim_seconds > 0 else 0.0,
+        "emulator_seconds": emulator_s,
+        "final_crc32": f"0x{image_crc32(learner.image()):08x}",
+        "learning": learning.to_dict(),
+        "image_bytes": n_bytes,
+    }
+
+
+def rtl_train(
+    image_path,
+    *,
+    steps: int,
+    seed: int = 0,
+    lanes: int = 4,
+    check_every: int = 10,
+    first_sample_index: int = 0,
+    data_dir=None,
+    progress=None,
+) -> dict:
+    """``rtl_train_side_by_side`` on ``steps`` MNIST training images in a seeded random order (the
+    order ``board train`` uses), with the image's learning rule (the default ``LearningConfig``
+    for an inference-only image), reading the weights back every ``check_every`` steps."""
+    if steps < 1:
+        raise ConfigError(f"--steps must be positive, got {steps}")
+    if check_every < 1:
+        raise ConfigError("--check-every must be positive")
+    reason = rtl_sim.missing_tools()
+    if reason:
+        raise RtlToolsMissing(reason)
+    image = load_weight_image(image_path)
+    learning = image.learning or LearningConfig()
+    train = load_split(data_dir, "train")
+    order = training_order(len(train.images), steps, seed)
+    encoded = encode_input_steps(image.spec, train.images[order])
+    return rtl_train_side_by_side(
+        image,
+        learning,
+        encoded,
+        train.labels[order],
+        first_sample_index=first_sample_index,
+        lanes=lanes,
+        readback_every=check_every,
+        progress=progress,
+    )

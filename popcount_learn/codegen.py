@@ -118,8 +118,9 @@ def datapath_constants(spec: DatapathConfig) -> list[Constant]:
 
 def learning_constants(learning: LearningConfig) -> list[Constant]:
     """The learning rule (docs/learning-rule.md) as ``PCL_LEARN_*``: its fields, the codes of its
-    rules, the constants of the random draw, and ``PCL_LEARN_SPEC_VALUES`` (C only): the fields
-    in ``LearningConfig`` order, rules as codes, as the board reports them in INFO."""
+    rules (and, as 0/1 flags the RTL tests directly, ``PCL_LEARN_USE_ALL_VIOLATORS`` and
+    ``PCL_LEARN_USE_CORRECT_ALWAYS``), the constants of the random draw, and ``PCL_LEARN_SPEC_VALUES``
+    (C only): the fields in ``LearningConfig`` order, rules as codes, as the board reports them in INFO."""
     consts = [
         Constant("LEARN_MARGIN_STEPS", learning.margin_steps),
         Constant("LEARN_HIDDEN_UPDATE_PROB_Q16", learning.hidden_update_prob_q16, unsigned=True),
@@ -130,6 +131,8 @@ def learning_constants(learning: LearningConfig) -> list[Constant]:
         Constant("LEARN_OUTPUT_RULE", OUTPUT_RULE_CODES[learning.output_rule]),
         *(Constant(f"LEARN_CORRECT_{name.upper()}", code) for name, code in CORRECT_RULE_CODES.items()),
         Constant("LEARN_CORRECT_RULE", CORRECT_RULE_CODES[learning.correct_rule]),
+        Constant("LEARN_USE_ALL_VIOLATORS", int(learning.output_rule == "all_violators")),
+        Constant("LEARN_USE_CORRECT_ALWAYS", int(learning.correct_rule == "always")),
         Constant("LEARN_MIX_MUL_1", MIX_MUL_1, unsigned=True, hex=True),
         Constant("LEARN_MIX_MUL_2", MIX_MUL_2, unsigned=True, hex=True),
         Constant("LEARN_INDEX_MUL", INDEX_MUL, unsigned=True, hex=True),
@@ -250,17 +253,20 @@ def firmware_spec_headers(spec: DatapathConfig, learning: LearningConfig | None 
 
 
 def rtl_spec_headers(spec: DatapathConfig, learning: LearningConfig | None = None) -> dict[str, str]:
-    """File name -> text of the spec headers of an RTL build (``pcl_learning.vh`` with a rule)."""
-    headers = {
+    """File name -> text of the spec headers of an RTL build: ``pcl_datapath.vh`` and
+    ``pcl_learning.vh`` (the rule's constants; no constants for an inference-only build, whose
+    sources include it all the same)."""
+    source = "popcount_learn.learning.LearningConfig"
+    return {
         "pcl_datapath.vh": verilog_header(
             "pcl_datapath.vh", datapath_constants(spec), source="popcount_learn.datapath.DatapathConfig"
-        )
+        ),
+        "pcl_learning.vh": (
+            verilog_header("pcl_learning.vh", learning_constants(learning), source=source)
+            if learning is not None
+            else verilog_header("pcl_learning.vh", [], source=f"{source} (inference only: no rule)")
+        ),
     }
-    if learning is not None:
-        headers["pcl_learning.vh"] = verilog_header(
-            "pcl_learning.vh", learning_constants(learning), source="popcount_learn.learning.LearningConfig"
-        )
-    return headers
 
 
 def write_if_changed(path: str | os.PathLike, text: str) -> bool:

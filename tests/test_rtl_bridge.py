@@ -102,8 +102,9 @@ def test_checker_reports_each_kind_of_fault():
 def test_a_bridge_that_ignores_the_spike_priority_fails(tmp_path):
     bad = tmp_path / "pcl_byte_bridge.v"
     text = BRIDGE.read_text()
-    assert text.count("assign res_ready = tx_empty && !sp_valid;") == 1
-    bad.write_text(text.replace("assign res_ready = tx_empty && !sp_valid;", "assign res_ready = tx_empty;"))
+    line = "assign res_ready = tx_empty && !sp_valid && !word_valid;"
+    assert text.count(line) == 1
+    bad.write_text(text.replace(line, "assign res_ready = tx_empty && !word_valid;"))
     problems = check_bridge(run_bridge(LAYOUTS["net100-int8 x4"], seed=7, source=bad))
     assert any("a result was taken while a spike was offered" in p for p in problems), problems
     assert any(p.startswith("TX: ") for p in problems), problems  # and that result never left

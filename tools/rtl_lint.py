@@ -26,6 +26,7 @@ from firmware_bridge.rtl.params import RtlLayout
 from firmware_bridge.rtl.sources import RTL_DIR, ice40_cells_sim, read_file_list
 from popcount_learn import codegen, h5io
 from popcount_learn.datapath import DatapathConfig
+from popcount_learn.learning import LearningConfig
 
 NET100 = ROOT / "datasets" / "pretrained" / "net100-int8.h5"
 TOPS = ("pcl_core", "pcl_up5k_top")
@@ -35,7 +36,9 @@ WAIVERS = "pcl_lint.vlt"
 def lint_layouts(net100: Path = NET100) -> dict[str, RtlLayout]:
     """The layouts the lint must pass: the shipped 784-100-10 int8 image at 1, 4 and 8 lanes and
     16-bit weights, a 3-layer network at 3 lanes, wrapping registers with the lowest-index tie
-    rule, and a network smaller than its lane count."""
+    rule, and a network smaller than its lane count; and learning cores: net100-int8 at 1, 4 and 8
+    lanes with the default rule, the 3-layer network with the other two rules, and the tiny one
+    with constant probabilities that need the draw."""
     image = h5io.load_weight_image(net100)
     shipped = (image.spec, tuple(int(n) for n in image.topology))
     three = DatapathConfig(
@@ -61,18 +64,36 @@ def lint_layouts(net100: Path = NET100) -> dict[str, RtlLayout]:
         "3 layers 9-12-7-3 x3": RtlLayout(three, (9, 12, 7, 3), 3),
         "wrap lowest-index 6-7-3 x2": RtlLayout(wrap, (6, 7, 3), 2),
         "tiny 3-5-2 x8": RtlLayout(DatapathConfig(max_steps=16), (3, 5, 2), 8),
+        "learning net100-int8 x1": RtlLayout(*shipped, 1, LearningConfig()),
+        "learning net100-int8 x4": RtlLayout(*shipped, 4, LearningConfig()),
+        "learning net100-int8 x8": RtlLayout(*shipped, 8, LearningConfig()),
+        "learning 9-12-7-3 x3 all rules": RtlLayout(
+            three,
+            (9, 12, 7, 3),
+            3,
+            LearningConfig(margin_steps=3, output_rule="all_violators", correct_rule="always", seed=0xDEADBEEF),
+        ),
+        "learning tiny 3-5-2 x8 drawn": RtlLayout(
+            DatapathConfig(max_steps=16),
+            (3, 5, 2),
+            8,
+            LearningConfig(hidden_update_prob_q16=1000, output_update_prob_q16=30000, prob_halving_samples=0),
+        ),
     }
 
 
 def core_parameters(layout: RtlLayout) -> list[str]:
     """``-G`` options that bind pcl_core's parameters exactly as pcl_core_params.vh does."""
-    values = {c.name: c.value for c in [*codegen.datapath_constants(layout.spec), *layout.constants()]}
+    rule = codegen.learning_constants(layout.learning) if layout.learning is not None else []
+    values = {c.name: c for c in [*codegen.datapath_constants(layout.spec), *layout.constants(), *rule]}
     options = []
     for param, const in layout.core_parameter_bindings():
-        value = values[const]
+        value = values[const].value
         if isinstance(value, tuple):  # a vector of 32-bit fields, element 0 lowest
             packed = sum(int(v) << (32 * i) for i, v in enumerate(value))
             options.append(f"-G{param}={32 * len(value)}'h{packed:x}")
+        elif values[const].unsigned:  # a 32-bit unsigned constant (localparam [31:0])
+            options.append(f"-G{param}=32'h{int(value):08x}")
         else:
             options.append(f"-G{param}={int(value)}")
     return options

@@ -1,14 +1,19 @@
 """Synthesis of the RTL core for the iCE40 UP5K (yosys + nextpnr-ice40) and a lanes sweep.
 
     python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --lanes 2 4 8 --sim-images 50
+    python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --learning --lanes 2 4 8 --sim-train 50
 
 For each lane count: generate the parameter headers for the image's datapath and topology
 (firmware_bridge.rtl.params.RtlLayout), synthesise pcl_up5k_top (core + weights in SPRAM +
 byte-wide streams) with ``yosys synth_ice40``, place and route with ``nextpnr-ice40 --up5k
 --package sg48`` and read logic cells, EBR, SPRAM and fmax from nextpnr's JSON report. With
 --sim-images N the first N MNIST test images are also simulated (Icarus + cocotb) for cycles
-per image, checked against the emulator, and images/s at fmax is derived. Prints a markdown
-table and writes everything to <out-dir>/synth.json.
+per image, checked against the emulator, and images/s at fmax is derived. With --learning the
+core is the training build (pcl_learn beside the core; the image's learning rule, or the default
+LearningConfig), synthesised with ``synth_ice40 -dsp`` (the draw's multipliers in SB_MAC16), and
+--sim-train N trains it on N MNIST training samples (checked against the learner) for cycles per
+training step and training samples/s at fmax. Prints a markdown table and writes everything to
+<out-dir>/synth.json.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 from firmware_bridge.rtl.params import RtlLayout
 from firmware_bridge.rtl.sources import UP5K_FILE_LIST, read_file_list
 from popcount_learn import h5io
+from popcount_learn.learning import LearningConfig
 
 SOURCES = read_file_list(UP5K_FILE_LIST)
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
@@ -50,7 +56,8 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
             "-l",
             str(work / "yosys.log"),
             "-p",
-            f"read_verilog -I{work} {srcs}; synth_ice40 -top pcl_up5k_top -json {work / 'top.json'}",
+            f"read_verilog -I{work} {srcs}; synth_ice40{' -dsp' if layout.learning is not None else ''} "
+            f"-top pcl_up5k_top -json {work / 'top.json'}",
         ],
         capture_output=True,
         text=True,
@@ -117,6 +124,21 @@ def simulate_cycles(image, lanes: int, n_images: int) -> dict:
     }
 
 
+def simulate_training_cycles(image_path, lanes: int, n_steps: int) -> dict:
+    from firmware_bridge import commands
+
+    out = commands.rtl_train(image_path, steps=n_steps, lanes=lanes, check_every=max(1, n_steps // 5))
+    return {
+        "train_steps": out["steps"],
+        "train_mismatches": out["mismatches"],
+        "train_cycles_mean": out["cycles_mean"],
+        "train_cycles_median": out["cycles_median"],
+        "train_cycles_max": out["cycles_max"],
+        "train_phase_cycles_mean": out["phase_cycles_mean"],
+        "sim_train_steps_per_s": out["sim_steps_per_s"],
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("image", help="weight image (its datapath and topology size the core)")
@@ -125,6 +147,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sim-images", type=int, default=0, help="also simulate N MNIST test images per lane count")
     p.add_argument("--no-synth", action="store_true", help="only simulate (cycles per image vs lanes)")
+    p.add_argument("--learning", action="store_true", help="the training build (the image's rule or the default)")
+    p.add_argument("--sim-train", type=int, default=0, help="with --learning: train N MNIST samples per lane count")
     p.add_argument("--out-dir", default="build/rtl-synth")
     args = p.parse_args(argv)
     for tool in () if args.no_synth else ("yosys", "nextpnr-ice40"):
@@ -132,10 +156,11 @@ def main(argv=None) -> int:
             print(f"error: {tool} is not on PATH (Debian: apt-get install yosys nextpnr-ice40)", file=sys.stderr)
             return 2
     image = h5io.load_weight_image(args.image)
+    learning = (image.learning or LearningConfig()) if args.learning else None
     out_dir = Path(args.out_dir)
     rows = []
     for lanes in args.lanes:
-        layout = RtlLayout.for_image(image, lanes)
+        layout = RtlLayout.for_image(image, lanes, learning)
         row = {
             "lanes": lanes,
             "weight_words": layout.weight_words,
@@ -144,30 +169,40 @@ def main(argv=None) -> int:
             "state_bits": layout.state_bits,
         }
         if not args.no_synth:
-            row.update(synthesise(layout, out_dir / f"lanes{lanes}", args.freq, args.seed))
+            tag = "learn" if learning is not None else ""
+            row.update(synthesise(layout, out_dir / f"{tag}lanes{lanes}", args.freq, args.seed))
         if args.sim_images:
             row.update(simulate_cycles(image, lanes, args.sim_images))
             if "fmax_mhz" in row:
                 row["images_per_s_at_fmax"] = row["fmax_mhz"] * 1e6 / row["cycles_mean"]
+        if learning is not None and args.sim_train:
+            row.update(simulate_training_cycles(args.image, lanes, args.sim_train))
+            if "fmax_mhz" in row:
+                row["train_samples_per_s_at_fmax"] = row["fmax_mhz"] * 1e6 / row["train_cycles_mean"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "synth.json").write_text(json.dumps({"image": args.image, "rows": rows}, indent=1))
 
     print(
-        "\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | fmax MHz "
-        "| cycles/image mean (median, max) | images/s at fmax |"
+        "\n| lanes | logic cells (of 5,280) | EBR (of 30) | SPRAM (of 4) | DSP (of 8) | fmax MHz "
+        "| cycles/image mean (median, max) | images/s at fmax | cycles/training step mean (median, max) "
+        "| training samples/s at fmax |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r.get("utilization", {})
         fmax = f"{r['fmax_mhz']:.1f}" if "fmax_mhz" in r else f"does not fit: {r.get('error', '?')}"
         cyc = f"{r['cycles_mean']:.0f} ({r['cycles_median']:.0f}, {r['cycles_max']})" if "cycles_mean" in r else "-"
         ips = f"{r['images_per_s_at_fmax']:,.0f}" if "images_per_s_at_fmax" in r else "-"
+        tc = "-"
+        if "train_cycles_mean" in r:
+            tc = f"{r['train_cycles_mean']:.0f} ({r['train_cycles_median']:.0f}, {r['train_cycles_max']})"
+        tps = f"{r['train_samples_per_s_at_fmax']:,.0f}" if "train_samples_per_s_at_fmax" in r else "-"
         print(
             f"| {r['lanes']} | {u.get('ICESTORM_LC', '?')} | {u.get('ICESTORM_RAM', '?')} "
-            f"| {u.get('ICESTORM_SPRAM', '?')} "
-            f"| {fmax} | {cyc} | {ips} |"
+            f"| {u.get('ICESTORM_SPRAM', '?')} | {u.get('ICESTORM_DSP', 0)} "
+            f"| {fmax} | {cyc} | {ips} | {tc} | {tps} |"
         )
     return 0
 

@@ -11,12 +11,17 @@ RX (host to core), ``rx_bytes`` bytes, kind at bit ``rx_payload_bits`` =
 - ``WEIGHT``: ``{addr, data}`` (``data`` in the low ``WL_BITS``): one weight-RAM word;
 - ``THRESHOLD``: ``{layer, threshold}`` in the same fields;
 - ``SPIKE``: ``{last, step, index}``: one input spike beat (``RtlLayout.input_beats``);
-- ``IGNORED``: dropped by the bridge.
+- ``IGNORED``: dropped by an inference-only bridge; in a learning build the same kind is a
+  ``COMMAND`` ``{op, label, sample index}``: op 0 a training request (``train_packet``, before
+  the image's spikes), op 1 a weight read-back request (``readback_packet``).
 
-TX (core to host), ``tx_bytes`` bytes, kind at bit ``tx_payload_bits`` = ``max(spike, result)``:
+TX (core to host), ``tx_bytes`` bytes, kind at bit ``tx_payload_bits`` = ``max(spike, result)``
+(and the read-back word in a learning build):
 
 - ``SPIKE``: ``{layer, index, step}``;
-- ``RESULT``: ``{input_error, tie, decided, predicted, step, rows_read (layer K-1 first)}``.
+- ``RESULT``: ``{input_error, tie, decided, predicted, step, rows_read (layer K-1 first)}``, and
+  in a learning build then ``{trained, weights_changed, neurons_with_delta}``;
+- ``WORD`` (learning build): ``{last, data}``, one weight-RAM word of a read-back, in address order.
 """
 
 from __future__ import annotations
@@ -40,11 +45,18 @@ class RxKind(enum.IntEnum):
     THRESHOLD = 1
     SPIKE = 2
     IGNORED = 3
+    COMMAND = 3  # the same kind: a command in a learning build (an alias of IGNORED)
+
+
+class CommandOp(enum.IntEnum):
+    TRAIN = 0
+    READBACK = 1
 
 
 class TxKind(enum.IntEnum):
     SPIKE = 0
     RESULT = 1
+    WORD = 2
 
 
 def _mask(bits: int) -> int:
@@ -71,8 +83,14 @@ class PacketLayout:
         return 1 + w["STEP_BITS"] + w["IN_INDEX_BITS"]
 
     @cached_property
+    def command_bits(self) -> int:
+        """Payload of a command packet of a learning build: {op, label, sample index}."""
+        return 1 + self.layout.widths["NEURON_BITS"] + 32
+
+    @cached_property
     def rx_payload_bits(self) -> int:
-        return max(self.load_bits, self.spike_in_bits)
+        learning = [self.command_bits] if self.layout.learning is not None else []
+        return max(self.load_bits, self.spike_in_bits, *learning)
 
     @cached_property
     def rx_bytes(self) -> int:
@@ -97,6 +115,21 @@ class PacketLayout:
         """The input spike packets of one image (``RtlLayout.input_beats``)."""
         return b"".join(self.rx_packet(RxKind.SPIKE, beat) for beat in self.layout.input_beats(steps_row, shuffle))
 
+    def command_packet(self, op: CommandOp, label: int = 0, sample_index: int = 0) -> bytes:
+        """A command packet of a learning build (``train_packet``, ``readback_packet``)."""
+        if self.layout.learning is None:
+            raise ConfigError("an inference-only bridge drops command packets; build with a LearningConfig")
+        beat = self.layout.train_beat(label, sample_index)  # {label, sample index}, range-checked
+        return self.rx_packet(RxKind.COMMAND, (int(op) << (self.command_bits - 1)) | beat)
+
+    def train_packet(self, label: int, sample_index: int) -> bytes:
+        """The training request of the next image: {label, sample index}."""
+        return self.command_packet(CommandOp.TRAIN, label, sample_index)
+
+    def readback_packet(self) -> bytes:
+        """A request to send every weight-RAM word back (``WORD`` packets)."""
+        return self.command_packet(CommandOp.READBACK)
+
     def split_rx(self, data: bytes) -> list[tuple[RxKind, int]]:
         """(kind, payload) per RX packet of ``data`` (the inverse of ``rx_packet``)."""
         return [(RxKind(kind), payload) for kind, payload in self._split(data, self.rx_bytes, self.rx_payload_bits)]
@@ -110,7 +143,20 @@ class PacketLayout:
     @cached_property
     def result_fields(self) -> list[tuple[str, int]]:
         """Fields of a TX result payload, most significant first (rows_read: layer K-1 first)."""
-        return [f for f in self.layout.result_fields() if f[0] != "cycles"]
+        fields = [f for f in self.layout.result_fields() if f[0] != "cycles"]
+        if self.layout.learning is not None:
+            lw = self.layout.learning_widths
+            fields += [
+                ("trained", 1),
+                ("weights_changed", lw["WCOUNT_BITS"]),
+                ("neurons_with_delta", lw["NDELTA_BITS"]),
+            ]
+        return fields
+
+    @cached_property
+    def word_fields(self) -> list[tuple[str, int]]:
+        """Fields of a TX read-back word of a learning build: {last, data}."""
+        return [("last", 1), ("data", self.layout.word_bits)]
 
     @cached_property
     def spike_bits(self) -> int:
@@ -122,7 +168,8 @@ class PacketLayout:
 
     @cached_property
     def tx_payload_bits(self) -> int:
-        return max(self.spike_bits, self.result_bits)
+        words = [1 + self.layout.word_bits] if self.layout.learning is not None else []
+        return max(self.spike_bits, self.result_bits, *words)
 
     @cached_property
     def tx_bytes(self) -> int:
@@ -143,6 +190,8 @@ class PacketLayout:
                 out.append((TxKind.SPIKE, unpack(payload, self.spike_fields)))
             elif kind == TxKind.RESULT and payload < 1 << self.result_bits:
                 out.append((TxKind.RESULT, unpack(payload, self.result_fields)))
+            elif kind == TxKind.WORD and self.layout.learning is not None and payload < 2 << self.layout.word_bits:
+                out.append((TxKind.WORD, unpack(payload, self.word_fields)))
             else:
                 raise ValueError(f"TX packet of kind {kind} with payload {payload:#x} is not one the bridge sends")
         return out

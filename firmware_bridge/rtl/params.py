@@ -10,6 +10,12 @@ of one row, lane ``l`` at bits ``[l * weight_bits, (l + 1) * weight_bits)``; lay
 next power of two), and its row ``r`` starts at word ``weight_base[k] + (r << row_shift[k])``
 (rows ``0 .. n_pre - 1`` then the bias row ``n_pre``). Lanes past ``n_post`` and padding words
 hold 0.
+
+A layout with a ``LearningConfig`` describes a core that also trains (``pcl_learn.v``, the
+rule of ``docs/learning-rule.md``): its ``pcl_learning.vh`` holds the rule (codegen) and its
+parameter bindings switch ``LEARNING`` on and bind the rule's constants. Without one the core is
+inference-only (``LEARNING = 0``, an empty ``pcl_learning.vh``); the learning engine's sizes are
+in ``pcl_topology.vh`` either way, so that the UP5K top is one file for both builds.
 """
 
 from __future__ import annotations
@@ -23,11 +29,27 @@ from popcount_learn import codegen
 from popcount_learn.codegen import Constant
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.errors import ConfigError
-from popcount_learn.weight_image import WeightImage
+from popcount_learn.learning import LearningConfig
+from popcount_learn.weight_image import LayerImage, WeightImage, weight_dtype
 
 # Record widths of the simulation harness (firmware_bridge/rtl/tb/pcl_tb_harness.v).
 TB_IMAGE_BITS = 24
 TB_CYCLE_BITS = 32
+# Where a training step's cycles go, counted by the training harness (tb/pcl_train_harness.v),
+# most significant first in its result record: every cycle from the request to the result
+# beat; the forward pass (with the margin window); the output deltas; the rows of the output
+# layer and of the hidden layers; and, within those, the cycles in which the front end issued a
+# draw, the back end read a weight word (sign bits, votes) and wrote one back.
+TB_PHASE_COUNTERS = (
+    "cycles",
+    "cycles_forward",
+    "cycles_output_deltas",
+    "cycles_output_layer",
+    "cycles_hidden_layers",
+    "cycles_draw",
+    "cycles_weight_read",
+    "cycles_weight_write",
+)
 
 
 def _bits_for(max_value: int) -> int:
@@ -42,16 +64,29 @@ class RtlLayout:
     spec: DatapathConfig
     topology: tuple[int, ...]
     lanes: int
+    learning: LearningConfig | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
             raise ConfigError(f"lanes must be an integer in 1..64, got {self.lanes!r}")
         if len(self.topology) < 2 or any(int(n) < 1 for n in self.topology):
             raise ConfigError(f"topology must have an input size and at least one layer, got {self.topology}")
+        if self.learning is not None:
+            if not isinstance(self.learning, LearningConfig):
+                raise ConfigError(f"learning must be a LearningConfig or None, got {type(self.learning).__name__}")
+            if max(self.n_pre) >= 1 << 16:
+                raise ConfigError(
+                    f"a learning core takes rows below 65536 (the row index is a 16-bit operand), "
+                    f"got {max(self.n_pre)} inputs to a layer"
+                )
 
     @classmethod
-    def for_image(cls, image: WeightImage, lanes: int) -> RtlLayout:
-        return cls(image.spec, tuple(int(n) for n in image.topology), lanes)
+    def for_image(cls, image: WeightImage, lanes: int, learning: LearningConfig | None = None) -> RtlLayout:
+        return cls(image.spec, tuple(int(n) for n in image.topology), lanes, learning)
+
+    def inference_only(self) -> RtlLayout:
+        """The same network on a core without the learning engine."""
+        return RtlLayout(self.spec, self.topology, self.lanes)
 
     # --- per layer
     @property
@@ -103,6 +138,16 @@ class RtlLayout:
     def weight_words(self) -> int:
         return sum((p + 1) * w for p, w in zip(self.n_pre, self.row_words, strict=True))
 
+    @property
+    def neurons(self) -> int:
+        """Neurons of every layer (the learning engine's spike RAM holds one step per neuron)."""
+        return sum(self.n_post)
+
+    @property
+    def weights(self) -> int:
+        """Weights of every layer, bias rows included (the upload stream's weight count)."""
+        return sum((p + 1) * q for p, q in zip(self.n_pre, self.n_post, strict=True))
+
     # --- widths
     @property
     def word_bits(self) -> int:
@@ -134,6 +179,17 @@ class RtlLayout:
         }
 
     @property
+    def learning_widths(self) -> dict[str, int]:
+        """Sizes of the learning engine: the spike RAM, and the counters of weights changed (at
+        least 8 bits: a word's count is added whole) and of neurons with a delta."""
+        return {
+            "NEURONS": self.neurons,
+            "NEURON_ADDR_BITS": _bits_for(self.neurons - 1),
+            "WCOUNT_BITS": max(8, _bits_for(self.weights)),
+            "NDELTA_BITS": _bits_for(self.neurons),
+        }
+
+    @property
     def weight_bytes(self) -> int:
         """Bytes of weight RAM the core addresses (padding lanes included)."""
         return self.weight_words * self.word_bits // 8
@@ -147,6 +203,7 @@ class RtlLayout:
     def constants(self) -> list[Constant]:
         """The topology, lanes, memory bases and register widths as header constants."""
         consts = [
+            Constant("LEARNING", int(self.learning is not None)),
             Constant("LANES", self.lanes),
             Constant("N_LAYERS", self.n_layers),
             Constant("N_IN", self.topology[0]),
@@ -161,7 +218,8 @@ class RtlLayout:
             Constant("WEIGHT_WORDS", self.weight_words),
             Constant("WORD_BITS", self.word_bits),
         ]
-        return consts + [Constant(name, value) for name, value in self.widths.items()]
+        widths = {**self.widths, **self.learning_widths}
+        return consts + [Constant(name, value) for name, value in widths.items()]
 
     def core_parameter_bindings(self) -> list[tuple[str, str]]:
         """(pcl_core parameter, generated constant) pairs: how the core is bound to the headers."""
@@ -187,14 +245,31 @@ class RtlLayout:
             "CURRENT_WRAP",
             "MEMBRANE_WRAP",
         ]
-        return [(n, n) for n in names] + [("TIE_LOWEST_INDEX", "TIE_BY_LOWEST_INDEX"), ("MAX_STEPS", "MAX_STEPS")]
+        bindings = [(n, n) for n in names] + [("TIE_LOWEST_INDEX", "TIE_BY_LOWEST_INDEX"), ("MAX_STEPS", "MAX_STEPS")]
+        bindings += [("LEARNING", "LEARNING"), *[(n, n) for n in self.learning_widths]]
+        if self.learning is not None:
+            bindings += [
+                ("MARGIN_STEPS", "LEARN_MARGIN_STEPS"),
+                ("HIDDEN_PROB_Q16", "LEARN_HIDDEN_UPDATE_PROB_Q16"),
+                ("OUTPUT_PROB_Q16", "LEARN_OUTPUT_UPDATE_PROB_Q16"),
+                ("PROB_HALVING_SAMPLES", "LEARN_PROB_HALVING_SAMPLES"),
+                ("LEARN_SEED", "LEARN_SEED"),
+                ("ALL_VIOLATORS", "LEARN_USE_ALL_VIOLATORS"),
+                ("CORRECT_ALWAYS", "LEARN_USE_CORRECT_ALWAYS"),
+                ("MIX_MUL_1", "LEARN_MIX_MUL_1"),
+                ("MIX_MUL_2", "LEARN_MIX_MUL_2"),
+                ("INDEX_MUL", "LEARN_INDEX_MUL"),
+                ("SAMPLE_SALT", "LEARN_SAMPLE_SALT"),
+            ]
+        return bindings
 
     def headers(self) -> dict[str, str]:
         """File name -> text of the generated includes of the core: pcl_datapath.vh (the spec),
-        pcl_topology.vh (this layout) and pcl_core_params.vh (the core's parameter bindings)."""
+        pcl_learning.vh (the rule, for a learning layout), pcl_topology.vh (this layout) and
+        pcl_core_params.vh (the core's parameter bindings)."""
         source = "firmware_bridge.rtl.params.RtlLayout"
         return {
-            **codegen.rtl_spec_headers(self.spec),
+            **codegen.rtl_spec_headers(self.spec, self.learning),
             "pcl_topology.vh": codegen.verilog_header("pcl_topology.vh", self.constants(), source=source),
             "pcl_core_params.vh": codegen.verilog_parameter_bindings(
                 "pcl_core_params.vh", self.core_parameter_bindings(), source=source
@@ -224,6 +299,35 @@ class RtlLayout:
                     words.append(sum(v << s for v, s in zip(group, shifts, strict=True)))
         assert len(words) == self.weight_words
         return words
+
+    def image_of_words(self, words, template: WeightImage) -> tuple[WeightImage, list[str]]:
+        """The inverse of ``weight_words_of``: the weights held in RAM ``words`` as a weight image
+        with ``template``'s thresholds, scales, spec and learning rule; and what the words hold
+        beyond the weights (a padding lane or a padding word that is not 0), one line each."""
+        if len(words) != self.weight_words:
+            raise ConfigError(f"expected {self.weight_words} weight-RAM words, got {len(words)}")
+        wb, lanes = self.spec.weight_bits, self.lanes
+        mask = (1 << wb) - 1
+        layers, faults = [], []
+        for k, (layer, row_words, base) in enumerate(
+            zip(template.layers, self.row_words, self.weight_base, strict=True)
+        ):
+            n_rows, n_post = self.n_pre[k] + 1, self.n_post[k]
+            block = np.array(words[base : base + n_rows * row_words], dtype=object).reshape(n_rows, row_words)
+            raw = np.array(
+                [[(int(w) >> (wb * lane)) & mask for w in row for lane in range(lanes)] for row in block],
+                dtype=np.int64,
+            )
+            signed = raw - ((raw >> (wb - 1)) << wb)
+            if np.any(raw[:, n_post:] != 0):
+                r, c = np.argwhere(raw[:, n_post:] != 0)[0]
+                faults.append(f"layer {k} row {r}: padding lane {n_post + c} holds {signed[r, n_post + c]}, not 0")
+            w = signed[:, :n_post].astype(weight_dtype(self.spec))
+            layers.append(LayerImage(weights_lsb=w, threshold_lsb=layer.threshold_lsb, scale=layer.scale))
+        image = WeightImage(
+            spec=template.spec, layers=tuple(layers), provenance=dict(template.provenance), learning=template.learning
+        )
+        return image, faults
 
     def load_beats(self, image: WeightImage) -> list[int]:
         """Weight-load stream: {threshold flag, address, data} per beat, weights then thresholds."""
@@ -264,6 +368,26 @@ class RtlLayout:
             ("index", w["NEURON_BITS"]),
             ("step", w["STEP_BITS"]),
         ]
+
+    def train_beat(self, label: int, sample_index: int) -> int:
+        """A training request beat {label, sample index} (the core's tc_label, tc_index)."""
+        if not 0 <= int(sample_index) < 1 << 32:
+            raise ConfigError(f"sample indices are unsigned 32-bit, got {sample_index}")
+        if not 0 <= int(label) < 1 << self.widths["NEURON_BITS"]:
+            raise ConfigError(f"label {label} does not fit the core's {self.widths['NEURON_BITS']}-bit label")
+        return (int(label) << 32) | int(sample_index)
+
+    def train_result_fields(self) -> list[tuple[str, int]]:
+        """Fields of a training harness result record, most significant first: the phase
+        counters (``TB_PHASE_COUNTERS``), the inference result, then the rule's two counts."""
+        if self.learning is None:
+            raise ConfigError("an inference-only layout has no training records")
+        w, lw = self.widths, self.learning_widths
+        fields = [(name, TB_CYCLE_BITS) for name in TB_PHASE_COUNTERS]
+        fields += [(name, bits) for name, bits in self.result_fields() if name != "cycles"]
+        fields += [("trained", 1), ("weights_changed", lw["WCOUNT_BITS"]), ("neurons_with_delta", lw["NDELTA_BITS"])]
+        assert w["NEURON_BITS"] >= 1
+        return fields
 
     def result_fields(self) -> list[tuple[str, int]]:
         """Fields of a result record, most significant first (rows_read: layer K-1 first)."""

@@ -4,4 +4,6 @@
 pcl_lane.v
 pcl_ram_sp.v
 pcl_ram_sdp.v
+pcl_mix32.v
+pcl_learn.v
 pcl_core.v

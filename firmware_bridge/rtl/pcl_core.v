@@ -19,6 +19,15 @@
 // g < LAYER_GROUPS[k] <= 2**LAYER_ROW_SHIFT[k] (rows padded to a power of two of words).
 // Thresholds are loaded through the same load port (wl_threshold = 1, wl_addr = layer).
 // Streams are valid/ready; a beat moves on a cycle with valid & ready.
+//
+// Training (LEARNING = 1, docs/learning-rule.md; pcl_learn.v beside the core on the weight-RAM
+// port): a request beat {label, sample index} on tc_* before an image's first input beat makes
+// that image a training step. Its forward pass runs the margin window (steps up to
+// E = min(D + MARGIN_STEPS - 1, MAX_STEPS - 1); the counters and the decision are those of the
+// inference; spikes are reported up to E), then pcl_learn applies the rule, and the result beat
+// carries res_trained, res_weights_changed and res_neurons_with_delta as well. A read-back
+// request (rb_*) streams every weight-RAM word in address order (rd_*). With LEARNING = 0 none
+// of this is built (the request inputs are unused and tc_ready / rb_ready stay low).
 `resetall
 `default_nettype none
 
@@ -56,7 +65,25 @@ module pcl_core #(
     parameter integer CURRENT_WRAP = 0,
     parameter integer MEMBRANE_WRAP = 0,
     parameter integer TIE_LOWEST_INDEX = 0,
-    parameter integer MAX_STEPS = 512
+    parameter integer MAX_STEPS = 512,
+    // learning: 0 = an inference-only core. The rule's constants are bound from the generated
+    // pcl_learning.vh (LearningConfig); these defaults are placeholders that only elaborate.
+    parameter integer LEARNING = 0,
+    parameter integer NEURONS = 8,
+    parameter integer NEURON_ADDR_BITS = 3,
+    parameter integer WCOUNT_BITS = 8,
+    parameter integer NDELTA_BITS = 4,
+    parameter integer MARGIN_STEPS = 1,
+    parameter integer HIDDEN_PROB_Q16 = 0,
+    parameter integer OUTPUT_PROB_Q16 = 0,
+    parameter integer PROB_HALVING_SAMPLES = 0,
+    parameter [31:0] LEARN_SEED = 32'd0,
+    parameter integer ALL_VIOLATORS = 0,
+    parameter integer CORRECT_ALWAYS = 0,
+    parameter [31:0] MIX_MUL_1 = 32'd0,
+    parameter [31:0] MIX_MUL_2 = 32'd0,
+    parameter [31:0] INDEX_MUL = 32'd0,
+    parameter [31:0] SAMPLE_SALT = 32'd0
 ) (
     input  wire clk,
     input  wire rst,
@@ -72,6 +99,18 @@ module pcl_core #(
     output wire [WADDR_BITS-1:0]         wmem_addr,
     output wire [LANES*WEIGHT_BITS-1:0]  wmem_wdata,
     input  wire [LANES*WEIGHT_BITS-1:0]  wmem_rdata,
+    // training request: {label, sample index}, before the first input beat of its image
+    input  wire                          tc_valid,
+    output wire                          tc_ready,
+    input  wire [NEURON_BITS-1:0]        tc_label,
+    input  wire [31:0]                   tc_index,
+    // weight read-back: one request beat, then every weight-RAM word in address order
+    input  wire                          rdq_valid,
+    output wire                          rdq_ready,
+    output wire                          rd_valid,
+    input  wire                          rd_ready,
+    output wire [LANES*WEIGHT_BITS-1:0]  rd_data,
+    output wire                          rd_last,
     // input spike events, sorted by step; in_last marks an image's last beat. A beat with
     // in_step >= MAX_STEPS never arrives (use one as the only beat of an image without spikes).
     input  wire                          in_valid,
@@ -93,13 +132,23 @@ module pcl_core #(
     output reg  [STEP_BITS-1:0]          res_step,        // decision step (valid if decided)
     output reg                           res_tie,
     output wire [N_LAYERS*ROWCOUNT_BITS-1:0] res_rows_read,
-    output reg                           res_input_error  // beat out of step order or index >= N_IN
+    output reg                           res_input_error, // beat out of step order or index >= N_IN (or label >= outputs)
+    output wire                          res_trained,     // a training step: the two counts below are valid
+    output wire [WCOUNT_BITS-1:0]        res_weights_changed,
+    output wire [NDELTA_BITS-1:0]        res_neurons_with_delta
 );
     localparam integer SW = 1 + MEMBRANE_BITS + WIDE_BITS;   // state bits per neuron
     localparam integer QW = GROUP_BITS + LANES;               // queue entry: group, lane mask
     localparam integer LB = (LANES > 1) ? $clog2(LANES) : 1;
-    localparam [2:0] S_IDLE = 3'd0, S_ACC = 3'd1, S_SWEEP = 3'd2, S_DRAIN = 3'd3,
-                     S_REPORT = 3'd4, S_NEXT = 3'd5, S_FLUSH = 3'd6, S_RESULT = 3'd7;
+    // States; a learning core has two more (in an inference-only core their codes are unused).
+    localparam integer STATE_BITS = (LEARNING != 0) ? 4 : 3;
+    localparam integer S_IDLE_I = 0, S_ACC_I = 1, S_SWEEP_I = 2, S_DRAIN_I = 3, S_REPORT_I = 4, S_NEXT_I = 5,
+                       S_FLUSH_I = 6, S_RESULT_I = 7, S_LEARN_I = 8, S_READBACK_I = 9;
+    localparam [STATE_BITS-1:0] S_IDLE = S_IDLE_I[STATE_BITS-1:0], S_ACC = S_ACC_I[STATE_BITS-1:0],
+                                S_SWEEP = S_SWEEP_I[STATE_BITS-1:0], S_DRAIN = S_DRAIN_I[STATE_BITS-1:0],
+                                S_REPORT = S_REPORT_I[STATE_BITS-1:0], S_NEXT = S_NEXT_I[STATE_BITS-1:0],
+                                S_FLUSH = S_FLUSH_I[STATE_BITS-1:0], S_RESULT = S_RESULT_I[STATE_BITS-1:0],
+                                S_LEARN = S_LEARN_I[STATE_BITS-1:0], S_READBACK = S_READBACK_I[STATE_BITS-1:0];
     localparam [1:0] R_FETCH = 2'd0, R_ENTRY = 2'd1, R_BITS = 2'd2;
     localparam integer PIPE = 3;   // lane pipeline: issue, stage 1, stage 2 (see state RAM below)
     // Constants at the width of the registers they are compared with or loaded into.
@@ -203,7 +252,7 @@ module pcl_core #(
                    WIDE_BITS, MIN_WIDE_BITS);
     end
 
-    reg [2:0] state;
+    reg [STATE_BITS-1:0] state;
     reg [1:0] rstate;
     reg [STEP_BITS-1:0] n;
     reg [LAYER_BITS-1:0] k;
@@ -368,10 +417,97 @@ module pcl_core #(
     // ------------------------------------------------------------------ weight port
     assign wl_ready = (state == S_IDLE);
     wire wl_fire = wl_valid && wl_ready;
-    assign wmem_en = (wl_fire && !wl_threshold) || iss_busy;
-    assign wmem_we = wl_fire && !wl_threshold;
-    assign wmem_addr = iss_busy ? iss_waddr : wl_addr;
-    assign wmem_wdata = wl_data[LANES*WEIGHT_BITS-1:0];
+
+    // ------------------------------------------------------------------ training, read-back
+    // train_mode: this image is a training step (constant 0 in an inference-only core).
+    reg train_r;
+    reg [NEURON_BITS-1:0] label_r;
+    wire train_mode = (LEARNING != 0) && train_r;
+    assign tc_ready = (LEARNING != 0) && (state == S_IDLE) && !wl_valid && !rdq_valid && !train_r;
+    wire tc_fire = tc_valid && tc_ready;
+    wire rdq_start = (LEARNING != 0) && (state == S_IDLE) && rdq_valid && !wl_valid;
+    assign rdq_ready = rdq_start;
+    wire flush_done = in_done || (in_valid && in_last);
+    // Rows read count only up to the decision step (the window after it is for the rule).
+    wire count_rows = !train_mode || !decided || (n == res_step);
+    // The last step of the window: D + MARGIN_STEPS - 1 (capped; MAX_STEPS - 1 ends it anyway).
+    localparam integer M1_I = (MARGIN_STEPS - 1 < MAX_STEPS) ? MARGIN_STEPS - 1 : MAX_STEPS;
+    localparam [STEP_BITS:0] WINDOW_AFTER = M1_I[STEP_BITS:0];
+    wire at_window_end = ({1'b0, n} == {1'b0, res_step} + WINDOW_AFTER);
+    wire l_done, l_bad, l_st_re, l_w_en, l_w_we;
+    wire [SADDR_BITS-1:0] l_st_raddr;
+    wire [WADDR_BITS-1:0] l_w_addr;
+    wire [LANES*WEIGHT_BITS-1:0] l_w_wdata;
+    wire [WCOUNT_BITS-1:0] l_wc;
+    wire [NDELTA_BITS-1:0] l_nd;
+    wire [LANES-1:0] st_fired;
+    genvar gf;
+    generate
+        for (gf = 0; gf < LANES; gf = gf + 1) begin : g_fired
+            assign st_fired[gf] = st_rdata[gf*SW + SW - 1];
+        end
+    endgenerate
+    // read-back: rd_data is the RAM's registered output, which holds until the next read
+    localparam integer LAST_WORD_I = WEIGHT_WORDS - 1;
+    localparam [WADDR_BITS-1:0] LAST_WORD = LAST_WORD_I[WADDR_BITS-1:0];
+    reg [WADDR_BITS-1:0] rd_addr;
+    reg rd_all, rd_v, rd_last_r;
+    wire rd_issue = (LEARNING != 0) && (state == S_READBACK) && !rd_all && (!rd_v || rd_ready);
+    assign rd_valid = (LEARNING != 0) && rd_v;
+    assign rd_last = (LEARNING != 0) && rd_last_r;
+    assign rd_data = wmem_rdata;
+    assign res_trained = train_mode;
+    assign res_weights_changed = l_wc;
+    assign res_neurons_with_delta = l_nd;
+    generate
+        if (LEARNING != 0) begin : g_learn
+            pcl_learn #(
+                .LANES(LANES), .N_LAYERS(N_LAYERS), .N_IN(N_IN), .LAYER_N_PRE(LAYER_N_PRE),
+                .LAYER_N_POST(LAYER_N_POST), .LAYER_GROUPS(LAYER_GROUPS), .LAYER_STATE_BASE(LAYER_STATE_BASE),
+                .LAYER_WEIGHT_BASE(LAYER_WEIGHT_BASE), .LAYER_ROW_SHIFT(LAYER_ROW_SHIFT), .STATE_DEPTH(STATE_DEPTH),
+                .WADDR_BITS(WADDR_BITS), .SADDR_BITS(SADDR_BITS), .GROUP_BITS(GROUP_BITS), .ROW_BITS(ROW_BITS),
+                .NEURON_BITS(NEURON_BITS), .IN_INDEX_BITS(IN_INDEX_BITS), .STEP_BITS(STEP_BITS),
+                .LAYER_BITS(LAYER_BITS), .WEIGHT_BITS(WEIGHT_BITS), .MAX_STEPS(MAX_STEPS), .NEURONS(NEURONS),
+                .NEURON_ADDR_BITS(NEURON_ADDR_BITS), .WCOUNT_BITS(WCOUNT_BITS), .NDELTA_BITS(NDELTA_BITS),
+                .MARGIN_STEPS(MARGIN_STEPS), .HIDDEN_PROB_Q16(HIDDEN_PROB_Q16), .OUTPUT_PROB_Q16(OUTPUT_PROB_Q16),
+                .PROB_HALVING_SAMPLES(PROB_HALVING_SAMPLES), .LEARN_SEED(LEARN_SEED), .ALL_VIOLATORS(ALL_VIOLATORS),
+                .CORRECT_ALWAYS(CORRECT_ALWAYS), .MIX_MUL_1(MIX_MUL_1), .MIX_MUL_2(MIX_MUL_2),
+                .INDEX_MUL(INDEX_MUL), .SAMPLE_SALT(SAMPLE_SALT)
+            ) u_learn (
+                .clk(clk), .rst(rst), .prep(tc_fire), .prep_index(tc_index),
+                .spk_we(train_mode && sp_valid && sp_ready), .spk_layer(k), .spk_index(sp_index), .spk_step(n),
+                .arr_clear(state == S_IDLE),
+                .arr_we(train_mode && state == S_ACC && row_take && !row_init && acc_from_input),
+                .arr_index(in_index), .arr_step(n),
+                .start(state == S_FLUSH && flush_done && train_mode), .start_label(label_r), .start_end_step(n),
+                .done(l_done), .weights_changed(l_wc), .neurons_with_delta(l_nd), .bad_label(l_bad),
+                .st_re(l_st_re), .st_raddr(l_st_raddr), .st_fired(st_fired),
+                .w_en(l_w_en), .w_we(l_w_we), .w_addr(l_w_addr), .w_wdata(l_w_wdata), .w_rdata(wmem_rdata));
+            wire in_learn = (state == S_LEARN);
+            assign wmem_en = (wl_fire && !wl_threshold) || iss_busy || rd_issue || (in_learn && l_w_en);
+            assign wmem_we = (wl_fire && !wl_threshold) || (in_learn && l_w_we);
+            assign wmem_addr = in_learn ? l_w_addr : (state == S_READBACK) ? rd_addr : iss_busy ? iss_waddr : wl_addr;
+            assign wmem_wdata = in_learn ? l_w_wdata : wl_data[LANES*WEIGHT_BITS-1:0];
+        end else begin : g_infer
+            assign wmem_en = (wl_fire && !wl_threshold) || iss_busy;
+            assign wmem_we = wl_fire && !wl_threshold;
+            assign wmem_addr = iss_busy ? iss_waddr : wl_addr;
+            assign wmem_wdata = wl_data[LANES*WEIGHT_BITS-1:0];
+            assign l_done = 1'b0;
+            assign l_bad = 1'b0;
+            assign l_st_re = 1'b0;
+            assign l_w_en = 1'b0;
+            assign l_w_we = 1'b0;
+            assign l_st_raddr = {SADDR_BITS{1'b0}};
+            assign l_w_addr = {WADDR_BITS{1'b0}};
+            assign l_w_wdata = {(LANES * WEIGHT_BITS){1'b0}};
+            assign l_wc = {WCOUNT_BITS{1'b0}};
+            assign l_nd = {NDELTA_BITS{1'b0}};
+            // The training and read-back inputs of an inference-only core are not used.
+            wire unused_learning_inputs = &{1'b0, tc_label, tc_index, rd_ready, label_r, st_fired, l_done, l_bad, l_st_re,
+                                            l_w_en, l_w_we, l_st_raddr, l_w_addr, l_w_wdata};
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ sequencer, combinational part
     wire acc_from_input = (k == 0);
@@ -440,6 +576,10 @@ module pcl_core #(
             S_FLUSH: in_ready = !in_done;
             default: ;
         endcase
+        if (LEARNING != 0 && state == S_LEARN) begin   // the rule reads the fired flags
+            st_re = l_st_re;
+            st_raddr = l_st_raddr;
+        end
     end
 
     // ------------------------------------------------------------------ sequencer, registers
@@ -492,7 +632,7 @@ module pcl_core #(
             if (in_last) in_done <= 1'b1;
             if (in_bad && state == S_ACC) res_input_error <= 1'b1;
         end
-        if (state == S_ACC && row_take && !row_init) rows_read[k] <= rows_read[k] + 1'b1;
+        if (state == S_ACC && row_take && !row_init && count_rows) rows_read[k] <= rows_read[k] + 1'b1;
         if (row_take && row_init) bias_done <= 1'b1;
         if (q_re) begin
             qe_idx <= qe_idx + 1'b1;
@@ -521,7 +661,7 @@ module pcl_core #(
         case (state)
             S_IDLE: begin
                 if (wl_fire && wl_threshold) threshold[wl_addr[LAYER_BITS-1:0]] <= wl_data[MEMBRANE_BITS-1:0];
-                if (in_valid && !wl_valid) begin
+                if (in_valid && !wl_valid && !rdq_start && !tc_fire) begin
                     state <= S_ACC;
                     n <= {STEP_BITS{1'b0}};
                     k <= LAST_LAYER;
@@ -605,7 +745,7 @@ module pcl_core #(
                 if (k != 0) begin
                     k <= k - 1'b1;
                     state <= S_ACC;
-                end else if (decided || n == LAST_STEP) begin
+                end else if ((decided && (!train_mode || at_window_end)) || n == LAST_STEP) begin
                     state <= S_FLUSH;
                 end else begin
                     n <= n + 1'b1;
@@ -613,10 +753,38 @@ module pcl_core #(
                     state <= S_ACC;
                 end
             end
-            S_FLUSH: if (in_done || (in_valid && in_last)) state <= S_RESULT;
+            S_FLUSH: if (flush_done) state <= train_mode ? S_LEARN : S_RESULT;
             S_RESULT: if (res_ready) state <= S_IDLE;
             default: state <= S_IDLE;
         endcase
+
+        // Training and read-back (overriding the default above for their two states).
+        if (LEARNING != 0) begin
+            if (tc_fire) begin
+                train_r <= 1'b1;
+                label_r <= tc_label;
+            end
+            if (state == S_RESULT && res_ready) train_r <= 1'b0;
+            if (state == S_LEARN) begin
+                state <= l_done ? S_RESULT : S_LEARN;
+                if (l_done && l_bad) res_input_error <= 1'b1;
+            end
+            if (rdq_start) begin
+                state <= S_READBACK;
+                rd_addr <= {WADDR_BITS{1'b0}};
+                rd_all <= 1'b0;
+                rd_v <= 1'b0;
+            end
+            if (state == S_READBACK) begin
+                state <= (rd_v && rd_ready && rd_last_r) ? S_IDLE : S_READBACK;
+                rd_v <= rd_issue || (rd_v && !rd_ready);
+                if (rd_issue) begin
+                    rd_addr <= rd_addr + 1'b1;
+                    rd_last_r <= (rd_addr == LAST_WORD);
+                    if (rd_addr == LAST_WORD) rd_all <= 1'b1;
+                end
+            end
+        end
 
         if (rst) begin
             state <= S_IDLE;
@@ -631,6 +799,8 @@ module pcl_core #(
             iss_gap <= 2'd0;
             qe_pending <= 1'b0;
             in_done <= 1'b0;
+            train_r <= 1'b0;
+            rd_v <= 1'b0;
         end
     end
 endmodule

@@ -1,6 +1,10 @@
 // Simple dual-port synchronous RAM: one write port, one registered read port (iCE40 EBR shape).
-// A read of the address being written in the same cycle returns the old word; pcl_core never
-// does that (it leaves gap cycles instead). rdata holds while re is low.
+// A read of the address being written in the same cycle returns the old word here; pcl_core and
+// pcl_learn never do that (the core leaves gap cycles; the learning engine reads and writes
+// different layers' delta words, different halves of its row buffer, and its spike and arrival
+// records in different phases), so synthesis is told not to build the collision logic
+// (no_rw_check: yosys would otherwise register the write data and multiplex it into the read
+// port, ~3 cells per bit of width). rdata holds while re is low.
 `resetall
 `default_nettype none
 
@@ -22,6 +26,7 @@ module pcl_ram_sdp #(
             $fatal(1, "pcl_ram_sdp: WIDTH %0d, DEPTH %0d: DEPTH must fit ADDR_BITS = %0d", WIDTH, DEPTH, ADDR_BITS);
     end
 
+    (* no_rw_check *)
     reg [WIDTH-1:0] mem [0:DEPTH-1];
     always @(posedge clk) begin
         if (we) mem[waddr] <= wdata;

@@ -9,6 +9,7 @@ thresholds and input spikes in, spike and result packets out. ``simulate_up5k`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -20,6 +21,7 @@ from popcount_learn import codegen
 from popcount_learn.codegen import Constant
 from popcount_learn.emulator import encode_input_steps
 from popcount_learn.errors import ConfigError
+from popcount_learn.learning import LearningConfig
 from popcount_learn.weight_image import WeightImage
 
 from ..errors import RtlSimulationError, RtlToolsMissing
@@ -47,16 +49,17 @@ def stream_bounds(layout: RtlLayout, n_images: int) -> tuple[int, int]:
     return rx, tx
 
 
-def build_up5k(layout: RtlLayout, n_images: int, *, build_root=None):
+def build_up5k(layout: RtlLayout, n_images: int, *, build_root=None, bounds: tuple[int, int] | None = None):
     """Headers (the layout's and the harness depths, rounded up to powers of two so that runs of
-    similar size share a build) and the compiled harness: ``(runner, build_dir)``."""
+    similar size share a build) and the compiled harness: ``(runner, build_dir)``. ``bounds``:
+    the RX and TX byte bounds (default: ``stream_bounds`` of ``n_images`` images)."""
     model = ice40_cells_sim()
     if model is None:
         raise RtlToolsMissing(
             "yosys's ice40/cells_sim.v (the SB_SPRAM256KA model) was not found; "
             "install yosys (Debian: apt-get install yosys)"
         )
-    rx, tx = stream_bounds(layout, n_images)
+    rx, tx = bounds or stream_bounds(layout, n_images)
     depths = [Constant("TB_RX_DEPTH", _pow2(rx)), Constant("TB_TX_DEPTH", _pow2(tx))]
     tb_header = codegen.verilog_header("pcl_tb.vh", depths, source="firmware_bridge.rtl.up5k_sim")
     headers = {**layout.headers(), "pcl_tb.vh": tb_header}  # this build's own pcl_tb.vh
@@ -144,3 +147,113 @@ def simulate_up5k(
             raise RtlSimulationError(f"the UP5K top simulation failed ({xml}); last lines of the log:\n{tail}")
         record = dict(np.load(work / "out.npz"))
     return sim.decode_records(layout, [record], n, lanes, seconds)
+
+
+def simulate_up5k_training(
+    image: WeightImage,
+    learning: LearningConfig,
+    input_spike_steps: np.ndarray,
+    labels: np.ndarray,
+    first_sample_index: int = 0,
+    *,
+    lanes: int = 4,
+    readback_every: int | None = None,
+    throttle: bool = False,
+    load_image: WeightImage | None = None,
+    build_root=None,
+    keep_dir=None,
+):
+    """Train the UP5K top (learning build) as ``train_sim.simulate_training`` trains the core, but
+    through its byte packets only: the weight load, then per step a training command packet and
+    the input spike packets, and a read-back command every ``readback_every`` steps and after the
+    last; the TX bytes are split into spike, result and read-back word packets. Returns a
+    ``train_sim.RtlTrainResult`` (``phase_cycles`` has only ``cycles``: from the previous result
+    packet, or the last weight-load byte, to this step's result packet, byte transport included).
+    """
+    from .train_sim import RtlTrainResult, check_training_inputs
+
+    steps, labels = check_training_inputs(image, learning, input_spike_steps, labels, first_sample_index)
+    if readback_every is not None and readback_every < 1:
+        raise ConfigError(f"readback_every must be positive, got {readback_every}")
+    layout = RtlLayout.for_image(image, lanes, learning)
+    sent = load_image if load_image is not None else image
+    if RtlLayout.for_image(sent, lanes, learning) != layout:
+        raise ConfigError("load_image must have the datapath and topology of image")
+    packets = PacketLayout(layout)
+    n = len(steps)
+    every = readback_every or n
+    readback_after = [i for i in range(n) if (i + 1) % every == 0 or i == n - 1]
+    rx = bytearray(packets.load_packets(sent))
+    n_load = len(rx)
+    for i in range(n):
+        rx += packets.train_packet(int(labels[i]), first_sample_index + i)
+        rx += packets.input_packets(steps[i])
+        if i in readback_after:
+            rx += packets.readback_packet()
+    n_words = len(readback_after) * layout.weight_words
+    tx_bound = (n * (layout.neurons + 1) + n_words) * packets.tx_bytes
+    runner, build_dir = build_up5k(layout, n, build_root=build_root, bounds=(len(rx), tx_bound))
+    from cocotb_tools.check_results import get_results
+
+    per_step = sim.timeout_cycles_per_image(layout) + 8 * layout.weights + 1000
+    timeout = (2 * len(rx) + 2 * tx_bound + n * per_step) * (4 if throttle else 1) + 10_000
+    with tempfile.TemporaryDirectory(prefix="pcl-up5k-train-") as tmp:
+        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "rx.bin").write_bytes(bytes(rx))
+        job = {
+            "spec": image.spec.to_dict(),
+            "topology": list(layout.topology),
+            "lanes": lanes,
+            "learning": learning.to_dict(),
+            "rx_bin": str(work / "rx.bin"),
+            "load_bytes": n_load,
+            "rx_hex": str(work / "rx.hex"),
+            "out_npz": str(work / "out.npz"),
+            "n_results": n,
+            "n_words": n_words,
+            "throttle": bool(throttle),
+            "timeout_cycles": timeout,
+        }
+        (work / "job.json").write_text(json.dumps(job))
+        (work / "out.npz").unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        try:
+            xml = runner.test(
+                test_module="firmware_bridge.rtl.tb.up5k_train_bench",
+                hdl_toplevel=TOPLEVEL,
+                build_dir=build_dir,
+                test_dir=work,
+                results_xml=str(work / "results.xml"),
+                log_file=work / "sim.log",
+                plusargs=[f"+rx_hex={job['rx_hex']}"],
+                extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()},
+            )
+            failed = get_results(xml)[1] > 0
+        except Exception as exc:  # the simulator died or wrote no results
+            failed, xml = True, exc
+        seconds = time.perf_counter() - t0
+        if failed or not (work / "out.npz").exists():
+            log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
+            tail = "\n".join(log.splitlines()[-40:])
+            raise RtlSimulationError(f"the UP5K training simulation failed ({xml}); last lines of the log:\n{tail}")
+        record = dict(np.load(work / "out.npz"))
+    words = [int(w, 16) for w in record.pop("words_hex").tolist()]
+    readbacks = tuple(
+        (i + 1, tuple(words[j * layout.weight_words : (j + 1) * layout.weight_words]))
+        for j, i in enumerate(readback_after)
+    )
+    forward = sim.decode_records(layout, [record], n, lanes, seconds)
+    faults = dict(forward.faults)
+    for i in np.flatnonzero(record["trained"] == 0):
+        faults[int(i)] = (*faults.get(int(i), ()), "the result packet does not say it was a training step")
+    forward = dataclasses.replace(forward, faults=dict(sorted(faults.items())))
+    return RtlTrainResult(
+        forward=forward,
+        weights_changed=record["weights_changed"],
+        neurons_with_delta=record["neurons_with_delta"],
+        phase_cycles={"cycles": record["cycles"]},
+        readbacks=readbacks,
+        lanes=lanes,
+        sim_seconds=seconds,
+    )

@@ -88,7 +88,11 @@ module pcl_tb_harness (
         .sp_valid(sp_valid), .sp_ready(sp_ready), .sp_layer(sp_layer), .sp_index(sp_index), .sp_step(sp_step),
         .res_valid(res_valid), .res_ready(res_ready), .res_decided(res_decided), .res_class(res_class),
         .res_step(res_step), .res_tie(res_tie), .res_rows_read(res_rows_read),
-        .res_input_error(res_input_error));
+        .res_input_error(res_input_error),
+        // an inference harness: no training requests, no read-back (outputs left open)
+        .tc_valid(1'b0), .tc_ready(), .tc_label({PCL_NEURON_BITS{1'b0}}), .tc_index(32'd0),
+        .rdq_valid(1'b0), .rdq_ready(), .rd_valid(), .rd_ready(1'b1), .rd_data(), .rd_last(),
+        .res_trained(), .res_weights_changed(), .res_neurons_with_delta());
 
     always @(posedge clk) begin
         cycle <= cycle + 1;
