@@ -21,11 +21,13 @@ per-operation table for a 45 nm process at 0.9 V (M. Horowitz, "Computing's ener
 (and what we can do about it)", ISSCC 2014: 8-bit integer add 0.03 pJ, 32-bit add 0.1 pJ;
 64-bit read of an 8 KB SRAM 10 pJ, 32 KB 20 pJ, 1 MB 100 pJ). Adds scale linearly with their
 width, SRAM accesses with the word width and log-log with the memory size between those
-points; a write costs what a read costs. Control, clock tree, leakage and I/O are left out.
+points (extrapolated as ~sqrt(size) below 8 KB: the small neuron-state memory); a write costs
+what a read costs. Control, clock tree, leakage and I/O are left out.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -46,6 +48,7 @@ IMAGE_OVERHEAD_CYCLES = 5  # start and result beat
 ENERGY_SOURCE = "M. Horowitz, Computing's energy problem (and what we can do about it), ISSCC 2014; 45 nm, 0.9 V"
 ADD_8BIT_PJ = 0.03
 SRAM_READ_64BIT_PJ = ((8 * 1024, 10.0), (32 * 1024, 20.0), (1024 * 1024, 100.0))  # (memory bytes, pJ)
+MIN_SRAM_BYTES = 64  # smaller memories are priced as 64 bytes (~1.6 pJ per 64-bit access)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def memory(spec: DatapathConfig, topology, lanes: int) -> dict:
     words = sum((p + 1) * w for p, w in zip(topology[:-1], row_words(topology, lanes), strict=True))
     word_bits = lanes * spec.weight_bits
     state_word_bits = lanes * (1 + spec.membrane_bits + wide_bits(spec, topology))
-    n_weights = sum((p + 1) * n for p, n in zip(topology[:-1], topology[1:], strict=True))
+    n_weights = sum((p + 1) * n for p, n in itertools.pairwise(topology))
     dense_bytes = n_weights * weight_dtype(spec).itemsize
     return {
         "weight_words": words,
@@ -143,10 +146,11 @@ def add_pj(bits: int) -> float:
 
 def sram_access_pj(word_bits: int, memory_bytes: float) -> float:
     """One read (or write) of a ``word_bits`` word from an SRAM of ``memory_bytes``: the 64-bit
-    figure log-log interpolated in the memory size (the 8 KB figure below 8 KB, the last slope
-    above 1 MB), scaled by ``word_bits / 64``."""
+    figure log-log interpolated in the memory size between the table's points and extrapolated
+    with the nearest segment's slope outside them (below 8 KB that is ~sqrt(size), the trend of
+    the 8 KB -> 32 KB figures), scaled by ``word_bits / 64``."""
     pts = SRAM_READ_64BIT_PJ
-    size = max(float(memory_bytes), pts[0][0])
+    size = max(float(memory_bytes), MIN_SRAM_BYTES)
     i = 0
     while i < len(pts) - 2 and size > pts[i + 1][0]:
         i += 1

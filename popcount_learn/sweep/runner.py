@@ -41,13 +41,13 @@ def _import_distributed():
     try:
         import distributed
     except ImportError:
-        raise ConfigError(
-            "the sweep runs on Dask: pip install 'popcount-learn[sweep]' (dask[distributed])"
-        ) from None
+        raise ConfigError("the sweep runs on Dask: pip install 'popcount-learn[sweep]' (dask[distributed])") from None
     return distributed
 
 
-def local_cluster_size(workers: int | None, threads_per_worker: int | None, cores: int | None = None) -> tuple[int, int]:
+def local_cluster_size(
+    workers: int | None, threads_per_worker: int | None, cores: int | None = None
+) -> tuple[int, int]:
     """(worker processes, Numba threads per worker) of a LocalCluster sized to ``cores``."""
     cores = cores or os.cpu_count() or 1
     for name, v in (("--workers", workers), ("--threads-per-worker", threads_per_worker)):
@@ -144,9 +144,7 @@ def run_sweep(
     store = SweepStore(out_dir)
     try:
         before = store.finished()
-        todo = [
-            h for h in configs if h not in before or (retry_failed and before[h] == "failed")
-        ]
+        todo = [h for h in configs if h not in before or (retry_failed and before[h] == "failed")]
         store.set_meta(
             sweep_toml=sweep.text, sweep_path=str(sweep.path), points_total=str(len(configs)), points=list(configs)
         )
@@ -158,8 +156,22 @@ def run_sweep(
             "failed_now": 0,
         }
         if todo:
-            summary.update(_run(store, configs, todo, train, test, scheduler, workers, threads_per_worker,
-                                progress, dashboard_address, poll_seconds, on_client))
+            summary.update(
+                _run(
+                    store,
+                    configs,
+                    todo,
+                    train,
+                    test,
+                    scheduler,
+                    workers,
+                    threads_per_worker,
+                    progress,
+                    dashboard_address,
+                    poll_seconds,
+                    on_client,
+                )
+            )
         final = store.finished()
         summary["done"] = sum(1 for h in configs if final.get(h) == "done")
         summary["failed"] = sum(1 for h in configs if final.get(h) == "failed")
@@ -169,8 +181,20 @@ def run_sweep(
         store.close()
 
 
-def _run(store, configs, todo, train, test, scheduler, workers, threads_per_worker, progress, dashboard_address,
-         poll_seconds, on_client) -> dict:
+def _run(
+    store,
+    configs,
+    todo,
+    train,
+    test,
+    scheduler,
+    workers,
+    threads_per_worker,
+    progress,
+    dashboard_address,
+    poll_seconds,
+    on_client,
+) -> dict:
     distributed = _import_distributed()
     t_start = time.perf_counter()
     with open_client(scheduler, workers, threads_per_worker, dashboard_address) as (client, threads, info):

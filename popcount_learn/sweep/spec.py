@@ -40,7 +40,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +53,11 @@ from ..learning import LearningConfig
 from ..onchip_train import OnchipTrainConfig
 from ..quantize import dark_input_step_for
 from ..train import TrainConfig
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib
 
 MODES = ("exact", "onchip")
 SWEEP_KEYS = ("mode", "data", "epochs", "limit", "test_limit", "name")
@@ -234,7 +238,7 @@ def _typed(value, type_name: str, where: str):
         return value
     if type_name.startswith("tuple"):  # hidden sizes: 100 or [100] or [100, 50]
         sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-        if not isinstance(sizes, list) or not sizes or any(isinstance(h, bool) or not isinstance(h, int) for h in sizes):
+        if not isinstance(sizes, list) or not sizes or not all(type(h) is int for h in sizes):
             raise bad("a layer size or a list of layer sizes")
         return list(sizes)
     if type_name == "float | None":  # dark_time
@@ -261,7 +265,9 @@ def _sample_range(spec: dict, type_name: str, rng: np.random.Generator, where: s
     if type_name == "int":
         return int(rng.integers(low, high + 1))
     u = rng.random()
-    return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))) if log else float(low + u * (high - low))
+    if log:
+        return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+    return float(low + u * (high - low))
 
 
 def load_sweep(path) -> SweepSpec:
@@ -353,14 +359,14 @@ def _parse(doc: dict, text: str, path: str) -> SweepSpec:
     if method == "grid":
         ranged = [k for k, v in axes.items() if _is_range(v)]
         if ranged:
-            raise SweepConfigError(f"[axes] {ranged[0]}: a range needs [sampling] method = \"random\"")
+            raise SweepConfigError(f'[axes] {ranged[0]}: a range needs [sampling] method = "random"')
         if {"points", "seed"} & set(sampling):
-            raise SweepConfigError("[sampling] points and seed apply to method = \"random\"")
+            raise SweepConfigError('[sampling] points and seed apply to method = "random"')
         names = list(axes)
         points = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes.values())]
     else:
         if "points" not in sampling:
-            raise SweepConfigError("[sampling] method = \"random\" needs points = N")
+            raise SweepConfigError('[sampling] method = "random" needs points = N')
         n = _typed(sampling["points"], "int", "[sampling] points")
         seed = _typed(sampling.get("seed", 0), "int", "[sampling] seed")
         if n < 1 or seed < 0:
