@@ -186,25 +186,20 @@ def sweep_report(directory, *, csv_path=None, plots: bool = True) -> dict:
     return {**info, "rows": rows, "fronts": fronts, "csv": str(csv_path), "plots": written}
 
 
+def _synth_cell(row: dict, key: str, fmt: str) -> str:
+    if row.get(key) is not None:
+        return format(row[key], fmt)
+    return "no fit" if row.get("synth_error") else "-"
+
+
 def format_table(rows: list[dict]) -> str:
     """A plain-text table: the axes, accuracy, costs, Pareto mark, status."""
     if not rows:
         return "(no finished points yet)"
     axis_keys = list(dict.fromkeys(k for r in rows for k in r if "." in k))
-    head = [
-        "#",
-        *[k.split(".", 1)[1] for k in axis_keys],
-        "acc %",
-        "float %",
-        "spikes",
-        "steps",
-        "cycles",
-        "img/s",
-        "weights B",
-        "energy nJ",
-        "pareto",
-        "status",
-    ]
+    synth = any("logic_cells" in r for r in rows)
+    head = ["#", *[k.split(".", 1)[1] for k in axis_keys], "acc %", "float %", "spikes", "steps", "cycles"]
+    head += ["img/s", "weights B", "energy nJ", *(["LCs", "fmax MHz"] if synth else []), "pareto", "status"]
     lines = []
     for r in rows:
         ok = r["status"] == "done"
@@ -225,6 +220,7 @@ def format_table(rows: list[dict]) -> str:
                 num("images_per_s", ",.0f"),
                 num("weight_memory_bytes", ",.0f"),
                 num("energy_pj", ".2f", 1e-3),
+                *([_synth_cell(r, "logic_cells", ",d"), _synth_cell(r, "fmax_mhz", ".1f")] if synth else []),
                 "*" if r.get("pareto") else "",
                 r["status"] if ok else f"failed: {r['error']}",
             ]
