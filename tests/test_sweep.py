@@ -355,3 +355,36 @@ def test_the_report_has_the_table_csv_and_plots(clean_run, capsys):
 def test_a_report_of_a_directory_without_a_sweep_is_one_error(tmp_path, capsys):
     assert cli.main(["sweep-report", str(tmp_path)]) == 2
     assert "no sweep here" in capsys.readouterr().err
+
+
+def test_synthesis_results_written_through_the_store_show_in_the_report(clean_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(clean_run[0], out)
+    report = sweep_report(out, plots=False)
+    front = [r for r in report["rows"] if r.get("pareto")]
+    with SweepStore(out, create=False) as store:
+        store.record_synthesis(front[0]["config_hash"], {"lanes": 4, "logic_cells": 1234, "fmax_mhz": 31.5})
+        store.record_synthesis(front[-1]["config_hash"], {"lanes": 4, "error": "too many SPRAM"})
+    rows = sweep_report(out, plots=False)["rows"]
+    table = format_table(rows).splitlines()
+    assert "LCs" in table[0] and "fmax MHz" in table[0]
+    by_point = {line.split()[0]: line for line in table[1:]}
+    assert "1,234" in by_point[str(front[0]["point"])] and "31.5" in by_point[str(front[0]["point"])]
+    assert "no fit" in by_point[str(front[-1]["point"])]
+
+
+@pytest.mark.slow
+@pytest.mark.needs("yosys", "nextpnr-ice40")
+def test_the_synthesis_stage_runs_on_a_pareto_point(clean_run, tmp_path):
+    import shutil
+
+    import sweep_synth
+
+    out = tmp_path / "copy"
+    shutil.copytree(clean_run[0], out)
+    assert sweep_synth.main([str(out), "--limit", "1"]) == 0
+    with SweepStore(out, create=False) as store:
+        (result,) = store.synthesis().values()
+    assert result["logic_cells"] > 100 and result["fmax_mhz"] > 5
