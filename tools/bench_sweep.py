@@ -62,6 +62,7 @@ def main(argv=None) -> int:
             "cluster_start_seconds": round(s.get("cluster_start_seconds", 0.0), 1),
             "points_seconds": round(s.get("points_seconds", 0.0), 1),
             "busy_seconds": round(s.get("busy_seconds", 0.0), 1),
+            "client_record_seconds_per_point": round(s.get("client_record_seconds", 0.0) / ran, 4),
             "mean_point_seconds": round(s.get("busy_seconds", 0.0) / ran, 3),
             "idle_worker_seconds_per_point": round(
                 (s.get("points_seconds", 0.0) * n - s.get("busy_seconds", 0.0)) / ran, 3

@@ -216,7 +216,7 @@ def _run(
         by_key = {f.key: h for f, h in futures.items()}
         pending = set(futures)
         counts = {"done": 0, "failed": 0}
-        busy_seconds = 0.0
+        busy_seconds = save_seconds = 0.0
         progress.start(total=len(todo), desc="sweep points")
         last_live = 0.0
         state = "interrupted"
@@ -227,7 +227,9 @@ def _run(
                     pending.discard(f)
                     outcome = _outcome(f, futures[f], distributed)
                     busy_seconds += outcome.get("seconds") or 0.0
+                    t_save = time.perf_counter()
                     _save(store, configs[futures[f]], outcome)
+                    save_seconds += time.perf_counter() - t_save
                     counts[outcome["status"]] += 1
                     f.release()
                 now = time.perf_counter()
@@ -262,6 +264,7 @@ def _run(
             "cluster_start_seconds": t_ready - t_start,
             "points_seconds": time.perf_counter() - t_ready,
             "busy_seconds": busy_seconds,
+            "client_record_seconds": save_seconds,
         }
 
 
