@@ -20,7 +20,7 @@ from .store import SweepStore
 COSTS = (
     ("cycles_per_image", "cycles per image", "cycles"),
     ("weight_memory_bytes", "weight memory", "bytes"),
-    ("energy_pj", "energy per classification (estimate)", "pJ"),
+    ("energy_pj", "energy per classification (estimate, 45 nm)", "pJ"),
     ("hidden_spikes", "hidden spikes before the decision", "spikes"),
 )
 TABLE_COLUMNS = (
@@ -145,14 +145,19 @@ def plot_fronts(rows: list[dict], out_dir: Path) -> list[str]:
             label="Pareto front",
             zorder=3,
         )
-        for i in front:
-            text = ", ".join(f"{k.split('.', 1)[1]}={_short(done[i][k])}" for k in axis_keys)
-            ax.annotate(text, (xs[i], ys[i]), fontsize=6, xytext=(4, -8), textcoords="offset points")
+        for n, i in enumerate(front):
+            # Few front points: their axis values; many: their point numbers (the table's first column).
+            if len(front) <= 6:
+                text = ", ".join(f"{k.split('.', 1)[1]}={_short(done[i][k])}" for k in axis_keys)
+            else:
+                text = f"#{done[i]['point']}"
+            offset = (4, -9) if n % 2 else (-4, 5)
+            ax.annotate(text, (xs[i], ys[i]), fontsize=6, xytext=offset, textcoords="offset points")
         if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
         ax.set_xlabel(f"{label} ({unit})")
         ax.set_ylabel("test accuracy (%), emulated")
-        ax.set_title(f"accuracy against {label}", fontsize=10)
+        ax.set_title(f"accuracy against {label}; front labelled by point", fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
