@@ -140,9 +140,13 @@ def test_a_killed_worker_still_completes_every_point_exactly_once(clean_run, clu
 
 
 def test_an_interrupted_client_resumes_and_gives_the_same_table(clean_run, cluster, tmp_path):
+    # 32 points (the 8 of SWEEP and 24 more seeds), so that Ctrl-C lands mid-sweep even on a loaded
+    # machine, where the client may record several points before the signal is handled.
     _, rows, _, _ = clean_run
+    big = SWEEP.replace("seed = [0, 1]", "seed = [0, 1, 2, 3, 4, 5, 6, 7]")
+    total = 32
     out = tmp_path / "int"
-    sweep_file = write_sweep(tmp_path)
+    sweep_file = write_sweep(tmp_path, big)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.Popen(
         [
@@ -165,20 +169,25 @@ def test_an_interrupted_client_resumes_and_gives_the_same_table(clean_run, clust
             if recorded >= 1:
                 proc.send_signal(signal.SIGINT)
                 break
-        time.sleep(0.05)
+        time.sleep(0.02)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
     assert b"interrupted" in err and b"Traceback" not in err
     with SweepStore(out, create=False) as store:
         kept = len(store.raw_rows())
         assert store.get_meta("state") == "interrupted"
-    assert 1 <= kept < 8, f"the interrupt came too late ({kept} points recorded)"
-    summary = run_sweep(parse_sweep(SWEEP), out, scheduler=cluster.scheduler_address)
-    assert summary["already_recorded"] == kept and summary["ran"] == 8 - kept
+    assert 1 <= kept < total, f"the interrupt came too late ({kept} points recorded)"
+    summary = run_sweep(parse_sweep(big), out, scheduler=cluster.scheduler_address)
+    assert summary["already_recorded"] == kept and summary["ran"] == total - kept
     with SweepStore(out, create=False) as store:
-        assert store.raw_rows() == rows
+        resumed = store.raw_rows()
+        assert len(resumed) == total and len({r[0] for r in resumed}) == total
+        assert all(p["status"] == "done" for p in store.points())
+    # The 8 points the clean run has are byte-identical to it, however the run was cut.
+    clean_hashes = {r[0] for r in rows}
+    assert [r for r in resumed if r[0] in clean_hashes] == rows
     # A third run has nothing left to do and starts no work.
-    assert run_sweep(parse_sweep(SWEEP), out, scheduler=cluster.scheduler_address)["ran"] == 0
+    assert run_sweep(parse_sweep(big), out, scheduler=cluster.scheduler_address)["ran"] == 0
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(cluster, tmp_path, capsys):
