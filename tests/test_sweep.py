@@ -157,6 +157,9 @@ def test_an_interrupted_client_resumes_and_gives_the_same_table(clean_run, clust
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # A suite started in the background by a non-interactive shell inherits SIGINT ignored; Ctrl-C
+        # is what this test sends, so the client gets the default handler whatever the parent's.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     recorded = 0
     deadline = time.monotonic() + 120
