@@ -266,8 +266,40 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path", metavar="FILE")
     add_output_flags(i, progress=False)
 
+    _add_sweep_commands(sub)
     _add_plugins(sub)
     return p
+
+
+def _add_sweep_commands(sub) -> None:
+    """``sweep`` and ``sweep-report`` (docs/sweeps.md); the work is in ``popcount_learn.sweep``."""
+    s = sub.add_parser("sweep", help="train and price every point of a design-space sweep on a Dask cluster")
+    s.set_defaults(run=_run_sweep)
+    s.add_argument("sweep_file", metavar="SWEEP.toml", help="base configuration, axes, sampling (docs/sweeps.md)")
+    s.add_argument("--out", required=True, metavar="DIR", help="results: DIR/sweep.sqlite and DIR/images/")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:8786", help="run on this Dask cluster")
+    where.add_argument(
+        "--workers", type=positive_int, default=None, help="worker processes of the local cluster (default: cores / T)"
+    )
+    s.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        default=None,
+        metavar="T",
+        help="Numba threads per point (default: 1, or cores / --workers)",
+    )
+    s.add_argument("--retry-failed", action="store_true", help="run the points that failed before again")
+    s.add_argument(
+        "--dashboard", default=":8787", metavar="ADDR", help="local cluster's dashboard address (default: %(default)s)"
+    )
+    add_output_flags(s)
+    r = sub.add_parser("sweep-report", help="progress, table, CSV and Pareto plots of a sweep")
+    r.set_defaults(run=_run_sweep_report)
+    r.add_argument("directory", metavar="DIR")
+    r.add_argument("--csv", default=None, metavar="PATH", help="where to write the CSV (default: DIR/sweep.csv)")
+    r.add_argument("--no-plots", action="store_true", help="no PNGs (default: DIR/plots/pareto_*.png)")
+    add_output_flags(r, progress=False)
 
 
 def _print_epoch(record: dict) -> None:
@@ -371,6 +403,52 @@ def _run_inspect(args) -> int:
     from . import commands
 
     print_summary(commands.inspect(args.path), args.json)
+    return 0
+
+
+def _run_sweep(args) -> int:
+    from .sweep import load_sweep
+    from .sweep.runner import run_sweep
+
+    sweep = load_sweep(args.sweep_file)  # a bad file is one error before anything starts
+
+    def show_dashboard(client):
+        if not args.json:
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
+
+    summary = run_sweep(
+        sweep,
+        args.out,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        retry_failed=args.retry_failed,
+        progress=progress_from(args),
+        dashboard_address=args.dashboard,
+        on_client=show_dashboard,
+    )
+    print_summary(summary, args.json)
+    return 1 if summary["failed"] else 0
+
+
+def _run_sweep_report(args) -> int:
+    from .sweep.report import format_table, sweep_report
+
+    report = sweep_report(args.directory, csv_path=args.csv, plots=not args.no_plots)
+    if args.json:
+        print(json.dumps(report, sort_keys=True, default=str))
+        return 0
+    print(
+        f"{report['state']}: {report['done']} done, {report['failed']} failed, {report['running']} running"
+        + (f" on {', '.join(report['running_on'])}" if report["running_on"] else "")
+        + f", {report['pending']} pending of {report['points']} points"
+    )
+    if report["dashboard"]:
+        print(f"dask dashboard: {report['dashboard']}")
+    print(format_table(report["rows"]))
+    print(f"csv: {report['csv']}")
+    for path in report["plots"]:
+        print(f"plot: {path}")
     return 0
 
 

@@ -130,7 +130,7 @@ def _run_without_firmware_bridge(*args):
 def test_the_cli_works_with_firmware_bridge_absent():
     r, out = _run_without_firmware_bridge("inspect", str(REPO / "datasets" / "pretrained" / "net100-int8.h5"), "--json")
     assert r.returncode == 0, r.stderr
-    assert out["commands"] == ["evaluate", "export", "inspect", "train"]
+    assert out["commands"] == ["evaluate", "export", "inspect", "sweep", "sweep-report", "train"]
     assert out["code"] == 0 and out["loaded"] == []
     assert '"kind": "weight_image"' in r.stdout
 
