@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 
 from .. import h5io
@@ -207,11 +208,13 @@ def _run(
         train_f = client.scatter((train.images, train.labels, train.image_shape), broadcast=True)
         test_f = client.scatter((test.images, test.labels), broadcast=True)
         futures = {}
+        # Keys unique to this run: a rerun against a scheduler still cancelling an interrupted
+        # run's tasks must not be handed those tasks (or refused) under the same key.
+        run_tag = uuid.uuid4().hex[:8]
         for h in todo:
             cfg, _ = configs[h]
-            f = client.submit(
-                run_point, cfg.to_dict(), train_f, test_f, threads, key=f"sweep-point-{h}", pure=False, retries=0
-            )
+            key = f"sweep-point-{h}-{run_tag}"
+            f = client.submit(run_point, cfg.to_dict(), train_f, test_f, threads, key=key, pure=False, retries=0)
             futures[f] = h
         by_key = {f.key: h for f, h in futures.items()}
         pending = set(futures)
