@@ -164,6 +164,17 @@ def train(
         test = history.epochs[-1]["test"]  # already measured on exactly these (final) weights
     else:
         test = evaluate_exact(network, test_data.images, test_data.labels).summary()
+    qat = None
+    if config.qat_bits:
+        # What the board will run: the image `export` makes of this model, on the emulator.
+        image = quantize(network, bits=config.qat_bits)
+        emulated = emulator.summarize(emulator.emulate(image, test_data.images), test_data.labels)
+        qat = {
+            "bits": config.qat_bits,
+            "exact_test_accuracy": test["accuracy"],
+            "emulated_test_accuracy": emulated["accuracy"],
+            "emulated_hidden_spikes_before_decision_mean": emulated["hidden_spikes_before_decision_mean"],
+        }
     metadata = {
         "kind": "exact",
         "package_version": __version__,
@@ -174,10 +185,14 @@ def train(
         "init": str(init) if init is not None else None,
         "history": history.epochs,
         "test": test,
+        **({"qat": qat} if qat is not None else {}),
     }
     if out is not None:
         h5io.save_network(out, network, metadata)
-    return {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
+    result = {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
+    if qat is not None:
+        result["qat"] = qat
+    return result
 
 
 def train_onchip(
@@ -347,7 +362,8 @@ def _write_plots(image: WeightImage, result, first_image: np.ndarray, plots_dir:
 def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_options=None) -> dict:
     """Write a deployable weight image atomically to ``out``.
 
-    A float model is quantised (``bits``, default 8; ``spec_options`` ({field: text}) override
+    A float model is quantised (``bits``, default 8, or the model's ``qat_bits`` when it was
+    trained quantisation-aware; ``spec_options`` ({field: text}) override
     fields of the default datapath for ``bits``). A weight image (e.g. from ``train --mode
     onchip``) is written as it is: its integers, spec and learning rule are kept, ``bits`` must
     match and ``spec_options`` are refused. Either way the emulator's test accuracy is measured
@@ -359,6 +375,9 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
     _refuse_replacing_input(out, WeightImage, model_path, model, flag="-o")
     if isinstance(model, ExactNetwork):
         config = metadata.get("config") or {}
+        qat_bits = config.get("qat_bits") or None
+        if bits is None and isinstance(qat_bits, int):
+            bits = qat_bits  # a model trained for B-bit weights exports at B bits
         provenance = provenance_record(
             metadata.get("kind", "exact"),
             source_model=str(model_path),
@@ -367,6 +386,7 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
             dataset=metadata.get("dataset"),
             dataset_sha256=metadata.get("dataset_sha256"),
             float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
+            **({"qat_bits": qat_bits} if qat_bits else {}),
         )
     else:
         provenance = dict(model.provenance, source_model=str(model_path))
