@@ -386,7 +386,7 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
             dataset=metadata.get("dataset"),
             dataset_sha256=metadata.get("dataset_sha256"),
             float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
-            **({"qat_bits": qat_bits} if qat_bits else {}),
+            **({"qat_bits": qat_bits, "init": metadata.get("init"), "train_config": config} if qat_bits else {}),
         )
     else:
         provenance = dict(model.provenance, source_model=str(model_path))
