@@ -203,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"softmax temperature over -z of the outputs (default: {d.temperature})",
     )
+    ex.add_argument(
+        "--qat-bits",
+        type=weight_bits,
+        default=None,
+        metavar="B",
+        help="quantisation-aware training: the forward pass runs the weights rounded to B-bit integers "
+        "(per-layer scale, as export quantises), straight-through gradient; export then uses B bits",
+    )
     oc = t.add_argument_group("onchip mode")
     oc.add_argument(
         "--bits", type=weight_bits, default=None, help="weight bits of a new or quantised network (default 8)"
@@ -325,7 +333,7 @@ def _print_onchip_epoch(record: dict) -> None:
     )
 
 
-_EXACT_ONLY = ("batch_size", "lr", "lr_decay", "sparsity", "sparsity_target", "temperature")
+_EXACT_ONLY = ("batch_size", "lr", "lr_decay", "sparsity", "sparsity_target", "temperature", "qat_bits")
 _ONCHIP_ONLY = ("bits", "spec", "learn")
 
 
@@ -369,7 +377,10 @@ def _run_train(args) -> int:
         )
     if not args.json:
         print(f"saved {result['out']}")
-    print_summary(dict(result["test"], out=result["out"]), args.json)
+    summary = dict(result["test"], out=result["out"])
+    if "qat" in result:
+        summary.update({f"qat_{k}": v for k, v in result["qat"].items()})
+    print_summary(summary, args.json)
     return 0
 
 

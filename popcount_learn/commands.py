@@ -18,7 +18,7 @@ from .data import file_sha256, load_split
 from .datapath import DatapathConfig
 from .errors import ConfigError, ModelFileError
 from .evaluate import evaluate_exact
-from .learning import LearningConfig
+from .learning import LearningConfig, starting_rule
 from .network import ExactNetwork
 from .onchip_train import random_initial_image
 from .onchip_train import train_onchip as run_onchip_training
@@ -164,6 +164,17 @@ def train(
         test = history.epochs[-1]["test"]  # already measured on exactly these (final) weights
     else:
         test = evaluate_exact(network, test_data.images, test_data.labels).summary()
+    qat = None
+    if config.qat_bits:
+        # What the board will run: the image `export` makes of this model, on the emulator.
+        image = quantize(network, bits=config.qat_bits)
+        emulated = emulator.summarize(emulator.emulate(image, test_data.images), test_data.labels)
+        qat = {
+            "bits": config.qat_bits,
+            "exact_test_accuracy": test["accuracy"],
+            "emulated_test_accuracy": emulated["accuracy"],
+            "emulated_hidden_spikes_before_decision_mean": emulated["hidden_spikes_before_decision_mean"],
+        }
     metadata = {
         "kind": "exact",
         "package_version": __version__,
@@ -174,10 +185,14 @@ def train(
         "init": str(init) if init is not None else None,
         "history": history.epochs,
         "test": test,
+        **({"qat": qat} if qat is not None else {}),
     }
     if out is not None:
         h5io.save_network(out, network, metadata)
-    return {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
+    result = {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
+    if qat is not None:
+        result["qat"] = qat
+    return result
 
 
 def train_onchip(
@@ -193,14 +208,18 @@ def train_onchip(
     progress=None,
     evaluate_every_epoch=True,
     on_epoch=None,
+    continue_schedule=True,
 ) -> dict:
     """Train with the sign-only popcount rule on the integer datapath; save the weight image.
 
     Starts from ``init`` (a float model, quantised to ``bits`` / ``spec_options``, or a weight
-    image, used as it is) or from a seeded random integer network. ``learning_options``
-    ({field: text}) override ``LearningConfig`` fields (default seed: ``config.seed``; a weight
-    image that carries a learning spec starts from it). Returns the test summary (the keys of
-    ``evaluate --emulate``), the history and the output path.
+    image, used as it is) or from a seeded random integer network. The rule is
+    ``learning.starting_rule``: a new network gets the defaults (seed ``config.seed``); a weight
+    image that carries a rule keeps it and, with ``continue_schedule``, its schedule continues
+    at the sample index where the image's training stopped (``continued_sample_index``);
+    a trained network without a rule is fine-tuned (``FINE_TUNE_RATES``). ``learning_options``
+    ({field: text}) override any field. Returns the test summary (the keys of ``evaluate
+    --emulate``), the history, the output path, the rule and its origin.
     """
     if out is not None:
         out = _writable_out_path(out)
@@ -229,8 +248,12 @@ def train_onchip(
             f"the network is {'-'.join(map(str, image.topology))} but the data has {train_data.images[0].size} "
             f"pixels and {n_classes} classes"
         )
-    base = image.learning.to_dict() if image.learning is not None else {"seed": config.seed}
-    learning = LearningConfig.from_options(learning_options, **base)
+    if start is not None:
+        learning, rule_origin = starting_rule(image.learning, config.seed, learning_options)
+        if rule_origin == "carried" and continue_schedule:
+            config = dataclasses.replace(config, first_sample_index=continued_sample_index(image))
+    else:
+        learning, rule_origin = LearningConfig.from_options(learning_options, seed=config.seed), "from-scratch"
     trained, history = run_onchip_training(
         train_data.images,
         train_data.labels,
@@ -251,6 +274,7 @@ def train_onchip(
         "onchip",
         init=str(init) if init is not None else None,
         init_provenance=start.provenance if isinstance(start, WeightImage) else None,
+        **({"learning_rule_origin": rule_origin} if start is not None else {}),
         epochs=config.epochs,
         seed=config.seed,
         train_config=_as_lists(config),
@@ -262,7 +286,24 @@ def train_onchip(
     trained = dataclasses.replace(trained, provenance=provenance)
     if out is not None:
         h5io.save_weight_image(out, trained)
-    return {"test": test, "history": history, "out": str(out) if out is not None else None}
+    return {
+        "test": test,
+        "history": history,
+        "out": str(out) if out is not None else None,
+        "learning": learning.to_dict(),
+        "learning_rule_origin": rule_origin,
+    }
+
+
+def continued_sample_index(image: WeightImage) -> int:
+    """The sample index after the last one an on-chip-trained image was trained on (its
+    provenance: first sample index + samples trained), 0 for any other image."""
+    prov = image.provenance or {}
+    trained = prov.get("samples_trained")
+    first = (prov.get("train_config") or {}).get("first_sample_index", 0)
+    if prov.get("mode") != "onchip" or not isinstance(trained, int) or not isinstance(first, int):
+        return 0
+    return first + trained
 
 
 def model_topology(path) -> tuple[int, ...]:
@@ -321,7 +362,8 @@ def _write_plots(image: WeightImage, result, first_image: np.ndarray, plots_dir:
 def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_options=None) -> dict:
     """Write a deployable weight image atomically to ``out``.
 
-    A float model is quantised (``bits``, default 8; ``spec_options`` ({field: text}) override
+    A float model is quantised (``bits``, default 8, or the model's ``qat_bits`` when it was
+    trained quantisation-aware; ``spec_options`` ({field: text}) override
     fields of the default datapath for ``bits``). A weight image (e.g. from ``train --mode
     onchip``) is written as it is: its integers, spec and learning rule are kept, ``bits`` must
     match and ``spec_options`` are refused. Either way the emulator's test accuracy is measured
@@ -333,6 +375,9 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
     _refuse_replacing_input(out, WeightImage, model_path, model, flag="-o")
     if isinstance(model, ExactNetwork):
         config = metadata.get("config") or {}
+        qat_bits = config.get("qat_bits") or None
+        if bits is None and isinstance(qat_bits, int):
+            bits = qat_bits  # a model trained for B-bit weights exports at B bits
         provenance = provenance_record(
             metadata.get("kind", "exact"),
             source_model=str(model_path),
@@ -341,6 +386,7 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
             dataset=metadata.get("dataset"),
             dataset_sha256=metadata.get("dataset_sha256"),
             float_test_accuracy=(metadata.get("test") or {}).get("accuracy"),
+            **({"qat_bits": qat_bits, "init": metadata.get("init"), "train_config": config} if qat_bits else {}),
         )
     else:
         provenance = dict(model.provenance, source_model=str(model_path))
@@ -377,6 +423,7 @@ def inspect(path) -> dict:
             epochs=len(metadata.get("history") or []),
             checksums_verified=loaded.fully_verified,
             integrity=h5io.INTEGRITY_TEXT[loaded.integrity],
+            **_onchip_rule_record(model),
         )
         return info
     info.update(
@@ -391,5 +438,25 @@ def inspect(path) -> dict:
         crc32=f"0x{image_crc32(model):08x}",
         checksums_verified=loaded.fully_verified,
         integrity=h5io.INTEGRITY_TEXT[loaded.integrity],
+        **_onchip_rule_record(model),
     )
     return info
+
+
+def _onchip_rule_record(model) -> dict:
+    """What ``train --mode onchip --init FILE`` (no --learn, default --seed) will train with:
+    the rule, where it comes from, the first sample index and the update probabilities there."""
+    from .train import TrainConfig
+
+    image = model if isinstance(model, WeightImage) else None
+    rule, origin = starting_rule(image.learning if image is not None else None, TrainConfig().seed)
+    first = continued_sample_index(image) if origin == "carried" else 0
+    return {
+        "onchip_training_rule": rule.to_dict(),
+        "onchip_training_rule_origin": origin,
+        "onchip_training_first_sample_index": first,
+        "onchip_training_update_prob_q16": {
+            "hidden": rule.update_prob_q16(False, first),
+            "output": rule.update_prob_q16(True, first),
+        },
+    }

@@ -149,6 +149,26 @@ class LearningConfig:
         return cls(**typed)
 
 
+# Update probabilities for starting from a trained network (an exported exact model's image, or
+# a float model quantised on the way in), which carries no rule of its own: the hidden layer
+# learns 16x more slowly than the output layer and nothing halves. The from-scratch defaults
+# above (every causal weight moves at first) wreck such a network: -1.6 points after 10,000
+# samples of net600-int8.h5 (BENCHMARKS.md, issue #17).
+FINE_TUNE_RATES = {"hidden_update_prob_q16": 64, "output_update_prob_q16": 1024, "prob_halving_samples": 0}
+
+
+def starting_rule(carried: LearningConfig | None, seed: int, options: dict | None = None) -> tuple[LearningConfig, str]:
+    """The rule training starts from a network with, and where it came from.
+
+    A network that carries a rule (an image trained on chip) keeps it; one that does not (a
+    trained exact model or its image) gets the defaults with ``FINE_TUNE_RATES`` and ``seed``.
+    Text ``options`` override either (as ``--learn``). Returns (rule, "carried" | "fine-tune").
+    """
+    if carried is not None:
+        return LearningConfig.from_options(options, **carried.to_dict()), "carried"
+    return LearningConfig.from_options(options, seed=seed, **FINE_TUNE_RATES), "fine-tune"
+
+
 # ----------------------------------------------------------------------------------------------
 # The counter-based random draw (all arithmetic modulo 2**32)
 

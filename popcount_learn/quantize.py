@@ -65,6 +65,31 @@ def _spec_for(network: ExactNetwork, spec: DatapathConfig | None, bits: int | No
     return dataclasses.replace(spec, input_threshold=int(enc.threshold), dark_input_step=dark)
 
 
+def quantize_layer(w, weight_max: int, name: str = "layer") -> tuple[np.ndarray, float]:
+    """One layer's integers and scale: ``scale = max|w| / weight_max``, ``w_lsb = rint(w / scale)``
+    (float64 arithmetic; ``|w_lsb| <= weight_max`` by construction, the clip only guards it)."""
+    w = np.asarray(w, dtype=np.float64)
+    w_abs_max = float(np.max(np.abs(w)))
+    if not np.isfinite(w_abs_max):
+        raise ConfigError(f"{name}: weights are not finite, no quantisation scale exists")
+    if w_abs_max == 0.0:
+        raise ConfigError(f"{name}: all weights are zero, no quantisation scale exists")
+    scale = w_abs_max / weight_max
+    return np.clip(np.rint(w / scale), -weight_max, weight_max), scale
+
+
+def fake_quantize(weights, weight_bits: int) -> list[np.ndarray]:
+    """The weights ``quantize`` would give at ``weight_bits``, back in real units, per layer:
+    ``w_lsb * scale`` (float64, then the layer's dtype). For float64 weights this is exactly
+    ``dequantize(quantize(network, bits=weight_bits))``: the network the emulator runs."""
+    weight_max = DatapathConfig.for_weight_bits(weight_bits).weight_max
+    out = []
+    for k, w in enumerate(weights):
+        w_lsb, scale = quantize_layer(w, weight_max, f"layer {k}")
+        out.append((w_lsb * scale).astype(np.asarray(w).dtype, copy=False))
+    return out
+
+
 def quantize(
     network: ExactNetwork,
     spec: DatapathConfig | None = None,
@@ -83,12 +108,8 @@ def quantize(
     dtype = weight_dtype(spec)
     layers = []
     for k, w in enumerate(network.weights):
-        w = np.asarray(w, dtype=np.float64)
-        w_abs_max = float(np.max(np.abs(w)))
-        if w_abs_max == 0.0:
-            raise ConfigError(f"layer {k}: all weights are zero, no quantisation scale exists")
-        scale = w_abs_max / spec.weight_max
-        w_lsb = np.clip(np.rint(w / scale), spec.weight_min, spec.weight_max).astype(dtype)
+        w_lsb, scale = quantize_layer(w, spec.weight_max, f"layer {k}")
+        w_lsb = w_lsb.astype(dtype)
         try:
             threshold = spec.threshold_lsb(scale)
         except ConfigError as exc:

@@ -40,13 +40,20 @@ from .errors import ConfigError
 from .evaluate import check_images_and_labels, evaluate_exact
 from .network import ExactNetwork
 from .progress import Progress, as_progress
+from .quantize import fake_quantize
 
 SILENT_LOGIT = -1e4
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of exact training; the defaults give the documented MNIST result."""
+    """Options of exact training; the defaults give the documented MNIST result.
+
+    qat_bits: 0 = off; else quantisation-aware training at that weight width: every forward
+    pass (and so every gradient) is taken on ``forward_weights``, the weights ``quantize``
+    gives at ``qat_bits`` (per-layer scale max|w| / weight_max), and the gradient is applied
+    to the float weights unchanged (straight-through). The model returned is on that grid.
+    """
 
     hidden: tuple[int, ...] = (800,)
     epochs: int = 30
@@ -69,6 +76,7 @@ class TrainConfig:
     first_layer_init_mean: float = 3.0
     first_layer_init_std_gain: float = 0.5
     dtype: str = "float64"
+    qat_bits: int = 0
 
     def __post_init__(self) -> None:
         def need(cond, msg):
@@ -113,6 +121,10 @@ class TrainConfig:
             need(math.isfinite(value) and value >= 0, f"{name.replace('_', ' ')} must be >= 0, got {value}")
         need(self.sparsity_width > 0, f"sparsity width must be positive, got {self.sparsity_width}")
         need(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype}")
+        need(
+            is_int(self.qat_bits) and (self.qat_bits == 0 or 2 <= self.qat_bits <= 16),
+            f"qat bits must be 0 (off) or a weight width in 2..16, got {self.qat_bits!r}",
+        )
         need(
             is_int(self.augment_shift_px) and 0 <= self.augment_shift_px <= 4,
             f"augment shift must be an integer in 0..4 pixels, got {self.augment_shift_px!r}",
@@ -188,9 +200,19 @@ def shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, s
     return out.reshape(n, -1)
 
 
+def forward_weights(weights, config: TrainConfig) -> list[np.ndarray]:
+    """The weights the forward pass runs: ``weights`` themselves, or with ``config.qat_bits``
+    their fake-quantised copy ``rint(w / scale) * scale``, ``scale = max|w| / (2**(B-1) - 1)``
+    per layer (``quantize.fake_quantize``; exactly what the emulator's image represents)."""
+    if not config.qat_bits:
+        return weights
+    return fake_quantize(weights, config.qat_bits)
+
+
 def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.ndarray, config: TrainConfig):
-    """Loss (mean over the batch), weight gradients and the forward state of one minibatch."""
-    return _loss_and_grads(network.weights, z_input, labels, config, defer_first=False)
+    """Loss (mean over the batch), weight gradients and the forward state of one minibatch,
+    taken on ``forward_weights`` (straight-through under QAT: the gradient is d L / d w_q)."""
+    return _loss_and_grads(forward_weights(network.weights, config), z_input, labels, config, defer_first=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -701,8 +723,10 @@ def train_exact(
             # Encoded per minibatch (elementwise, so the same numbers as encoding the whole set).
             z_batch = encoding.input_z(images[idx], dtype=dtype)
             if fused:
-                known = opt.column_sums
-                loss, grads, zs = _loss_and_grads(network.weights, z_batch, labels, config, True, known)
+                # Under QAT the column sums Adam knows are the float weights', not the forward's.
+                known = None if config.qat_bits else opt.column_sums
+                run = forward_weights(network.weights, config)
+                loss, grads, zs = _loss_and_grads(run, z_batch, labels, config, True, known)
             else:
                 loss, grads, zs = batch_loss_and_grads(network, z_batch, labels, config)
             # EMA decay ramped so that short runs are not dominated by the initial weights.
@@ -721,7 +745,8 @@ def train_exact(
             "lr": opt.lr,
             "seconds": time.perf_counter() - t0,
         }
-        current = network if averaged is None else ExactNetwork([a.copy() for a in averaged], network.encoding)
+        weights = network.weights if averaged is None else averaged
+        current = ExactNetwork([w.copy() for w in forward_weights(weights, config)], network.encoding)
         if test_images is not None and test_labels is not None:
             record["test"] = evaluate_exact(current, test_images, test_labels).summary()
         if eval_fn is not None:
@@ -732,4 +757,6 @@ def train_exact(
         opt.lr *= config.lr_decay
     if averaged is not None:
         network = ExactNetwork(averaged, network.encoding)
+    if config.qat_bits:
+        network = ExactNetwork(forward_weights(network.weights, config), network.encoding)
     return network, history

@@ -188,3 +188,56 @@ def test_onchip_user_mistakes_are_one_line(args, needle, capsys, tmp_path):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_a_trained_image_without_a_rule_is_fine_tuned_by_default_and_inspect_says_so(tmp_path):
+    """net600-int8.h5 (an exported exact model, no /learning group) trained with no --learn:
+    the fine-tune rates, not the from-scratch ones, and inspect reports them beforehand."""
+    from popcount_learn import commands
+    from popcount_learn.learning import FINE_TUNE_RATES
+
+    source = PRETRAINED / "net600-int8.h5"
+    info = commands.inspect(source)
+    assert info["learning"] is None
+    assert info["onchip_training_rule_origin"] == "fine-tune"
+    for name, value in FINE_TUNE_RATES.items():
+        assert info["onchip_training_rule"][name] == value
+    assert FINE_TUNE_RATES["hidden_update_prob_q16"] < LearningConfig().hidden_update_prob_q16
+    out = tmp_path / "tuned.h5"
+    result = commands.train_onchip(
+        config=OnchipTrainConfig(epochs=1, augment_shift_px=0), init=source, limit=300, out=out
+    )
+    assert result["learning_rule_origin"] == "fine-tune"
+    tuned = h5io.load_weight_image(out)
+    assert tuned.learning.to_dict() == info["onchip_training_rule"]
+    assert tuned.provenance["learning_rule_origin"] == "fine-tune"
+    # The image now carries its rule: inspect says it will be kept, with the schedule continued.
+    again = commands.inspect(out)
+    assert again["onchip_training_rule_origin"] == "carried"
+    assert again["onchip_training_first_sample_index"] == 300
+    # --learn still overrides the default.
+    forced = commands.train_onchip(
+        config=OnchipTrainConfig(epochs=1, augment_shift_px=0),
+        init=source,
+        limit=50,
+        learning_options={"hidden_update_prob_q16": "65536"},
+    )
+    assert forced["learning"]["hidden_update_prob_q16"] == 65536
+    assert forced["learning"]["output_update_prob_q16"] == FINE_TUNE_RATES["output_update_prob_q16"]
+
+
+def test_continuing_an_onchip_image_continues_its_schedule():
+    """net600-onchip.h5 halves its probabilities every 180,000 samples over 900,000: training it
+    further starts where it stopped (p = 2048), not at p = 1 again."""
+    from popcount_learn.commands import continued_sample_index, inspect
+
+    image = h5io.load_weight_image(PRETRAINED / "net600-onchip.h5")
+    assert continued_sample_index(image) == 900000
+    info = inspect(PRETRAINED / "net600-onchip.h5")
+    assert info["onchip_training_rule_origin"] == "carried"
+    assert info["onchip_training_update_prob_q16"] == {"hidden": 2048, "output": 2048}
+    # A hand-made provenance that is not an on-chip run's continues nothing.
+    import dataclasses
+
+    plain = dataclasses.replace(image, provenance={"samples_trained": 5})
+    assert continued_sample_index(plain) == 0

@@ -31,6 +31,7 @@ from popcount_learn.weight_image import LayerImage, WeightImage
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NET100 = REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5"
 NET600 = REPO_ROOT / "datasets" / "pretrained" / "net600-int8.h5"
+NET600_INT4 = REPO_ROOT / "datasets" / "pretrained" / "net600-int4.h5"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,13 +340,25 @@ def test_mnist_net100_int8_bit_exact_on_200_images(mnist_test):
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.parametrize("path, n, lanes", [(NET100, 2000, 8), (NET600, 200, 4)])
+@pytest.mark.parametrize("path, n, lanes", [(NET100, 2000, 8), (NET600, 200, 4), (NET600_INT4, 200, 4)])
 def test_mnist_more_images_bit_exact(mnist_test, path, n, lanes):
     image = h5io.load_weight_image(path)
     images = mnist_test.images[:n]
     observed = rtl_sim.simulate(image, images, lanes=lanes)
     problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
     assert problem is None, problem
+
+
+@pytest.mark.rtl
+def test_mnist_net600_int4_bit_exact_on_5_images(mnist_test):
+    """The shipped 4-bit image (issue #17) in the core built for its spec."""
+    image = h5io.load_weight_image(NET600_INT4)
+    assert image.spec.weight_bits == 4
+    images = mnist_test.images[:5]  # 784-600-10 in the simulator is slow: 200 images in the slow run
+    observed = rtl_sim.simulate(image, images, lanes=4)
+    problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
+    assert problem is None, problem
+    assert observed.faults == {}
 
 
 # ----------------------------------------------------------------------------------------------
