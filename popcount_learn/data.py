@@ -350,7 +350,7 @@ def _read_npz(path: Path, source: str) -> _Raw:
             raise DatasetError(f"{path}: x_{split} must be a numeric array (n, features...), got {xs.dtype} {xs.shape}")
         if ys.ndim != 1:
             raise DatasetError(f"{path}: y_{split} must have one dimension (n,), has shape {ys.shape}")
-        x[split] = xs.reshape(len(xs), -1) if xs.ndim != 3 else xs
+        x[split] = xs if xs.ndim == 3 else xs.reshape(len(xs), math.prod(xs.shape[1:]))
         y[split] = ys
     shape = tuple(int(d) for d in x["train"].shape[1:]) if x["train"].ndim == 3 else None
     verified = False
