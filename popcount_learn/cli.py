@@ -190,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         "data scaled to codes (.npz floats, scikit-learn sets)",
     )
     t.add_argument(
-        "--t-max", type=positive_float, default=None, help="latency: spike time of the smallest value (default 1.0)"
+        "--t-max",
+        type=positive_float,
+        default=None,
+        help="latency: spike time of the smallest value, in synaptic time constants (default 4.0)",
     )
     t.add_argument(
         "--silence",

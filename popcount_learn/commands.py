@@ -109,7 +109,7 @@ ENCODING_CHOICES = ("auto", "binary", "latency")
 
 def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> InputEncoding:
     """The input encoding a new network is trained with: ``kind`` "binary" (threshold and dark
-    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 1.0, 0)
+    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 4.0, 0)
     or "auto": binary for data that are 8-bit codes as they are (IDX images such as MNIST, where
     the recipe was tuned), latency for data that were scaled to codes (any other dtype). The
     data's feature scaling travels in the encoding."""
@@ -124,7 +124,7 @@ def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> 
         base = encoding_for(spec) if spec is not None else InputEncoding()
         return dataclasses.replace(base, scaling=data.scaling)
     return InputEncoding.latency(
-        1.0 if t_max is None else t_max, 0 if silence is None else silence, scaling=data.scaling
+        InputEncoding().t_max if t_max is None else t_max, 0 if silence is None else silence, scaling=data.scaling
     )
 
 

@@ -398,7 +398,9 @@ def _check_raw(raw: _Raw, n_classes: int | None) -> int:
         if len(x) != len(y):
             raise DatasetError(f"{_where(raw, split)}: {len(x)} samples but {len(y)} labels")
         if len(x) == 0:
-            raise DatasetError(f"{_where(raw, split)}: the split is empty; it needs at least one sample")
+            raise DatasetError(
+                f"{_where(raw, split)} holds 0 images (samples); the split is empty, it needs at least one"
+            )
         if x[0].size == 0:
             raise DatasetError(f"{_where(raw, split)}: samples have no features")
         if x.dtype.kind == "f":

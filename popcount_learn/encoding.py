@@ -46,7 +46,10 @@ class InputEncoding:
     kind: "binary" or "latency".
     threshold: binary: a code spikes at t = 0 when ``code > threshold`` (0..254).
     dark_time: binary: spike time of the other codes, or None = never.
-    t_max: latency: the spike time of code 0, in synaptic time constants (> 0).
+    t_max: latency: the spike time of code 0, in synaptic time constants (> 0). The default 4
+        spreads the inputs' z = exp(t) over 1..55, so a value changes an input's share of the
+        membrane ``w (1 - z_i / z)`` markedly; with 1 (z in 1..2.7) the inputs arrive almost
+        together and training on tabular data stalled (BENCHMARKS.md, issue #14).
     silence: latency: codes below it never spike (0..255; 0 = every code spikes).
     scaling: how raw features became codes (None: the data are codes already, e.g. IDX pixels).
 
@@ -56,7 +59,7 @@ class InputEncoding:
     kind: str = "binary"
     threshold: int = 128
     dark_time: float | None = None
-    t_max: float = 1.0
+    t_max: float = 4.0
     silence: int = 0
     scaling: FeatureScaling | None = None
 
@@ -88,7 +91,7 @@ class InputEncoding:
                 raise ConfigError(f"encoding field {name} does not apply to a {self.kind} encoding")
 
     @classmethod
-    def latency(cls, t_max: float = 1.0, silence: int = 0, scaling=None) -> InputEncoding:
+    def latency(cls, t_max: float = 4.0, silence: int = 0, scaling=None) -> InputEncoding:
         return cls(kind="latency", t_max=float(t_max), silence=int(silence), scaling=scaling)
 
     # -- the one definition of the mapping --

@@ -267,7 +267,7 @@ def _bad_cases(tmp_path):
     mislabelled[17] = 200
     yield "mislabelled", write_idx_dir(tmp_path / "ml", 4, 4, mislabelled, np.arange(9) % 3), "label 17 is 200"
     yield "counts", write_npz(tmp_path / "c.npz", y_test=np.arange(11) % 3), "12 samples but 11 labels"
-    yield "empty", write_npz(tmp_path / "e.npz", x_test=np.zeros((0, 5)), y_test=np.zeros(0, int)), "is empty"
+    yield "empty", write_npz(tmp_path / "e.npz", x_test=np.zeros((0, 5)), y_test=np.zeros(0, int)), "the split is empty"
     nan = np.random.default_rng(0).normal(size=(40, 5))
     nan[3, 2] = np.nan
     yield "nan", write_npz(tmp_path / "n.npz", x_train=nan), "sample 3, feature 2 is nan"
@@ -330,3 +330,10 @@ def test_train_evaluate_export_on_a_table_keep_the_scaling(tmp_path, capsys):
     test = load_split("sklearn:iris", "test", scaling=net.encoding.scaling, n_classes=3)
     direct = emulate(loaded, test.images)
     assert em["accuracy"] == float((direct.predicted == test.labels).mean())
+
+
+def test_boards_refuse_a_graded_image_until_the_protocol_carries_steps(tmp_path, capsys):
+    image = tmp_path / "lat.h5"
+    h5io.save_weight_image(image, quantize(latency_network(n_in=784)))
+    for command in (["board", "compare"], ["board", "train", "--steps", "2"]):
+        refused([*command, "--port", "loop://", "--image", image], capsys, "latency input encoding")
