@@ -288,7 +288,7 @@ class _Raw:
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     image_shape: tuple[int, int] | None
-    files: tuple[Path, ...]
+    files: dict[str, tuple[Path, ...]]
     verified: bool
     source: str
 
@@ -323,7 +323,8 @@ def _read_sklearn(name: str, source: str) -> _Raw:
     y = np.asarray(bunch.target)
     train, test = sklearn_split(y)
     shape = tuple(int(d) for d in x.shape[1:]) if x.ndim == 3 else None
-    return _Raw({"train": x[train], "test": x[test]}, {"train": y[train], "test": y[test]}, shape, (), True, source)
+    files = {"train": (), "test": ()}
+    return _Raw({"train": x[train], "test": x[test]}, {"train": y[train], "test": y[test]}, shape, files, True, source)
 
 
 def _read_npz(path: Path, source: str) -> _Raw:
@@ -358,20 +359,20 @@ def _read_npz(path: Path, source: str) -> _Raw:
     if sums_path.is_file() and path.name in read_checksums(sums_path):
         _verify_checksum(path, read_checksums(sums_path), sums_path)
         verified = True
-    return _Raw(x, y, shape, (path,), verified, source)
+    return _Raw(x, y, shape, {"train": (path,), "test": (path,)}, verified, source)
 
 
 def _read_idx_dir(data_dir: Path, splits, source: str) -> _Raw:
-    x, y, files, verified = {}, {}, [], True
+    x, y, files, verified = {}, {}, {}, True
     shape = None
     for split in splits:
         data = load_mnist(data_dir, split)
         x[split] = data.images
         y[split] = data.labels
-        files += data.files
+        files[split] = data.files
         verified &= data.verified
         shape = data.image_shape
-    return _Raw(x, y, shape, tuple(files), verified, source)
+    return _Raw(x, y, shape, files, verified, source)
 
 
 def _read_source(data, splits) -> _Raw:
@@ -493,7 +494,7 @@ def load_split(
     labels = raw.y[split].astype(np.uint8)
     if limit is not None:
         codes, labels = codes[:limit], labels[:limit]
-    files = raw.files
+    files = raw.files[split]
     return LabeledImages(
         images=np.ascontiguousarray(codes),
         labels=labels,

@@ -20,14 +20,12 @@ emulator, the on-chip trainer and every board take the steps of this table.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from ._spec_fields import strict_from_dict
 from .errors import ConfigError
 
 CODE_MAX = 255
@@ -146,13 +144,30 @@ class InputEncoding:
 
     # -- spec plumbing (strict like DatapathConfig) --
 
+    KIND_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "binary": ("threshold", "dark_time"),
+        "latency": ("t_max", "silence"),
+    }
+
     def to_dict(self) -> dict:
-        """The scalar fields (scaling excluded: it is arrays, stored beside them)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "scaling"}
+        """``kind`` and the fields of that kind (the other kind's are unused, never stored: a
+        later change of their defaults cannot change what a file means; scaling, arrays, is
+        stored beside them)."""
+        return {"kind": self.kind, **{name: getattr(self, name) for name in self.KIND_FIELDS[self.kind]}}
 
     @classmethod
     def from_dict(cls, d: dict, scaling=None) -> InputEncoding:
-        return strict_from_dict(cls, dict(d, scaling=scaling))
+        """Inverse of ``to_dict``: exactly ``kind`` and the fields of that kind."""
+        kind = d.get("kind")
+        if kind not in cls.KIND_FIELDS:
+            raise ConfigError(f"InputEncoding: kind must be one of {ENCODING_KINDS}, got {kind!r}")
+        wanted = {"kind", *cls.KIND_FIELDS[kind]}
+        unknown, missing = sorted(set(d) - wanted), sorted(wanted - set(d))
+        if unknown:
+            raise ConfigError(f"InputEncoding: unknown field(s) {unknown} for a {kind} encoding")
+        if missing:
+            raise ConfigError(f"InputEncoding: missing field(s) {missing} for a {kind} encoding")
+        return cls(**d, scaling=scaling)
 
 
 # The name the library used before graded input; a binary InputEncoding is what it described.

@@ -938,18 +938,15 @@ class _Reader:
         g = self.group(self.f, group_name)
         names = set(g["attrs"])
         old = {"threshold", "dark_time"}
-        fields = set(InputEncoding().to_dict())
-        if names != old and names != fields:
-            unknown, missing = sorted(names - fields), sorted(fields - names)
-            raise self.fail(f"{group_name} has unknown field(s) {unknown} or lacks {missing}")
         values = {name: self.attr(g, name) for name in sorted(names)}
         for name in ("threshold", "silence"):
             if name in values:
                 values[name] = self.int_attr(g, name)
-        dark_time = values["dark_time"]
-        if not isinstance(dark_time, float):
-            raise self.fail(f"encoding dark_time must be a float (inf = never), got {dark_time!r}")
-        values["dark_time"] = None if dark_time == math.inf else dark_time
+        if "dark_time" in values:
+            dark_time = values["dark_time"]
+            if not isinstance(dark_time, float):
+                raise self.fail(f"encoding dark_time must be a float (inf = never), got {dark_time!r}")
+            values["dark_time"] = None if dark_time == math.inf else dark_time
         scaling = None
         if g["datasets"]:
             if set(g["datasets"]) != {"scaling_low", "scaling_high"}:

@@ -4,6 +4,7 @@ carried by models and weight images and taken the same way by the exact model an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -337,3 +338,23 @@ def test_boards_refuse_a_graded_image_until_the_protocol_carries_steps(tmp_path,
     h5io.save_weight_image(image, quantize(latency_network(n_in=784)))
     for command in (["board", "compare"], ["board", "train", "--steps", "2"]):
         refused([*command, "--port", "loop://", "--image", image], capsys, "latency input encoding")
+
+
+def test_graded_mnist_emulator_is_bit_exact_against_the_slow_reference(mnist_dir):
+    from reference_emulator import diff_results, reference_emulate
+
+    net, _ = h5io.load_network(PRETRAINED / "net100.h5")
+    graded = ExactNetwork(net.weights, InputEncoding.latency(4.0, 1))
+    image = quantize(graded)
+    codes = load_split(mnist_dir, "test", 6, n_classes=10).images
+    steps = image.input_encoding.step_table(image.spec)[codes]
+    assert len(np.unique(steps)) > 20  # graded: many distinct steps, not 0 / never
+    result = emulate(image, codes)
+    assert diff_results(result, reference_emulate(image, steps)) == []
+    # The comparison sees every first-layer weight moved by one LSB.
+    layer = image.layers[0]
+    w = np.where(layer.weights_lsb < image.spec.weight_max, layer.weights_lsb + 1, layer.weights_lsb - 1)
+    bumped = dataclasses.replace(
+        image, layers=(dataclasses.replace(layer, weights_lsb=w.astype(layer.weights_lsb.dtype)), *image.layers[1:])
+    )
+    assert diff_results(result, reference_emulate(bumped, steps)) != []
