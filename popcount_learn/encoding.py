@@ -178,7 +178,7 @@ SpikeEncoding = InputEncoding
 class FeatureScaling:
     """Raw feature -> 8-bit code: ``code = clip(floor(255 * (x - low) / (high - low) + 1/2), 0, 255)``.
 
-    low, high: float64 arrays of shape ``()`` (one range for every feature, e.g. grey images)
+    low, high: float64 arrays of shape ``(1,)`` (one range for every feature, e.g. grey images)
     or ``(n_features,)``; fitted as the min / max of the training split. A feature with
     ``high == low`` (constant in training) maps to code 0.
     """
@@ -187,10 +187,10 @@ class FeatureScaling:
     high: np.ndarray
 
     def __post_init__(self) -> None:
-        low = np.asarray(self.low, dtype=np.float64)
-        high = np.asarray(self.high, dtype=np.float64)
-        if low.shape != high.shape or low.ndim > 1:
-            raise ConfigError(f"scaling low/high must have one shape, () or (n,), got {low.shape} and {high.shape}")
+        low = np.atleast_1d(np.asarray(self.low, dtype=np.float64)).copy()
+        high = np.atleast_1d(np.asarray(self.high, dtype=np.float64)).copy()
+        if low.shape != high.shape or low.ndim != 1 or low.size == 0:
+            raise ConfigError(f"scaling low/high must have one shape, (1,) or (n,), got {low.shape} and {high.shape}")
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))) or np.any(high < low):
             raise ConfigError("scaling low/high must be finite with high >= low")
         low.flags.writeable = False
@@ -219,7 +219,7 @@ class FeatureScaling:
     def codes(self, x: np.ndarray) -> np.ndarray:
         """uint8 codes of raw features ``x`` (n, ...) -> (n, n_features)."""
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        if self.low.ndim == 1 and self.low.shape[0] != x.shape[1]:
+        if self.low.size not in (1, x.shape[1]):
             raise ConfigError(f"the scaling covers {self.low.shape[0]} features, the data have {x.shape[1]}")
         span = self.high - self.low
         safe = np.where(span > 0, span, 1.0)

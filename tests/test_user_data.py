@@ -143,7 +143,7 @@ def test_feature_scaling_maps_the_training_range_to_codes():
     # Test values outside the training range are clipped, not wrapped.
     assert s.codes(np.array([[-3.0, 1.0, 9.0]])).tolist() == [[0, 0, 255]]
     one = FeatureScaling.fit(x, per_feature=False)
-    assert one.low.shape == () and one.codes(np.array([[10.0, 0.0, 5.0]])).tolist() == [[255, 0, 128]]
+    assert one.low.shape == (1,) and one.codes(np.array([[10.0, 0.0, 5.0]])).tolist() == [[255, 0, 128]]
 
 
 # --- models and images carry it; old ones mean what they meant --------------------------------
@@ -155,6 +155,14 @@ def latency_network(n_in=6, seed=3):
     w0 = rng.normal(0.4, 0.5, size=(n_in + 1, 12))
     w1 = rng.normal(0.3, 0.5, size=(13, 3))
     return ExactNetwork([w0, w1], enc)
+
+
+def test_one_range_for_all_features_survives_the_files(tmp_path):
+    enc = InputEncoding.latency(scaling=FeatureScaling.fit(np.array([[0.0, 3.0], [16.0, 2.0]]), per_feature=False))
+    net = ExactNetwork.random((2, 4, 2), encoding=enc)
+    h5io.save_network(tmp_path / "g.h5", net)
+    back = h5io.load_network(tmp_path / "g.h5")[0].encoding
+    assert back == enc and back.scaling.codes(np.array([[8.0, 16.0]])).tolist() == [[128, 255]]
 
 
 def test_latency_network_and_image_round_trip_through_the_files(tmp_path):
@@ -216,7 +224,7 @@ def test_sklearn_sets_load_offline_split_and_stratified():
     test = load_split("sklearn:digits", "test", scaling=train.scaling, n_classes=train.n_classes)
     assert train.images.dtype == np.uint8 and train.images.shape[1] == 64 and train.image_shape == (8, 8)
     assert len(train.labels) + len(test.labels) == 1797 and train.n_classes == 10
-    assert float(train.scaling.low) == 0.0 and float(train.scaling.high) == 16.0
+    assert train.scaling.low.tolist() == [0.0] and train.scaling.high.tolist() == [16.0]
     for name, n_features, classes in (("breast_cancer", 30, 2), ("iris", 4, 3), ("wine", 13, 3)):
         d = load_split(f"sklearn:{name}", "train", scaling=FIT)
         assert d.images.shape[1] == n_features and d.n_classes == classes and d.image_shape is None
