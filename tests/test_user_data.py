@@ -366,3 +366,14 @@ def test_graded_mnist_emulator_is_bit_exact_against_the_slow_reference(mnist_dir
         image, layers=(dataclasses.replace(layer, weights_lsb=w.astype(layer.weights_lsb.dtype)), *image.layers[1:])
     )
     assert diff_results(result, reference_emulate(bumped, steps)) != []
+
+
+def test_evaluate_and_export_check_the_data_with_the_same_loader(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    y_test = np.arange(12) % 10
+    y_test[4] = 10  # the model has 10 outputs
+    path = write_npz(tmp_path / "bad.npz", rng, n_features=784, classes=10, y_test=y_test)
+    out = tmp_path / "x.h5"
+    refused(["export", PRETRAINED / "net100.h5", "-o", out, "--data", path], capsys, "label 4 is 10, outside 0..9")
+    assert not out.exists()
+    refused(["evaluate", PRETRAINED / "net100-int8.h5", "--emulate", "--data", path], capsys, "label 4 is 10")
