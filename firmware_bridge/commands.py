@@ -42,7 +42,20 @@ def load_weight_image(path) -> WeightImage:
             f"{path} is a float model; boards and the RTL run weight images "
             f"(make one with: popcount-learn export {path} -o IMAGE.h5)"
         )
+    if model.input_encoding.kind != "binary":
+        # The protocol's INFER/TRAIN_STEP carry step-0 bit vectors (docs/protocol.md) until the
+        # per-input-step frames of issue 14 land; sending bits would run a different input.
+        raise ConfigError(
+            f"{path} has a {model.input_encoding.kind} input encoding; boards and the RTL bridge take binary "
+            "inputs only so far (use evaluate --emulate for graded images)"
+        )
     return model
+
+
+def _data_for(image: WeightImage, data_dir, split: str, limit=None):
+    """``split`` of ``--data`` as the image's codes: its feature scaling, its number of outputs."""
+    scaling = image.input_encoding.scaling
+    return load_split(data_dir, split, limit, scaling=scaling, n_classes=image.topology[-1])
 
 
 def describe_info(info: BoardInfo) -> dict:
@@ -233,7 +246,7 @@ def board_compare(
     (first 20), board_accuracy, emulator_accuracy, image_bytes, image_crc32}.
     """
     image = load_weight_image(image_path)
-    test = load_split(data_dir, "test", limit)
+    test = _data_for(image, data_dir, "test", limit)
     check_data_fits(image, test, str(image_path))
     with BoardClient(port, trace=trace) as client:
         upload = upload_image(client, image, image_name=str(image_path))
@@ -415,7 +428,7 @@ def board_train(
         raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
     image = load_weight_image(image_path)
     learning = image.learning or LearningConfig()
-    train = load_split(data_dir, "train")
+    train = _data_for(image, data_dir, "train")
     check_data_fits(image, train, str(image_path), training=True)
     order = training_order(len(train.images), steps, seed)
     with BoardClient(port, trace=trace) as client:
@@ -448,7 +461,7 @@ def rtl_compare(image_path, *, limit=None, lanes=4, data_dir=None, progress=None
     if reason:
         raise RtlToolsMissing(reason)
     image = load_weight_image(image_path)
-    test = load_split(data_dir, "test", limit)
+    test = _data_for(image, data_dir, "test", limit)
     expected = emulate(image, test.images)
     kwargs = {} if batch_images is None else {"batch_images": batch_images}
     observed = rtl_sim.simulate(image, test.images, lanes=lanes, progress=progress, **kwargs)

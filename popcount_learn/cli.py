@@ -28,6 +28,10 @@ from .errors import ConfigError, PopcountLearnError
 from .progress import progress_for_output
 
 PROG = "popcount-learn"
+DATA_HELP = (
+    "an IDX directory (any image size), a .npz with x_train, y_train, x_test, y_test, or "
+    "sklearn:digits|breast_cancer|iris|wine (default: the shipped MNIST)"
+)
 PLUGIN_GROUP = "popcount_learn.cli"
 
 
@@ -170,8 +174,32 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"first epoch with shifted images (default: exact {d.augment_from_epoch}, onchip {od.augment_from_epoch})",
     )
     t.add_argument("--limit", type=positive_int, default=None, help="train on the first N training images only")
+    t.add_argument("--data", default=None, metavar="DATA", help=DATA_HELP)
     t.add_argument(
-        "--data", default=None, metavar="DIR", help="directory of the four IDX files (default: the shipped MNIST)"
+        "--classes",
+        type=positive_int,
+        default=None,
+        help="number of classes; labels must be 0..N-1 (default: the distinct training labels)",
+    )
+    t.add_argument(
+        "--encoding",
+        choices=("auto", "binary", "latency"),
+        default="auto",
+        help="input spike code: binary (value > 128 spikes at t = 0, the rest never) or latency "
+        "(t = t_max * (1 - x)); auto (default): binary for 8-bit images (IDX, MNIST), latency for "
+        "data scaled to codes (.npz floats, scikit-learn sets)",
+    )
+    t.add_argument(
+        "--t-max",
+        type=positive_float,
+        default=None,
+        help="latency: spike time of the smallest value, in synaptic time constants (default 4.0)",
+    )
+    t.add_argument(
+        "--silence",
+        type=_number(int, minimum=0, label="a code in 0..255"),
+        default=None,
+        help="latency: codes (0..255 after scaling) below this never spike (default 0: all spike)",
     )
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
     t.add_argument(
@@ -236,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(run=_run_evaluate)
     e.add_argument("model", metavar="MODEL")
     e.add_argument("--limit", type=positive_int, default=None, help="first N test images only")
-    e.add_argument("--data", default=None, metavar="DIR")
+    e.add_argument("--data", default=None, metavar="DATA", help=DATA_HELP)
     e.add_argument("--emulate", action="store_true", help="run the bit-exact fixed-point emulator")
     e.add_argument(
         "--bits", type=weight_bits, default=None, help="weight bits when quantising a float model (default 8)"
@@ -258,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("model", metavar="MODEL")
     x.add_argument("-o", "--out", required=True, metavar="PATH")
     x.add_argument("--bits", type=weight_bits, default=None, help="weight bits of a quantised float model (default 8)")
-    x.add_argument("--data", default=None, metavar="DIR", help="test data for the accuracy recorded in the image")
+    x.add_argument("--data", default=None, metavar="DATA", help="test data for the accuracy recorded; " + DATA_HELP)
     x.add_argument(
         "--spec",
         type=spec_item,
@@ -360,7 +388,20 @@ def _run_train(args) -> int:
         options["augment_shift_px"] = options.pop("augment_shift")
     if hidden is not None:
         options["hidden"] = hidden
-    common = dict(data_dir=args.data, limit=args.limit, out=args.out, init=args.init, progress=progress_from(args))
+    if args.silence is not None and args.silence > 255:
+        raise ConfigError(f"--silence is a code in 0..255, got {args.silence}")
+    common = dict(
+        data_dir=args.data,
+        limit=args.limit,
+        out=args.out,
+        init=args.init,
+        progress=progress_from(args),
+        classes=args.classes,
+        encoding=args.encoding,
+        t_max=args.t_max,
+        silence=args.silence,
+        given=frozenset(options),
+    )
     if exact:
         options.update({k: getattr(args, k) for k in _EXACT_ONLY if getattr(args, k) is not None})
         result = commands.train(

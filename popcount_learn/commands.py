@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, emulator, h5io
-from .data import file_sha256, load_split
+from .data import FIT, file_sha256, load_split
 from .datapath import DatapathConfig
+from .encoding import InputEncoding
 from .errors import ConfigError, ModelFileError
 from .evaluate import evaluate_exact
 from .learning import LearningConfig, starting_rule
@@ -103,9 +104,47 @@ def _refuse_replacing_input(out: Path, writes: type, source, source_model, flag:
         )
 
 
-def _n_classes(train_labels, test_labels) -> int:
-    # A short --limit may miss classes: size the output layer for the test set too.
-    return max(int(train_labels.max()), int(test_labels.max())) + 1
+ENCODING_CHOICES = ("auto", "binary", "latency")
+
+
+def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> InputEncoding:
+    """The input encoding a new network is trained with: ``kind`` "binary" (threshold and dark
+    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 4.0, 0)
+    or "auto": binary for data that are 8-bit codes as they are (IDX images such as MNIST, where
+    the recipe was tuned), latency for data that were scaled to codes (any other dtype). The
+    data's feature scaling travels in the encoding."""
+    if kind not in ENCODING_CHOICES:
+        raise ConfigError(f"--encoding must be one of {', '.join(ENCODING_CHOICES)}, got {kind!r}")
+    if kind == "auto":
+        kind = "binary" if data.scaling is None else "latency"
+    if kind == "binary":
+        for value, flag in ((t_max, "--t-max"), (silence, "--silence")):
+            if value is not None:
+                raise ConfigError(f"{flag} applies to --encoding latency only")
+        base = encoding_for(spec) if spec is not None else InputEncoding()
+        return dataclasses.replace(base, scaling=data.scaling)
+    return InputEncoding.latency(
+        InputEncoding().t_max if t_max is None else t_max, 0 if silence is None else silence, scaling=data.scaling
+    )
+
+
+def adapt_to_data(config, data, given=()):
+    """``config`` with the defaults that depend on the data derived from it (fields in ``given``
+    were asked for and are kept): the shift augmentation is ``round(side / 28)`` pixels (1 on
+    28 x 28 MNIST, as tuned; 0 on 8 x 8 digits) and 0 for a table of features, which has no
+    pixels to shift."""
+    if "augment_shift_px" in given:
+        if config.augment_shift_px and data.image_shape is None:
+            raise ConfigError(f"--augment-shift shifts images; {data.source} is a table of features (use 0)")
+        return config
+    shift = 0 if data.image_shape is None else min(4, round(min(data.image_shape) / 28))
+    return dataclasses.replace(config, augment_shift_px=shift)
+
+
+def _scaling_of(model):
+    if model is None:
+        return FIT
+    return model.encoding.scaling if isinstance(model, ExactNetwork) else model.input_encoding.scaling
 
 
 def _as_lists(config) -> dict:
@@ -113,10 +152,17 @@ def _as_lists(config) -> dict:
 
 
 def _dataset_record(data) -> dict:
+    if not data.files:  # scikit-learn's bundled copy
+        import sklearn
+
+        where = f"{data.source} (scikit-learn {sklearn.__version__})"
+    else:
+        where = str(Path(data.files[0]) if len(data.files) == 1 else Path(data.files[0]).parent)
     return {
-        "dataset": str(Path(data.files[0]).parent),
+        "dataset": where,
         "dataset_sha256": {Path(f).name: file_sha256(f) for f in data.files},
         "train_images": int(data.n_samples),
+        "classes": int(data.n_classes),
     }
 
 
@@ -130,19 +176,33 @@ def train(
     progress=None,
     evaluate_every_epoch=True,
     on_epoch=None,
+    classes=None,
+    encoding="auto",
+    t_max=None,
+    silence=None,
+    given=(),
 ) -> dict:
-    """Train the exact network on MNIST-style data; save it (atomically) to ``out`` if given.
+    """Train the exact network on ``data_dir`` (anything ``--data`` takes); save it atomically to
+    ``out`` if given. ``encoding`` / ``t_max`` / ``silence``: ``choose_encoding`` (a network from
+    ``init`` keeps its own); ``config`` fields not in ``given`` adapt to the data (``adapt_to_data``).
 
     Returns a dict with the test summary, the per-epoch history and the output path.
     """
     if out is not None:
         out = _writable_out_path(out)  # before the data is loaded: a bad path must not cost a run
-    train_data = load_split(data_dir, "train", limit)
-    test_data = load_split(data_dir, "test")
     start = h5io.load_model(init) if init is not None else None
+    train_data = load_split(data_dir, "train", limit, scaling=_scaling_of(start), n_classes=classes)
+    test_data = load_split(data_dir, "test", scaling=train_data.scaling, n_classes=train_data.n_classes)
+    config = adapt_to_data(config, train_data, given)
     if out is not None:
         _refuse_replacing_input(out, ExactNetwork, init, start)
     network = _as_network(start) if start is not None else None
+    if network is None:
+        chosen = choose_encoding(encoding, train_data, t_max=t_max, silence=silence)
+    else:
+        if encoding != "auto" or t_max is not None or silence is not None:
+            raise ConfigError(f"--init {init} brings its own input encoding; drop --encoding / --t-max / --silence")
+        chosen = network.encoding
     if network is not None and tuple(config.hidden) != tuple(network.topology[1:-1]):
         raise ConfigError(
             f"--init {init} has hidden layers {list(network.topology[1:-1])}, but --hidden "
@@ -158,7 +218,8 @@ def train(
         progress=as_progress(progress),
         on_epoch=on_epoch,
         image_shape=train_data.image_shape,
-        n_classes=_n_classes(train_data.labels, test_data.labels),
+        n_classes=train_data.n_classes,
+        encoding=chosen,
     )
     if history.epochs and "test" in history.epochs[-1]:
         test = history.epochs[-1]["test"]  # already measured on exactly these (final) weights
@@ -181,7 +242,7 @@ def train(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **_dataset_record(train_data),
         "config": _as_lists(config),
-        "encoding": dataclasses.asdict(network.encoding),
+        "encoding": network.encoding.to_dict(),
         "init": str(init) if init is not None else None,
         "history": history.epochs,
         "test": test,
@@ -209,6 +270,11 @@ def train_onchip(
     evaluate_every_epoch=True,
     on_epoch=None,
     continue_schedule=True,
+    classes=None,
+    encoding="auto",
+    t_max=None,
+    silence=None,
+    given=(),
 ) -> dict:
     """Train with the sign-only popcount rule on the integer datapath; save the weight image.
 
@@ -223,10 +289,13 @@ def train_onchip(
     """
     if out is not None:
         out = _writable_out_path(out)
-    train_data = load_split(data_dir, "train", limit)
-    test_data = load_split(data_dir, "test")
-    n_classes = _n_classes(train_data.labels, test_data.labels)
     start = h5io.load_model(init) if init is not None else None
+    train_data = load_split(data_dir, "train", limit, scaling=_scaling_of(start), n_classes=classes)
+    test_data = load_split(data_dir, "test", scaling=train_data.scaling, n_classes=train_data.n_classes)
+    n_classes = train_data.n_classes
+    config = adapt_to_data(config, train_data, given)
+    if start is not None and (encoding != "auto" or t_max is not None or silence is not None):
+        raise ConfigError(f"--init {init} brings its own input encoding; drop --encoding / --t-max / --silence")
     if out is not None:
         _refuse_replacing_input(out, WeightImage, init, start)
     if start is not None:
@@ -239,10 +308,10 @@ def train_onchip(
     else:
         spec = DatapathConfig.from_options(bits if bits is not None else 8, spec_options)
         topology = (int(train_data.images[0].size), *config.hidden, n_classes)
-        # A new network takes its input encoding from the spec (--spec input_threshold=...).
-        encoding = encoding_for(spec)
-        active = expected_active_inputs(train_data.images, encoding)
-        image = random_initial_image(topology, spec, config, encoding, active)
+        # A new binary network takes its threshold and dark step from the spec (--spec input_threshold=...).
+        chosen = choose_encoding(encoding, train_data, t_max=t_max, silence=silence, spec=spec)
+        active = expected_active_inputs(train_data.images, chosen)
+        image = random_initial_image(topology, spec, config, chosen, active)
     if image.topology[-1] < n_classes or image.topology[0] != train_data.images[0].size:
         raise ConfigError(
             f"the network is {'-'.join(map(str, image.topology))} but the data has {train_data.images[0].size} "
@@ -327,7 +396,7 @@ def evaluate(
     ``spec_options`` ({field: text}) overrides datapath fields when a float model is quantised.
     """
     model = h5io.load_model(model_path)
-    data = load_split(data_dir, split, limit)
+    data = load_split(data_dir, split, limit, scaling=_scaling_of(model), n_classes=model.topology[-1])
     if not emulate:
         for value, flag in ((bits, "--bits"), (plots_dir, "--plots"), (spec_options, "--spec")):
             if value:
@@ -395,7 +464,7 @@ def export(model_path, out, *, bits=None, data_dir=None, measure=True, spec_opti
     provenance["source_integrity"] = loaded.integrity
     image = as_weight_image(model, model_path, bits=bits, spec_options=spec_options, provenance=provenance)
     if measure:
-        test = load_split(data_dir, "test")
+        test = load_split(data_dir, "test", scaling=_scaling_of(image), n_classes=image.topology[-1])
         result = emulator.emulate(image, test.images)
         provenance["emulated_test_accuracy"] = emulator.summarize(result, test.labels)["accuracy"]
         image = dataclasses.replace(image, provenance=provenance)
@@ -418,7 +487,7 @@ def inspect(path) -> dict:
             kind="exact",
             topology=list(model.topology),
             dtype=str(model.weights[0].dtype),
-            encoding=dataclasses.asdict(model.encoding),
+            encoding=_encoding_summary(model.encoding),
             test=metadata.get("test"),
             epochs=len(metadata.get("history") or []),
             checksums_verified=loaded.fully_verified,
@@ -434,6 +503,7 @@ def inspect(path) -> dict:
         scales=[float(layer.scale) for layer in model.layers],
         weight_bytes=int(sum(layer.weights_lsb.nbytes for layer in model.layers)),
         learning=model.learning.to_dict() if model.learning is not None else None,
+        encoding=_encoding_summary(model.input_encoding),
         provenance=model.provenance,
         crc32=f"0x{image_crc32(model):08x}",
         checksums_verified=loaded.fully_verified,
@@ -460,3 +530,12 @@ def _onchip_rule_record(model) -> dict:
             "output": rule.update_prob_q16(True, first),
         },
     }
+
+
+def _encoding_summary(encoding: InputEncoding) -> dict:
+    summary = encoding.to_dict()
+    scaling = encoding.scaling
+    summary["scaling"] = (
+        None if scaling is None else f"min/max of the training split over {scaling.low.size} feature range(s)"
+    )
+    return summary

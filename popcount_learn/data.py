@@ -1,4 +1,12 @@
-"""MNIST-style IDX datasets: parsing, checksum verification and the shipped MNIST copy.
+"""Data sets: IDX directories (MNIST and any image size), ``.npz`` files, scikit-learn's bundled
+sets; parsing, checksum verification, label and feature checks, scaling to 8-bit codes.
+
+``--data`` (``load_split``) takes: nothing (the shipped MNIST); a directory of the four IDX files
+(any image size); a ``.npz`` file with ``x_train, y_train, x_test, y_test`` (any number of
+features, integer or float); ``sklearn:digits|breast_cancer|iris|wine`` (scikit-learn's bundled
+copies, no download; split by ``sklearn_split``). uint8 features are used as the codes they are;
+any other dtype is scaled to codes by a ``FeatureScaling`` fitted on the training split (one range
+for images, one per feature for a table) and stored with the model.
 
 IDX layout (big-endian): two zero bytes, a type code (only ``0x08`` = uint8 is accepted), the
 number of dimensions ``d``, then ``d`` uint32 sizes, then ``prod(sizes)`` payload bytes in C
@@ -12,7 +20,6 @@ and match. A directory *without* ``SHA256SUMS`` is accepted without verification
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import math
@@ -25,6 +32,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .encoding import FeatureScaling
 from .errors import ConfigError, DatasetError
 
 IDX_UINT8 = 0x08
@@ -44,11 +52,14 @@ _IDX_TYPE_NAMES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x
 class LabeledImages:
     """One dataset split. Unpacks as ``images, labels = load_mnist(...)``.
 
-    images: uint8 ``(n, rows * cols)``, one flattened image per row.
-    labels: uint8 ``(n,)``; any value 0..255 is allowed.
-    image_shape: ``(rows, cols)`` from the image file header.
-    files: the image and label files that were read.
-    verified: True when both files were checked against ``SHA256SUMS``.
+    images: uint8 ``(n, rows * cols)``, one flattened image (or feature vector) of codes per row.
+    labels: uint8 ``(n,)``; any value 0..255 from ``load_mnist``, checked by ``load_split``.
+    image_shape: ``(rows, cols)`` from the image file header; None for a table of features.
+    files: the files that were read (none for scikit-learn's bundled data).
+    verified: True when the files were checked against ``SHA256SUMS``.
+    scaling: how raw features became the codes in ``images`` (None: they were codes already).
+    classes: the checked number of classes (``load_split``); 0 = not checked.
+    source: the ``--data`` text the split came from.
     """
 
     images: np.ndarray
@@ -56,6 +67,9 @@ class LabeledImages:
     image_shape: tuple[int, int]
     files: tuple[Path, Path]
     verified: bool
+    scaling: FeatureScaling | None = None
+    classes: int = 0
+    source: str = ""
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.images, self.labels))
@@ -66,7 +80,9 @@ class LabeledImages:
 
     @property
     def n_classes(self) -> int:
-        """``max(label) + 1`` (0 for an empty split)."""
+        """The checked number of classes, else ``max(label) + 1`` (0 for an empty split)."""
+        if self.classes:
+            return self.classes
         return int(self.labels.max()) + 1 if len(self.labels) else 0
 
 
@@ -257,23 +273,235 @@ def default_data_dir() -> Path:
     return path
 
 
-def load_split(
-    data_dir: str | os.PathLike | None = None, split: str = "test", limit: int | None = None
-) -> LabeledImages:
-    """``load_mnist(data_dir or the shipped MNIST, split)``, cut to its first ``limit`` images.
+SKLEARN_SETS = ("digits", "breast_cancer", "iris", "wine")
+SKLEARN_TEST_FRACTION = 0.25
+SKLEARN_SPLIT_SEED = 0
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+FIT = "fit"  # load_split(scaling=FIT): fit the scaling on the training split
+MAX_CLASSES = 256
 
-    What the commands train and evaluate on: a split without images, or with images of no
-    pixels, is a DatasetError here (``load_mnist`` itself reads such files as they are).
+
+@dataclass(frozen=True, eq=False)
+class _Raw:
+    """Both splits of a source as read, before checks and scaling."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    image_shape: tuple[int, int] | None
+    files: dict[str, tuple[Path, ...]]
+    verified: bool
+    source: str
+
+
+def sklearn_split(labels: np.ndarray, test_fraction: float = SKLEARN_TEST_FRACTION, seed: int = SKLEARN_SPLIT_SEED):
+    """Stratified, seeded train/test split of a set that ships without one: per class (in order),
+    its indices permuted by ``default_rng(seed)`` and the first ``round(test_fraction * n_c)``
+    go to test. Returns sorted (train_indices, test_indices)."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = round(test_fraction * len(idx))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _read_sklearn(name: str, source: str) -> _Raw:
+    if name not in SKLEARN_SETS:
+        raise DatasetError(
+            f"--data {source}: unknown scikit-learn set {name!r}; choose one of {', '.join(SKLEARN_SETS)}"
+        )
+    try:
+        import sklearn.datasets as skd
+    except ImportError:
+        raise DatasetError(
+            f"--data {source} needs scikit-learn (pip install 'popcount-learn[data]' or scikit-learn)"
+        ) from None
+    bunch = getattr(skd, f"load_{name}")()
+    x = bunch.images if name == "digits" else bunch.data
+    y = np.asarray(bunch.target)
+    train, test = sklearn_split(y)
+    shape = tuple(int(d) for d in x.shape[1:]) if x.ndim == 3 else None
+    files = {"train": (), "test": ()}
+    return _Raw({"train": x[train], "test": x[test]}, {"train": y[train], "test": y[test]}, shape, files, True, source)
+
+
+def _read_npz(path: Path, source: str) -> _Raw:
+    if not path.is_file():
+        raise DatasetError(f"--data {source}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in NPZ_KEYS if k not in npz.files]
+            if missing:
+                raise DatasetError(
+                    f"{path}: missing key(s) {', '.join(missing)}; a .npz needs {', '.join(NPZ_KEYS)} (has "
+                    f"{', '.join(npz.files) or 'none'})"
+                )
+            arrays = {k: npz[k] for k in NPZ_KEYS}
+    except DatasetError:
+        raise
+    except (OSError, ValueError, zlib.error, EOFError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatasetError(f"{path}: not a readable .npz file ({reason})") from None
+    x, y = {}, {}
+    for split in SPLITS:
+        xs, ys = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if xs.dtype.kind not in "iuf" or xs.ndim < 1:
+            raise DatasetError(f"{path}: x_{split} must be a numeric array (n, features...), got {xs.dtype} {xs.shape}")
+        if ys.ndim != 1:
+            raise DatasetError(f"{path}: y_{split} must have one dimension (n,), has shape {ys.shape}")
+        x[split] = xs if xs.ndim == 3 else xs.reshape(len(xs), math.prod(xs.shape[1:]))
+        y[split] = ys
+    shape = tuple(int(d) for d in x["train"].shape[1:]) if x["train"].ndim == 3 else None
+    verified = False
+    sums_path = path.parent / CHECKSUM_FILE
+    if sums_path.is_file() and path.name in read_checksums(sums_path):
+        _verify_checksum(path, read_checksums(sums_path), sums_path)
+        verified = True
+    return _Raw(x, y, shape, {"train": (path,), "test": (path,)}, verified, source)
+
+
+def _read_idx_dir(data_dir: Path, splits, source: str) -> _Raw:
+    x, y, files, verified = {}, {}, {}, True
+    shape = None
+    for split in splits:
+        data = load_mnist(data_dir, split)
+        x[split] = data.images
+        y[split] = data.labels
+        files[split] = data.files
+        verified &= data.verified
+        shape = data.image_shape
+    return _Raw(x, y, shape, files, verified, source)
+
+
+def _read_source(data, splits) -> _Raw:
+    if data is None:
+        return _read_idx_dir(default_data_dir(), splits, "the shipped MNIST")
+    source = os.fspath(data)
+    if source.startswith("sklearn:"):
+        return _read_sklearn(source.partition(":")[2], source)
+    path = Path(source)
+    if path.suffix == ".npz":
+        return _read_npz(path, source)
+    return _read_idx_dir(path, splits, source)
+
+
+def _where(raw: _Raw, split: str) -> str:
+    return f"{raw.source} ({split} split)"
+
+
+def _check_raw(raw: _Raw, n_classes: int | None) -> int:
+    """Counts, emptiness, finiteness, feature counts and labels of every split read; returns the
+    number of classes (``n_classes``, or the distinct training labels)."""
+    for split in raw.x:
+        x, y = raw.x[split], raw.y[split]
+        if len(x) != len(y):
+            raise DatasetError(f"{_where(raw, split)}: {len(x)} samples but {len(y)} labels")
+        if len(x) == 0:
+            raise DatasetError(
+                f"{_where(raw, split)} holds 0 images (samples); the split is empty, it needs at least one"
+            )
+        if x[0].size == 0:
+            raise DatasetError(f"{_where(raw, split)}: samples have no features")
+        if x.dtype.kind == "f":
+            bad = ~np.isfinite(x.reshape(len(x), -1))
+            if bad.any():
+                i, j = (int(v) for v in np.argwhere(bad)[0])
+                value = x.reshape(len(x), -1)[i, j]
+                raise DatasetError(
+                    f"{_where(raw, split)}: sample {i}, feature {j} is {value}; features must be finite "
+                    f"({int(bad.sum())} non-finite values in all)"
+                )
+        if y.dtype.kind == "f":
+            off = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+            if len(off):
+                raise DatasetError(f"{_where(raw, split)}: label {int(off[0])} is {y[off[0]]}, not an integer")
+        elif y.dtype.kind not in "iu":
+            raise DatasetError(f"{_where(raw, split)}: labels must be integers, got dtype {y.dtype}")
+    widths = {split: raw.x[split][0].size for split in raw.x}
+    if len(set(widths.values())) > 1:
+        raise DatasetError(f"{raw.source}: the splits have different feature counts {widths}")
+    if n_classes is not None:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not 2 <= n_classes <= MAX_CLASSES:
+            raise ConfigError(f"--classes must be an integer in 2..{MAX_CLASSES}, got {n_classes}")
+        classes, said = n_classes, f"--classes {n_classes}"
+    elif "train" in raw.y:
+        classes = len(np.unique(raw.y["train"]))
+        said = f"{classes} distinct training labels"
+        if classes > MAX_CLASSES:
+            raise DatasetError(f"{_where(raw, 'train')}: {classes} distinct labels, more than {MAX_CLASSES} classes")
+    else:
+        raise ConfigError("load_split: the number of classes is needed when the training split is not read")
+    for split in raw.y:
+        y = raw.y[split]
+        out = np.flatnonzero((y < 0) | (y > classes - 1))
+        if len(out):
+            i = int(out[0])
+            value = y[i].item()
+            raise DatasetError(
+                f"{_where(raw, split)}: label {i} is {value:g}, outside 0..{classes - 1} ({said}; "
+                f"{len(out)} labels outside in all)"
+            )
+    if "train" in raw.y and "test" in raw.y:
+        absent = np.setdiff1d(np.unique(raw.y["test"]), np.unique(raw.y["train"]))
+        if len(absent):
+            raise DatasetError(
+                f"{raw.source}: class {int(absent[0])} is in the test split but not in the training split"
+            )
+    return classes
+
+
+def load_split(
+    data=None,
+    split: str = "test",
+    limit: int | None = None,
+    *,
+    scaling=None,
+    n_classes: int | None = None,
+) -> LabeledImages:
+    """One checked split of ``data`` (module docstring: what ``--data`` takes), as 8-bit codes,
+    cut to its first ``limit`` samples.
+
+    Both splits are read and checked (counts, empty splits, NaN/inf, labels in
+    ``0 .. n_classes - 1`` with ``n_classes`` given or the distinct training labels, no test
+    class absent from training), except that an IDX directory with ``n_classes`` given reads only
+    ``split``. ``scaling``: None = the data must be codes already (uint8); ``FIT`` = fit a
+    ``FeatureScaling`` on the training split when they are not; a ``FeatureScaling`` (a model's) is
+    applied. Every fault is one DatasetError / ConfigError line.
     """
+    if split not in SPLITS:
+        raise ConfigError(f"dataset split must be one of {SPLITS}, got {split!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"--limit must be a positive number of images, got {limit}")
-    data = load_mnist(data_dir if data_dir is not None else default_data_dir(), split)
-    image_path = data.files[0]
-    if data.n_samples == 0:
-        raise DatasetError(f"{image_path} holds 0 images; the {split} split needs at least one")
-    if data.images.shape[1] == 0:
-        rows, cols = data.image_shape
-        raise DatasetError(f"{image_path} holds images of {rows} x {cols} pixels; they need at least one pixel")
-    if limit is None:
-        return data
-    return dataclasses.replace(data, images=data.images[:limit], labels=data.labels[:limit])
+    raw = _read_source(data, (split,) if n_classes is not None and split == "test" else SPLITS)
+    classes = _check_raw(raw, n_classes)
+    x = raw.x[split]
+    if isinstance(scaling, FeatureScaling):
+        codes = scaling.codes(x)
+    elif x.dtype == np.uint8:
+        codes, scaling = x.reshape(len(x), -1), None
+    elif scaling == FIT:
+        scaling = FeatureScaling.fit(raw.x["train"], per_feature=raw.image_shape is None)
+        codes = scaling.codes(x)
+    elif scaling is None:
+        raise DatasetError(
+            f"{raw.source}: {x.dtype} features need scaling to 8-bit codes, but the model takes codes as they "
+            "are (it was trained on uint8 data)"
+        )
+    else:
+        raise ConfigError(f"load_split: scaling must be None, FIT or a FeatureScaling, got {scaling!r}")
+    labels = raw.y[split].astype(np.uint8)
+    if limit is not None:
+        codes, labels = codes[:limit], labels[:limit]
+    files = raw.files[split]
+    return LabeledImages(
+        images=np.ascontiguousarray(codes),
+        labels=labels,
+        image_shape=raw.image_shape,
+        files=files,
+        verified=raw.verified,
+        scaling=scaling,
+        classes=classes,
+        source=raw.source,
+    )

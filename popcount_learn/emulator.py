@@ -44,11 +44,12 @@ def steps_to_decision(first_output_step: np.ndarray, max_steps: int) -> np.ndarr
     return np.where(d >= 0, d + 1, max_steps).astype(np.int32)
 
 
-def encode_input_steps(spec: DatapathConfig, images_uint8: np.ndarray) -> np.ndarray:
-    """Input spike step per pixel, int32 ``(n, n_pixels)``.
+def encode_input_steps(spec: DatapathConfig, images_uint8: np.ndarray, encoding=None) -> np.ndarray:
+    """Input spike step per pixel (feature code), int32 ``(n, n_pixels)``, -1 = never.
 
-    ``pixel > spec.input_threshold`` spikes at step 0; a dark pixel spikes at
-    ``spec.dark_input_step``, or never (-1) when that is -1.
+    ``encoding`` (an ``InputEncoding``, e.g. ``image.input_encoding``) maps each code through its
+    ``step_table(spec)``; None is the binary encoding of the spec: ``pixel > spec.input_threshold``
+    spikes at step 0, a dark pixel at ``spec.dark_input_step``, or never (-1) when that is -1.
     """
     images = np.asarray(images_uint8)
     if images.dtype != np.uint8:
@@ -56,6 +57,8 @@ def encode_input_steps(spec: DatapathConfig, images_uint8: np.ndarray) -> np.nda
     if images.ndim < 2:
         raise ConfigError(f"images must have shape (n, pixels...), got {images.shape}")
     flat = images.reshape(len(images), -1)
+    if encoding is not None and encoding.kind != "binary":
+        return encoding.step_table(spec)[flat]
     dark = np.int32(spec.dark_input_step)
     return np.where(flat > spec.input_threshold, np.int32(0), dark).astype(np.int32)
 
@@ -622,7 +625,7 @@ def input_steps_for(image: WeightImage, images_uint8, input_spike_steps) -> np.n
         raise ConfigError("emulate: pass exactly one of images_uint8 and input_spike_steps")
     n_in = image.topology[0]
     if images_uint8 is not None:
-        steps = encode_input_steps(image.spec, images_uint8)
+        steps = encode_input_steps(image.spec, images_uint8, image.input_encoding)
         if steps.shape[1] != n_in:
             raise ConfigError(f"images have {steps.shape[1]} pixels, the weight image expects {n_in} inputs")
         return steps

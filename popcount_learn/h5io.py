@@ -44,7 +44,7 @@ import numpy as np
 
 from . import __version__
 from .datapath import DatapathConfig
-from .encoding import SpikeEncoding
+from .encoding import FeatureScaling, InputEncoding, SpikeEncoding
 from .errors import ConfigError, DatasetError, ModelFileError
 from .learning import LearningConfig
 from .network import ExactNetwork
@@ -169,10 +169,7 @@ def save_network(path, network: ExactNetwork, metadata: dict | None = None) -> N
         _write_header(f, KIND_NETWORK)
         f.attrs["topology"] = np.asarray(network.topology, dtype=np.int64)
         f.attrs["metadata_json"] = metadata_json
-        g = f.create_group("encoding")
-        g.attrs["threshold"] = np.int64(enc.threshold)
-        # A dark pixel that never spikes spikes at t = +inf.
-        g.attrs["dark_time"] = np.float64(math.inf if enc.dark_time is None else enc.dark_time)
+        _write_encoding(f.create_group("encoding"), enc)
         for k, w in enumerate(network.weights):
             _write_dataset(f.create_group(f"layers/{k}"), "weights", np.asarray(w))
 
@@ -198,6 +195,8 @@ def save_weight_image(path, image: WeightImage) -> None:
         f.attrs["topology"] = np.asarray(image.topology, dtype=np.int64)
         f.attrs["crc32"] = np.uint32(crc)
         f.attrs["provenance_json"] = provenance_json
+        if image.encoding is not None:  # else the spec's binary fields state it (docs/weight-image.md)
+            _write_encoding(f.create_group("input_encoding"), image.encoding)
         for group_name, config in (("datapath", spec), ("learning", image.learning)):
             if config is None:
                 continue  # an inference-only image has no learning rule
@@ -212,6 +211,18 @@ def save_weight_image(path, image: WeightImage) -> None:
             lg.attrs["scale"] = np.float64(layer.scale)
 
     _atomic_write(path, fill)
+
+
+def _write_encoding(g: h5py.Group, enc: InputEncoding) -> None:
+    """One attribute per scalar field (a dark pixel that never spikes: ``dark_time = +inf``);
+    a feature scaling as datasets ``scaling_low`` / ``scaling_high`` (float64)."""
+    for name, value in enc.to_dict().items():
+        if name == "dark_time":
+            value = math.inf if value is None else value
+        _put_scalar_attr(g.attrs, name, value, f"encoding.{name}")
+    if enc.scaling is not None:
+        _write_dataset(g, "scaling_low", np.asarray(enc.scaling.low, dtype=np.float64))
+        _write_dataset(g, "scaling_high", np.asarray(enc.scaling.high, dtype=np.float64))
 
 
 def _write_header(f: h5py.File, kind: str) -> None:
@@ -904,7 +915,10 @@ class _Reader:
                 raise self.fail(f"layer {k}: scale must be a positive finite float, got {scale!r}")
             layers.append(LayerImage(weights_lsb=w.astype(wdtype), threshold_lsb=threshold, scale=scale))
         try:
-            image = WeightImage(spec=spec, layers=tuple(layers), provenance=provenance, learning=self.learning())
+            encoding = self.encoding("input_encoding") if "input_encoding" in self.f["members"] else None
+            image = WeightImage(
+                spec=spec, layers=tuple(layers), provenance=provenance, learning=self.learning(), encoding=encoding
+            )
         except ConfigError as exc:
             raise self.fail(f"inconsistent weight image: {exc}") from None
         stored_crc = self.int_attr(self.f, "crc32")
@@ -918,17 +932,37 @@ class _Reader:
 
     # -- exact network --
 
-    def encoding(self) -> SpikeEncoding:
-        g = self.group(self.f, "encoding")
-        unknown = sorted(set(g["attrs"]) - {"threshold", "dark_time"})
-        if unknown:
-            raise self.fail(f"encoding has unknown field(s) {unknown}")
-        threshold = self.int_attr(g, "threshold")
-        dark_time = self.attr(g, "dark_time")
-        if not isinstance(dark_time, float):
-            raise self.fail(f"encoding dark_time must be a float (inf = never), got {dark_time!r}")
+    def encoding(self, group_name: str = "encoding") -> InputEncoding:
+        """An /encoding group: (threshold, dark_time) alone is a file from before graded input
+        (binary); anything else must hold every scalar field of InputEncoding."""
+        g = self.group(self.f, group_name)
+        names = set(g["attrs"])
+        old = {"threshold", "dark_time"}
+        values = {name: self.attr(g, name) for name in sorted(names)}
+        for name in ("threshold", "silence"):
+            if name in values:
+                values[name] = self.int_attr(g, name)
+        if "dark_time" in values:
+            dark_time = values["dark_time"]
+            if not isinstance(dark_time, float):
+                raise self.fail(f"encoding dark_time must be a float (inf = never), got {dark_time!r}")
+            values["dark_time"] = None if dark_time == math.inf else dark_time
+        scaling = None
+        if g["datasets"]:
+            if set(g["datasets"]) != {"scaling_low", "scaling_high"}:
+                raise self.fail(
+                    f"{group_name} holds datasets {sorted(g['datasets'])}, expected scaling_low, scaling_high"
+                )
+            low = self.dataset(g, "scaling_low", lambda dt: dt == np.float64, "float64")
+            high = self.dataset(g, "scaling_high", lambda dt: dt == np.float64, "float64")
+            try:
+                scaling = FeatureScaling(np.asarray(low), np.asarray(high))
+            except ConfigError as exc:
+                raise self.fail(f"invalid feature scaling: {exc}") from None
         try:
-            return SpikeEncoding(threshold=threshold, dark_time=None if dark_time == math.inf else dark_time)
+            if names == old:
+                return SpikeEncoding(threshold=values["threshold"], dark_time=values["dark_time"], scaling=scaling)
+            return InputEncoding.from_dict(values, scaling=scaling)
         except ConfigError as exc:
             raise self.fail(f"invalid encoding: {exc}") from None
 
@@ -938,7 +972,7 @@ class _Reader:
         recorded = metadata.get("encoding")
         if not isinstance(recorded, dict) or set(recorded) != {"threshold", "dark_time"}:
             return
-        if recorded != dataclasses.asdict(encoding):
+        if recorded != {"threshold": encoding.threshold, "dark_time": encoding.dark_time}:
             raise self.fail(
                 f"/encoding (threshold {encoding.threshold}, dark_time {encoding.dark_time}) differs from the "
                 f"encoding recorded in metadata_json ({recorded}); one of them was altered"

@@ -128,7 +128,7 @@ def train_onchip(
         order = rng.permutation(n)
         shifting = config.augment_shift_px and epoch + 1 >= config.augment_from_epoch
         shown = shift_images(flat, rng, config.augment_shift_px, image_shape) if shifting else flat
-        steps = encode_input_steps(image.spec, shown)
+        steps = encode_input_steps(image.spec, shown, image.input_encoding)
         progress.start(total=n, desc=f"epoch {epoch + 1}/{config.epochs}")
         correct = changed = updated = 0
         for start in range(0, n, config.chunk_samples):

@@ -21,7 +21,7 @@ from .datapath import DatapathConfig
 from .encoding import SpikeEncoding
 from .errors import ConfigError
 from .network import ExactNetwork
-from .weight_image import LayerImage, WeightImage, weight_dtype
+from .weight_image import LayerImage, WeightImage, binary_encoding_of, weight_dtype
 
 _DEFAULTS = DatapathConfig()
 
@@ -40,11 +40,8 @@ def dark_input_step_for(spec: DatapathConfig, encoding: SpikeEncoding) -> int:
 
 
 def encoding_for(spec: DatapathConfig) -> SpikeEncoding:
-    """The input encoding ``spec`` implies (the inverse of the rule above): a pixel spikes at
-    step 0 when it is brighter than ``input_threshold``; dark pixels at ``dark_input_step``
-    (time ``step * dt``), or never for -1."""
-    dark_time = None if spec.dark_input_step == -1 else spec.dark_input_step * spec.dt
-    return SpikeEncoding(threshold=spec.input_threshold, dark_time=dark_time)
+    """The binary input encoding ``spec`` implies (the inverse of the rule above)."""
+    return binary_encoding_of(spec)
 
 
 def _spec_for(network: ExactNetwork, spec: DatapathConfig | None, bits: int | None) -> DatapathConfig:
@@ -55,6 +52,13 @@ def _spec_for(network: ExactNetwork, spec: DatapathConfig | None, bits: int | No
     elif bits is not None and bits != spec.weight_bits:
         raise ConfigError(f"quantize: bits={bits} contradicts spec.weight_bits={spec.weight_bits}")
     enc = network.encoding
+    if enc.kind != "binary":
+        for name in ("input_threshold", "dark_input_step"):
+            if getattr(spec, name) != getattr(_DEFAULTS, name):
+                raise ConfigError(
+                    f"quantize: spec.{name} applies to binary inputs; the network's encoding is {enc.kind}"
+                )
+        return spec
     dark = dark_input_step_for(spec, enc)
     # A spec field left at its default follows the encoding; an explicit, different value is a
     # contradiction the user has to resolve.
@@ -115,7 +119,9 @@ def quantize(
         except ConfigError as exc:
             raise ConfigError(f"layer {k}: {exc}") from None
         layers.append(LayerImage(weights_lsb=w_lsb, threshold_lsb=threshold, scale=scale))
-    return WeightImage(spec=spec, layers=tuple(layers), provenance=dict(provenance or {}))
+    enc = network.encoding
+    stored = None if enc.kind == "binary" and enc.scaling is None else enc
+    return WeightImage(spec=spec, layers=tuple(layers), provenance=dict(provenance or {}), encoding=stored)
 
 
 def dequantize(image: WeightImage) -> ExactNetwork:
@@ -127,4 +133,4 @@ def dequantize(image: WeightImage) -> ExactNetwork:
     if not isinstance(image, WeightImage):
         raise ConfigError(f"dequantize: expected a WeightImage, got {type(image).__name__}")
     weights = [layer.weights_lsb.astype(np.float64) * layer.scale for layer in image.layers]
-    return ExactNetwork(weights, encoding_for(image.spec))
+    return ExactNetwork(weights, image.input_encoding)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .datapath import DatapathConfig
+from .encoding import InputEncoding
 from .errors import ConfigError
 from .learning import LearningConfig
 
@@ -37,12 +38,18 @@ class LayerImage:
 @dataclass(frozen=True)
 class WeightImage:
     """A deployable network: datapath spec, integer layers, provenance and, for an image that is
-    trained on chip, the learning rule's spec (``None``: an inference-only image)."""
+    trained on chip, the learning rule's spec (``None``: an inference-only image).
+
+    encoding: the input encoding when the spec's binary fields (``input_threshold``,
+    ``dark_input_step``) do not say it all (a latency encoding, or a feature scaling); None for
+    a binary image on codes, as every image made before graded input (``input_encoding``).
+    """
 
     spec: DatapathConfig
     layers: tuple[LayerImage, ...]
     provenance: dict = field(default_factory=dict)
     learning: LearningConfig | None = None
+    encoding: InputEncoding | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, DatapathConfig):
@@ -56,6 +63,7 @@ class WeightImage:
         if self.learning is not None and not isinstance(self.learning, LearningConfig):
             raise ConfigError(f"learning must be a LearningConfig or None, got {type(self.learning).__name__}")
         spec = self.spec
+        self._check_encoding()
         for k, layer in enumerate(self.layers):
             if not isinstance(layer, LayerImage):
                 raise ConfigError(f"layer {k}: expected a LayerImage, got {type(layer).__name__}")
@@ -90,6 +98,32 @@ class WeightImage:
             if not (is_real and np.isfinite(scale) and scale > 0):
                 raise ConfigError(f"layer {k}: scale must be a positive finite number, got {scale!r}")
 
+    def _check_encoding(self) -> None:
+        enc, spec = self.encoding, self.spec
+        if enc is None:
+            return
+        if not isinstance(enc, InputEncoding):
+            raise ConfigError(f"encoding must be an InputEncoding or None, got {type(enc).__name__}")
+        if enc.kind == "binary":
+            dark_step = -1 if enc.dark_time is None else round(enc.dark_time * 2**spec.time_shift)
+            if (enc.threshold, dark_step) != (spec.input_threshold, spec.dark_input_step):
+                raise ConfigError(
+                    f"the binary encoding (threshold {enc.threshold}, dark_time {enc.dark_time}) contradicts the "
+                    f"spec (input_threshold {spec.input_threshold}, dark_input_step {spec.dark_input_step})"
+                )
+        else:
+            defaults = DatapathConfig()
+            if (spec.input_threshold, spec.dark_input_step) != (defaults.input_threshold, defaults.dark_input_step):
+                raise ConfigError(
+                    "a latency image keeps the spec's binary fields input_threshold, dark_input_step at their defaults"
+                )
+            enc.step_table(spec)  # the latest step must fit max_steps
+
+    @property
+    def input_encoding(self) -> InputEncoding:
+        """The encoding the image's inputs take: ``encoding``, or the binary one its spec states."""
+        return self.encoding if self.encoding is not None else binary_encoding_of(self.spec)
+
     @property
     def topology(self) -> tuple[int, ...]:
         return (self.layers[0].weights_lsb.shape[0] - 1, *tuple(layer.weights_lsb.shape[1] for layer in self.layers))
@@ -101,6 +135,13 @@ class WeightImage:
     @property
     def thresholds_lsb(self) -> np.ndarray:
         return np.array([layer.threshold_lsb for layer in self.layers], dtype=np.int64)
+
+
+def binary_encoding_of(spec: DatapathConfig) -> InputEncoding:
+    """The binary encoding a spec states: a code spikes at step 0 when it is brighter than
+    ``input_threshold``; the others at ``dark_input_step`` (time ``step * dt``), or never for -1."""
+    dark_time = None if spec.dark_input_step == -1 else spec.dark_input_step * spec.dt
+    return InputEncoding(threshold=spec.input_threshold, dark_time=dark_time)
 
 
 # --- integer storage types -------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Does the recipe travel? The default ``popcount-learn train`` on other data vs a ReLU MLP.
+
+Usage: PYTHONPATH=$PWD python tools/bench_data.py [--data sklearn:digits sklearn:breast_cancer ...]
+           [--encoding latency] [--epochs 30] [--threads 2] [--onchip] [--out DIR]
+
+Per data set, one JSON line: the exact TTFS model trained by ``commands.train`` (the code behind
+``popcount-learn train --data D --encoding E``, default options otherwise), its 8-bit emulator
+(``commands.export`` + ``evaluate --emulate``), with ``--onchip`` the on-chip rule
+(``train --mode onchip``), and scikit-learn's ``MLPClassifier`` with the same hidden size (800),
+epochs (30), batch size (32), optimiser (Adam, lr 1e-3), seed 0, on the same inputs (the 8-bit
+codes / 255, i.e. the training split's min/max scaling). For each: test accuracy, hidden
+spikes (MLP: hidden units with ReLU > 0) before the decision and input rows read (MLP: non-zero
+inputs), seconds, and the load average. BLAS threads = Numba threads = ``--threads``.
+"""
+
+import os
+import sys
+
+_THREADS = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "2"
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, _THREADS)
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from popcount_learn import commands
+from popcount_learn.data import FIT, load_split
+from popcount_learn.onchip_train import OnchipTrainConfig
+from popcount_learn.train import TrainConfig
+
+
+def mlp_baseline(data: str, hidden: int, epochs: int, seed: int) -> dict:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    train = load_split(data, "train", scaling=FIT)
+    test = load_split(data, "test", scaling=train.scaling, n_classes=train.n_classes)
+    x_train, x_test = train.images / 255.0, test.images / 255.0
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(hidden,),
+        activation="relu",
+        solver="adam",
+        learning_rate_init=1e-3,
+        batch_size=32,
+        max_iter=epochs,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
+        random_state=seed,
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(x_train, train.labels)
+    seconds = time.perf_counter() - t0
+    hidden_act = np.maximum(x_test @ mlp.coefs_[0] + mlp.intercepts_[0], 0.0)
+    return {
+        "accuracy": float((mlp.predict(x_test) == test.labels).mean()),
+        "hidden_active_mean": float((hidden_act > 0).sum(axis=1).mean()),
+        "input_nonzero_fraction": float((x_test > 0).mean()),
+        "seconds": round(seconds, 1),
+        "epochs_run": int(mlp.n_iter_),
+    }
+
+
+def _pick(summary: dict) -> dict:
+    keys = ("accuracy", "hidden_spikes_before_decision_mean", "input_weight_rows_read_fraction", "no_decision_count")
+    return {k: round(summary[k], 4) if isinstance(summary[k], float) else summary[k] for k in keys if k in summary}
+
+
+def run(data: str, encoding: str, epochs: int, onchip: bool, out_dir: Path) -> dict:
+    record = {"data": data, "encoding": encoding, "seed": 0, "threads": numba.get_num_threads()}
+    model = out_dir / f"{data.replace(':', '_')}-{encoding}.h5"
+    t0 = time.perf_counter()
+    result = commands.train(
+        config=TrainConfig(epochs=epochs), data_dir=data, out=model, encoding=encoding, evaluate_every_epoch=False
+    )
+    record["exact"] = dict(_pick(result["test"]), seconds=round(time.perf_counter() - t0, 1))
+    image = out_dir / f"{data.replace(':', '_')}-{encoding}-int8.h5"
+    commands.export(model, image, data_dir=data, measure=False)
+    record["emulator_8bit"] = _pick(commands.evaluate(image, data_dir=data, emulate=True))
+    if onchip:
+        t0 = time.perf_counter()
+        oc = commands.train_onchip(
+            config=OnchipTrainConfig(), data_dir=data, out=out_dir / "onchip.h5", encoding=encoding,
+            evaluate_every_epoch=False,
+        )  # fmt: skip
+        record["onchip"] = dict(_pick(oc["test"]), seconds=round(time.perf_counter() - t0, 1))
+    record["relu_mlp"] = mlp_baseline(data, 800, epochs, 0)
+    record["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    return record
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", nargs="+", default=["sklearn:digits", "sklearn:breast_cancer"])
+    p.add_argument("--encoding", default="latency")
+    p.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--onchip", action="store_true")
+    p.add_argument("--out", default=None, help="keep the models here (default: a temporary directory)")
+    args = p.parse_args()
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(args.out or tmp)
+        for data in args.data:
+            print(json.dumps(run(data, args.encoding, args.epochs, args.onchip, out_dir)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
