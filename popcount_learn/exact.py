@@ -32,9 +32,8 @@ from .errors import ConfigError
 
 
 @njit(cache=True, inline="always")
-def _sample_forward(w, order, sorted_z, n_active, heap, z_out, denom, a_sum, b_sum):
-    """One sample: the spiking inputs (the bias is index n_in) in ``order`` at ``sorted_z``,
-    sorted, or a heap of them (``_active_order``) popped in the same order."""
+def _sample_forward(w, order, sorted_z, n_active, z_out, denom, a_sum, b_sum):
+    """One sample: ``order[k]`` is the k-th spiking input (the bias is index n_in), at ``sorted_z[k]``."""
     n_out = w.shape[1]
     for j in range(n_out):
         a_sum[j] = 0.0
@@ -42,25 +41,17 @@ def _sample_forward(w, order, sorted_z, n_active, heap, z_out, denom, a_sum, b_s
         z_out[j] = np.inf
         denom[j] = 0.0
     n_waiting = n_out
-    k = 0  # sorted: the next entry; heap: the number popped
+    k = 0
     while k < n_active and n_waiting > 0:
-        z_k = sorted_z[0] if heap else sorted_z[k]
+        z_k = sorted_z[k]
         # Add the whole group of inputs tied at z_k.
-        while k < n_active and (sorted_z[0] if heap else sorted_z[k]) == z_k:
-            if heap:
-                i = order[0]
-                last = n_active - 1 - k
-                sorted_z[0] = sorted_z[last]
-                order[0] = order[last]
-                _sift_down(sorted_z, order, 0, last)
-            else:
-                i = order[k]
-            row = w[i]
+        while k < n_active and sorted_z[k] == z_k:
+            row = w[order[k]]
             for j in range(n_out):
                 a_sum[j] += row[j]
                 b_sum[j] += row[j] * z_k
             k += 1
-        z_next = (sorted_z[0] if heap else sorted_z[k]) if k < n_active else np.inf
+        z_next = sorted_z[k] if k < n_active else np.inf
         for j in range(n_out):
             if z_out[j] == np.inf:
                 a1 = a_sum[j] - 1.0
@@ -77,33 +68,9 @@ _INSERTION_SORT_MAX = 96
 
 
 @njit(cache=True, inline="always")
-def _before(keys, idx, a, b):
-    """Entry a comes before entry b: earlier z, or the same z and a lower input index."""
-    return keys[a] < keys[b] or (keys[a] == keys[b] and idx[a] < idx[b])
-
-
-@njit(cache=True, inline="always")
-def _sift_down(keys, idx, pos, n):
-    while True:
-        c = 2 * pos + 1
-        if c >= n:
-            return
-        if c + 1 < n and _before(keys, idx, c + 1, c):
-            c += 1
-        if not _before(keys, idx, c, pos):
-            return
-        keys[pos], keys[c] = keys[c], keys[pos]
-        idx[pos], idx[c] = idx[c], idx[pos]
-        pos = c
-
-
-@njit(cache=True, inline="always")
 def _active_order(z_in, n_in, order_buf, key_buf, sorted_z):
-    """Spiking inputs plus the bias (index n_in, z = 1), in increasing index: (indices, count,
-    heap). With few of them they come back sorted by z (stably, the bias last in its tie) and
-    their times in ``sorted_z``; with many (``heap``), ``order_buf``/``sorted_z`` are a binary
-    heap on (z, index), the same order, which ``_sample_forward`` pops only as far as it needs
-    (a sample is done once every output has fired)."""
+    """Spiking inputs plus the bias (index n_in, z = 1) sorted by z: (indices, count); their
+    times are written to ``sorted_z``."""
     n = 0
     for i in range(n_in):
         if z_in[i] < np.inf:
@@ -114,13 +81,13 @@ def _active_order(z_in, n_in, order_buf, key_buf, sorted_z):
     key_buf[n] = 1.0
     n += 1
     if n > _INSERTION_SORT_MAX:
+        perm = np.argsort(key_buf[:n], kind="mergesort")
         for k in range(n):
-            sorted_z[k] = key_buf[k]
-        for pos in range(n // 2 - 1, -1, -1):
-            _sift_down(sorted_z, order_buf, pos, n)
-        return order_buf, n, True
-    # Few spikes (a sparse hidden layer): a stable insertion sort, the same order as a stable
-    # sort's (no NaN reaches here: a NaN time fails z < inf above).
+            sorted_z[k] = key_buf[perm[k]]
+            perm[k] = order_buf[perm[k]]
+        return perm, n
+    # Few spikes (a sparse hidden layer): a stable insertion sort, the same order as mergesort's
+    # (no NaN reaches here: a NaN time fails z < inf above).
     for k in range(n):
         z = key_buf[k]
         i = order_buf[k]
@@ -131,7 +98,7 @@ def _active_order(z_in, n_in, order_buf, key_buf, sorted_z):
             m -= 1
         sorted_z[m] = z
         order_buf[m] = i
-    return order_buf, n, False
+    return order_buf, n
 
 
 @njit(cache=True, parallel=True)
@@ -151,8 +118,8 @@ def _layer_forward(z_in, w):
         sorted_z = np.empty(n_in + 1, dtype=np.float64)  # as before: z_k computes in float64
         a_sum = np.empty(n_out, dtype=w.dtype)
         b_sum = np.empty(n_out, dtype=w.dtype)
-        order, n_active, heap = _active_order(z_in[b], n_in, order_buf, key_buf, sorted_z)
-        _sample_forward(w, order, sorted_z, n_active, heap, z_out[b], denom[b], a_sum, b_sum)
+        order, n_active = _active_order(z_in[b], n_in, order_buf, key_buf, sorted_z)
+        _sample_forward(w, order, sorted_z, n_active, z_out[b], denom[b], a_sum, b_sum)
     return z_out, denom
 
 
@@ -169,8 +136,8 @@ def _layer_forward_serial(z_in, w):
     a_sum = np.empty(n_out, dtype=w.dtype)
     b_sum = np.empty(n_out, dtype=w.dtype)
     for b in range(batch):
-        order, n_active, heap = _active_order(z_in[b], n_in, order_buf, key_buf, sorted_z)
-        _sample_forward(w, order, sorted_z, n_active, heap, z_out[b], denom[b], a_sum, b_sum)
+        order, n_active = _active_order(z_in[b], n_in, order_buf, key_buf, sorted_z)
+        _sample_forward(w, order, sorted_z, n_active, z_out[b], denom[b], a_sum, b_sum)
     return z_out, denom
 
 
