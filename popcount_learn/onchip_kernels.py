@@ -78,25 +78,20 @@ def apply_layer_updates(
     changed = 0
     if prob_q16 == 0:
         return 0
-    # A 32-bit draw has (u >> 16) <= 65535: at probability 65536 (the default until the first
-    # halving) every draw passes, so none is computed; the weights come out the same.
-    certain = prob_q16 >= 65536
-    n_words = plus.shape[0]
     for r in range(arrival.shape[0]):
         a = arrival[r]
         if a < 0 or a >= causal.shape[0]:
             continue
-        for wi in range(n_words):
+        for wi in range(plus.shape[0]):
             todo = causal[a, wi] & (plus[wi] | minus[wi])
             while todo != 0:
                 b = np.int64(_popcount64((todo & (~todo + np.uint64(1))) - np.uint64(1)))
                 todo &= todo - np.uint64(1)
                 j = wi * 64 + b
                 idx = r * n_post + j
-                if not certain:
-                    u = weight_draw(key, g_base + idx)
-                    if (u >> np.uint64(16)) >= np.uint64(prob_q16):
-                        continue
+                u = weight_draw(key, g_base + idx)
+                if (u >> np.uint64(16)) >= np.uint64(prob_q16):
+                    continue
                 old = np.int64(w_flat[w_base + idx])
                 new = max(old - 1, w_lo) if plus[wi] >> np.uint64(b) & np.uint64(1) else min(old + 1, w_hi)
                 if new != old:
