@@ -297,6 +297,107 @@ def make_scratch(n_in, n_post, neuron_off, max_steps, acc_proto, w_flat):
 
 
 @numba.njit(cache=True)
+def _output_layer_by_arrivals(
+    w_flat,
+    wbase,
+    npre,
+    npost,
+    base,
+    time_shift,
+    frac_bits,
+    cur_lo,
+    cur_hi,
+    cur_wrap,
+    mem_lo,
+    mem_hi,
+    mem_wrap,
+    tie_lowest,
+    max_steps,
+    steps_after_decision,
+    bucket_off,
+    bucket,
+    cur,
+    mem,
+    acc,
+    thr,
+    spk,
+    pair_sums,
+):
+    """The output layer of a two-layer network whose first layer is in closed form, run from one
+    arrival step to the next instead of step by step: hidden spikes of step f (``bucket``) arrive
+    at step f + 1, and between two arrival steps each output neuron is advanced on its own, with
+    the stepped path's arithmetic (I -= I >> time_shift, I += acc << frac on an arrival step,
+    V += I, both with their overflow), until it fires. A neuron's steps do not depend on another's,
+    so the spikes are the same; the run stops, as the stepped one, after step
+    min(decision + steps_after_decision, max_steps - 1), and the hidden spikes up to there are
+    written. Returns (predicted, decision, tie)."""
+    cur_k = cur[base : base + npost]
+    mem_k = mem[base : base + npost]
+    spk_k = spk[base : base + npost]
+    acc_k = acc[base : base + npost]
+    thr_k = thr[base : base + npost]
+    r0 = wbase + npre * npost
+    _add_row(acc_k, w_flat[r0 : r0 + npost], True)  # step 0: the bias row alone
+    stop = max_steps - 1  # last step run
+    decision = -1
+    fired = 0
+    s = 0
+    while s <= stop and fired < npost:
+        e = s + 1  # the next arrival step: one after a step with hidden spikes
+        while e <= stop and bucket_off[e - 1] == bucket_off[e]:
+            e += 1
+        end = min(e, stop + 1)
+        first = -1
+        for j in range(npost):
+            if spk_k[j] >= 0:
+                continue
+            c = np.int64(cur_k[j])
+            v = np.int64(mem_k[j])
+            t = thr_k[j]
+            c = c - (c >> time_shift)
+            c = _overflow(c + (np.int64(acc_k[j]) << frac_bits), cur_lo, cur_hi, cur_wrap)
+            v = _overflow(v + c, mem_lo, mem_hi, mem_wrap)
+            n = s
+            while v < t and n + 1 < end:
+                n += 1
+                c = c - (c >> time_shift)
+                v = _overflow(v + c, mem_lo, mem_hi, mem_wrap)
+            cur_k[j] = c
+            mem_k[j] = v  # at its spike: the tie rule compares these
+            if v >= t:
+                spk_k[j] = n
+                fired += 1
+                if first < 0 or n < first:
+                    first = n
+        if decision < 0 and first >= 0:
+            decision = first
+            stop = min(decision + steps_after_decision, max_steps - 1)
+            for j in range(npost):
+                if spk_k[j] > stop:  # fired after the run's end: never seen
+                    spk_k[j] = -1
+                    fired -= 1
+        if e <= stop:
+            q0 = bucket_off[e - 1]
+            _add_rows(acc_k, w_flat, wbase, bucket[q0 : bucket_off[e]], True, pair_sums)
+        s = e
+    # The hidden spikes of the steps run.
+    for n in range(stop + 1):
+        for q in range(bucket_off[n], bucket_off[n + 1]):
+            spk[bucket[q]] = n
+    predicted = -1
+    tie = False
+    if decision >= 0:
+        n_at = 0
+        for j in range(npost):
+            if spk_k[j] == decision:
+                if n_at == 0 or (not tie_lowest and mem_k[j] > mem_k[predicted]):
+                    predicted = j
+                n_at += 1
+        tie = n_at > 1
+    return predicted, decision, tie
+
+
+@numba.njit(cache=True)
 def run_image(
     in_steps,
     w_flat,
@@ -401,7 +502,37 @@ def run_image(
     predicted = -1
     decision = -1
     tie = False
-    for n in range(max_steps):
+    if closed and n_layers == 2:
+        predicted, decision, tie = _output_layer_by_arrivals(
+            w_flat,
+            w_off[1],
+            n_pre[1],
+            n_post[1],
+            neuron_off[1],
+            time_shift,
+            frac_bits,
+            cur_lo,
+            cur_hi,
+            cur_wrap,
+            mem_lo,
+            mem_hi,
+            mem_wrap,
+            tie_lowest,
+            max_steps,
+            steps_after_decision,
+            bucket_off,
+            bucket,
+            cur,
+            mem,
+            acc,
+            thr,
+            spk,
+            pair_sums,
+        )
+        n_steps_run = max_steps  # the loop below is skipped
+    else:
+        n_steps_run = 0
+    for n in range(n_steps_run, max_steps):
         # Layer k consumes layer k-1's spikes of step n-1, so go from the last layer down:
         # layer k-1 then overwrites its new-spike list with the spikes of step n.
         for k in range(n_layers - 1, -1, -1):

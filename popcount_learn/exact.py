@@ -64,6 +64,9 @@ def _sample_forward(w, order, sorted_z, n_active, z_out, denom, a_sum, b_sum):
                         n_waiting -= 1
 
 
+_INSERTION_SORT_MAX = 96
+
+
 @njit(cache=True, inline="always")
 def _active_order(z_in, n_in, order_buf, key_buf, sorted_z):
     """Spiking inputs plus the bias (index n_in, z = 1) sorted by z: (indices, count); their
@@ -77,11 +80,25 @@ def _active_order(z_in, n_in, order_buf, key_buf, sorted_z):
     order_buf[n] = n_in
     key_buf[n] = 1.0
     n += 1
-    perm = np.argsort(key_buf[:n], kind="mergesort")
+    if n > _INSERTION_SORT_MAX:
+        perm = np.argsort(key_buf[:n], kind="mergesort")
+        for k in range(n):
+            sorted_z[k] = key_buf[perm[k]]
+            perm[k] = order_buf[perm[k]]
+        return perm, n
+    # Few spikes (a sparse hidden layer): a stable insertion sort, the same order as mergesort's
+    # (no NaN reaches here: a NaN time fails z < inf above).
     for k in range(n):
-        sorted_z[k] = key_buf[perm[k]]
-        perm[k] = order_buf[perm[k]]
-    return perm, n
+        z = key_buf[k]
+        i = order_buf[k]
+        m = k
+        while m > 0 and sorted_z[m - 1] > z:
+            sorted_z[m] = sorted_z[m - 1]
+            order_buf[m] = order_buf[m - 1]
+            m -= 1
+        sorted_z[m] = z
+        order_buf[m] = i
+    return order_buf, n
 
 
 @njit(cache=True, parallel=True)
@@ -106,6 +123,54 @@ def _layer_forward(z_in, w):
     return z_out, denom
 
 
+@njit(cache=True)
+def _layer_forward_serial(z_in, w):
+    """``_layer_forward`` on the calling thread, with one set of buffers (the same numbers)."""
+    batch, n_in = z_in.shape
+    n_out = w.shape[1]
+    z_out = np.empty((batch, n_out), dtype=w.dtype)
+    denom = np.empty((batch, n_out), dtype=w.dtype)
+    order_buf = np.empty(n_in + 1, dtype=np.int64)
+    key_buf = np.empty(n_in + 1, dtype=z_in.dtype)
+    sorted_z = np.empty(n_in + 1, dtype=np.float64)
+    a_sum = np.empty(n_out, dtype=w.dtype)
+    b_sum = np.empty(n_out, dtype=w.dtype)
+    for b in range(batch):
+        order, n_active = _active_order(z_in[b], n_in, order_buf, key_buf, sorted_z)
+        _sample_forward(w, order, sorted_z, n_active, z_out[b], denom[b], a_sum, b_sum)
+    return z_out, denom
+
+
+@njit(cache=True, inline="always")
+def _grad_weights_block(z_in, z_out, coef, grad_w, j0, j1):
+    """grad_w[:, j0:j1] += coef_bj (z_bi - z_out_bj) where input i is causal for j, in increasing b."""
+    batch, n_in = z_in.shape
+    spiking = np.empty(n_in + 1, np.int64)
+    for b in range(batch):
+        zo = z_out[b]
+        cb = coef[b]
+        live = False
+        for j in range(j0, j1):
+            if cb[j] != 0.0:
+                live = True
+                break
+        if not live:
+            continue
+        n_spiking = 0
+        for i in range(n_in):
+            if z_in[b, i] != np.inf:
+                spiking[n_spiking] = i
+                n_spiking += 1
+        spiking[n_spiking] = n_in
+        for q in range(n_spiking + 1):
+            i = spiking[q]
+            z_i = 1.0 if i == n_in else z_in[b, i]
+            row = grad_w[i]
+            for j in range(j0, j1):
+                if cb[j] != 0.0 and z_i < zo[j]:
+                    row[j] += cb[j] * (z_i - zo[j])
+
+
 @njit(cache=True, parallel=True)
 def _grad_weights(z_in, z_out, coef, n_blocks):
     """dL/dw_ij = sum_b coef_bj (z_bi - z_out_bj) over samples where input i is causal for j.
@@ -113,54 +178,70 @@ def _grad_weights(z_in, z_out, coef, n_blocks):
     Parallel over blocks of output columns: each thread owns its columns, so there are no
     per-thread copies of the gradient and no reduction.
     """
-    batch, n_in = z_in.shape
+    n_in = z_in.shape[1]
     n_out = z_out.shape[1]
     grad_w = np.zeros((n_in + 1, n_out), dtype=coef.dtype)
     block = (n_out + n_blocks - 1) // n_blocks
     for blk in prange(n_blocks):
         j0 = blk * block
         j1 = min(n_out, j0 + block)
-        for b in range(batch):
-            zo = z_out[b]
-            cb = coef[b]
-            live = False
-            for j in range(j0, j1):
-                if cb[j] != 0.0:
-                    live = True
-                    break
-            if not live:
-                continue
-            for i in range(n_in + 1):
-                z_i = 1.0 if i == n_in else z_in[b, i]
-                if z_i == np.inf:
-                    continue
-                row = grad_w[i]
-                for j in range(j0, j1):
-                    if cb[j] != 0.0 and z_i < zo[j]:
-                        row[j] += cb[j] * (z_i - zo[j])
+        _grad_weights_block(z_in, z_out, coef, grad_w, j0, j1)
     return grad_w
+
+
+@njit(cache=True)
+def _grad_weights_serial(z_in, z_out, coef):
+    """``_grad_weights`` on the calling thread: one block of every column (each element's sum
+    runs over the samples in the same increasing order, so the same numbers)."""
+    grad_w = np.zeros((z_in.shape[1] + 1, z_out.shape[1]), dtype=coef.dtype)
+    _grad_weights_block(z_in, z_out, coef, grad_w, 0, z_out.shape[1])
+    return grad_w
+
+
+@njit(cache=True, inline="always")
+def _grad_input_times_sample(z_in, w, z_out, coef, grad_z_in, b):
+    n_in = z_in.shape[1]
+    n_out = w.shape[1]
+    zo = z_out[b]
+    cb = coef[b]
+    for i in range(n_in):
+        z_i = z_in[b, i]
+        if z_i == np.inf:
+            continue
+        row = w[i]
+        acc = 0.0
+        for j in range(n_out):
+            if cb[j] != 0.0 and z_i < zo[j]:
+                acc += cb[j] * row[j]
+        grad_z_in[b, i] = acc
 
 
 @njit(cache=True, parallel=True)
 def _grad_input_times(z_in, w, z_out, coef):
     """dL/dz_bi = sum_j coef_bj w_ij over the neurons j for which input i is causal."""
-    batch, n_in = z_in.shape
-    n_out = w.shape[1]
-    grad_z_in = np.zeros((batch, n_in), dtype=coef.dtype)
-    for b in prange(batch):
-        zo = z_out[b]
-        cb = coef[b]
-        for i in range(n_in):
-            z_i = z_in[b, i]
-            if z_i == np.inf:
-                continue
-            row = w[i]
-            acc = 0.0
-            for j in range(n_out):
-                if cb[j] != 0.0 and z_i < zo[j]:
-                    acc += cb[j] * row[j]
-            grad_z_in[b, i] = acc
+    grad_z_in = np.zeros(z_in.shape, dtype=coef.dtype)
+    for b in prange(z_in.shape[0]):
+        _grad_input_times_sample(z_in, w, z_out, coef, grad_z_in, b)
     return grad_z_in
+
+
+@njit(cache=True)
+def _grad_input_times_serial(z_in, w, z_out, coef):
+    """``_grad_input_times`` on the calling thread (the same numbers)."""
+    grad_z_in = np.zeros(z_in.shape, dtype=coef.dtype)
+    for b in range(z_in.shape[0]):
+        _grad_input_times_sample(z_in, w, z_out, coef, grad_z_in, b)
+    return grad_z_in
+
+
+# A general layer whose batch x weights is below this runs on the calling thread: waking the
+# thread pool costs 15-500 us a call on the shared 2-core machine, more than such a layer's work
+# (the 801x10 output layer at batch 32: ~0.2-0.4 ms a kernel on one thread).
+SERIAL_WORK = 1 << 22
+
+
+def _serial(batch, w):
+    return numba.get_num_threads() == 1 or batch * w.shape[0] * w.shape[1] < SERIAL_WORK
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,6 +448,8 @@ def layer_forward(z_in, w):
     ok, ptr, rows = _binary_rows(z_in)
     if ok:
         return _binary_layer_forward(ptr, rows, w, _column_chunks(w.shape[1]))
+    if _serial(z_in.shape[0], w):
+        return _layer_forward_serial(z_in, w)
     return _layer_forward(z_in, w)
 
 
@@ -384,9 +467,16 @@ def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
     ok, ptr, rows = _binary_rows(np.ascontiguousarray(z_in))
     if ok:
         grad_w = _binary_grad_weights(ptr, rows, z_in.shape[1], z_out, coef, _column_chunks(w.shape[1]))
+    elif _serial(z_in.shape[0], w):
+        grad_w = _grad_weights_serial(z_in, z_out, coef)
     else:
         grad_w = _grad_weights(z_in, z_out, coef, _column_chunks(w.shape[1]))
-    grad_z_in = _grad_input_times(z_in, w, z_out, coef) if need_grad_z_in else np.zeros(z_in.shape, dtype=w.dtype)
+    if not need_grad_z_in:
+        grad_z_in = np.zeros(z_in.shape, dtype=w.dtype)
+    elif _serial(z_in.shape[0], w):
+        grad_z_in = _grad_input_times_serial(z_in, w, z_out, coef)
+    else:
+        grad_z_in = _grad_input_times(z_in, w, z_out, coef)
     return grad_w, grad_z_in
 
 

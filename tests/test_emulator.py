@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -601,3 +602,58 @@ def test_a_one_step_error_in_the_fire_table_is_caught(monkeypatch):
     monkeypatch.setattr(emulator_module, "_cached_fire_table", lambda spec, threshold: broken)
     problems = diff_results(emulate(image, input_spike_steps=steps), reference_emulate(image, steps))
     assert any(p.startswith("spike_steps[0]") for p in problems)
+
+
+def test_output_layer_run_by_arrivals_is_taken_and_agrees_with_the_stepped_path_and_reference(monkeypatch):
+    # A two-layer network with every input at step 0 runs its output layer from one arrival step
+    # to the next; the stepped path (forced by an empty fire table) and the reference must agree
+    # with it on every field, ties and tie rules, no-decisions and the windows after a decision.
+    seen = Counter()
+
+    @settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(cases(), st.integers(0, 2**32 - 1))
+    def check(case, seed):
+        image, _, _ = case
+        if len(image.layers) != 2:
+            return
+        rng = np.random.default_rng(seed)
+        steps = rng.choice(np.array([0, 0, -1, image.spec.max_steps]), size=(4, image.topology[0]))
+        if pack_image(image).fire_table.size != image.spec.max_steps:
+            return
+        seen["taken"] += 1
+        for full_raster, extra in ((False, 0), (True, 0), (False, 2)):
+            opts = dict(full_raster=full_raster, steps_after_decision=extra)
+            got = emulate(image, input_spike_steps=steps, **opts)
+            with monkeypatch.context() as m:
+                m.setattr(emulator_module, "_cached_fire_table", lambda spec, threshold: np.zeros(0, np.int64))
+                stepped = emulate(image, input_spike_steps=steps, **opts)
+            assert diff_results(got, {name: getattr(stepped, name) for name in FIELDS}) == []
+            assert diff_results(got, reference_emulate(image, steps, **opts)) == []
+        seen["tie"] += int(got.tie.any())
+        seen["no_decision"] += int((got.first_output_step < 0).any())
+        seen["several_arrival_steps"] += int(any(len(set(s[s >= 0])) > 1 for s in got.spike_steps[0]))
+
+    check()
+    for key in ("taken", "tie", "no_decision", "several_arrival_steps"):
+        assert seen[key] > 0, seen
+
+
+def test_output_layer_by_arrivals_by_hand():
+    # 1-2-1: the input drives hidden 0 (early) and hidden 1 (later); the output needs both
+    # arrivals, so it is advanced over two intervals and fires after the second arrival.
+    spec = DatapathConfig(
+        time_shift=2, weight_bits=6, current_frac_bits=2, current_bits=12, membrane_bits=12, max_steps=20
+    )
+    image = make_image(spec, [np.array([[20, 6], [0, 0]]), np.array([[4], [4], [0]])], [60, 50])
+    steps = np.array([[0]])
+    got = emulate(image, input_spike_steps=steps)
+    ref = reference_emulate(image, steps)
+    assert diff_results(got, ref) == []
+    hidden = got.spike_steps[0][0].tolist()
+    assert 0 <= hidden[0] < hidden[1]
+    assert got.first_output_step[0] > hidden[1]
+    # One step off in the output would be caught by the comparison.
+    off = dataclasses.replace(got, first_output_step=got.first_output_step + 1)
+    assert diff_results(off, ref) != []
+    late = dataclasses.replace(got, spike_steps=(got.spike_steps[0], got.spike_steps[1] + 1))
+    assert diff_results(late, ref) != []

@@ -305,3 +305,105 @@ def test_a_non_binary_input_takes_the_general_path():
     assert exact.binary_input_rows(z_in) is None
     assert exact.binary_input_rows(np.array([[1.0, np.nan]])) is None
     assert exact.binary_input_rows(np.array([[1.0, np.inf]])) is not None
+
+
+def _general_reference(z_in, w, g):
+    """The general kernels' arithmetic written out in plain loops, operation for operation:
+    inputs (bias last, at z = 1) stably sorted by z and added group by group, and the gradients
+    summed over samples in increasing order. Every mixed float32/float64 operation is done in
+    float64 and rounded on the store (Numba's typing), hence the explicit ``float``.
+    Returns z_out, denom, grad_w, grad_z_in."""
+    batch, n_in = z_in.shape
+    n_out = w.shape[1]
+    z_out = np.full((batch, n_out), np.inf, w.dtype)
+    denom = np.zeros((batch, n_out), w.dtype)
+    for b in range(batch):
+        idx = [i for i in range(n_in) if z_in[b, i] < np.inf] + [n_in]
+        keys = np.array([float(z_in[b, i]) if i < n_in else 1.0 for i in idx], z_in.dtype)
+        order = [idx[k] for k in np.argsort(keys, kind="stable")]
+        times = [float(z_in[b, i]) if i < n_in else 1.0 for i in order]
+        a_sum = np.zeros(n_out, w.dtype)
+        b_sum = np.zeros(n_out, w.dtype)
+        k = 0
+        while k < len(order):
+            z_k = times[k]
+            while k < len(order) and times[k] == z_k:
+                for j in range(n_out):
+                    a_sum[j] += w[order[k], j]
+                    b_sum[j] = float(b_sum[j]) + float(w[order[k], j]) * z_k
+                k += 1
+            z_next = times[k] if k < len(order) else np.inf
+            for j in range(n_out):
+                a1 = float(a_sum[j]) - 1.0
+                if z_out[b, j] == np.inf and a1 > 0.0 and float(b_sum[j]) / a1 <= z_next:
+                    zc = float(b_sum[j]) / a1
+                    z_out[b, j] = zc if zc > z_k else z_k
+                    denom[b, j] = a1
+    fired = np.isfinite(z_out) & (denom > 0)
+    coef = np.where(fired, g / np.where(fired, denom, 1.0), 0.0).astype(w.dtype)
+    grad_w = np.zeros(w.shape, w.dtype)
+    grad_z_in = np.zeros(z_in.shape, w.dtype)
+    for b in range(batch):
+        for i in range(n_in + 1):
+            z_i = 1.0 if i == n_in else float(z_in[b, i])
+            if z_i == np.inf:
+                continue
+            acc = 0.0
+            for j in range(n_out):
+                if coef[b, j] != 0.0 and z_i < z_out[b, j]:
+                    grad_w[i, j] = float(grad_w[i, j]) + float(coef[b, j]) * (z_i - float(z_out[b, j]))
+                    if i < n_in:
+                        acc += float(coef[b, j] * w[i, j])  # the product in the weights' dtype
+            if i < n_in:
+                grad_z_in[b, i] = acc
+    return z_out, denom, grad_w, grad_z_in
+
+
+@st.composite
+def sparse_hidden_layers(draw):
+    """A hidden layer's output as the next layer sees it: real-valued times, mostly silent, few or
+    many spikes (either side of the insertion-sort limit), ties; float64 or float32."""
+    n_in = draw(st.sampled_from([3, 20, 150]))
+    n_out = draw(st.integers(1, 12))
+    batch = draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    t = rng.integers(0, 6, (batch, n_in)) * 0.25 if draw(st.booleans()) else rng.uniform(0, 3, (batch, n_in))
+    z_in = np.exp(t)
+    z_in[rng.random((batch, n_in)) < draw(st.floats(0, 0.95))] = np.inf
+    w = rng.normal(draw(st.floats(0.0, 0.3)), draw(st.floats(0.05, 1.0)), (n_in + 1, n_out))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    return z_in.astype(dtype), w.astype(dtype)
+
+
+@SETTINGS
+@given(sparse_hidden_layers(), st.integers(0, 2**32 - 1))
+def test_serial_general_kernels_are_bit_identical_to_the_parallel_ones_and_the_reference(layer, seed):
+    z_in, w = layer
+    assert exact._serial(z_in.shape[0], w)  # a layer this small runs on the calling thread
+    g = np.random.default_rng(seed).normal(size=(z_in.shape[0], w.shape[1]))
+    z_ref, d_ref, gw_ref, gz_ref = _general_reference(z_in, w, g)
+    z_out, denom = exact.layer_forward(z_in, w)
+    grad_w, grad_z_in = exact.layer_backward(z_in, w, z_out, denom, g)
+    coef = exact.backward_coefficients(z_out, denom, g, w.dtype)
+    z_par, d_par = exact._layer_forward(z_in, w)
+    gw_par = exact._grad_weights(z_in, z_out, coef, max(1, min(2, w.shape[1])))
+    gz_par = exact._grad_input_times(z_in, w, z_out, coef)
+    for fast, par, ref in (
+        (z_out, z_par, z_ref),
+        (denom, d_par, d_ref),
+        (grad_w, gw_par, gw_ref),
+        (grad_z_in, gz_par, gz_ref),
+    ):
+        assert fast.dtype == ref.dtype
+        assert fast.tobytes() == par.tobytes() == ref.tobytes()
+    # One ulp anywhere would be seen.
+    nz = np.flatnonzero(grad_w)
+    if nz.size:
+        bumped = grad_w.copy().reshape(-1)
+        bumped[nz[0]] = np.nextafter(bumped[nz[0]], np.inf)
+        assert bumped.tobytes() != gw_ref.tobytes()
+
+
+def test_the_output_layer_of_the_default_recipe_runs_serially_and_a_wide_layer_in_parallel():
+    assert exact._serial(32, np.zeros((801, 10))) and exact._serial(128, np.zeros((801, 10)))
+    assert not exact._serial(32, np.zeros((801, 800))) or exact.numba.get_num_threads() == 1
