@@ -142,10 +142,17 @@ def test_bytes_round_trip_both_ways(link):
 def test_millisecond_tick_runs_at_real_time_and_never_steps_back(link):
     # Also checks the board's idea of its clock: a SysTick reload computed for the wrong core
     # clock (QEMU's is the machine's, not the board's wish) runs the milliseconds fast or slow.
-    first = int(link.command("MS").split()[1])
-    time.sleep(1.0)
-    second = int(link.command("MS").split()[1])
-    assert 900 <= second - first <= 1400
+    # A QEMU starved of CPU by a loaded host runs slow for a while, never fast; a wrong reload is
+    # wrong every time. So a fast second fails at once, a slow one is measured again (3 tries).
+    seconds_ms = []
+    for _ in range(3):
+        first = int(link.command("MS").split()[1])
+        time.sleep(1.0)
+        seconds_ms.append(int(link.command("MS").split()[1]) - first)
+        assert seconds_ms[-1] <= 1400, seconds_ms
+        if seconds_ms[-1] >= 900:
+            break
+    assert 900 <= seconds_ms[-1] <= 1400, seconds_ms
     reads, backward = map(int, link.command("MONO 1500").split()[1:])
     assert reads > 1000
     assert backward == 0
