@@ -118,8 +118,10 @@ def test_a_killed_worker_still_completes_every_point_exactly_once(clean_run, clu
         if "pid" in killed or event.metrics.get("running", 0) < 1:
             return
         client = killed["client"]
+        # ``processing``: the tasks the scheduler has given a worker; ``executing`` is filled from
+        # heartbeats and can still be empty when a fast point is already running.
         executing = client.run_on_scheduler(
-            lambda dask_scheduler: [ws.address for ws in dask_scheduler.workers.values() if ws.executing]
+            lambda dask_scheduler: [ws.address for ws in dask_scheduler.workers.values() if ws.processing]
         )
         if executing:
             killed["pid"] = killed["pids"][executing[0]]
