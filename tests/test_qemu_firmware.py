@@ -190,16 +190,16 @@ def test_graded_images_are_bit_exact_with_the_emulator_on_500_test_images(client
     test = load_mnist(mnist_dir, "test")
     images, labels = test.images[:N_GRADED], test.labels[:N_GRADED]
     upload_image(client, graded_cut)
-    # 10 images (16 KB) per request: an emulated UART on a loaded host reads a 64 KB frame slower
-    # than the client's write limit allows.
-    summary = compare_on_board(client, graded_cut, images, labels=labels, batch_size=10)
+    # 2 images (3.1 KB) per request, within the pty's buffer: a starved QEMU (load 30) drained
+    # mps2_an385's full 8 KB requests slower than the client's write limit (13 s) allows.
+    summary = compare_on_board(client, graded_cut, images, labels=labels, batch_size=2)
     assert summary["n"] == N_GRADED
     assert summary["mismatches"] == 0, summary["first_mismatch"]
     assert summary["board_accuracy"] == summary["emulator_accuracy"] > 0.2  # a small cut on lm3s6965evb
-    # and the same comparison notices one LSB of one weight on the board
+    # and the same comparison notices one LSB of one weight between board and emulator (the
+    # emulator runs the changed image: no second upload, which a starved QEMU makes slow)
     changed = _one_lsb_change_the_emulator_notices(graded_cut, images[:50])
-    upload_image(client, changed)
-    summary = compare_on_board(client, graded_cut, images[:50])
+    summary = compare_on_board(client, changed, images[:50], batch_size=2)
     assert summary["mismatches"] > 0
 
 
