@@ -162,7 +162,7 @@ def test_up5k_top_mnist_net100_int8_bit_exact(mnist_test):
 def test_up5k_top_graded_mnist_bit_exact(mnist_test):
     """A latency-encoded image (issue 14): graded input steps travel in the spike byte packets."""
     image = graded_net100()
-    images = mnist_test.images[:10]
+    images = mnist_test.images[:20]  # as many as the binary test above: the same harness build
     observed = simulate_up5k(image, images, lanes=4)
     problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
     assert problem is None, problem
