@@ -28,7 +28,7 @@ from .rtl import train_sim as rtl_train_sim
 from .rtl import up5k_sim as rtl_up5k_sim
 from .rtl.params import RtlLayout
 from .wire.client import BoardClient
-from .wire.protocol import BoardInfo, BoardResult, ErrorCode, input_bits
+from .wire.protocol import BoardInfo, BoardResult, ErrorCode, Inputs, inputs_for
 
 # ----------------------------------------------------------------------------------------------
 # Board information and upload
@@ -41,13 +41,6 @@ def load_weight_image(path) -> WeightImage:
         raise ConfigError(
             f"{path} is a float model; boards and the RTL run weight images "
             f"(make one with: popcount-learn export {path} -o IMAGE.h5)"
-        )
-    if model.input_encoding.kind != "binary":
-        # The protocol's INFER/TRAIN_STEP carry step-0 bit vectors (docs/protocol.md) until the
-        # per-input-step frames of issue 14 land; sending bits would run a different input.
-        raise ConfigError(
-            f"{path} has a {model.input_encoding.kind} input encoding; boards and the RTL bridge take binary "
-            "inputs only so far (use evaluate --emulate for graded images)"
         )
     return model
 
@@ -132,9 +125,24 @@ def upload_image(client: BoardClient, image: WeightImage, *, image_name: str = "
 # Inference on a board
 
 
-def image_input_bits(image: WeightImage, images_uint8: np.ndarray) -> list[bytes]:
-    """The INFER bit vector per image: bit i set = input i spikes at step 0 (a bright pixel)."""
-    return [input_bits(row == 0) for row in encode_input_steps(image.spec, images_uint8)]
+def image_input_steps(image: WeightImage, images_uint8: np.ndarray) -> np.ndarray:
+    """Input spike steps of uint8 images under the image's own input encoding (as ``emulate``)."""
+    return encode_input_steps(image.spec, images_uint8, image.input_encoding)
+
+
+def wire_inputs(image: WeightImage, input_spike_steps: np.ndarray) -> list[Inputs]:
+    """The requests' inputs for spike steps ``(n, n_in)``: the compact bit vectors when every
+    input is at step 0 or the spec's dark step (binary images), else per-input steps."""
+    spec = image.spec
+    try:
+        return inputs_for(input_spike_steps, spec.dark_input_step, spec.max_steps)
+    except ValueError as exc:
+        raise ConfigError(f"the inputs cannot be sent to a board: {exc}") from None
+
+
+def image_input_bits(image: WeightImage, images_uint8: np.ndarray) -> list[Inputs]:
+    """The INFER inputs per image (``wire_inputs`` of the image's encoding of them)."""
+    return wire_inputs(image, image_input_steps(image, images_uint8))
 
 
 def board_observations(results: list[BoardResult], topology: tuple[int, ...], max_steps: int) -> check.BodyResult:
@@ -193,7 +201,7 @@ def run_on_board(
     """Infer every image on the board (in INFER_BATCH round trips); the results as a BodyResult."""
     progress = as_progress(progress)
     bits = image_input_bits(image, images_uint8)
-    batch = batch_size or client.batch_size_hint(len(bits[0]) if bits else 1)
+    batch = batch_size or client.batch_size_hint(1 + len(bits[0].body) if bits else 1)
     results: list[BoardResult] = []
     progress.start(total=len(bits), desc="board")
     while len(results) < len(bits):
@@ -316,7 +324,8 @@ def train_side_by_side(
     upload = upload_image(client, board_image or image, image_name=image_name)
     check_learning(client.info(), learning)
     n_bytes = upload["image_bytes"]
-    encoded = encode_input_steps(image.spec, images_uint8)
+    encoded = image_input_steps(image, images_uint8)
+    sent = wire_inputs(image, encoded)
     steps = len(encoded)
     in_flight = None  # (encoded input, label, sample index) of a TRAIN_STEP sent and not answered
     progress.start(total=steps, desc="train")
@@ -326,7 +335,7 @@ def train_side_by_side(
             enc, label = encoded[i], int(labels[i])
             t0 = time.perf_counter()
             in_flight = (enc, label, t)
-            reply = client.train_step(t, label, input_bits(enc == 0))
+            reply = client.train_step(t, label, sent[i])
             in_flight = None
             done += 1  # the board applied this step
             t1 = time.perf_counter()
@@ -645,9 +654,9 @@ def rtl_train(
         raise RtlToolsMissing(reason)
     image = load_weight_image(image_path)
     learning = image.learning or LearningConfig()
-    train = load_split(data_dir, "train")
+    train = _data_for(image, data_dir, "train")
     order = training_order(len(train.images), steps, seed)
-    encoded = encode_input_steps(image.spec, train.images[order])
+    encoded = image_input_steps(image, train.images[order])
     return rtl_train_side_by_side(
         image,
         learning,

@@ -7,6 +7,7 @@ Array contents come from a numpy generator seeded by hypothesis, which keeps the
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -270,3 +271,21 @@ def exact_networks(draw, max_layers: int = 3, max_width: int = 9) -> ExactNetwor
         draw(st.integers(0, 2**32 - 1)), topology=topology, dtype=draw(st.sampled_from(["float32", "float64"]))
     )
     return ExactNetwork(weights=net.weights, encoding=draw(encodings))
+
+
+# --- a graded 8-bit image --------------------------------------------------------------------
+
+
+def graded_net100():
+    """The shipped net100-int8 (784-100-10) under a latency encoding (t_max 2, silence 1): an
+    8-bit image with graded input steps 0..128 and silent black pixels that still decides (96.9%
+    on the first 1000 MNIST test images, emulated). Built here, not shipped: the weights are the
+    sealed file's, the encoding is the only change."""
+    from pathlib import Path
+
+    from popcount_learn.encoding import InputEncoding
+    from popcount_learn.h5io import load_weight_image
+
+    path = Path(__file__).resolve().parents[1] / "datasets" / "pretrained" / "net100-int8.h5"
+    image = load_weight_image(path)
+    return dataclasses.replace(image, encoding=InputEncoding.latency(t_max=2.0, silence=1))

@@ -13,11 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
-from factories import random_weight_image
+from factories import graded_net100, random_weight_image
 
 from firmware_bridge import check, commands
 from firmware_bridge.boards import launch
-from firmware_bridge.commands import board_observations, compare_on_board, image_input_bits, run_on_board
+from firmware_bridge.commands import (
+    board_observations,
+    compare_on_board,
+    image_input_bits,
+    image_input_steps,
+    run_on_board,
+    wire_inputs,
+)
 from firmware_bridge.errors import BoardConnectionError, BoardRefused, ImageRejected
 from firmware_bridge.wire import protocol as p
 from firmware_bridge.wire.client import BoardClient
@@ -281,6 +288,82 @@ def test_comparator_fails_on_a_one_step_shift_of_one_hidden_spike(client, mnist,
     hidden[i, silent] = 3
     result = check.compare(emu, dataclasses.replace(board, spike_steps=(hidden, *board.spike_steps[1:])), body="board")
     assert f"neuron {silent}: emulator -1, board 3" in result.first_mismatch
+
+
+# -- graded input (issue 14): per-input steps in the STEPS form ----------------------------
+
+
+@pytest.fixture(scope="module")
+def graded():
+    return graded_net100()
+
+
+def test_graded_images_are_bit_exact_with_the_emulator_on_500_mnist_test_images(client, mnist, graded):
+    images, labels = mnist[0][:500], mnist[1][:500]
+    steps = image_input_steps(graded, images)
+    assert len(np.unique(steps)) > 100 and (steps == -1).any()  # graded, with silent inputs
+    assert {x.form for x in image_input_bits(graded, images)} == {p.InputForm.STEPS}
+    commands.upload_image(client, graded)
+    summary = compare_on_board(client, graded, images, labels=labels)
+    assert summary["n"] == 500
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["board_accuracy"] == summary["emulator_accuracy"] > 0.9
+
+
+def test_graded_comparison_fails_on_one_lsb_of_a_weight_or_one_step_of_one_input(client, mnist, graded):
+    images = mnist[0][:100]
+    variant, where = _one_lsb_variant_that_matters(graded, images)
+    commands.upload_image(client, variant)
+    assert compare_on_board(client, graded, images)["mismatches"] > 0, where
+    commands.upload_image(client, graded)
+    steps = image_input_steps(graded, images)
+    emu = emulate(graded, input_spike_steps=steps)
+    i = 3
+    for j in np.argsort(steps[i], kind="stable"):  # earliest inputs first: most likely to matter
+        if steps[i, j] < 0:
+            continue
+        shifted = steps.copy()
+        shifted[i, j] += 1
+        if not check.compare(emu, emulate(graded, input_spike_steps=shifted), body="emulator").ok:
+            break
+    else:
+        raise AssertionError("no one-step shift of an input changed image 3")
+
+    def on_board(input_steps):
+        sent = wire_inputs(graded, input_steps)
+        replies = [r for k in range(0, len(sent), 20) for r in client.infer_batch(sent[k : k + 20])]
+        return board_observations(replies, graded.topology, graded.spec.max_steps)
+
+    assert check.compare(emu, on_board(shifted), body="board").mismatched == (i,)
+    assert check.compare(emu, on_board(steps), body="board").ok
+
+
+@pytest.fixture(scope="module")
+def mnist_train_500(mnist_dir):
+    train = load_mnist(mnist_dir, "train")
+    return train.images[:500], train.labels[:500]
+
+
+def test_500_graded_training_steps_side_by_side_stay_identical(client, rule, graded, mnist_train_500):
+    images, labels = mnist_train_500
+    summary = commands.train_side_by_side(client, graded, rule, images, labels, check_every=100)
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["steps"] == 500 and summary["weight_checks"] == 5
+    assert summary["weights_changed"] > 1000
+
+
+def test_graded_training_comparison_fails_on_a_one_lsb_difference(client, rule, graded, mnist_train_500):
+    images, labels = mnist_train_500
+    w = graded.layers[0].weights_lsb.copy()
+    w[0, 5] += 1 if w[0, 5] < 127 else -1  # pixel 0 is black: silent, so this weight never learns
+    corrupted = dataclasses.replace(
+        graded, layers=(dataclasses.replace(graded.layers[0], weights_lsb=w), *graded.layers[1:])
+    )
+    summary = commands.train_side_by_side(
+        client, graded, rule, images[:20], labels[:20], check_every=10, board_image=corrupted
+    )
+    assert summary["mismatches"] == 1
+    assert "layer 0 weight [row 0, column 5]" in summary["first_mismatch"]
 
 
 # -- training ------------------------------------------------------------------------------
@@ -631,12 +714,14 @@ def test_a_payload_one_byte_over_the_limit_is_refused(client, fill):
     limit = client.info().max_payload_bytes
     # LOAD_CHUNK without LOAD_BEGIN: a board that read the frame would answer NOT_LOADING.
     frame = p.decode_frame(
-        raw_replies(client, raw_frame(1, MsgType.LOAD_CHUNK, 11, bytes([fill]) * (limit + 1)))[0][:-1]
+        raw_replies(client, raw_frame(p.PROTOCOL_VERSION, MsgType.LOAD_CHUNK, 11, bytes([fill]) * (limit + 1)))[0][:-1]
     )
     assert (frame.msg_type, frame.seq) == (MsgType.ERROR, p.NO_SEQ)
     assert p.decode_error(frame.payload) == (ErrorCode.OVERSIZE, limit, 0)
     # At the limit the frame is read (INFO takes no payload: BAD_LENGTH of the request's seq).
-    frame = p.decode_frame(raw_replies(client, raw_frame(1, MsgType.INFO, 12, bytes([fill]) * limit))[0][:-1])
+    frame = p.decode_frame(
+        raw_replies(client, raw_frame(p.PROTOCOL_VERSION, MsgType.INFO, 12, bytes([fill]) * limit))[0][:-1]
+    )
     assert (frame.msg_type, frame.seq) == (MsgType.ERROR, 12)
     assert p.decode_error(frame.payload) == (ErrorCode.BAD_LENGTH, limit, 0)
 
@@ -648,24 +733,28 @@ def test_error_replies_are_the_golden_frames(client):
     client.reset()
     cases = [
         ("error_bad_frame", b"\x00\x05\x01\x00"),  # COBS block runs past the end: decoded length -1
-        ("error_bad_crc", raw_frame(1, MsgType.INFO, 1, b"", crc=0x12345678)),
-        ("error_oversize", raw_frame(1, MsgType.LOAD_CHUNK, 9, bytes(65537))),
-        ("error_bad_version", raw_frame(2, MsgType.INFO, 2, b"")),
-        ("error_bad_length_frame", raw_frame(1, MsgType.INFO, 3, b"\x01\x02\x03", length=5)),
-        ("error_bad_length_message", raw_frame(1, MsgType.INFO, 4, b"\x01\x02\x03")),
-        ("error_unknown_type", raw_frame(1, 0x55, 5, b"")),
-        ("error_no_image", raw_frame(1, MsgType.INFER, 6, bytes(98))),
-        ("error_not_loading", raw_frame(1, MsgType.LOAD_COMMIT, 7, b"")),
+        ("error_bad_crc", raw_frame(p.PROTOCOL_VERSION, MsgType.INFO, 2, b"", crc=0x12345678)),
+        ("error_oversize", raw_frame(p.PROTOCOL_VERSION, MsgType.LOAD_CHUNK, 9, bytes(65537))),
+        ("error_bad_version", raw_frame(1, MsgType.INFO, 2, b"")),
+        ("error_bad_length_frame", raw_frame(p.PROTOCOL_VERSION, MsgType.INFO, 3, b"\x01\x02\x03", length=5)),
+        ("error_bad_length_message", raw_frame(p.PROTOCOL_VERSION, MsgType.INFO, 4, b"\x01\x02\x03")),
+        ("error_unknown_type", raw_frame(p.PROTOCOL_VERSION, 0x55, 5, b"")),
+        ("error_no_image", raw_frame(p.PROTOCOL_VERSION, MsgType.INFER, 6, bytes(99))),
+        ("error_not_loading", raw_frame(p.PROTOCOL_VERSION, MsgType.LOAD_COMMIT, 7, b"")),
     ]
     for name, data in cases:
         assert raw_replies(client, data) == [golden[name]], name
-    assert raw_replies(client, raw_frame(1, MsgType.INFO, 10, b"")[:6], timeout_s=3.0) == [golden["error_truncated"]]
+    assert raw_replies(client, raw_frame(p.PROTOCOL_VERSION, MsgType.INFO, 10, b"")[:6], timeout_s=3.0) == [
+        golden["error_truncated"]
+    ]
     commands.upload_image(client, tiny_image())
-    assert raw_replies(client, raw_frame(1, MsgType.INFER_BATCH, 8, b"\x00\x00")) == [
+    assert raw_replies(client, raw_frame(p.PROTOCOL_VERSION, MsgType.INFER_BATCH, 8, b"\x00\x00\x00")) == [
         golden["error_bad_argument_batch_of_0"]
     ]
-    batch = struct.pack("<H", 65534) + bytes(65534)  # 2 + 65534 x 28 reply bytes = 1,834,954
-    assert raw_replies(client, raw_frame(1, MsgType.INFER_BATCH, 9, batch)) == [golden["error_reply_too_large"]]
+    batch = struct.pack("<HB", 65533, p.InputForm.BITS) + bytes(65533)  # 2 + 65533 x 28 reply bytes = 1,834,926
+    assert raw_replies(client, raw_frame(p.PROTOCOL_VERSION, MsgType.INFER_BATCH, 9, batch)) == [
+        golden["error_reply_too_large"]
+    ]
     assert client.info().protocol_version == p.PROTOCOL_VERSION  # and in sync after all of it
 
 

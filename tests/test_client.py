@@ -166,3 +166,19 @@ def test_a_second_client_on_a_pty_is_refused_with_port_in_use():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_board_of_the_old_protocol_version_is_one_clear_error_not_a_timeout():
+    # What a version-1 board sends back to any version-2 request: ERROR BAD_VERSION in a v1 frame.
+    import struct
+    import zlib
+
+    payload = p.encode_error(ErrorCode.BAD_VERSION, p.PROTOCOL_VERSION, 1)
+    body = p.HEADER.pack(1, MsgType.ERROR, 100, len(payload)) + payload
+    old = p.cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
+    c = loop_client(timeout_s=5.0, retries=3)
+    c._port.write(old)
+    t0 = time.monotonic()
+    with pytest.raises(BoardProtocolError, match="speaks protocol version 1, this host version 2; rebuild"):
+        c.info()
+    assert time.monotonic() - t0 < 2.0 and c.stats["resends"] == 0

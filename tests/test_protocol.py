@@ -40,12 +40,12 @@ def test_golden_vectors_encode_and_decode():
 
 
 def test_one_golden_frame_spelled_out():
-    # INFO, seq 0, no payload: header 01 01 0000 00000000, CRC-32 of the header, COBS, 00.
-    header = bytes([1, 1, 0, 0, 0, 0, 0, 0])
+    # INFO, seq 0, no payload: header 02 01 0000 00000000 (version 2), CRC-32 of the header, COBS, 00.
+    header = bytes([2, 1, 0, 0, 0, 0, 0, 0])
     raw = header + struct.pack("<I", zlib.crc32(header))
-    assert raw[-4:] == bytes.fromhex("43d4ff0f")
-    # COBS: [01 01] ends at the first zero (code 03), the other five zeros end empty blocks (01).
-    expected = bytes([3, 1, 1] + [1] * 5 + [5]) + raw[-4:] + b"\x00"
+    assert raw[-4:] == bytes.fromhex("a0d37081")
+    # COBS: [02 01] ends at the first zero (code 03), the other five zeros end empty blocks (01).
+    expected = bytes([3, 2, 1] + [1] * 5 + [5]) + raw[-4:] + b"\x00"
     assert p.encode_frame(MsgType.INFO, 0, b"") == expected
     assert golden_vectors()[0][4] == expected
 
@@ -291,3 +291,56 @@ def test_learning_codes_round_trip():
 def test_decoder_never_raises_on_arbitrary_bytes(data):
     for item in FrameDecoder(max_payload_bytes=128).feed(data):
         assert isinstance(item, (Frame, FrameError))
+
+
+def test_inputs_take_the_compact_form_exactly_when_every_step_is_0_or_the_dark_step():
+    binary = np.array([[0, -1, 0, -1], [-1, -1, 0, 600]])  # 600 >= max_steps: never arrives
+    forms = p.inputs_for(binary, dark_input_step=-1, max_steps=512)
+    assert [x.form for x in forms] == [p.InputForm.BITS] * 2 and forms[0].body == bytes([0b0101])
+    assert [x.form for x in p.inputs_for(np.array([[0, 3]]), 3, 512)] == [p.InputForm.BITS]
+    graded = np.array([[0, -1, 0, -1], [-1, 5, 0, 600]])
+    forms = p.inputs_for(graded, dark_input_step=-1, max_steps=512)
+    assert [x.form for x in forms] == [p.InputForm.STEPS] * 2  # one form for the whole batch
+    assert forms[1].body == bytes.fromhex("ffff05000000ffff")
+    assert p.encode_infer_batch(forms)[:3] == bytes([2, 0, p.InputForm.STEPS])
+    with pytest.raises(ValueError, match="one input form"):
+        p.encode_infer_batch([forms[0], p.Inputs(p.InputForm.BITS, b"\x01")])
+
+
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.lists(st.integers(-1, 70_000), min_size=n, max_size=n).map(lambda v: np.array(v, np.int64))
+    ),
+    st.integers(-1, 300),
+)
+def test_wire_inputs_round_trip_to_the_steps_that_arrive(steps, dark):
+    max_steps = 65_535
+    arrive = np.where((steps >= 0) & (steps < max_steps), steps, -1)
+    dark_steps = np.where(arrive == -1, -1, arrive)
+    if np.any(arrive > p.INPUT_STEP_MAX):
+        with pytest.raises(ValueError, match="exceeds"):
+            p.inputs_for(steps[None], dark, max_steps)
+        return
+    (inputs,) = p.inputs_for(steps[None], dark, max_steps)
+    got = p.decode_inputs(inputs, len(steps), dark)
+    got = np.where((got >= 0) & (got < max_steps), got, -1)
+    assert np.array_equal(got, dark_steps)
+    assert len(inputs.body) == p.input_body_bytes(inputs.form, len(steps))
+
+
+def test_request_layouts_of_both_forms():
+    bits, steps = p.Inputs(p.InputForm.BITS, b"\x09"), p.step_inputs(np.array([1, -1]), 512)
+    assert p.encode_infer(bits) == b"\x00\x09" and p.encode_infer(b"\x09") == b"\x00\x09"
+    assert p.encode_infer(steps) == bytes.fromhex("010100ffff")
+    assert p.encode_train_step(7, 3, steps) == struct.pack("<IHB", 7, 3, 1) + bytes.fromhex("0100ffff")
+    assert p.MAX_INPUTS * 2 + 7 <= p.MAX_PAYLOAD_BYTES < (p.MAX_INPUTS + 1) * 2 + 7
+    text = codegen.c_header("pcl_protocol.h", p.header_constants(), source="test")
+    for name, value in [
+        ("INPUT_FORM_BITS", 0),
+        ("INPUT_FORM_STEPS", 1),
+        ("PROTO_INPUT_STEP_NEVER", 0xFFFF),
+        ("PROTO_INPUT_STEP_MAX", 0xFFFE),
+        ("PROTO_MAX_INPUTS", p.MAX_INPUTS),
+        ("PROTO_TRAIN_HEAD_BYTES", 6),
+    ]:
+        assert f"#define PCL_{name} {value}\n" in text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import datapath_configs, random_weight_image
+from factories import datapath_configs, graded_net100, random_weight_image
 from hypothesis import given, settings
 from reference_emulator import reference_emulate
 
@@ -25,7 +25,7 @@ from firmware_bridge.rtl.params import RtlLayout
 from popcount_learn import codegen, h5io
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
-from popcount_learn.emulator import emulate
+from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.weight_image import LayerImage, WeightImage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -359,6 +359,45 @@ def test_mnist_net600_int4_bit_exact_on_5_images(mnist_test):
     problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
     assert problem is None, problem
     assert observed.faults == {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Graded input (issue 14): per-input steps through the core's {step, index} beats
+
+
+@pytest.mark.rtl
+def test_graded_mnist_bit_exact_and_a_one_step_input_shift_is_reported(mnist_test):
+    image = graded_net100()
+    images = mnist_test.images[:20]
+    steps = encode_input_steps(image.spec, images, image.input_encoding)
+    assert len(np.unique(steps)) > 50 and (steps == -1).any()
+    expected = emulate(image, images)
+    # Image 4 goes to the core with one input a step late, chosen so that the emulator notices.
+    i = 4
+    for j in np.argsort(steps[i], kind="stable"):
+        if steps[i, j] >= 0:
+            shifted = steps.copy()
+            shifted[i, j] += 1
+            if not check.compare(expected, emulate(image, input_spike_steps=shifted), body="emulator").ok:
+                break
+    else:
+        raise AssertionError("no one-step shift of an input changed image 4")
+    observed = rtl_sim.simulate(image, input_spike_steps=shifted, lanes=4)
+    assert observed.faults == {}
+    assert check.compare(expected, observed, body="RTL").mismatched == (i,)  # the 19 others are exact
+    assert check.compare(emulate(image, input_spike_steps=shifted), observed, body="RTL").ok
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_graded_mnist_bit_exact_on_200_images(mnist_test):
+    image = graded_net100()
+    images = mnist_test.images[:200]
+    observed = rtl_sim.simulate(image, images, lanes=4)
+    problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
+    assert problem is None, problem
+    assert observed.faults == {}
+    assert np.mean(observed.predicted == mnist_test.labels[:200]) > 0.9
 
 
 # ----------------------------------------------------------------------------------------------

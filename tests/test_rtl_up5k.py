@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import graded_net100
 from test_rtl import PARAMETER_SETS, _find_case
 
 from firmware_bridge import check
@@ -155,6 +156,17 @@ def test_up5k_top_mnist_net100_int8_bit_exact(mnist_test):
     assert problem is None, problem
     assert observed.faults == {}
     assert np.mean(observed.predicted == mnist_test.labels[:20]) > 0.8
+
+
+@up5k
+def test_up5k_top_graded_mnist_bit_exact(mnist_test):
+    """A latency-encoded image (issue 14): graded input steps travel in the spike byte packets."""
+    image = graded_net100()
+    images = mnist_test.images[:20]  # as many as the binary test above: the same harness build
+    observed = simulate_up5k(image, images, lanes=4)
+    problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
+    assert problem is None, problem
+    assert observed.faults == {}
 
 
 @up5k

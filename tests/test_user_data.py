@@ -341,13 +341,6 @@ def test_train_evaluate_export_on_a_table_keep_the_scaling(tmp_path, capsys):
     assert em["accuracy"] == float((direct.predicted == test.labels).mean())
 
 
-def test_boards_refuse_a_graded_image_until_the_protocol_carries_steps(tmp_path, capsys):
-    image = tmp_path / "lat.h5"
-    h5io.save_weight_image(image, quantize(latency_network(n_in=784)))
-    for command in (["board", "compare"], ["board", "train", "--steps", "2"]):
-        refused([*command, "--port", "loop://", "--image", image], capsys, "latency input encoding")
-
-
 def test_graded_mnist_emulator_is_bit_exact_against_the_slow_reference(mnist_dir):
     from reference_emulator import diff_results, reference_emulate
 

@@ -160,7 +160,7 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "image").write_bytes(stream)
-        (tmp / "bits").write_bytes(b"".join(image_input_bits(image, images[: args.single])))
+        (tmp / "bits").write_bytes(b"".join(x.body for x in image_input_bits(image, images[: args.single])))
         (tmp / "train").write_bytes(b"".join(payloads))
         r = subprocess.run(
             [str(bench), str(tmp / "image"), str(tmp / "bits"), str(tmp / "train")],

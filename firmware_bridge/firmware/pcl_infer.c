@@ -55,6 +55,46 @@ static inline int input_bit(const uint8_t *bits, uint32_t i)
     return (bits[i >> 3] >> (i & 7u)) & 1u;
 }
 
+uint32_t pcl_input_bytes(uint32_t form, uint32_t n_in)
+{
+    if (form == PCL_INPUT_FORM_BITS)
+        return (n_in + 7u) / 8u;
+    if (form == PCL_INPUT_FORM_STEPS)
+        return 2u * n_in;
+    return 0u;
+}
+
+int32_t pcl_input_step(const pcl_inputs_t *in, uint32_t i)
+{
+    if (in->form == PCL_INPUT_FORM_BITS)
+        return input_bit(in->body, i) ? 0 : PCL_DARK_INPUT_STEP;
+    {
+        uint32_t s = pcl_rd_u16(in->body + 2u * i);
+        return s == PCL_PROTO_INPUT_STEP_NEVER ? -1 : (int32_t)s;
+    }
+}
+
+/* STEPS form: adds the rows of the inputs whose step is n; returns how many, and in *next the
+ * earliest step after n at which an input spikes (-1: none). */
+static uint32_t add_inputs_at(const pcl_layer_t *L, const uint8_t *mem, const pcl_inputs_t *in, uint32_t n_in,
+                              int32_t n, int32_t *next, int *have)
+{
+    uint32_t i, count = 0;
+    const uint32_t row_bytes = L->n_post * PCL_WEIGHT_BYTES;
+    *next = -1;
+    for (i = 0; i < n_in; i++) {
+        int32_t s = pcl_input_step(in, i);
+        if (s == n) {
+            add_row(accumulator, mem + L->weights_offset + i * row_bytes, L->n_post, !*have);
+            *have = 1;
+            count++;
+        } else if (s > n && (*next < 0 || s < *next)) {
+            *next = s;
+        }
+    }
+    return count;
+}
+
 /* Adds the rows of the inputs whose bit equals `bright`; returns how many. */
 static uint32_t add_inputs(const pcl_layer_t *L, const uint8_t *mem, const uint8_t *bits, uint32_t n_in,
                            int bright, int *have)
@@ -71,8 +111,11 @@ static uint32_t add_inputs(const pcl_layer_t *L, const uint8_t *mem, const uint8
     return count;
 }
 
-void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, uint32_t steps_after_decision, pcl_result_t *r)
+void pcl_infer(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t steps_after_decision, pcl_result_t *r)
 {
+    const uint8_t *input_bits = inputs->body;
+    const int graded = inputs->form != PCL_INPUT_FORM_BITS;
+    int32_t next_input = 0; /* STEPS form: the next step at which an input spikes, -1 = none */
     const uint8_t *mem = pcl_image_memory();
     const uint32_t n_layers = img->n_layers;
     const uint32_t out = n_layers - 1u;
@@ -114,7 +157,10 @@ void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, uint32_t steps
                 add_row(accumulator, mem + L->weights_offset + (L->n_rows - 1u) * row_bytes, n_post, 1);
                 have = 1;
             }
-            if (k == 0u) {
+            if (k == 0u && graded) {
+                if ((int32_t)n == next_input)
+                    (void)add_inputs_at(L, mem, inputs, img->n_inputs, (int32_t)n, &next_input, &have);
+            } else if (k == 0u) {
                 if (n == 0u)
                     n_bright = add_inputs(L, mem, input_bits, img->n_inputs, 1, &have);
 #if PCL_DARK_INPUT_STEP >= 0
@@ -164,11 +210,21 @@ void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, uint32_t steps
     /* Counters over steps 0 .. D (D = max_steps - 1 without a decision). */
     r->first_output_step = decision;
     last = decision >= 0 ? decision : PCL_MAX_STEPS - 1;
-    r->rows_read[0] = n_bright;
+    if (graded) {
+        uint32_t count = 0;
+        for (i = 0; i < img->n_inputs; i++) {
+            int32_t s = pcl_input_step(inputs, i);
+            if (s >= 0 && s <= last)
+                count++;
+        }
+        r->rows_read[0] = count;
+    } else {
+        r->rows_read[0] = n_bright;
 #if PCL_DARK_INPUT_STEP >= 0
-    if (PCL_DARK_INPUT_STEP <= last)
-        r->rows_read[0] += img->n_inputs - n_bright;
+        if (PCL_DARK_INPUT_STEP <= last)
+            r->rows_read[0] += img->n_inputs - n_bright;
 #endif
+    }
     for (k = 1; k < n_layers; k++) {
         const pcl_layer_t *P = &img->layer[k - 1u];
         uint32_t j, count = 0;

@@ -5,8 +5,7 @@
  *     I = OVF_I(I + (A << CURRENT_FRAC_BITS))  if rows arrived  accumulate (A: int32 raw row sum)
  *     V = OVF_V(V + I)                                         integrate
  *     V >= threshold_lsb  ->  spike step = n                   fire (at most once)
- * Arrivals at step n: layer 0 the inputs spiking at n (bright inputs at 0, dark ones at
- * DARK_INPUT_STEP), layer k > 0 the layer k-1 neurons that fired at n - 1, every layer its bias
+ * Arrivals at step n: layer 0 the inputs whose spike step is n (pcl_input_step), layer k > 0 the layer k-1 neurons that fired at n - 1, every layer its bias
  * row at n = 0. The run stops after the decision step D (the first output spike) has been
  * completed in every layer (or steps_after_decision steps later). I and V are int32 registers; the sums are formed exactly in int64.
  */
@@ -25,10 +24,22 @@ typedef struct {
     uint32_t rows_read[PCL_MAX_LAYERS];    /* weight rows delivered in steps 0 .. D, bias excluded */
 } pcl_result_t;
 
-/* Input bit i (byte i / 8, bit i % 8) set = input i spikes at step 0, clear = at DARK_INPUT_STEP.
- * Runs steps 0 .. min(D + steps_after_decision, MAX_STEPS - 1) (0 = stop right after D; the
+/* A request's input spikes as they arrived (docs/protocol.md, "Inputs"): form PCL_INPUT_FORM_BITS,
+ * bit i (byte i / 8, bit i % 8) set = input i spikes at step 0, clear = at DARK_INPUT_STEP; form
+ * PCL_INPUT_FORM_STEPS, n_in u16 (little-endian) steps, PCL_PROTO_INPUT_STEP_NEVER = no spike. */
+typedef struct {
+    uint32_t form;
+    const uint8_t *body;
+} pcl_inputs_t;
+
+/* Bytes of one input of n_in in `form`, 0 for a form this firmware does not know. */
+uint32_t pcl_input_bytes(uint32_t form, uint32_t n_in);
+/* Spike step of input i, -1 = never. */
+int32_t pcl_input_step(const pcl_inputs_t *in, uint32_t i);
+
+/* Runs steps 0 .. min(D + steps_after_decision, MAX_STEPS - 1) (0 = stop right after D; the
  * learning rule looks further); the result and counters always refer to D. */
-void pcl_infer(const pcl_image_t *img, const uint8_t *input_bits, uint32_t steps_after_decision,
+void pcl_infer(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t steps_after_decision,
                pcl_result_t *result);
 
 /* After pcl_infer: spike step of every neuron (layer k at img->layer[k].neuron_offset), -1 = did

@@ -1,6 +1,6 @@
 /* The sign-only popcount learning rule, one step per TRAIN_STEP (docs/learning-rule.md).
  *
- * Request payload: sample index t (u32), label (u16), input bits (as INFER). One step:
+ * Request payload: sample index t (u32), label (u16), input form (u8) and inputs (as INFER). One step:
  *  1. forward pass to E = min(D + MARGIN_STEPS - 1, MAX_STEPS - 1) (MAX_STEPS - 1 without D);
  *  2. output deltas: +1 for the earliest (or every) wrong output firing before s_c + margin,
  *     -1 for the label when something violates or it did not fire (or always);
@@ -21,7 +21,7 @@
 #include "pcl_learning.h"
 #include "pcl_learn.h"
 
-#define TRAIN_HEAD_BYTES 6u
+#define TRAIN_HEAD_BYTES PCL_PROTO_TRAIN_HEAD_BYTES
 #define TRAIN_REPLY_BYTES 20u
 
 static int8_t delta[PCL_MAX_NEURONS] PCL_BIG_RAM;
@@ -71,19 +71,14 @@ static void set_weight(uint8_t *mem, uint32_t offset, uint32_t index, int32_t w)
 }
 
 /* Arrival step of row r of layer k, or -1 if it did not arrive by step `last`. */
-static int32_t arrival(const pcl_image_t *img, uint32_t k, uint32_t r, const uint8_t *bits, int32_t last)
+static int32_t arrival(const pcl_image_t *img, uint32_t k, uint32_t r, const pcl_inputs_t *in, int32_t last)
 {
     const pcl_layer_t *L = &img->layer[k];
     if (r == L->n_rows - 1u)
         return 0; /* bias */
     if (k == 0u) {
-        if ((bits[r >> 3] >> (r & 7u)) & 1u)
-            return 0;
-#if PCL_DARK_INPUT_STEP >= 0
-        return PCL_DARK_INPUT_STEP <= last ? PCL_DARK_INPUT_STEP : -1;
-#else
-        return -1;
-#endif
+        int32_t s = pcl_input_step(in, r);
+        return s >= 0 && s <= last ? s : -1;
     } else {
         int32_t s = pcl_spike_steps()[img->layer[k - 1u].neuron_offset + r];
         return s >= 0 && s + 1 <= last ? s + 1 : -1;
@@ -96,7 +91,8 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
     const pcl_image_t *img = pcl_image();
     uint8_t *mem = pcl_image_memory();
     const int32_t *spikes = pcl_spike_steps();
-    const uint8_t *bits;
+    pcl_inputs_t in;
+    uint32_t nb;
     uint32_t t, label, k, j, out, n_delta = 0, changed = 0, hidden_delivered = 0, shift = 0;
     uint32_t weight_base[PCL_MAX_LAYERS];
     int32_t last, s_c, earliest = -1;
@@ -107,9 +103,22 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
     detail[0] = detail[1] = 0;
     if (!img)
         return PCL_ERR_NO_IMAGE;
-    if (len != TRAIN_HEAD_BYTES + (img->n_inputs + 7u) / 8u) {
+    if (len < TRAIN_HEAD_BYTES + 1u) {
         detail[0] = (int32_t)len;
-        detail[1] = (int32_t)(TRAIN_HEAD_BYTES + (img->n_inputs + 7u) / 8u);
+        detail[1] = (int32_t)(TRAIN_HEAD_BYTES + 1u);
+        return PCL_ERR_BAD_LENGTH;
+    }
+    in.form = payload[TRAIN_HEAD_BYTES];
+    in.body = payload + TRAIN_HEAD_BYTES + 1u;
+    nb = pcl_input_bytes(in.form, img->n_inputs);
+    if (nb == 0u) {
+        detail[0] = 2;
+        detail[1] = (int32_t)in.form;
+        return PCL_ERR_BAD_ARGUMENT;
+    }
+    if (len != TRAIN_HEAD_BYTES + 1u + nb) {
+        detail[0] = (int32_t)len;
+        detail[1] = (int32_t)(TRAIN_HEAD_BYTES + 1u + nb);
         return PCL_ERR_BAD_LENGTH;
     }
     if (reply_room < TRAIN_REPLY_BYTES) {
@@ -119,7 +128,6 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
     }
     t = pcl_rd_u32(payload);
     label = pcl_rd_u16(payload + 4);
-    bits = payload + TRAIN_HEAD_BYTES;
     out = img->n_layers - 1u;
     if (label >= img->layer[out].n_post) {
         detail[0] = 1;
@@ -128,7 +136,7 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
     }
 
     /* 1. forward pass over the window */
-    pcl_infer(img, bits, PCL_LEARN_MARGIN_STEPS - 1u, &res);
+    pcl_infer(img, &in, PCL_LEARN_MARGIN_STEPS - 1u, &res);
     last = PCL_MAX_STEPS - 1;
     if (res.first_output_step >= 0 && res.first_output_step + PCL_LEARN_MARGIN_STEPS - 1 < last)
         last = res.first_output_step + PCL_LEARN_MARGIN_STEPS - 1;
@@ -189,7 +197,7 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
         if (k > 0u) { /* presynaptic deltas, from this layer's signs before it changes */
             const uint32_t pb = img->layer[k - 1u].neuron_offset;
             for (r = 0; r + 1u < L->n_rows; r++) {
-                int32_t a = arrival(img, k, r, bits, last);
+                int32_t a = arrival(img, k, r, &in, last);
                 uint32_t plus = 0, minus = 0;
                 if (a < 0)
                     continue;
@@ -211,7 +219,7 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
         if (p == 0u)
             continue;
         for (r = 0; r < L->n_rows; r++) {
-            int32_t a = arrival(img, k, r, bits, last);
+            int32_t a = arrival(img, k, r, &in, last);
             if (a < 0)
                 continue;
             for (q = 0; q < n_learn; q++) {

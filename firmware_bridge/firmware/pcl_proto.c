@@ -222,52 +222,71 @@ static int put_result(reply_t *r, const pcl_image_t *img, const pcl_result_t *re
     return r->len - start == need ? 0 : err(r, PCL_ERR_REPLY_TOO_LARGE, (int32_t)need, (int32_t)r->room);
 }
 
-static uint32_t input_bytes(const pcl_image_t *img)
+/* The inputs at p (form u8, then the inputs of that form) of a request whose inputs take the
+ * `len` bytes from p on; checks form and length (BAD_ARGUMENT (arg, form) / BAD_LENGTH). */
+static int take_inputs(reply_t *r, const pcl_image_t *img, const uint8_t *p, uint32_t len, uint32_t count,
+                       int32_t arg, pcl_inputs_t *in, uint32_t *nb)
 {
-    return (img->n_inputs + 7u) / 8u;
+    if (len < 1u)
+        return err(r, PCL_ERR_BAD_LENGTH, (int32_t)len, 1);
+    in->form = p[0];
+    in->body = p + 1;
+    *nb = pcl_input_bytes(in->form, img->n_inputs);
+    if (*nb == 0u)
+        return err(r, PCL_ERR_BAD_ARGUMENT, arg, (int32_t)in->form);
+    return need_length(r, len, 1u + count * *nb);
 }
 
 static int handle_infer(const uint8_t *p, uint32_t len, reply_t *r)
 {
     const pcl_image_t *img = pcl_image();
+    pcl_inputs_t in;
     pcl_result_t res;
+    uint32_t nb;
     int e;
     if (!img)
         return err(r, PCL_ERR_NO_IMAGE, 0, 0);
-    e = need_length(r, len, input_bytes(img));
+    e = take_inputs(r, img, p, len, 1u, 0, &in, &nb);
     if (e)
         return e;
-    pcl_infer(img, p, 0u, &res);
+    pcl_infer(img, &in, 0u, &res);
     return put_result(r, img, &res);
 }
 
 static int handle_infer_batch(const uint8_t *p, uint32_t len, reply_t *r)
 {
     const pcl_image_t *img = pcl_image();
+    pcl_inputs_t in;
     uint32_t count, i, nb;
+    const uint8_t *first;
     int e;
     if (!img)
         return err(r, PCL_ERR_NO_IMAGE, 0, 0);
-    if (len < 2u)
-        return err(r, PCL_ERR_BAD_LENGTH, (int32_t)len, 2);
+    if (len < 3u)
+        return err(r, PCL_ERR_BAD_LENGTH, (int32_t)len, 3);
     count = pcl_rd_u16(p);
-    nb = input_bytes(img);
     if (count == 0u)
         return err(r, PCL_ERR_BAD_ARGUMENT, 0, 0);
-    e = need_length(r, len, 2u + count * nb);
-    if (e)
+    e = take_inputs(r, img, p + 2, len - 2u, count, 1, &in, &nb);
+    if (e) {
+        if (e == PCL_ERR_BAD_LENGTH) /* the lengths of the whole payload */
+            r->detail[0] += 2, r->detail[1] += 2;
         return e;
+    }
+    first = in.body;
     put16(r, count);
     for (i = 0; i < count; i++) {
         pcl_result_t res;
-        pcl_infer(img, p + 2u + i * nb, 0u, &res);
+        in.body = first + i * nb;
+        pcl_infer(img, &in, 0u, &res);
         e = put_result(r, img, &res);
         if (e == PCL_ERR_REPLY_TOO_LARGE) {
             /* Run the rest without writing, so that a = what the whole reply needs (a host sizes
              * its retry from it). */
             uint32_t needed = (uint32_t)r->detail[0], more;
             for (i++; i < count; i++) {
-                pcl_infer(img, p + 2u + i * nb, 0u, &res);
+                in.body = first + i * nb;
+                pcl_infer(img, &in, 0u, &res);
                 more = result_bytes(img);
                 needed = needed > 0x7FFFFFFFu - more ? 0x7FFFFFFFu : needed + more; /* a is an int32 */
             }

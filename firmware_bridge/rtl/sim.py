@@ -287,7 +287,7 @@ def simulate(
     if (images_uint8 is None) == (input_spike_steps is None):
         raise ConfigError("simulate: pass exactly one of images_uint8 and input_spike_steps")
     if images_uint8 is not None:
-        steps = encode_input_steps(image.spec, images_uint8)
+        steps = encode_input_steps(image.spec, images_uint8, image.input_encoding)
     else:
         steps = np.asarray(input_spike_steps)
         if not np.issubdtype(steps.dtype, np.integer) or steps.ndim != 2:

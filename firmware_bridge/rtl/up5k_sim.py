@@ -91,7 +91,11 @@ def simulate_up5k(
         raise ConfigError(f"simulate_up5k: expected a WeightImage, got {type(image).__name__}")
     if (images_uint8 is None) == (input_spike_steps is None):
         raise ConfigError("simulate_up5k: pass exactly one of images_uint8 and input_spike_steps")
-    steps = encode_input_steps(image.spec, images_uint8) if images_uint8 is not None else np.asarray(input_spike_steps)
+    steps = (
+        encode_input_steps(image.spec, images_uint8, image.input_encoding)
+        if images_uint8 is not None
+        else np.asarray(input_spike_steps)
+    )
     if steps.ndim != 2 or steps.shape[1] != image.topology[0] or not np.issubdtype(steps.dtype, np.integer):
         raise ConfigError(f"input spike steps must be integers of shape (n, {image.topology[0]}), got {steps.shape}")
     layout = RtlLayout.for_image(image, lanes)

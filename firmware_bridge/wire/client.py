@@ -252,6 +252,12 @@ class BoardClient:
                 continue
             self.stats["rx_bytes"] += len(data)
             for item in self._decoder.feed(data):
+                if isinstance(item, protocol.VersionMismatch):
+                    raise BoardProtocolError(
+                        f"{self.url}: the board speaks protocol version {item.version}, this host version "
+                        f"{protocol.PROTOCOL_VERSION}; rebuild its firmware from this release (board virtual and "
+                        "board qemu build it from the checkout)"
+                    )
                 if isinstance(item, FrameError):
                     heard["faults"] += 1
                     self.stats["frame_faults"] += 1
@@ -352,12 +358,14 @@ class BoardClient:
             parts.append(self._decoded(lambda p, o=offset, n=length: protocol.decode_read_image(p, o, n), reply))
         return b"".join(parts)
 
-    def infer(self, bits: bytes) -> protocol.BoardResult:
-        reply = self.request(MsgType.INFER, protocol.encode_infer(bits), images=1)
+    def infer(self, inputs) -> protocol.BoardResult:
+        """One inference; ``inputs``: ``protocol.Inputs``, or ``bytes`` = a step-0 bit vector."""
+        reply = self.request(MsgType.INFER, protocol.encode_infer(inputs), images=1)
         return self._decoded(protocol.decode_infer_reply, reply)
 
-    def infer_batch(self, bit_vectors: list[bytes], *, timeout_s: float | None = None) -> list[protocol.BoardResult]:
-        """Several inferences in one round trip (keep the batch small enough for one reply)."""
+    def infer_batch(self, bit_vectors: list, *, timeout_s: float | None = None) -> list[protocol.BoardResult]:
+        """Several inferences in one round trip (keep the batch small enough for one reply); each
+        input as ``infer`` takes it, all of one form."""
         payload = protocol.encode_infer_batch(bit_vectors)
         reply = self.request(
             MsgType.INFER_BATCH,
@@ -376,9 +384,10 @@ class BoardClient:
         limit = self._board_info().max_payload_bytes
         return max(1, min(limit // max(1, n_input_bytes), limit // INFER_BATCH_BYTES_PER_RESULT, 0xFFFF))
 
-    def train_step(self, sample_index: int, label: int, bits: bytes) -> protocol.TrainStepReply:
-        """One step of the board's learning rule on one input (sample index ``t``, label)."""
-        reply = self.request(MsgType.TRAIN_STEP, protocol.encode_train_step(sample_index, label, bits), images=1)
+    def train_step(self, sample_index: int, label: int, inputs) -> protocol.TrainStepReply:
+        """One step of the board's learning rule on one input (sample index ``t``, label);
+        ``inputs`` as ``infer`` takes them."""
+        reply = self.request(MsgType.TRAIN_STEP, protocol.encode_train_step(sample_index, label, inputs), images=1)
         return self._decoded(protocol.decode_train_reply, reply)
 
     # -- lifetime ----------------------------------------------------------------------------

@@ -27,7 +27,9 @@ import numpy as np
 
 from popcount_learn.codegen import Constant
 
-PROTOCOL_VERSION = 1
+# Version 2 (issue 14): INFER, INFER_BATCH and TRAIN_STEP carry an input form byte before the
+# inputs, so that graded (per-input step) inputs travel besides the step-0 bit vector.
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct("<BBHI")  # version, type, seq, payload_len
 CRC = struct.Struct("<I")
 FRAME_OVERHEAD_BYTES = HEADER.size + CRC.size
@@ -79,6 +81,15 @@ class ErrorCode(enum.IntEnum):
 
 class FrameError(ValueError):
     """A frame that cannot be decoded (the client turns these into resynchronisation)."""
+
+
+class VersionMismatch(FrameError):
+    """An intact frame (its CRC holds) of another protocol version: a board built from another
+    release, which no resending can fix (the client says so at once)."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"protocol version {version}, expected {PROTOCOL_VERSION}")
+        self.version = version
 
 
 def cobs_encode(data: bytes) -> bytes:
@@ -153,7 +164,7 @@ def decode_frame(encoded: bytes) -> Frame:
         raise FrameError(f"CRC mismatch: frame says 0x{crc:08x}, bytes give 0x{zlib.crc32(body) & 0xFFFFFFFF:08x}")
     version, msg_type, seq, length = HEADER.unpack(body[: HEADER.size])
     if version != PROTOCOL_VERSION:
-        raise FrameError(f"protocol version {version}, expected {PROTOCOL_VERSION}")
+        raise VersionMismatch(version)
     if length != len(body) - HEADER.size:
         raise FrameError(f"header says {length} payload bytes, frame holds {len(body) - HEADER.size}")
     if length > MAX_PAYLOAD_BYTES:  # a payload with zero bytes encodes short enough to get this far
@@ -336,17 +347,114 @@ def decode_read_image(payload: bytes, offset: int, length: int) -> bytes:
     return payload[4:]
 
 
+class InputForm(enum.IntEnum):
+    """How a request carries its input spikes (one form byte before them).
+
+    BITS: ``ceil(n_in / 8)`` bytes, bit ``i`` (byte ``i // 8``, bit ``i % 8``) set = input ``i``
+        spikes at step 0, clear = at the spec's ``dark_input_step`` (never when it is -1).
+    STEPS: ``n_in`` x u16, the spike step of input ``i``; ``INPUT_STEP_NEVER`` = no spike.
+    """
+
+    BITS = 0
+    STEPS = 1
+
+
+INPUT_STEP_NEVER = 0xFFFF  # STEPS form: the input does not spike
+INPUT_STEP_MAX = 0xFFFE  # STEPS form: the latest step a request can carry
+_INPUT_STEP = np.dtype("<u2")
+_INFER_BATCH_HEAD = struct.Struct("<HB")  # count, input form
+# The most inputs one STEPS request can hold within the protocol's payload (TRAIN_STEP, the
+# longest head); a board's own payload limit may allow fewer.
+MAX_INPUTS = (MAX_PAYLOAD_BYTES - _TRAIN_HEAD.size - 1) // _INPUT_STEP.itemsize
+
+
 def input_bits(input_spike_at_step0: np.ndarray) -> bytes:
     """Bit vector of the inputs that spike at step 0 (bit i = byte i // 8, bit i % 8)."""
     return np.packbits(np.asarray(input_spike_at_step0, dtype=bool), bitorder="little").tobytes()
 
 
-def encode_infer(bits: bytes) -> bytes:
-    return bytes(bits)
+@dataclass(frozen=True)
+class Inputs:
+    """One request's input spikes as they travel: the form and its bytes (``InputForm``)."""
+
+    form: InputForm
+    body: bytes
 
 
-def encode_infer_batch(bit_vectors: list[bytes]) -> bytes:
-    return struct.pack("<H", len(bit_vectors)) + b"".join(bit_vectors)
+def as_inputs(inputs) -> Inputs:
+    """``Inputs`` as they are; bare ``bytes`` are a BITS vector (the compact form)."""
+    if isinstance(inputs, Inputs):
+        return inputs
+    return Inputs(InputForm.BITS, bytes(inputs))
+
+
+def binary_form_fits(steps: np.ndarray, dark_input_step: int, max_steps: int) -> bool:
+    """True when every step of ``steps`` (any shape, -1 = never) is one the BITS form carries:
+    0, or the dark step (a step at or beyond ``max_steps`` never arrives, like -1)."""
+    steps = np.asarray(steps, dtype=np.int64)
+    never = (steps < 0) | (steps >= max_steps)
+    if 0 <= dark_input_step < max_steps:
+        return bool(np.all((steps == 0) | (steps == dark_input_step)))
+    return bool(np.all((steps == 0) | never))
+
+
+def step_inputs(steps_row: np.ndarray, max_steps: int) -> Inputs:
+    """The STEPS form of one input's spike steps (-1 or ``>= max_steps``: never arrives).
+
+    ValueError for a step that arrives but is beyond ``INPUT_STEP_MAX`` (a spec with more than
+    65,535 steps)."""
+    steps = np.asarray(steps_row, dtype=np.int64).ravel()
+    never = (steps < 0) | (steps >= max_steps)
+    if np.any(~never & (steps > INPUT_STEP_MAX)):
+        raise ValueError(f"input spike step {int(steps[~never].max())} exceeds the protocol's {INPUT_STEP_MAX}")
+    if len(steps) > MAX_INPUTS:
+        raise ValueError(f"{len(steps)} inputs exceed the protocol's {MAX_INPUTS} per request")
+    return Inputs(InputForm.STEPS, np.where(never, INPUT_STEP_NEVER, steps).astype(_INPUT_STEP).tobytes())
+
+
+def inputs_for(steps: np.ndarray, dark_input_step: int, max_steps: int) -> list[Inputs]:
+    """Wire inputs of a batch of spike steps ``(n, n_in)``, one form for all: BITS when every
+    image fits it (``binary_form_fits``), else STEPS."""
+    steps = np.asarray(steps)
+    if binary_form_fits(steps, dark_input_step, max_steps):
+        return [Inputs(InputForm.BITS, input_bits(row == 0)) for row in steps]
+    return [step_inputs(row, max_steps) for row in steps]
+
+
+def input_body_bytes(form: int, n_inputs: int) -> int:
+    """Bytes of one input of ``n_inputs`` in ``form``."""
+    return (n_inputs + 7) // 8 if form == InputForm.BITS else _INPUT_STEP.itemsize * n_inputs
+
+
+def decode_inputs(inputs, n_inputs: int, dark_input_step: int) -> np.ndarray:
+    """Inverse of the encoders: int32 spike steps ``(n_inputs,)``, -1 = never (tests, fakes)."""
+    inputs = as_inputs(inputs)
+    _need(len(inputs.body) == input_body_bytes(inputs.form, n_inputs), "inputs of the wrong length")
+    if inputs.form == InputForm.BITS:
+        bits = np.unpackbits(np.frombuffer(inputs.body, np.uint8), bitorder="little")[:n_inputs].astype(bool)
+        return np.where(bits, 0, dark_input_step).astype(np.int32)
+    raw = np.frombuffer(inputs.body, _INPUT_STEP).astype(np.int32)
+    return np.where(raw == INPUT_STEP_NEVER, -1, raw).astype(np.int32)
+
+
+def _encode_inputs(inputs) -> bytes:
+    inputs = as_inputs(inputs)
+    return bytes([int(inputs.form)]) + inputs.body
+
+
+def encode_infer(inputs) -> bytes:
+    """INFER payload: form u8, the inputs (``bytes`` alone: a BITS vector)."""
+    return _encode_inputs(inputs)
+
+
+def encode_infer_batch(batch: list) -> bytes:
+    """INFER_BATCH payload: count u16, form u8, count x inputs (one form for the whole batch)."""
+    items = [as_inputs(x) for x in batch]
+    forms = {x.form for x in items}
+    if len(forms) > 1:
+        raise ValueError("INFER_BATCH carries one input form for the whole batch")
+    form = forms.pop() if forms else InputForm.BITS
+    return _INFER_BATCH_HEAD.pack(len(items), int(form)) + b"".join(x.body for x in items)
 
 
 @dataclass(frozen=True)
@@ -413,8 +521,9 @@ def decode_infer_batch_reply(payload: bytes) -> list[BoardResult]:
     return results
 
 
-def encode_train_step(sample_index: int, label: int, bits: bytes) -> bytes:
-    return _TRAIN_HEAD.pack(sample_index, label) + bytes(bits)
+def encode_train_step(sample_index: int, label: int, inputs) -> bytes:
+    """TRAIN_STEP payload: sample index u32, label u16, form u8, the inputs."""
+    return _TRAIN_HEAD.pack(sample_index, label) + _encode_inputs(inputs)
 
 
 @dataclass(frozen=True)
@@ -446,7 +555,12 @@ def header_constants() -> list[Constant]:
         Constant("PROTO_ERROR_BYTES", _ERROR.size),
         Constant("PROTO_RESULT_HEAD_BYTES", _RESULT_HEAD.size),
         Constant("PROTO_SPIKE_BYTES", _SPIKE.itemsize),
+        Constant("PROTO_TRAIN_HEAD_BYTES", _TRAIN_HEAD.size),
+        Constant("PROTO_INPUT_STEP_NEVER", INPUT_STEP_NEVER),
+        Constant("PROTO_INPUT_STEP_MAX", INPUT_STEP_MAX),
+        Constant("PROTO_MAX_INPUTS", MAX_INPUTS),
     ]
+    consts += [Constant(f"INPUT_FORM_{f.name}", int(f)) for f in InputForm]
     consts += [Constant(f"MSG_{m.name}", int(m)) for m in MsgType]
     consts += [Constant(f"ERR_{e.name}", int(e)) for e in ErrorCode]
     return consts

@@ -3,7 +3,7 @@
  *
  * Usage: pcl-bench IMAGE_STREAM INFER_BITS TRAIN_PAYLOADS
  *   IMAGE_STREAM: upload_bytes of the image; INFER_BITS: n vectors of ceil(n_in/8) bytes;
- *   TRAIN_PAYLOADS: m TRAIN_STEP payloads (u32 t, u16 label, bits), back to back.
+ *   TRAIN_PAYLOADS: m TRAIN_STEP payloads (u32 t, u16 label, form u8 = bits, bits), back to back.
  * Prints one JSON object (microseconds per item).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -108,7 +108,8 @@ int main(int argc, char **argv)
     uint8_t reply[64];
     uint32_t reply_len;
     const uint32_t batch = 64;
-    uint8_t *batch_payload;
+    uint8_t *batch_payload, *one_payload;
+    pcl_inputs_t in;
 
     if (argc != 4) {
         fprintf(stderr, "usage: pcl-bench IMAGE_STREAM INFER_BITS TRAIN_PAYLOADS\n");
@@ -130,29 +131,36 @@ int main(int argc, char **argv)
     (void)detail;
     nb = (pcl_image()->n_inputs + 7u) / 8u;
     n = bits_len / nb;
-    tb = 6u + nb;
+    tb = PCL_PROTO_TRAIN_HEAD_BYTES + 1u + nb;
     m = train_len / tb;
 
     /* Each phase five times, interleaved; the minimum is the least disturbed (shared machine). */
-    batch_payload = malloc(2u + batch * nb);
+    batch_payload = malloc(3u + batch * nb);
+    one_payload = malloc(1u + nb);
+    in.form = PCL_INPUT_FORM_BITS;
+    one_payload[0] = PCL_INPUT_FORM_BITS;
     compute_us = proto_us = batch_us = 1e30;
     for (k = 0; k < 5; k++) {
         double a, b, c;
         t0 = now_us();
-        for (i = 0; i < n; i++)
-            pcl_infer(pcl_image(), bits + i * nb, 0, &res);
+        for (i = 0; i < n; i++) {
+            in.body = bits + i * nb;
+            pcl_infer(pcl_image(), &in, 0, &res);
+        }
         a = (now_us() - t0) / n;
         t0 = now_us();
         for (i = 0; i < n; i++) {
-            flen = frame(enc, PCL_MSG_INFER, (uint16_t)((k * n + i) & 0x7FFF), bits + i * nb, nb);
+            memcpy(one_payload + 1, bits + i * nb, nb);
+            flen = frame(enc, PCL_MSG_INFER, (uint16_t)((k * n + i) & 0x7FFF), one_payload, 1u + nb);
             feed(enc, flen);
         }
         b = (now_us() - t0) / n;
         t0 = now_us();
         for (i = 0; i + batch <= n; i += batch) {
             pcl_wr_u16(batch_payload, batch);
-            memcpy(batch_payload + 2, bits + i * nb, batch * nb);
-            flen = frame(enc, PCL_MSG_INFER_BATCH, (uint16_t)((k * n + i) & 0x7FFF), batch_payload, 2u + batch * nb);
+            batch_payload[2] = PCL_INPUT_FORM_BITS;
+            memcpy(batch_payload + 3, bits + i * nb, batch * nb);
+            flen = frame(enc, PCL_MSG_INFER_BATCH, (uint16_t)((k * n + i) & 0x7FFF), batch_payload, 3u + batch * nb);
             feed(enc, flen);
         }
         c = (now_us() - t0) / (double)(n / batch * batch);

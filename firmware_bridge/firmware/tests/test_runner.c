@@ -373,12 +373,12 @@ static void test_image_and_infer(void)
 {
     static uint8_t s[256], bad[256];
     uint32_t n, crc;
-    uint8_t bits[1] = {1}, p[8];
+    uint8_t bits[2] = {PCL_INPUT_FORM_BITS, 1}, steps[3] = {PCL_INPUT_FORM_STEPS, 0, 0}, p[8];
     reply_t r;
     pcl_proto_init();
     pcl_image_reset();
 
-    r = request(PCL_MSG_INFER, bits, 1);
+    r = request(PCL_MSG_INFER, bits, 2);
     CHECK(error_code(r) == PCL_ERR_NO_IMAGE, "infer without image -> %d", error_code(r));
 
     /* Default spec arithmetic: one input of weight 1 at step 0 gives I = 2**f = 64 at step 0.
@@ -407,7 +407,7 @@ static void test_image_and_infer(void)
 
     CHECK(load(s, n, crc) == 0, "valid tiny image accepted");
     CHECK(pcl_image() != 0 && pcl_image_crc32() == crc, "committed image CRC");
-    r = request(PCL_MSG_INFER, bits, 1);
+    r = request(PCL_MSG_INFER, bits, 2);
     CHECK(r.ok && r.type == (PCL_MSG_INFER | PCL_PROTO_REPLY), "infer reply type 0x%02x (err %d)", r.type,
           error_code(r));
     if (r.ok && r.type == (PCL_MSG_INFER | PCL_PROTO_REPLY)) {
@@ -415,22 +415,37 @@ static void test_image_and_infer(void)
         CHECK(pcl_rd_i32(r.payload + 4) == 0, "first output step %d", pcl_rd_i32(r.payload + 4));
     }
     /* A dark input arrives at DARK_INPUT_STEP (the neuron fires then), or never. */
-    bits[0] = 0;
-    r = request(PCL_MSG_INFER, bits, 1);
+    bits[1] = 0;
+    r = request(PCL_MSG_INFER, bits, 2);
     CHECK(r.ok && pcl_rd_i32(r.payload + 4) == (PCL_DARK_INPUT_STEP >= 0 ? PCL_DARK_INPUT_STEP : -1),
           "dark input: first output step %d", pcl_rd_i32(r.payload + 4));
     CHECK(r.ok && pcl_rd_i32(r.payload) == (PCL_DARK_INPUT_STEP >= 0 ? 0 : -1), "dark input: predicted");
-    bits[0] = 1;
+    bits[1] = 1;
+    /* The same input in the STEPS form: at step 0 it fires at 0; at step 3, at 3; never, never. */
+    r = request(PCL_MSG_INFER, steps, 3);
+    CHECK(r.ok && pcl_rd_i32(r.payload + 4) == 0, "step-0 input: first output step %d", pcl_rd_i32(r.payload + 4));
+    steps[1] = 3;
+    r = request(PCL_MSG_INFER, steps, 3);
+    CHECK(r.ok && pcl_rd_i32(r.payload + 4) == 3, "step-3 input: first output step %d", pcl_rd_i32(r.payload + 4));
+    CHECK(r.ok && pcl_rd_u32(r.payload + 14) == 1, "step-3 input: rows read %u", pcl_rd_u32(r.payload + 14));
+    pcl_wr_u16(steps + 1, PCL_PROTO_INPUT_STEP_NEVER);
+    r = request(PCL_MSG_INFER, steps, 3);
+    CHECK(r.ok && pcl_rd_i32(r.payload + 4) == -1, "silent input: first output step %d", pcl_rd_i32(r.payload + 4));
+    r = request(PCL_MSG_INFER, steps, 2);
+    CHECK(error_code(r) == PCL_ERR_BAD_LENGTH, "steps input of the wrong length");
+    steps[0] = 7;
+    r = request(PCL_MSG_INFER, steps, 3);
+    CHECK(error_code(r) == PCL_ERR_BAD_ARGUMENT, "unknown input form -> %d", error_code(r));
     /* Step 1: I1 = I0 - floor(I0 / 2**TIME_SHIFT), V1 = I0 + I1; threshold V1 fires at step 1. */
     {
         const int32_t i0 = 1 << PCL_CURRENT_FRAC_BITS, i1 = i0 - pcl_floor_shift(i0, PCL_TIME_SHIFT);
         n = tiny_image(s, 1, 0, i0 + i1);
         CHECK(load(s, n, pcl_crc32_update(0, s, n)) == 0, "second tiny image accepted");
-        r = request(PCL_MSG_INFER, bits, 1);
+        r = request(PCL_MSG_INFER, bits, 2);
         CHECK(r.ok && pcl_rd_i32(r.payload + 4) == (i1 > 0 ? 1 : 0), "fires at step 1, got %d",
               pcl_rd_i32(r.payload + 4));
     }
-    r = request(PCL_MSG_INFER, bits, 2);
+    r = request(PCL_MSG_INFER, bits, 3);
     CHECK(error_code(r) == PCL_ERR_BAD_LENGTH, "infer with wrong input length");
 }
 

@@ -105,6 +105,26 @@ static void put_u32(uint8_t *p, uint32_t v)
     put_u16(p + 2, v >> 16);
 }
 
+/* Random inputs of a 784-input request at dst: BITS (98 bytes) or STEPS (784 x u16: early steps,
+ * late ones, never, anything), sometimes under an unknown form byte; *form gets the byte sent.
+ * Returns the bytes written. */
+static uint32_t fill_inputs(uint8_t *dst, uint8_t *form)
+{
+    uint32_t i, kind = below(8u);
+    if (kind < 4u) {
+        *form = PCL_INPUT_FORM_BITS;
+        for (i = 0; i < 98u; i++)
+            dst[i] = (uint8_t)(below(3u) ? rnd() & rnd() : 0u);
+        return 98u;
+    }
+    *form = kind == 7u ? (uint8_t)(2u + below(250u)) : PCL_INPUT_FORM_STEPS;
+    for (i = 0; i < 784u; i++) {
+        uint32_t c = below(8u);
+        put_u16(dst + 2u * i, c < 4u ? below(140u) : c < 6u ? PCL_PROTO_INPUT_STEP_NEVER : c < 7u ? below(600u) : rnd());
+    }
+    return 2u * 784u;
+}
+
 static uint32_t get_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -286,16 +306,28 @@ static void gen_session(void)
         uint32_t bits_len = below(4u) ? 98u : below(300u);
         uint32_t i, m;
         switch (below(5u)) {
-        case 0: /* INFER with random input spikes (98 bytes = 784 inputs, or another length) */
+        case 0: /* INFER: a form byte, then random inputs (784 of them, or another length) */
+            bits_len = 1u + fill_inputs(p + 1, p);
             if (below(4u) == 0)
                 bits_len = below(200u);
-            for (i = 0; i < bits_len; i++) p[i] = (uint8_t)(below(3u) ? rnd() & rnd() : 0u);
             append_sealed(body_buf, make_body(PCL_MSG_INFER, next_seq(), p, bits_len));
             break;
-        case 1: /* INFER_BATCH: count, then vectors */
+        case 1: /* INFER_BATCH: count, form, then inputs */
             m = below(6u);
             put_u16(p, below(8u) ? m : (uint32_t)rnd());
-            for (i = 0; i < m * 98u && i + 2u < PCL_MAX_PAYLOAD_BYTES; i++) p[2 + i] = (uint8_t)(rnd() & rnd());
+            {
+                uint32_t nb = 0, j;
+                for (j = 0; j < m; j++) {
+                    uint8_t form_byte;
+                    uint32_t one = fill_inputs(p + 3 + nb, &form_byte);
+                    if (j == 0)
+                        p[2] = form_byte;
+                    else if (form_byte != p[2])
+                        break; /* one form per batch: stop at the first of another form */
+                    nb += one;
+                }
+                i = 1u + nb;
+            }
             append_sealed(body_buf, make_body(PCL_MSG_INFER_BATCH, next_seq(), p, 2u + i - (below(6u) == 0u ? 1u : 0u)));
             break;
         case 2: /* READ_IMAGE, in and out of range */
@@ -303,11 +335,11 @@ static void gen_session(void)
             put_u32(p + 4, below(3u) ? below(PCL_MAX_PAYLOAD_BYTES) : (uint32_t)rnd());
             append_sealed(body_buf, make_body(PCL_MSG_READ_IMAGE, next_seq(), p, 8u));
             break;
-        case 3: /* TRAIN_STEP: sample index, label, input bits */
+        case 3: /* TRAIN_STEP: sample index, label, form, inputs */
             put_u32(p, (uint32_t)rnd());
-            put_u32(p + 4, below(4u) ? below(10u) : (uint32_t)rnd());
-            for (i = 0; i < 98u; i++) p[8 + i] = (uint8_t)(rnd() & rnd() & rnd());
-            append_sealed(body_buf, make_body(PCL_MSG_TRAIN_STEP, next_seq(), p, below(8u) ? 106u : below(120u)));
+            put_u16(p + 4, below(4u) ? below(10u) : (uint32_t)rnd());
+            i = 7u + fill_inputs(p + 7, p + 6);
+            append_sealed(body_buf, make_body(PCL_MSG_TRAIN_STEP, next_seq(), p, below(8u) ? i : below(i + 20u)));
             break;
         default:
             append_sealed(body_buf, make_body(below(2u) ? PCL_MSG_INFO : PCL_MSG_RESET, next_seq(), p, 0u));
