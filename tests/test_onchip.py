@@ -13,7 +13,7 @@ from factories import emulator_cases, make_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from popcount_learn import codegen
+from popcount_learn import codegen, h5io
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.errors import ConfigError
@@ -32,6 +32,7 @@ def learning_configs(draw):
         seed=draw(st.integers(0, 2**32 - 1)),
         output_rule=draw(st.sampled_from(OUTPUT_RULES)),
         correct_rule=draw(st.sampled_from(CORRECT_RULES)),
+        hidden_spike_target=draw(st.sampled_from([0, 0, 1, 2, 4])),
     )
 
 
@@ -147,7 +148,7 @@ def _compare_steps(image, learning, steps, labels, first_t):
 
 
 def test_kernel_matches_reference_on_random_networks():
-    seen = {"changed": 0, "hidden_delta": 0, "saturated": 0, "silent_correct": 0}
+    seen = {"changed": 0, "hidden_delta": 0, "saturated": 0, "silent_correct": 0, "spike_target_plus": 0}
 
     @settings(
         max_examples=250,
@@ -168,6 +169,7 @@ def test_kernel_matches_reference_on_random_networks():
         _, info = ref.reference_step(image, learning, [int(s) for s in steps[0]], int(labels[0]), first_t)
         seen["hidden_delta"] += any(x for layer in info["deltas"][:-1] for x in layer)
         seen["silent_correct"] += info["deltas"][-1][labels[0]] == -1 and info["first_output_step"] < 0
+        seen["spike_target_plus"] += info["spike_target_plus"] > 0
         w = np.concatenate([x.ravel() for x in learner.image().weights_lsb])
         seen["saturated"] += int(np.any(w == image.spec.weight_min) or np.any(w == image.spec.weight_max))
 
@@ -218,6 +220,40 @@ def test_a_flipped_sign_plane_bit_changes_the_step():
     bad.sign_flat[bad.sign_off[1]] ^= np.uint64(1)  # row 0 of the output layer, neuron 0
     bad.train(steps, np.array([1]), 0)
     assert not all(np.array_equal(g.astype(np.int64), w) for g, w in zip(bad.image().weights_lsb, want, strict=True))
+
+
+def test_spike_target_pushes_idle_hidden_neurons_later():
+    # The worked example of docs/learning-rule.md (section 9): both hidden neurons reach the
+    # outputs by the decision (H = 2) and both votes tie. Over the target (T = 1) both get +1 and
+    # their causal weights go down; at T = 2 (H is not over it) and T = 0 (off) they stay 0.
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=12, membrane_bits=12, max_steps=30
+    )
+    image = make_image(spec, [np.array([[6, 6], [0, 0]]), np.array([[5, 5], [0, 0], [4, -4]])], [10, 40])
+    for target, want_hidden in ((0, [0, 0]), (2, [0, 0]), (1, [1, 1])):
+        learning = LearningConfig(
+            margin_steps=4, hidden_update_prob_q16=65536, output_update_prob_q16=65536, hidden_spike_target=target
+        )
+        want, info = ref.reference_step(image, learning, [0], 1, 0)
+        assert info["hidden_spikes_delivered"] == 2
+        assert info["deltas"][0] == want_hidden, target
+        learner = OnchipLearner(image, learning)
+        learner.train(np.array([[0]]), np.array([1]), 0)
+        got = learner.image().weights_lsb
+        assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(got, want, strict=True))
+        assert np.array_equal(got[0], [[5, 5], [-1, -1]] if target == 1 else [[6, 6], [0, 0]])
+
+
+def test_spike_target_is_stored_and_images_without_it_read_as_off(tmp_path):
+    from pathlib import Path
+
+    shipped = h5io.load_weight_image(Path(__file__).resolve().parents[1] / "datasets/pretrained/net600-onchip.h5")
+    assert shipped.learning.hidden_spike_target == 0  # stored before the field existed: off
+    rule = dataclasses.replace(shipped.learning, hidden_spike_target=28)
+    h5io.save_weight_image(tmp_path / "t.h5", dataclasses.replace(shipped, learning=rule))
+    assert h5io.load_weight_image(tmp_path / "t.h5").learning == rule
+    with pytest.raises(ConfigError, match="hidden_spike_target"):
+        LearningConfig(hidden_spike_target=1 << 16)
 
 
 def test_train_step_is_one_step_and_keeps_the_spec():
