@@ -405,3 +405,25 @@ def test_step_reports_delta_planes_and_sign_planes_as_bitarrays():
         assert result.delta_minus[k] == bitarray([d < 0 for d in deltas])
     assert result.delta_plus[1] == bitarray("10") and result.delta_minus[1] == bitarray("01")
     assert learner.sign_plane_bits(1)[0] == bitarray("01")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #17: under all_violators the window ends at D + m - 1, not at s_c + m - 1 (not fixed yet)",
+)
+def test_all_violators_penalises_every_wrong_output_before_the_correct_one_plus_the_margin(mnist_dir):
+    # The issue's worked example: net100-int8, training image 224, label 1. D = 63 (output 2),
+    # s_c = 69, E = D + 8 - 1 = 70; output 3 fires at 72 < s_c + 8 = 77, so it violates the
+    # margin as the field means it, but the window ends before it fires and it gets no +1.
+    from pathlib import Path
+
+    from popcount_learn.data import load_mnist
+
+    image = h5io.load_weight_image(Path(__file__).resolve().parents[1] / "datasets/pretrained/net100-int8.h5")
+    train = load_mnist(mnist_dir, "train")
+    x, label = train.images[224:225], int(train.labels[224])
+    outputs = emulate(image, x, steps_after_decision=40).spike_steps[-1][0]
+    assert label == 1 and outputs[1] == 69 and outputs[2] == 63 and outputs[3] == 72
+    rule = LearningConfig(output_rule="all_violators", margin_steps=8)
+    _, result = train_step(image, rule, encode_input_steps(image.spec, x)[0], label, 0)
+    assert result.delta_plus[-1][2] and result.delta_plus[-1][3]
