@@ -119,12 +119,14 @@ def test_pack_and_sign_plane_round_trip_through_bitarray():
 # Whole steps against the reference
 
 
-def _compare_steps(image, learning, steps, labels, first_t):
+def _compare_steps(image, learning, steps, labels, first_t, seen=None):
     learner = OnchipLearner(image, learning)
     expected = image
     for i in range(len(steps)):
         stats = learner.train(steps[i : i + 1], labels[i : i + 1], first_t + i)[0]
         want_w, info = ref.reference_step(expected, learning, [int(s) for s in steps[i]], int(labels[i]), first_t + i)
+        if seen is not None:  # the spike target is rare in tiny random networks: count every step
+            seen["spike_target_plus"] += info["spike_target_plus"] > 0
         got = learner.image()
         for k, (g, w) in enumerate(zip(got.weights_lsb, want_w, strict=True)):
             assert np.array_equal(g.astype(np.int64), w), f"step {i} layer {k}: weights differ"
@@ -163,13 +165,12 @@ def test_kernel_matches_reference_on_random_networks():
         steps = _steps_of(image, images, steps)
         n_out = image.topology[-1]
         labels = np.random.default_rng(label_seed).integers(0, n_out, size=len(steps))
-        learner = _compare_steps(image, learning, steps, labels, first_t)
+        learner = _compare_steps(image, learning, steps, labels, first_t, seen)
         stats = learner.train(steps, labels, first_t)  # exercise multi-sample calls too
         seen["changed"] += int(stats[:, 2].sum() > 0)
         _, info = ref.reference_step(image, learning, [int(s) for s in steps[0]], int(labels[0]), first_t)
         seen["hidden_delta"] += any(x for layer in info["deltas"][:-1] for x in layer)
         seen["silent_correct"] += info["deltas"][-1][labels[0]] == -1 and info["first_output_step"] < 0
-        seen["spike_target_plus"] += info["spike_target_plus"] > 0
         w = np.concatenate([x.ravel() for x in learner.image().weights_lsb])
         seen["saturated"] += int(np.any(w == image.spec.weight_min) or np.any(w == image.spec.weight_max))
 
