@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -175,8 +176,42 @@ def test_kernel_matches_reference_on_random_networks():
         seen["saturated"] += int(np.any(w == image.spec.weight_min) or np.any(w == image.spec.weight_max))
 
     check()
+    seen.pop("spike_target_plus")  # rare in these networks; see the next test
     for key, count in seen.items():
         assert count > 0, (key, seen)
+
+
+def test_kernel_matches_reference_with_the_spike_target_acting():
+    # Networks whose hidden layer fires before the outputs decide (excitatory input weights,
+    # output thresholds a few hidden spikes high), so hidden_spike_target has spikes to count.
+    seen = Counter()
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None)
+    @given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.sampled_from(OUTPUT_RULES), st.sampled_from([1, 65536]))
+    def check(seed, target, out_rule, prob):
+        rng = np.random.default_rng(seed)
+        spec = DatapathConfig(
+            time_shift=2, weight_bits=6, current_frac_bits=2, current_bits=14, membrane_bits=16, max_steps=40
+        )
+        n_in, n_hid, n_out = int(rng.integers(4, 12)), int(rng.integers(3, 12)), int(rng.integers(2, 5))
+        w0 = rng.integers(-4, 20, size=(n_in + 1, n_hid))
+        w1 = rng.integers(-10, 25, size=(n_hid + 1, n_out))
+        image = make_image(spec, [w0, w1], [int(rng.integers(30, 120)), int(rng.integers(60, 200))])
+        learning = LearningConfig(
+            margin_steps=int(rng.integers(1, 6)),
+            hidden_update_prob_q16=prob,
+            output_update_prob_q16=65536,
+            prob_halving_samples=0,
+            seed=int(rng.integers(0, 2**32)),
+            output_rule=out_rule,
+            hidden_spike_target=target,
+        )
+        steps = np.where(rng.random((6, n_in)) < 0.6, rng.integers(0, 4, size=(6, n_in)), -1)
+        labels = rng.integers(0, n_out, size=6)
+        _compare_steps(image, learning, steps, labels, int(rng.integers(0, 2**32 - 8)), seen)
+
+    check()
+    assert seen["spike_target_plus"] >= 10, seen
 
 
 def test_one_lsb_corruption_is_caught_by_the_comparison():
