@@ -133,6 +133,7 @@ def learning_constants(learning: LearningConfig) -> list[Constant]:
         Constant("LEARN_CORRECT_RULE", CORRECT_RULE_CODES[learning.correct_rule]),
         Constant("LEARN_USE_ALL_VIOLATORS", int(learning.output_rule == "all_violators")),
         Constant("LEARN_USE_CORRECT_ALWAYS", int(learning.correct_rule == "always")),
+        Constant("LEARN_HIDDEN_SPIKE_TARGET", learning.hidden_spike_target, unsigned=True),
         Constant("LEARN_MIX_MUL_1", MIX_MUL_1, unsigned=True, hex=True),
         Constant("LEARN_MIX_MUL_2", MIX_MUL_2, unsigned=True, hex=True),
         Constant("LEARN_INDEX_MUL", INDEX_MUL, unsigned=True, hex=True),

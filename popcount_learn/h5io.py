@@ -857,7 +857,8 @@ class _Reader:
         g = self.group(self.f, group_name)
         stored = {name: self.attr(g, name) for name in g["attrs"]}
         names = [fld.name for fld in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in stored]
+        added = getattr(cls, "ADDED_FIELDS", {})  # fields newer than some stored files: absent = off
+        missing = [n for n in names if n not in stored and n not in added]
         unknown = sorted(set(stored) - set(names))
         if missing:
             raise self.fail(f"{label} lacks field(s) {missing}")

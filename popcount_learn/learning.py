@@ -21,7 +21,9 @@ One training step on one labelled input, with ``E`` the last step run:
    ``S[h, j] = (w[h, j] < 0)``, ``plus = popcount(C_h & ((P & ~S_h) | (M & S_h)))`` and
    ``minus = popcount(C_h & ((M & ~S_h) | (P & S_h)))`` over the layer's delta planes ``P``
    (+1) and ``M`` (-1) and its causal row ``C_h``; ``delta_h = sign(plus - minus)``. All signs
-   are read before any weight of the step changes.
+   are read before any weight of the step changes. With ``hidden_spike_target = T > 0``, when
+   more than ``T`` hidden spikes were delivered by the decision ``D``, a tie (``plus = minus``)
+   of a neuron whose spike arrived by ``D`` gives +1 instead (fire later: fewer spikes decide).
 5. Updates: every causal weight ``w[r, j]`` of a neuron with ``delta_j != 0`` moves one LSB,
    ``w -= delta_j`` saturated to the weight range, when ``draw(seed, t, g) >> 16 < p_q16``:
    ``g`` is the weight's index in the upload stream's weight order, ``t`` the sample index and
@@ -73,6 +75,9 @@ class LearningConfig:
         "all_violators".
     correct_rule: "when_violated" (the correct output gets -1 only when a wrong output violates
         the margin or it did not fire) or "always".
+    hidden_spike_target: 0 = off; T > 0: on a sample with a decision D and more than T hidden
+        spikes delivered by D (summed over hidden layers), every hidden neuron whose spike arrived
+        by D and whose popcount vote ties gets delta +1.
     """
 
     margin_steps: int = 8
@@ -82,11 +87,15 @@ class LearningConfig:
     seed: int = 0
     output_rule: str = "earliest_violator"
     correct_rule: str = "when_violated"
+    hidden_spike_target: int = 0
 
     ENUM_CODES: ClassVar[dict[str, dict[str, int]]] = {
         "output_rule": OUTPUT_RULE_CODES,
         "correct_rule": CORRECT_RULE_CODES,
     }
+    # Fields added after weight images carrying the rule were shipped, with the value that is the
+    # rule as it was before them (a file stored without one trained with it off).
+    ADDED_FIELDS: ClassVar[dict[str, int]] = {"hidden_spike_target": 0}
 
     def __post_init__(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -116,6 +125,10 @@ class LearningConfig:
             self.correct_rule in CORRECT_RULES,
             f"correct_rule must be one of {CORRECT_RULES}, got {self.correct_rule!r}",
         )
+        need(
+            0 <= self.hidden_spike_target < 1 << 16,
+            f"hidden_spike_target must be in 0..65535 (0 = off), got {self.hidden_spike_target}",
+        )
 
     def update_prob_q16(self, layer_is_output: bool, sample_index: int) -> int:
         """The layer's update probability (2**-16 units) at sample ``sample_index``."""
@@ -129,8 +142,10 @@ class LearningConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LearningConfig:
-        """Rebuild from every field; a missing or unknown field is an error (no silent defaults)."""
-        return strict_from_dict(cls, d)
+        """Rebuild from every field; a missing or unknown field is an error (no silent defaults),
+        except a field added after images were shipped (``ADDED_FIELDS``): absent, it is off, the
+        rule the image was trained with."""
+        return strict_from_dict(cls, {**cls.ADDED_FIELDS, **d})
 
     def to_codes(self) -> tuple[int, ...]:
         """The fields in declaration order as integers, rules by their codes (as INFO reports them)."""

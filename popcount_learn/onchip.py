@@ -97,6 +97,7 @@ class OnchipLearner:
             lr.seed,
             lr.output_rule == "all_violators",
             lr.correct_rule == "always",
+            lr.hidden_spike_target,
         )
 
     def train(

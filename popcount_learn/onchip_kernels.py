@@ -141,6 +141,7 @@ def train_one(
     seed,
     all_violators,
     always_correct,
+    spike_target,
     spk,
     rows_read,
     delta,
@@ -209,6 +210,9 @@ def train_one(
     hidden_delivered = 0
     for k in range(n_layers - 1):
         hidden_delivered += rows_read[k + 1]
+    # The spike target: over it, a hidden neuron whose spike arrived by D and whose vote ties
+    # gets +1 (docs/learning-rule.md, section 6).
+    over_target = spike_target > 0 and decision >= 0 and hidden_delivered > spike_target
     n_delta = 0
     changed = 0
     key = sample_key(seed, sample_index)
@@ -237,8 +241,8 @@ def train_one(
                     minus[j >> 6] |= bit
                 s = spk[nb + j]
                 deadline[j] = s if s >= 0 else end
-        if not have:
-            continue
+        if not have and not (over_target and k > 0):
+            continue  # (over the target a hidden layer learns even without deltas above it)
         causal = np.empty((n_steps, nw), np.uint64)
         causal_planes(deadline, n_steps, causal)
         # Arrival step of every row of layer k (-1 = did not arrive by `end`).
@@ -262,7 +266,10 @@ def train_one(
             for r in range(npre):
                 a = arrival[r]
                 if a >= 0:
-                    delta[pb + r] = sign_popcount_delta(causal[a], plane[r], plus, minus)
+                    dh = sign_popcount_delta(causal[a], plane[r], plus, minus)
+                    if dh == 0 and over_target and a <= decision:
+                        dh = 1
+                    delta[pb + r] = dh
         prob = output_prob if k == out else hidden_prob
         changed += apply_layer_updates(
             w_flat,
@@ -322,6 +329,7 @@ def train_samples(
     seed,
     all_violators,
     always_correct,
+    spike_target,
     delta,
     stats_out,
 ):
@@ -370,6 +378,7 @@ def train_samples(
             seed,
             all_violators,
             always_correct,
+            spike_target,
             spk,
             rows_read,
             delta,

@@ -78,6 +78,12 @@ def reference_step(image, learning, in_steps, label: int, t: int):
         deadline = spikes[k][j] if spikes[k][j] >= 0 else end
         return a <= deadline
 
+    # Over the spike target: hidden spikes delivered by the decision, all hidden layers.
+    hidden_delivered = sum(fwd["rows_read"][1:])
+    target = learning.hidden_spike_target
+    over_target = target > 0 and d >= 0 and hidden_delivered > target
+    target_plus = 0
+
     # Hidden deltas, output layer first, all from the weights before any update.
     for k in range(n_layers - 1, 0, -1):
         for h in range(sizes[k - 1]):
@@ -87,6 +93,10 @@ def reference_step(image, learning, in_steps, label: int, t: int):
                     sign = 1 if weights[k][h][j] >= 0 else -1
                     total += deltas[k][j] * sign
             deltas[k - 1][h] = (total > 0) - (total < 0)
+            a = arrival(k, h)
+            if over_target and total == 0 and a is not None and a <= d:
+                deltas[k - 1][h] = 1  # idle, and its spike reached layer k by the decision
+                target_plus += 1
 
     # Updates.
     key = sample_key(learning.seed, t)
@@ -111,7 +121,8 @@ def reference_step(image, learning, in_steps, label: int, t: int):
         "first_output_step": d,
         "weights_changed": changed,
         "neurons_with_delta": sum(1 for layer in deltas for x in layer if x),
-        "hidden_spikes_delivered": sum(fwd["rows_read"][1:]),
+        "hidden_spikes_delivered": hidden_delivered,
         "deltas": deltas,
+        "spike_target_plus": target_plus,
     }
     return [np.array(w) for w in new], info

@@ -134,6 +134,17 @@ def test_shipped_onchip_image_meets_the_floor(mnist_test):
     assert image.provenance["emulated_test_accuracy"] == pytest.approx(s["accuracy"], abs=0)
 
 
+def test_shipped_sparse_onchip_image_decides_on_fewer_hidden_spikes(mnist_test):
+    # Trained from scratch with the spike target (hidden_spike_target = 90, BENCHMARKS.md #17):
+    # under 28 hidden spikes before the decision where net600-onchip.h5 needs 39.5.
+    image = h5io.load_weight_image(PRETRAINED / "net600-onchip-sparse.h5")
+    assert image.topology == (784, 600, 10) and image.spec.weight_bits == 8
+    assert image.learning.hidden_spike_target == 90 and image.provenance["mode"] == "onchip"
+    s = summarize(emulate(image, mnist_test.images), mnist_test.labels)
+    assert s["accuracy"] >= 0.964 and s["hidden_spikes_before_decision_mean"] <= 28.0
+    assert image.provenance["emulated_test_accuracy"] == pytest.approx(s["accuracy"], abs=0)
+
+
 def test_quick_onchip_run_from_scratch_learns(tmp_path):
     # The quick run: 784-100-10, one epoch on the first 10k training images.
     out = tmp_path / "quick.h5"

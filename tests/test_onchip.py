@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from factories import emulator_cases, make_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from popcount_learn import codegen
+from popcount_learn import codegen, h5io
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.errors import ConfigError
@@ -32,6 +33,7 @@ def learning_configs(draw):
         seed=draw(st.integers(0, 2**32 - 1)),
         output_rule=draw(st.sampled_from(OUTPUT_RULES)),
         correct_rule=draw(st.sampled_from(CORRECT_RULES)),
+        hidden_spike_target=draw(st.sampled_from([0, 0, 1, 2, 4])),
     )
 
 
@@ -118,12 +120,14 @@ def test_pack_and_sign_plane_round_trip_through_bitarray():
 # Whole steps against the reference
 
 
-def _compare_steps(image, learning, steps, labels, first_t):
+def _compare_steps(image, learning, steps, labels, first_t, seen=None):
     learner = OnchipLearner(image, learning)
     expected = image
     for i in range(len(steps)):
         stats = learner.train(steps[i : i + 1], labels[i : i + 1], first_t + i)[0]
         want_w, info = ref.reference_step(expected, learning, [int(s) for s in steps[i]], int(labels[i]), first_t + i)
+        if seen is not None:  # the spike target is rare in tiny random networks: count every step
+            seen["spike_target_plus"] += info["spike_target_plus"] > 0
         got = learner.image()
         for k, (g, w) in enumerate(zip(got.weights_lsb, want_w, strict=True)):
             assert np.array_equal(g.astype(np.int64), w), f"step {i} layer {k}: weights differ"
@@ -147,7 +151,7 @@ def _compare_steps(image, learning, steps, labels, first_t):
 
 
 def test_kernel_matches_reference_on_random_networks():
-    seen = {"changed": 0, "hidden_delta": 0, "saturated": 0, "silent_correct": 0}
+    seen = {"changed": 0, "hidden_delta": 0, "saturated": 0, "silent_correct": 0, "spike_target_plus": 0}
 
     @settings(
         max_examples=250,
@@ -162,7 +166,7 @@ def test_kernel_matches_reference_on_random_networks():
         steps = _steps_of(image, images, steps)
         n_out = image.topology[-1]
         labels = np.random.default_rng(label_seed).integers(0, n_out, size=len(steps))
-        learner = _compare_steps(image, learning, steps, labels, first_t)
+        learner = _compare_steps(image, learning, steps, labels, first_t, seen)
         stats = learner.train(steps, labels, first_t)  # exercise multi-sample calls too
         seen["changed"] += int(stats[:, 2].sum() > 0)
         _, info = ref.reference_step(image, learning, [int(s) for s in steps[0]], int(labels[0]), first_t)
@@ -172,8 +176,42 @@ def test_kernel_matches_reference_on_random_networks():
         seen["saturated"] += int(np.any(w == image.spec.weight_min) or np.any(w == image.spec.weight_max))
 
     check()
+    seen.pop("spike_target_plus")  # rare in these networks; see the next test
     for key, count in seen.items():
         assert count > 0, (key, seen)
+
+
+def test_kernel_matches_reference_with_the_spike_target_acting():
+    # Networks whose hidden layer fires before the outputs decide (excitatory input weights,
+    # output thresholds a few hidden spikes high), so hidden_spike_target has spikes to count.
+    seen = Counter()
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None)
+    @given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.sampled_from(OUTPUT_RULES), st.sampled_from([1, 65536]))
+    def check(seed, target, out_rule, prob):
+        rng = np.random.default_rng(seed)
+        spec = DatapathConfig(
+            time_shift=2, weight_bits=6, current_frac_bits=2, current_bits=14, membrane_bits=16, max_steps=40
+        )
+        n_in, n_hid, n_out = int(rng.integers(4, 12)), int(rng.integers(3, 12)), int(rng.integers(2, 5))
+        w0 = rng.integers(-4, 20, size=(n_in + 1, n_hid))
+        w1 = rng.integers(-10, 25, size=(n_hid + 1, n_out))
+        image = make_image(spec, [w0, w1], [int(rng.integers(30, 120)), int(rng.integers(60, 200))])
+        learning = LearningConfig(
+            margin_steps=int(rng.integers(1, 6)),
+            hidden_update_prob_q16=prob,
+            output_update_prob_q16=65536,
+            prob_halving_samples=0,
+            seed=int(rng.integers(0, 2**32)),
+            output_rule=out_rule,
+            hidden_spike_target=target,
+        )
+        steps = np.where(rng.random((6, n_in)) < 0.6, rng.integers(0, 4, size=(6, n_in)), -1)
+        labels = rng.integers(0, n_out, size=6)
+        _compare_steps(image, learning, steps, labels, int(rng.integers(0, 2**32 - 8)), seen)
+
+    check()
+    assert seen["spike_target_plus"] >= 10, seen
 
 
 def test_one_lsb_corruption_is_caught_by_the_comparison():
@@ -218,6 +256,40 @@ def test_a_flipped_sign_plane_bit_changes_the_step():
     bad.sign_flat[bad.sign_off[1]] ^= np.uint64(1)  # row 0 of the output layer, neuron 0
     bad.train(steps, np.array([1]), 0)
     assert not all(np.array_equal(g.astype(np.int64), w) for g, w in zip(bad.image().weights_lsb, want, strict=True))
+
+
+def test_spike_target_pushes_idle_hidden_neurons_later():
+    # The worked example of docs/learning-rule.md (section 9): both hidden neurons reach the
+    # outputs by the decision (H = 2) and both votes tie. Over the target (T = 1) both get +1 and
+    # their causal weights go down; at T = 2 (H is not over it) and T = 0 (off) they stay 0.
+    spec = DatapathConfig(
+        time_shift=1, weight_bits=5, current_frac_bits=1, current_bits=12, membrane_bits=12, max_steps=30
+    )
+    image = make_image(spec, [np.array([[6, 6], [0, 0]]), np.array([[5, 5], [0, 0], [4, -4]])], [10, 40])
+    for target, want_hidden in ((0, [0, 0]), (2, [0, 0]), (1, [1, 1])):
+        learning = LearningConfig(
+            margin_steps=4, hidden_update_prob_q16=65536, output_update_prob_q16=65536, hidden_spike_target=target
+        )
+        want, info = ref.reference_step(image, learning, [0], 1, 0)
+        assert info["hidden_spikes_delivered"] == 2
+        assert info["deltas"][0] == want_hidden, target
+        learner = OnchipLearner(image, learning)
+        learner.train(np.array([[0]]), np.array([1]), 0)
+        got = learner.image().weights_lsb
+        assert all(np.array_equal(g.astype(np.int64), w) for g, w in zip(got, want, strict=True))
+        assert np.array_equal(got[0], [[5, 5], [-1, -1]] if target == 1 else [[6, 6], [0, 0]])
+
+
+def test_spike_target_is_stored_and_images_without_it_read_as_off(tmp_path):
+    from pathlib import Path
+
+    shipped = h5io.load_weight_image(Path(__file__).resolve().parents[1] / "datasets/pretrained/net600-onchip.h5")
+    assert shipped.learning.hidden_spike_target == 0  # stored before the field existed: off
+    rule = dataclasses.replace(shipped.learning, hidden_spike_target=28)
+    h5io.save_weight_image(tmp_path / "t.h5", dataclasses.replace(shipped, learning=rule))
+    assert h5io.load_weight_image(tmp_path / "t.h5").learning == rule
+    with pytest.raises(ConfigError, match="hidden_spike_target"):
+        LearningConfig(hidden_spike_target=1 << 16)
 
 
 def test_train_step_is_one_step_and_keeps_the_spec():
@@ -369,3 +441,25 @@ def test_step_reports_delta_planes_and_sign_planes_as_bitarrays():
         assert result.delta_minus[k] == bitarray([d < 0 for d in deltas])
     assert result.delta_plus[1] == bitarray("10") and result.delta_minus[1] == bitarray("01")
     assert learner.sign_plane_bits(1)[0] == bitarray("01")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #17: under all_violators the window ends at D + m - 1, not at s_c + m - 1 (not fixed yet)",
+)
+def test_all_violators_penalises_every_wrong_output_before_the_correct_one_plus_the_margin(mnist_dir):
+    # The issue's worked example: net100-int8, training image 224, label 1. D = 63 (output 2),
+    # s_c = 69, E = D + 8 - 1 = 70; output 3 fires at 72 < s_c + 8 = 77, so it violates the
+    # margin as the field means it, but the window ends before it fires and it gets no +1.
+    from pathlib import Path
+
+    from popcount_learn.data import load_mnist
+
+    image = h5io.load_weight_image(Path(__file__).resolve().parents[1] / "datasets/pretrained/net100-int8.h5")
+    train = load_mnist(mnist_dir, "train")
+    x, label = train.images[224:225], int(train.labels[224])
+    outputs = emulate(image, x, steps_after_decision=40).spike_steps[-1][0]
+    assert label == 1 and outputs[1] == 69 and outputs[2] == 63 and outputs[3] == 72
+    rule = LearningConfig(output_rule="all_violators", margin_steps=8)
+    _, result = train_step(image, rule, encode_input_steps(image.spec, x)[0], label, 0)
+    assert result.delta_plus[-1][2] and result.delta_plus[-1][3]

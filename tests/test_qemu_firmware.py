@@ -321,3 +321,21 @@ def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(board_name, fi
     while Path(f"/proc/{qemu_pids[0]}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{qemu_pids[0]}").exists()
+
+
+@pytest.mark.slow
+def test_shipped_4bit_image_bit_exact_on_the_default_qemu_board_over_200_images(mnist_dir, firmware_build_root):
+    # net600-int4.h5 (issue #17) whole, on a QEMU board built for its 4-bit spec: every spike
+    # step, decision and counter equal to the emulator's on 200 MNIST test images.
+    image = load_weight_image(REPO / "datasets" / "pretrained" / "net600-int4.h5")
+    test = load_mnist(mnist_dir, "test")
+    board = launch.start_virtual_board(image.spec, qemu=True, build_root=firmware_build_root)
+    try:
+        with BoardClient(board.port, timeout_s=60.0) as c:
+            upload_image(c, image)
+            summary = compare_on_board(c, image, test.images[:200], labels=test.labels[:200])
+    finally:
+        board.close()
+    assert summary["n"] == 200
+    assert summary["mismatches"] == 0, summary["first_mismatch"]
+    assert summary["board_accuracy"] == summary["emulator_accuracy"]

@@ -50,9 +50,12 @@ NET100 = REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5"
     st.integers(0, (1 << 32) - 1),
     st.sampled_from(OUTPUT_RULES),
     st.sampled_from(CORRECT_RULES),
+    st.integers(0, (1 << 16) - 1),
 )
-def test_learning_header_carries_every_constant_of_the_rule(margin, p_hidden, p_out, halving, seed, out_rule, c_rule):
-    learning = LearningConfig(margin, p_hidden, p_out, halving, seed, out_rule, c_rule)
+def test_learning_header_carries_every_constant_of_the_rule(
+    margin, p_hidden, p_out, halving, seed, out_rule, c_rule, target
+):
+    learning = LearningConfig(margin, p_hidden, p_out, halving, seed, out_rule, c_rule, target)
     text = codegen.rtl_spec_headers(DatapathConfig(), learning)["pcl_learning.vh"]
     values = {}
     for m in re.finditer(r"localparam (?:integer|\[31:0\]) PCL_(\w+) = (?:32'([dh]))?(\w+);", text):
@@ -64,6 +67,7 @@ def test_learning_header_carries_every_constant_of_the_rule(margin, p_hidden, p_
     assert values["LEARN_SEED"] == seed
     assert values["LEARN_USE_ALL_VIOLATORS"] == (out_rule == "all_violators")
     assert values["LEARN_USE_CORRECT_ALWAYS"] == (c_rule == "always")
+    assert values["LEARN_HIDDEN_SPIKE_TARGET"] == target
 
 
 def test_inference_only_layout_has_no_learning_header():
@@ -185,6 +189,18 @@ TRAIN_SETS = [
         14,
         False,
     ),
+    (
+        "spike-target-two-hidden-layers",
+        dict(time_shift=2, weight_bits=5, current_frac_bits=2, current_bits=10, membrane_bits=12, max_steps=26),
+        (7, 9, 6, 3),
+        2,
+        LearningConfig(
+            margin_steps=3, hidden_update_prob_q16=50000, prob_halving_samples=0, seed=99, hidden_spike_target=2
+        ),
+        0,
+        12,
+        False,
+    ),
 ]
 
 _TRAIN_RUNS: dict = {}
@@ -262,8 +278,9 @@ def test_hypothesis_drawn_tiny_networks_and_rules():
         st.sampled_from(CORRECT_RULES),
         st.sampled_from([0, 2**32 - 6]),
         st.integers(1, 4),
+        st.sampled_from([0, 1, 3]),
     )
-    def check(seed, margin, prob, halving, key, out_rule, c_rule, first_t, lanes):
+    def check(seed, margin, prob, halving, key, out_rule, c_rule, first_t, lanes, target):
         rng = np.random.default_rng(seed)
         spec = DatapathConfig(
             time_shift=2,
@@ -277,7 +294,7 @@ def test_hypothesis_drawn_tiny_networks_and_rules():
         )
         topology = (int(rng.integers(2, 8)), int(rng.integers(1, 8)), int(rng.integers(2, 5)))
         image = _random_network(rng, spec, topology)
-        learning = LearningConfig(margin, prob, prob, halving, key, out_rule, c_rule)
+        learning = LearningConfig(margin, prob, prob, halving, key, out_rule, c_rule, target)
         steps = _random_steps(rng, spec, 5, topology[0])
         labels = rng.integers(0, topology[-1], size=5)
         out = commands.rtl_train_side_by_side(

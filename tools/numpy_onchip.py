@@ -65,7 +65,7 @@ def train_step(weights, thresholds, spec, learning, in_steps, label, t):
     """One step in place on ``weights`` (list of int64 arrays, bias row last). Returns the
     number of weights changed."""
     m = learning.margin_steps
-    spk, _decision, end = forward_window(weights, thresholds, spec, np.asarray(in_steps), m)
+    spk, decision, end = forward_window(weights, thresholds, spec, np.asarray(in_steps), m)
     n_layers = len(weights)
     out = spk[-1]
     s_c = out[label]
@@ -80,6 +80,10 @@ def train_step(weights, thresholds, spec, learning, in_steps, label, t):
             deltas[-1][int(np.argmin(cand))] = 1
     if viol.any() or s_c < 0 or learning.correct_rule == "always":
         deltas[-1][label] = -1
+    # The spike target: hidden spikes delivered by the decision (s + 1 <= D), all hidden layers.
+    delivered = sum(int(((s >= 0) & (s + 1 <= decision)).sum()) for s in spk[:-1])
+    target = learning.hidden_spike_target
+    over_target = target > 0 and decision >= 0 and delivered > target
     arrivals = []
     for k in range(n_layers):
         if k == 0:
@@ -97,6 +101,9 @@ def train_step(weights, thresholds, spec, learning, in_steps, label, t):
             sign = np.where(weights[k][:-1] < 0, -1, 1)
             total = (ck[:-1] * sign * deltas[k][None, :]).sum(axis=1)
             deltas[k - 1] = np.sign(total)
+            if over_target:
+                a = arrivals[k][:-1]
+                deltas[k - 1][(total == 0) & (a >= 0) & (a <= decision)] = 1
     key = _mix32(np.uint64(learning.seed) ^ _mix32(np.uint64((t + 0x3C6EF372) & 0xFFFFFFFF)))
     g_base = 0
     changed = 0

@@ -12,6 +12,8 @@
  *     mix32(key + g * INDEX_MUL) >> 16 < p, key = mix32(SEED ^ mix32(t + SAMPLE_SALT)),
  *     g = the weight's index in the upload stream, p the layer's probability >> min(31,
  *     t / PROB_HALVING_SAMPLES). All of it 32-bit unsigned arithmetic, wrapping.
+ *  With HIDDEN_SPIKE_TARGET > 0, a decision D and more hidden spikes delivered by D than the
+ *  target, a hidden neuron whose spike arrived by D (a_h <= D) and whose popcounts tie gets +1.
  * Reply: predicted (i32), D (i32), weights changed, neurons with a delta, hidden spikes
  * delivered (u32 each).
  */
@@ -96,7 +98,7 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
     uint32_t t, label, k, j, out, n_delta = 0, changed = 0, hidden_delivered = 0, shift = 0;
     uint32_t weight_base[PCL_MAX_LAYERS];
     int32_t last, s_c, earliest = -1;
-    int any_violator = 0;
+    int any_violator = 0, quiet = 0;
     uint32_t key;
     pcl_result_t res;
 
@@ -142,6 +144,9 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
         last = res.first_output_step + PCL_LEARN_MARGIN_STEPS - 1;
     for (k = 1; k < img->n_layers; k++)
         hidden_delivered += res.rows_read[k];
+#if PCL_LEARN_HIDDEN_SPIKE_TARGET > 0
+    quiet = res.first_output_step >= 0 && hidden_delivered > PCL_LEARN_HIDDEN_SPIKE_TARGET;
+#endif
 
     /* 2. output deltas */
     for (j = 0; j < img->n_neurons; j++)
@@ -192,7 +197,7 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
             }
         }
         n_delta += n_learn;
-        if (n_learn == 0u)
+        if (n_learn == 0u && !(quiet && k > 0u))
             continue;
         if (k > 0u) { /* presynaptic deltas, from this layer's signs before it changes */
             const uint32_t pb = img->layer[k - 1u].neuron_offset;
@@ -213,10 +218,12 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
                         minus++;
                 }
                 delta[pb + r] = (int8_t)(plus > minus ? 1 : minus > plus ? -1 : 0);
+                if (quiet && plus == minus && a <= res.first_output_step)
+                    delta[pb + r] = 1; /* idle, and its spike reached layer k by D */
             }
         }
         p = (k == out ? PCL_LEARN_OUTPUT_UPDATE_PROB_Q16 : PCL_LEARN_HIDDEN_UPDATE_PROB_Q16) >> shift;
-        if (p == 0u)
+        if (p == 0u || n_learn == 0u)
             continue;
         for (r = 0; r < L->n_rows; r++) {
             int32_t a = arrival(img, k, r, &in, last);

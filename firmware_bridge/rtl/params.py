@@ -256,6 +256,7 @@ class RtlLayout:
                 ("LEARN_SEED", "LEARN_SEED"),
                 ("ALL_VIOLATORS", "LEARN_USE_ALL_VIOLATORS"),
                 ("CORRECT_ALWAYS", "LEARN_USE_CORRECT_ALWAYS"),
+                ("HIDDEN_SPIKE_TARGET", "LEARN_HIDDEN_SPIKE_TARGET"),
                 ("MIX_MUL_1", "LEARN_MIX_MUL_1"),
                 ("MIX_MUL_2", "LEARN_MIX_MUL_2"),
                 ("INDEX_MUL", "LEARN_INDEX_MUL"),

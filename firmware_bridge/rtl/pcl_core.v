@@ -80,6 +80,7 @@ module pcl_core #(
     parameter [31:0] LEARN_SEED = 32'd0,
     parameter integer ALL_VIOLATORS = 0,
     parameter integer CORRECT_ALWAYS = 0,
+    parameter integer HIDDEN_SPIKE_TARGET = 0,
     parameter [31:0] MIX_MUL_1 = 32'd0,
     parameter [31:0] MIX_MUL_2 = 32'd0,
     parameter [31:0] INDEX_MUL = 32'd0,
@@ -461,6 +462,14 @@ module pcl_core #(
     assign res_neurons_with_delta = l_nd;
     generate
         if (LEARNING != 0) begin : g_learn
+            // The rule's spike target: hidden spikes delivered by the decision, over all hidden layers.
+            reg [31:0] hidden_sum;
+            integer hl;
+            always @* begin
+                hidden_sum = 32'd0;
+                for (hl = 1; hl < N_LAYERS; hl = hl + 1) hidden_sum = hidden_sum + {{(32 - ROWCOUNT_BITS){1'b0}}, rows_read[hl]};
+            end
+            wire l_quiet = (HIDDEN_SPIKE_TARGET != 0) && res_decided && (hidden_sum > HIDDEN_SPIKE_TARGET);
             pcl_learn #(
                 .LANES(LANES), .N_LAYERS(N_LAYERS), .N_IN(N_IN), .LAYER_N_PRE(LAYER_N_PRE),
                 .LAYER_N_POST(LAYER_N_POST), .LAYER_GROUPS(LAYER_GROUPS), .LAYER_STATE_BASE(LAYER_STATE_BASE),
@@ -480,6 +489,7 @@ module pcl_core #(
                 .arr_we(train_mode && state == S_ACC && row_take && !row_init && acc_from_input),
                 .arr_index(in_index), .arr_step(n),
                 .start(state == S_FLUSH && flush_done && train_mode), .start_label(label_r), .start_end_step(n),
+                .start_quiet(l_quiet), .start_decision_step(res_step),
                 .done(l_done), .weights_changed(l_wc), .neurons_with_delta(l_nd), .bad_label(l_bad),
                 .st_re(l_st_re), .st_raddr(l_st_raddr), .st_fired(st_fired),
                 .w_en(l_w_en), .w_we(l_w_we), .w_addr(l_w_addr), .w_wdata(l_w_wdata), .w_rdata(wmem_rdata));

@@ -27,7 +27,9 @@
 //          (cp = c & plus plane, S = sign bits), and writes back w -= delta, saturated, in the
 //          next cycle (every word with a moving lane; weights_changed counts real changes). After the row, neuron h's delta = sign(plus - minus) goes into layer
 //          k-1's delta word. A word is read before it is written, and each word once per step:
-//          every sign the popcounts see is from before the step.
+//          every sign the popcounts see is from before the step. Over the spike target
+//          (start_quiet, from the core), a tie (plus = minus) of a neuron whose spike arrived by
+//          the decision (s_h < D) gives +1 instead, and a layer k >= 1 runs without deltas.
 // `done` is high when idle; weights_changed / neurons_with_delta hold the last step's counts.
 `resetall
 `default_nettype none
@@ -87,6 +89,9 @@ module pcl_learn #(
     input  wire                     start,
     input  wire [NEURON_BITS-1:0]   start_label,
     input  wire [STEP_BITS-1:0]     start_end_step,
+    // the spike target (docs/learning-rule.md, section 6): over it with a decision at this step
+    input  wire                     start_quiet,
+    input  wire [STEP_BITS-1:0]     start_decision_step,
     output wire                     done,
     output reg  [WCOUNT_BITS-1:0]   weights_changed,
     output reg  [NDELTA_BITS-1:0]   neurons_with_delta,
@@ -402,6 +407,8 @@ module pcl_learn #(
     reg [LB-1:0] rd_l;
     reg [STEP_BITS-1:0] sc, s_e;
     reg cf, anyv, have_e;
+    reg quiet_r;                      // over the spike target this step
+    reg [STEP_BITS-1:0] d_step;       // the decision step D (meaningful when quiet_r)
     reg [NEURON_BITS-1:0] e_idx;
     wire rd_fired = st_fired[rd_l];
     wire [STEP_BITS:0] sc_margin = {1'b0, sc} + MC;
@@ -487,6 +494,7 @@ module pcl_learn #(
     wire [GROUP_BITS-1:0] ent_g = rb_rdata[3 * LANES +: GROUP_BITS];
     wire b_more = (bi != bcnt);
     wire b_votes = (kk != 0) && !b_bias;
+    wire b_idle = quiet_r && (pcnt == mcnt) && (b_s < d_step);   // a tie over the spike target
     // The row's address: LAYER_WEIGHT_BASE[k] + (r << LAYER_ROW_SHIFT[k]) (a shift, as in the core).
     wire [WADDR_BITS-1:0] row_addr [0:N_LAYERS-1];
     generate
@@ -615,6 +623,8 @@ module pcl_learn #(
             E_IDLE: if (start) begin
                 label_r <= start_label;
                 e_step <= start_end_step;
+                quiet_r <= start_quiet;
+                d_step <= start_decision_step;
                 weights_changed <= {WCOUNT_BITS{1'b0}};
                 neurons_with_delta <= {NDELTA_BITS{1'b0}};
                 active <= {N_LAYERS{1'b0}};
@@ -698,7 +708,7 @@ module pcl_learn #(
                 pk <= p_next;
                 rowim <= row_im[kk];
                 // Layer 0 with p = 0 changes nothing and feeds no layer below: skip it.
-                if (!active[kk] || (kk == 0 && p_next == {PB{1'b0}})) begin
+                if (!(active[kk] || (quiet_r && kk != 0)) || (kk == 0 && p_next == {PB{1'b0}})) begin
                     estate <= E_IDLE;
                 end else begin
                     estate <= E_LRUN;
@@ -873,12 +883,12 @@ module pcl_learn #(
                     if (b_votes) begin   // neuron h = bhc of layer k-1: its delta into the delta word
                         asm_v <= 1'b1;
                         asm_lane <= blb;
-                        asm_p <= b_arr && (pcnt > mcnt);
+                        asm_p <= b_arr && (pcnt > mcnt || b_idle);
                         asm_m <= b_arr && (mcnt > pcnt);
                         asm_dl <= b_s;
                         asm_flush <= (blb == LAST_LANE) || (bhc + 1'b1 == npre[kk]);
                         asm_addr <= sbase[km1] + s_of_g(bgb);
-                        if (b_arr && pcnt != mcnt) begin
+                        if (b_arr && (pcnt != mcnt || b_idle)) begin
                             neurons_with_delta <= neurons_with_delta + 1'b1;
                             active[km1] <= 1'b1;
                         end
