@@ -674,7 +674,7 @@ def test_images_are_encoded_inside_the_kernel_as_encode_input_steps_does():
     images = rng.integers(0, 256, size=(40, 4, 4), dtype=np.uint8)
     for image in (binary, latency):
         steps = encode_input_steps(image.spec, images, image.input_encoding)
-        assert len(np.unique(steps)) > 2
+        assert len(np.unique(steps)) > (2 if image is latency else 1)  # graded steps for latency
         got = emulate(image, images)
         want = emulate(image, input_spike_steps=steps)
         assert diff_results(got, {name: getattr(want, name) for name in FIELDS}) == []
