@@ -258,19 +258,18 @@ def first_layer_fire_table(spec: DatapathConfig, threshold_lsb: int) -> np.ndarr
 
 @numba.njit(cache=True, inline="always")
 def _fire_step(table, i0):
-    """First n with table[n] <= i0 (table non-increasing), -1 if none."""
+    """First n with table[n] <= i0 (table non-increasing), -1 if none. Branch-free bisection:
+    the entries > i0 are a prefix, and their count is the answer."""
     n = table.shape[0]
     if n == 0 or i0 < table[n - 1]:
         return -1
-    lo = -1  # table[lo] > i0 (virtually)
-    hi = n - 1  # table[hi] <= i0
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if table[mid] <= i0:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    base = 0
+    size = n
+    while size > 1:
+        half = size >> 1
+        base += half * np.int64(table[base + half - 1] > i0)
+        size -= half
+    return base
 
 
 @numba.njit(cache=True)
@@ -293,107 +292,152 @@ def make_scratch(n_in, n_post, neuron_off, max_steps, acc_proto, w_flat):
         np.empty(max_steps + 1, np.int64),  # closed form: first-layer spikes per step (offsets)
         np.empty(n_post[0], np.int64),  # closed form: first-layer neurons by fire step
         np.empty(n_post.max() if w_flat.itemsize == 1 else 0, np.int16),  # _add_rows
+        np.empty((4, n_post[n_layers - 1]), np.int64),  # closed two-layer path: output I, V, thr, flag
     )
 
 
 @numba.njit(cache=True)
-def _output_layer_by_arrivals(
+def _two_layer_closed(
     w_flat,
-    wbase,
-    npre,
-    npost,
-    base,
-    time_shift,
-    frac_bits,
-    cur_lo,
-    cur_hi,
-    cur_wrap,
-    mem_lo,
-    mem_hi,
-    mem_wrap,
-    tie_lowest,
-    max_steps,
+    w_off,
+    n_pre,
+    n_post,
+    thresholds,
+    datapath,
     steps_after_decision,
-    bucket_off,
-    bucket,
-    cur,
-    mem,
-    acc,
-    thr,
+    fire_table,
+    arr_idx,
+    n_arr,
+    scratch,
     spk,
-    pair_sums,
+    rows_read_out,
 ):
-    """The output layer of a two-layer network whose first layer is in closed form, run from one
-    arrival step to the next instead of step by step: hidden spikes of step f (``bucket``) arrive
-    at step f + 1, and between two arrival steps each output neuron is advanced on its own, with
-    the stepped path's arithmetic (I -= I >> time_shift, I += acc << frac on an arrival step,
-    V += I, both with their overflow), until it fires. A neuron's steps do not depend on another's,
-    so the spikes are the same; the run stops, as the stepped one, after step
-    min(decision + steps_after_decision, max_steps - 1), and the hidden spikes up to there are
-    written. Returns (predicted, decision, tie)."""
-    cur_k = cur[base : base + npost]
-    mem_k = mem[base : base + npost]
-    spk_k = spk[base : base + npost]
-    acc_k = acc[base : base + npost]
-    thr_k = thr[base : base + npost]
-    r0 = wbase + npre * npost
-    _add_row(acc_k, w_flat[r0 : r0 + npost], True)  # step 0: the bias row alone
-    stop = max_steps - 1  # last step run
+    """A two-layer network whose inputs all arrive at step 0 (``n_arr`` rows in ``arr_idx``):
+    the first layer in closed form (summed rows, fire step from ``fire_table``, neurons
+    bucketed by fire step), then the output layer, all its neurons in lockstep (one branch-free
+    pass per step, the stepped path's arithmetic), reading at step f + 1 the rows of the hidden
+    spikes of step f. It stops after step min(D + steps_after_decision, max_steps - 1), D the
+    first output spike; the hidden spikes up to there are written. A neuron's registers do not
+    depend on another's, so every spike is the stepped path's. Returns (predicted, decision,
+    tie) and writes ``spk`` (pre-filled with -1) and ``rows_read_out``."""
+    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap, tie_lowest, max_steps = datapath
+    acc = scratch[5]
+    fstep = scratch[6]
+    bucket_off = scratch[8]
+    bucket = scratch[9]
+    pair_sums = scratch[10]
+    lanes = scratch[11]
+    nh = n_post[0]
+    no = n_post[1]
+
+    # Hidden layer: I_0 = ovf_I(A << frac) per neuron, its fire step from the table.
+    acc_0 = acc[:nh]
+    r0 = w_off[0] + n_pre[0] * nh
+    _add_row(acc_0, w_flat[r0 : r0 + nh], True)
+    _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
+    last_f = -1
+    for j in range(nh):
+        i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+        f = _fire_step(fire_table, i0)  # every entry is >= 1: i0 <= 0 never fires
+        fstep[j] = f
+        last_f = max(last_f, f)
+    # Bucket by fire step 0 .. last_f: bucket[bucket_off[f] : bucket_off[f + 1]], increasing j.
+    n_b = last_f + 1
+    bucket_off[: n_b + 1] = 0
+    for j in range(nh):
+        f = fstep[j]
+        if f >= 0:
+            bucket_off[f + 1] += 1
+    for f in range(n_b):
+        bucket_off[f + 1] += bucket_off[f]
+    for j in range(nh):
+        f = fstep[j]
+        if f >= 0:
+            bucket[bucket_off[f]] = j
+            bucket_off[f] += 1
+    for f in range(n_b, 0, -1):
+        bucket_off[f] = bucket_off[f - 1]
+    bucket_off[0] = 0
+
+    # Output layer, step by step, every neuron at once.
+    wbase = w_off[1]
+    ob = nh  # the output neurons' offset in spk
+    acc_1 = acc[nh : nh + no]
+    r1 = wbase + n_pre[1] * no
+    _add_row(acc_1, w_flat[r1 : r1 + no], True)  # step 0: the bias row alone
+    cur = lanes[0]
+    mem = lanes[1]
+    thr = lanes[2]
+    flag = lanes[3]
+    never = np.int64(1) << 40
+    for j in range(no):
+        cur[j] = 0
+        mem[j] = 0
+        thr[j] = thresholds[1]
+    stop = max_steps - 1
     decision = -1
-    fired = 0
-    s = 0
-    while s <= stop and fired < npost:
-        e = s + 1  # the next arrival step: one after a step with hidden spikes
-        while e <= stop and bucket_off[e - 1] == bucket_off[e]:
-            e += 1
-        end = min(e, stop + 1)
-        first = -1
-        for j in range(npost):
-            if spk_k[j] >= 0:
-                continue
-            c = np.int64(cur_k[j])
-            v = np.int64(mem_k[j])
-            t = thr_k[j]
-            c = c - (c >> time_shift)
-            c = _overflow(c + (np.int64(acc_k[j]) << frac_bits), cur_lo, cur_hi, cur_wrap)
-            v = _overflow(v + c, mem_lo, mem_hi, mem_wrap)
-            n = s
-            while v < t and n + 1 < end:
-                n += 1
-                c = c - (c >> time_shift)
-                v = _overflow(v + c, mem_lo, mem_hi, mem_wrap)
-            cur_k[j] = c
-            mem_k[j] = v  # at its spike: the tie rule compares these
-            if v >= t:
-                spk_k[j] = n
-                fired += 1
-                if first < 0 or n < first:
-                    first = n
-        if decision < 0 and first >= 0:
-            decision = first
-            stop = min(decision + steps_after_decision, max_steps - 1)
-            for j in range(npost):
-                if spk_k[j] > stop:  # fired after the run's end: never seen
-                    spk_k[j] = -1
-                    fired -= 1
-        if e <= stop:
-            q0 = bucket_off[e - 1]
-            _add_rows(acc_k, w_flat, wbase, bucket[q0 : bucket_off[e]], True, pair_sums)
-        s = e
-    # The hidden spikes of the steps run.
-    for n in range(stop + 1):
-        for q in range(bucket_off[n], bucket_off[n + 1]):
-            spk[bucket[q]] = n
     predicted = -1
     tie = False
-    if decision >= 0:
-        n_at = 0
-        for j in range(npost):
-            if spk_k[j] == decision:
-                if n_at == 0 or (not tie_lowest and mem_k[j] > mem_k[predicted]):
-                    predicted = j
-                n_at += 1
-        tie = n_at > 1
+    fired = 0
+    have = True
+    n = 0
+    while True:
+        crossings = 0
+        if have:
+            for j in range(no):
+                c = cur[j]
+                c = c - (c >> time_shift)
+                c = _overflow(c + (np.int64(acc_1[j]) << frac_bits), cur_lo, cur_hi, cur_wrap)
+                v = _overflow(mem[j] + c, mem_lo, mem_hi, mem_wrap)
+                cur[j] = c
+                mem[j] = v
+                f = np.int64(v >= thr[j])
+                flag[j] = f
+                crossings += f
+        else:
+            for j in range(no):
+                c = cur[j]
+                c = c - (c >> time_shift)
+                v = _overflow(mem[j] + c, mem_lo, mem_hi, mem_wrap)
+                cur[j] = c
+                mem[j] = v
+                f = np.int64(v >= thr[j])
+                flag[j] = f
+                crossings += f
+        if crossings > 0:
+            n_at = 0
+            best = -1
+            for j in range(no):
+                if flag[j]:
+                    spk[ob + j] = n
+                    thr[j] = never
+                    if n_at == 0 or (not tie_lowest and mem[j] > mem[best]):
+                        best = j
+                    n_at += 1
+            fired += n_at
+            if decision < 0:
+                decision = n
+                predicted = best
+                tie = n_at > 1
+                stop = min(n + steps_after_decision, max_steps - 1)
+        if n >= stop or fired == no:
+            break
+        n += 1
+        have = False
+        if n <= n_b:  # arrivals at n: the hidden spikes of step n - 1
+            q0 = bucket_off[n - 1]
+            q1 = bucket_off[n]
+            if q1 > q0:
+                _add_rows(acc_1, w_flat, wbase, bucket[q0:q1], True, pair_sums)
+                have = True
+
+    # The hidden spikes of the steps run, and the rows read by the decision (or the last step).
+    for f in range(min(stop, last_f) + 1):
+        for q in range(bucket_off[f], bucket_off[f + 1]):
+            spk[bucket[q]] = f
+    last = decision if decision >= 0 else max_steps - 1
+    rows_read_out[0] = n_arr  # every arrival is at step 0 <= last
+    rows_read_out[1] = bucket_off[min(last, n_b)]  # hidden spikes of steps < last
     return predicted, decision, tie
 
 
@@ -406,16 +450,7 @@ def run_image(
     n_post,
     neuron_off,
     thresholds,
-    time_shift,
-    frac_bits,
-    cur_lo,
-    cur_hi,
-    cur_wrap,
-    mem_lo,
-    mem_hi,
-    mem_wrap,
-    tie_lowest,
-    max_steps,
+    datapath,
     steps_after_decision,
     acc_proto,
     fire_table,
@@ -428,23 +463,44 @@ def run_image(
     Runs steps ``0 .. min(D + steps_after_decision, max_steps - 1)`` (D = decision step; all
     steps without a decision). ``fire_table``: ``first_layer_fire_table`` of the spec and the
     first layer's threshold, or empty (always step every layer). ``scratch``: ``make_scratch``.
+    ``datapath``: ``datapath_constants(spec)`` (or the same values in a tuple).
     Returns (predicted, first_output_step, tie).
     """
+    time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap, tie_lowest, max_steps = datapath
     n_layers = n_pre.shape[0]
     n_in = in_steps.shape[0]
-    arr_idx, arr_step, flags, cur, mem, acc, thr, new_idx, bucket_off, bucket, pair_sums = scratch
+    arr_idx, arr_step, flags, cur, mem, acc, thr, new_idx, bucket_off, bucket, pair_sums, _lanes = scratch
 
     # Input spikes that arrive within the run, ordered by step (order within a step is free).
+    # Branch-free compaction: slot n_arr is written every time and kept when the input arrives.
     n_arr = 0
+    latest = np.int64(-1)
     in_order = True
     for j in range(n_in):
-        s = in_steps[j]
-        if 0 <= s < max_steps:
-            arr_idx[n_arr] = j
-            arr_step[n_arr] = s
-            if n_arr > 0 and s < arr_step[n_arr - 1]:
-                in_order = False
-            n_arr += 1
+        s = np.int64(in_steps[j])
+        arrives = (s >= 0) & (s < max_steps)
+        arr_idx[n_arr] = j
+        arr_step[n_arr] = s
+        in_order &= (not arrives) | (s >= latest)
+        latest = max(latest, s if arrives else np.int64(-1))
+        n_arr += np.int64(arrives)
+    closed = fire_table.shape[0] == max_steps and n_layers >= 2 and latest <= 0
+    if closed and n_layers == 2:
+        return _two_layer_closed(
+            w_flat,
+            w_off,
+            n_pre,
+            n_post,
+            thresholds,
+            datapath,
+            steps_after_decision,
+            fire_table,
+            arr_idx,
+            n_arr,
+            scratch,
+            spk,
+            rows_read_out,
+        )
     if not in_order:
         order = np.argsort(arr_step[:n_arr], kind="mergesort")
         idx_sorted = arr_idx[:n_arr][order]
@@ -452,7 +508,6 @@ def run_image(
         arr_idx[:n_arr] = idx_sorted
         arr_step[:n_arr] = step_sorted
     ptr = 0
-    closed = fire_table.shape[0] == max_steps and n_layers >= 2 and (n_arr == 0 or arr_step[n_arr - 1] == 0)
 
     # Per-layer views into flat scratch. Crossing flags are bytes, padded to whole 64-bit
     # words per layer so that the search for fired neurons can skip 8 silent neurons at once.
@@ -502,37 +557,7 @@ def run_image(
     predicted = -1
     decision = -1
     tie = False
-    if closed and n_layers == 2:
-        predicted, decision, tie = _output_layer_by_arrivals(
-            w_flat,
-            w_off[1],
-            n_pre[1],
-            n_post[1],
-            neuron_off[1],
-            time_shift,
-            frac_bits,
-            cur_lo,
-            cur_hi,
-            cur_wrap,
-            mem_lo,
-            mem_hi,
-            mem_wrap,
-            tie_lowest,
-            max_steps,
-            steps_after_decision,
-            bucket_off,
-            bucket,
-            cur,
-            mem,
-            acc,
-            thr,
-            spk,
-            pair_sums,
-        )
-        n_steps_run = max_steps  # the loop below is skipped
-    else:
-        n_steps_run = 0
-    for n in range(n_steps_run, max_steps):
+    for n in range(max_steps):
         # Layer k consumes layer k-1's spikes of step n-1, so go from the last layer down:
         # layer k-1 then overwrites its new-spike list with the spikes of step n.
         for k in range(n_layers - 1, -1, -1):
@@ -643,16 +668,7 @@ def _emulate_kernel(
     n_post,
     neuron_off,
     thresholds,
-    time_shift,
-    frac_bits,
-    cur_lo,
-    cur_hi,
-    cur_wrap,
-    mem_lo,
-    mem_hi,
-    mem_wrap,
-    tie_lowest,
-    max_steps,
+    datapath,
     steps_after_decision,
     acc_proto,
     fire_table,
@@ -662,12 +678,24 @@ def _emulate_kernel(
     first_output_step,
     tie,
     rows_read,
+    images_u8,
+    code_steps,
 ):
+    """Every image of ``input_steps`` through ``run_image``, ``n_chunks`` blocks of images in
+    parallel. With ``images_u8`` non-empty the input is encoded here, in the same pass:
+    ``input_steps[i, j] = code_steps[images_u8[i, j]]``. Writes every output row whole
+    (``spike_steps`` need not be pre-filled)."""
     n = input_steps.shape[0]
+    n_in = input_steps.shape[1]
+    encode = images_u8.shape[0] > 0
     width = (n + n_chunks - 1) // n_chunks
     for c in numba.prange(n_chunks):
-        scratch = make_scratch(input_steps.shape[1], n_post, neuron_off, max_steps, acc_proto, w_flat)
+        scratch = make_scratch(n_in, n_post, neuron_off, datapath[9], acc_proto, w_flat)
         for i in range(c * width, min(n, (c + 1) * width)):
+            if encode:
+                for j in range(n_in):
+                    input_steps[i, j] = code_steps[images_u8[i, j]]
+            spike_steps[i, :] = -1
             p, d, t = run_image(
                 input_steps[i],
                 w_flat,
@@ -676,16 +704,7 @@ def _emulate_kernel(
                 n_post,
                 neuron_off,
                 thresholds,
-                time_shift,
-                frac_bits,
-                cur_lo,
-                cur_hi,
-                cur_wrap,
-                mem_lo,
-                mem_hi,
-                mem_wrap,
-                tie_lowest,
-                max_steps,
+                datapath,
                 steps_after_decision,
                 acc_proto,
                 fire_table,
@@ -712,6 +731,24 @@ class PackedImage:
     thresholds: np.ndarray
     acc_proto: np.ndarray
     fire_table: np.ndarray  # first_layer_fire_table (empty: step every layer)
+
+
+def datapath_constants(spec: DatapathConfig) -> tuple[int, ...]:
+    """The spec's datapath as the kernels take it, one tuple of ints: ``(time_shift,
+    current_frac_bits, current_min, current_max, current wraps, membrane_min, membrane_max,
+    membrane wraps, tie rule is lowest_index, max_steps)`` (flags 0/1)."""
+    return (
+        int(spec.time_shift),
+        int(spec.current_frac_bits),
+        int(spec.current_min),
+        int(spec.current_max),
+        int(spec.current_overflow_code == _WRAP),
+        int(spec.membrane_min),
+        int(spec.membrane_max),
+        int(spec.membrane_overflow_code == _WRAP),
+        int(spec.tie_rule_code == _LOWEST_INDEX),
+        int(spec.max_steps),
+    )
 
 
 def _check_bounds(spec: DatapathConfig, n_pre: np.ndarray) -> np.dtype:
@@ -751,6 +788,26 @@ def _cached_fire_table(spec: DatapathConfig, threshold_lsb: int) -> np.ndarray:
     return table
 
 
+def _flat_uint8(image: WeightImage, images_uint8) -> np.ndarray:
+    """The images as a C-contiguous uint8 ``(n, n_in)`` array, checked as encode_input_steps does."""
+    images = np.asarray(images_uint8)
+    if images.dtype != np.uint8:
+        raise ConfigError(f"images must be uint8 (0..255), got dtype {images.dtype}")
+    if images.ndim < 2:
+        raise ConfigError(f"images must have shape (n, pixels...), got {images.shape}")
+    flat = np.ascontiguousarray(images.reshape(len(images), -1))
+    n_in = image.topology[0]
+    if flat.shape[1] != n_in:
+        raise ConfigError(f"images have {flat.shape[1]} pixels, the weight image expects {n_in} inputs")
+    return flat
+
+
+def _code_steps(image: WeightImage) -> np.ndarray:
+    """Spike step of every pixel code 0..255 (int32, -1 = never), as encode_input_steps maps them."""
+    codes = np.arange(256, dtype=np.uint8)[None, :]
+    return np.ascontiguousarray(encode_input_steps(image.spec, codes, image.input_encoding)[0], dtype=np.int32)
+
+
 def input_steps_for(image: WeightImage, images_uint8, input_spike_steps) -> np.ndarray:
     if (images_uint8 is None) == (input_spike_steps is None):
         raise ConfigError("emulate: pass exactly one of images_uint8 and input_spike_steps")
@@ -788,8 +845,16 @@ def emulate(
     """
     if not isinstance(image, WeightImage):
         raise ConfigError(f"emulate: expected a WeightImage, got {type(image).__name__}")
-    steps = input_steps_for(image, images_uint8, input_spike_steps)
     spec = image.spec
+    if images_uint8 is not None and input_spike_steps is None:
+        # Encoded inside the kernel, image by image, in parallel (the same table lookup).
+        images_u8 = _flat_uint8(image, images_uint8)
+        code_steps = _code_steps(image)
+        steps = np.empty(images_u8.shape, np.int32)
+    else:
+        steps = input_steps_for(image, images_uint8, input_spike_steps)
+        images_u8 = np.zeros((0, steps.shape[1]), np.uint8)
+        code_steps = np.zeros(256, np.int32)
     if (
         isinstance(steps_after_decision, bool)
         or not isinstance(steps_after_decision, (int, np.integer))
@@ -801,7 +866,7 @@ def emulate(
     n = steps.shape[0]
     n_layers = len(image.layers)
     total = int(packed.neuron_off[-1])
-    spike_steps = np.full((n, total), -1, dtype=np.int32)
+    spike_steps = np.empty((n, total), dtype=np.int32)
     predicted = np.empty(n, np.int32)
     first_output_step = np.empty(n, np.int32)
     tie = np.empty(n, np.bool_)
@@ -814,16 +879,7 @@ def emulate(
         packed.n_post,
         packed.neuron_off,
         packed.thresholds,
-        spec.time_shift,
-        spec.current_frac_bits,
-        spec.current_min,
-        spec.current_max,
-        spec.current_overflow_code == _WRAP,
-        spec.membrane_min,
-        spec.membrane_max,
-        spec.membrane_overflow_code == _WRAP,
-        spec.tie_rule_code == _LOWEST_INDEX,
-        spec.max_steps,
+        datapath_constants(spec),
         extra_steps,
         packed.acc_proto,
         packed.fire_table,
@@ -833,6 +889,8 @@ def emulate(
         first_output_step,
         tie,
         rows_read,
+        images_u8,
+        code_steps,
     )
     synaptic_additions = ((rows_read.astype(np.int64) + 1) * packed.n_post[None, :]).sum(axis=1)
     per_layer = tuple(spike_steps[:, packed.neuron_off[k] : packed.neuron_off[k + 1]] for k in range(n_layers))

@@ -657,3 +657,92 @@ def test_output_layer_by_arrivals_by_hand():
     assert diff_results(off, ref) != []
     late = dataclasses.replace(got, spike_steps=(got.spike_steps[0], got.spike_steps[1] + 1))
     assert diff_results(late, ref) != []
+
+
+def test_images_are_encoded_inside_the_kernel_as_encode_input_steps_does():
+    # emulate(images) encodes in the kernel through the 256-entry code table; it must give what
+    # emulate(input_spike_steps=encode_input_steps(...)) gives, for binary and latency images,
+    # and a one-code change in one pixel must show in input_spike_steps.
+    from popcount_learn.encoding import InputEncoding
+
+    rng = np.random.default_rng(5)
+    spec = DatapathConfig(max_steps=64)
+    w1 = rng.integers(-20, 60, size=(17, 6))
+    w2 = rng.integers(-20, 60, size=(7, 3))
+    binary = make_image(spec, [w1, w2], [200, 150])
+    latency = dataclasses.replace(binary, encoding=InputEncoding(kind="latency", t_max=0.5, silence=10))
+    images = rng.integers(0, 256, size=(40, 4, 4), dtype=np.uint8)
+    for image in (binary, latency):
+        steps = encode_input_steps(image.spec, images, image.input_encoding)
+        assert len(np.unique(steps)) > (2 if image is latency else 1)  # graded steps for latency
+        got = emulate(image, images)
+        want = emulate(image, input_spike_steps=steps)
+        assert diff_results(got, {name: getattr(want, name) for name in FIELDS}) == []
+        assert diff_results(got, reference_emulate(image, steps)) == []
+        changed = images.copy()
+        changed[3, 1, 2] = 255 - changed[3, 1, 2]
+        assert not np.array_equal(emulate(image, changed).input_spike_steps, got.input_spike_steps)
+    with pytest.raises(ConfigError, match="pixels"):
+        emulate(binary, images[:, :3])
+
+
+def test_two_layer_closed_path_by_itself_matches_the_stepped_path():
+    # _two_layer_closed called directly (so this test cannot pass through another path) on
+    # step-0 inputs agrees with the stepped run_image path (forced by an empty fire table).
+    rng = np.random.default_rng(9)
+    spec = DatapathConfig(time_shift=3, max_steps=80)
+    w1 = rng.integers(-30, 70, size=(25, 12))
+    w2 = rng.integers(-40, 60, size=(13, 4))
+    image = make_image(spec, [w1, w2], [300, 250])
+    packed = pack_image(image)
+    assert packed.fire_table.size == spec.max_steps
+    dp = emulator_module.datapath_constants(spec)
+    checked = 0
+    for _ in range(30):
+        steps = np.where(rng.random(24) < 0.4, 0, -1).astype(np.int32)
+        for extra in (0, 2):
+            scratch = emulator_module.make_scratch(
+                24, packed.n_post, packed.neuron_off, spec.max_steps, packed.acc_proto, packed.w_flat
+            )
+            arr = np.flatnonzero(steps == 0).astype(np.int64)
+            scratch[0][: len(arr)] = arr
+            spk = np.full(int(packed.neuron_off[-1]), -1, np.int32)
+            rows = np.zeros(2, np.int32)
+            fast = emulator_module._two_layer_closed(
+                packed.w_flat,
+                packed.w_off,
+                packed.n_pre,
+                packed.n_post,
+                packed.thresholds,
+                dp,
+                extra,
+                packed.fire_table,
+                scratch[0],
+                len(arr),
+                scratch,
+                spk,
+                rows,
+            )
+            spk_ref = np.full_like(spk, -1)
+            rows_ref = np.zeros_like(rows)
+            slow = emulator_module.run_image(
+                steps,
+                packed.w_flat,
+                packed.w_off,
+                packed.n_pre,
+                packed.n_post,
+                packed.neuron_off,
+                packed.thresholds,
+                dp,
+                extra,
+                packed.acc_proto,
+                np.zeros(0, np.int64),
+                scratch,
+                spk_ref,
+                rows_ref,
+            )
+            assert fast == slow
+            assert spk.tolist() == spk_ref.tolist()
+            assert rows.tolist() == rows_ref.tolist()
+            checked += slow[1] >= 0
+    assert checked > 10
