@@ -26,6 +26,7 @@ from popcount_learn import codegen, h5io
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import emulate, encode_input_steps
+from popcount_learn.learning import LearningConfig
 from popcount_learn.weight_image import LayerImage, WeightImage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -246,6 +247,53 @@ def test_random_sets_cover_saturation_wrap_ties_and_no_decision():
         "decision",
     ):
         assert total[key] > 0, (key, total)
+
+
+@pytest.mark.rtl
+def test_learning_build_infers_as_the_inference_core():
+    """The learning build (pcl_learn beside the core) answers plain inference requests with the
+    emulator's results, in the inference-only core's cycles image for image."""
+    image, steps, expected, observed, _stats = _run_set(4)
+    _name, _fields, _topology, lanes, _wanted, throttle, shuffle = PARAMETER_SETS[4]
+    learned = rtl_sim.simulate(
+        image,
+        input_spike_steps=steps,
+        lanes=lanes,
+        learning=LearningConfig(),
+        throttle=throttle,
+        shuffle_seed=shuffle,
+        batch_images=8,
+    )
+    assert learned.faults == {}
+    problem = check.compare(expected, learned, body="RTL (learning build)").first_mismatch
+    assert problem is None, problem
+    np.testing.assert_array_equal(learned.cycles, observed.cycles)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("index", [0, 1], ids=["saturate", "wrap"])
+def test_threshold_at_the_membrane_bound(index):
+    """Every threshold at membrane_max: in the saturating set a neuron fires only when V reaches
+    the bound (the fire compare on the unsaturated sum must still see V = MEM_MAX); in the
+    wrapping set only when V + I lands exactly on it."""
+    image, steps, _expected, _observed, _stats = _run_set(index)
+    _name, _fields, _topology, lanes, _wanted, throttle, shuffle = PARAMETER_SETS[index]
+    top = image.spec.membrane_max
+    layers = tuple(LayerImage(layer.weights_lsb, top, layer.scale) for layer in image.layers)
+    # stronger weights so that the membrane reaches its bound
+    layers = tuple(
+        LayerImage(np.clip(np.abs(layer.weights_lsb) * 4, 0, image.spec.weight_max), top, layer.scale)
+        for layer in layers
+    )
+    bound = WeightImage(image.spec, layers)
+    expected = emulate(bound, input_spike_steps=steps)
+    observed = rtl_sim.simulate(
+        bound, input_spike_steps=steps, lanes=lanes, throttle=throttle, shuffle_seed=shuffle, batch_images=8
+    )
+    problem = check.compare(expected, observed, body="RTL").first_mismatch
+    assert problem is None, problem
+    if index == 0:
+        assert sum(int((s >= 0).sum()) for s in expected.spike_steps) > 0  # some neuron reached the bound
 
 
 # ----------------------------------------------------------------------------------------------

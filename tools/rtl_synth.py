@@ -2,23 +2,30 @@
 
     python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --lanes 2 4 8 --sim-images 50
     python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --learning --lanes 2 4 8 --sim-train 50
+    python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --learning --seeds 1 2 3 4 5
+    python tools/rtl_synth.py datasets/pretrained/net100-int8.h5 --learning --no-synth --random-init 50 --sim-train 100
 
 For each lane count: generate the parameter headers for the image's datapath and topology
 (firmware_bridge.rtl.params.RtlLayout), synthesise pcl_up5k_top (core + weights in SPRAM +
 byte-wide streams) with ``yosys synth_ice40``, place and route with ``nextpnr-ice40 --up5k
 --package sg48`` and read logic cells, EBR, SPRAM and fmax from nextpnr's JSON report. With
 --sim-images N the first N MNIST test images are also simulated (Icarus + cocotb) for cycles
-per image, checked against the emulator, and images/s at fmax is derived. With --learning the
+per image, checked against the emulator, and images/s at fmax is derived (with --learning, in
+the learning build: plain inference requests to the training core). With --learning the
 core is the training build (pcl_learn beside the core; the image's learning rule, or the default
 LearningConfig), synthesised with ``synth_ice40 -dsp`` (the draw's multipliers in SB_MAC16), and
 --sim-train N trains it on N MNIST training samples (checked against the learner) for cycles per
-training step and training samples/s at fmax. Prints a markdown table and writes everything to
-<out-dir>/synth.json.
+training step and training samples/s at fmax. --seeds places the one synthesis with each nextpnr
+seed (the table's fmax is the first seed's; the spread is printed). --random-init H replaces the
+image by a seeded random 784-H-10 network of the same datapath (the exact trainer's init,
+quantised; written to <out-dir>), for cycles at other hidden sizes. Prints a markdown table and
+writes everything to <out-dir>/synth.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -26,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -44,7 +52,24 @@ SOURCES = read_file_list(UP5K_FILE_LIST)
 UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_SPRAM": 4, "ICESTORM_DSP": 8}
 
 
-def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dict:
+def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seeds, jobs: int = 1) -> dict:
+    """Yosys once, then nextpnr once per seed (``jobs`` at a time); the result is the first
+    seed's, with every seed's fmax."""
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    out = _yosys(layout, work)
+    if "error" in out:
+        return out
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        runs = dict(zip(seeds, pool.map(lambda seed: _nextpnr(work, freq_mhz, seed), seeds), strict=True))
+    first = runs[seeds[0]]
+    out.update(first)
+    out["seed"] = seeds[0]
+    if len(seeds) > 1:
+        out["fmax_by_seed"] = {str(s): r.get("fmax_mhz") for s, r in runs.items()}
+    return out
+
+
+def _yosys(layout: RtlLayout, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     layout.write_headers(work)
     srcs = " ".join(str(s) for s in SOURCES)
@@ -64,8 +89,12 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
     )
     if yosys.returncode != 0:
         return {"error": "yosys failed: " + (yosys.stderr or yosys.stdout)[-500:]}
+    return {"yosys_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _nextpnr(work: Path, freq_mhz: float, seed: int) -> dict:
     t1 = time.perf_counter()
-    report = work / "report.json"
+    report = work / f"report-seed{seed}.json"
     report.unlink(missing_ok=True)
     pnr = subprocess.run(
         [
@@ -76,7 +105,7 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
             "--json",
             str(work / "top.json"),
             "--asc",
-            str(work / "top.asc"),
+            str(work / f"top-seed{seed}.asc"),
             "--freq",
             str(freq_mhz),
             "--seed",
@@ -89,8 +118,8 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
         capture_output=True,
         text=True,
     )
-    (work / "nextpnr.log").write_text(pnr.stderr + pnr.stdout)
-    out = {"yosys_seconds": round(t1 - t0, 1), "nextpnr_seconds": round(time.perf_counter() - t1, 1)}
+    (work / f"nextpnr-seed{seed}.log").write_text(pnr.stderr + pnr.stdout)
+    out = {"nextpnr_seconds": round(time.perf_counter() - t1, 1)}
     if pnr.returncode != 0 or not report.exists():
         util = dict(re.findall(r"(ICESTORM_\w+):\s+(\d+)/", pnr.stderr))
         out["utilization"] = {k: int(v) for k, v in util.items()}
@@ -103,7 +132,7 @@ def synthesise(layout: RtlLayout, work: Path, freq_mhz: float, seed: int) -> dic
     return out
 
 
-def simulate_cycles(image, lanes: int, n_images: int) -> dict:
+def simulate_cycles(image, lanes: int, n_images: int, learning=None) -> dict:
     from firmware_bridge.check import compare
     from firmware_bridge.rtl import sim as rtl_sim
     from popcount_learn.data import default_data_dir, load_mnist
@@ -111,7 +140,7 @@ def simulate_cycles(image, lanes: int, n_images: int) -> dict:
 
     test = load_mnist(default_data_dir(), "test")
     images = test.images[:n_images]
-    observed = rtl_sim.simulate(image, images, lanes=lanes)
+    observed = rtl_sim.simulate(image, images, lanes=lanes, learning=learning)
     mismatches = len(compare(emulate(image, images), observed, body="RTL").mismatched)
     c = observed.cycles
     return {
@@ -139,16 +168,37 @@ def simulate_training_cycles(image_path, lanes: int, n_steps: int) -> dict:
     }
 
 
+def random_image(image, hidden: int, out_dir: Path):
+    """A seeded random 784-hidden-10 image on ``image``'s datapath (and rule), and the file it is in."""
+    from popcount_learn.data import default_data_dir, load_mnist
+    from popcount_learn.encoding import SpikeEncoding
+    from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image
+    from popcount_learn.train import expected_active_inputs
+
+    train = load_mnist(default_data_dir(), "train")
+    encoding = SpikeEncoding()
+    active = expected_active_inputs(train.images, encoding)
+    start = random_initial_image((784, hidden, 10), image.spec, OnchipTrainConfig(seed=3), encoding, active)
+    if image.learning is not None:
+        start = dataclasses.replace(start, learning=image.learning)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"random-784-{hidden}-10.h5"
+    h5io.save_weight_image(path, start)
+    return start, str(path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("image", help="weight image (its datapath and topology size the core)")
     p.add_argument("--lanes", type=int, nargs="+", default=[4])
     p.add_argument("--freq", type=float, default=30.0, help="nextpnr target MHz (default 30)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="nextpnr seeds (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="nextpnr runs at a time (default 1)")
     p.add_argument("--sim-images", type=int, default=0, help="also simulate N MNIST test images per lane count")
     p.add_argument("--no-synth", action="store_true", help="only simulate (cycles per image vs lanes)")
     p.add_argument("--learning", action="store_true", help="the training build (the image's rule or the default)")
     p.add_argument("--sim-train", type=int, default=0, help="with --learning: train N MNIST samples per lane count")
+    p.add_argument("--random-init", type=int, metavar="H", help="a seeded random 784-H-10 net instead of the image")
     p.add_argument("--out-dir", default="build/rtl-synth")
     args = p.parse_args(argv)
     for tool in () if args.no_synth else ("yosys", "nextpnr-ice40"):
@@ -156,8 +206,10 @@ def main(argv=None) -> int:
             print(f"error: {tool} is not on PATH (Debian: apt-get install yosys nextpnr-ice40)", file=sys.stderr)
             return 2
     image = h5io.load_weight_image(args.image)
-    learning = (image.learning or LearningConfig()) if args.learning else None
     out_dir = Path(args.out_dir)
+    if args.random_init:
+        image, args.image = random_image(image, args.random_init, out_dir)
+    learning = (image.learning or LearningConfig()) if args.learning else None
     rows = []
     for lanes in args.lanes:
         layout = RtlLayout.for_image(image, lanes, learning)
@@ -170,9 +222,9 @@ def main(argv=None) -> int:
         }
         if not args.no_synth:
             tag = "learn" if learning is not None else ""
-            row.update(synthesise(layout, out_dir / f"{tag}lanes{lanes}", args.freq, args.seed))
+            row.update(synthesise(layout, out_dir / f"{tag}lanes{lanes}", args.freq, args.seeds, args.jobs))
         if args.sim_images:
-            row.update(simulate_cycles(image, lanes, args.sim_images))
+            row.update(simulate_cycles(image, lanes, args.sim_images, learning))
             if "fmax_mhz" in row:
                 row["images_per_s_at_fmax"] = row["fmax_mhz"] * 1e6 / row["cycles_mean"]
         if learning is not None and args.sim_train:
@@ -204,6 +256,12 @@ def main(argv=None) -> int:
             f"| {u.get('ICESTORM_SPRAM', '?')} | {u.get('ICESTORM_DSP', 0)} "
             f"| {fmax} | {cyc} | {ips} | {tc} | {tps} |"
         )
+    for r in rows:
+        if r.get("fmax_by_seed"):
+            f = [v for v in r["fmax_by_seed"].values() if v is not None]
+            spread = f"min {min(f):.2f}, median {float(np.median(f)):.2f}, max {max(f):.2f} MHz" if f else "no fit"
+            seeds = ", ".join(f"{s}: {v:.2f}" if v else f"{s}: -" for s, v in r["fmax_by_seed"].items())
+            print(f"\n{r['lanes']} lanes, fmax over nextpnr seeds ({seeds}): {spread}")
     return 0
 
 

@@ -408,7 +408,16 @@ module pcl_core #(
     reg cand_valid;                      // an output spike waiting for the tie compare
     reg [NEURON_BITS-1:0] cand_idx;
     reg [MEMBRANE_BITS-1:0] cand_v;
-    wire [MEMBRANE_BITS-1:0] rep_v = st_rdata[ent_bit*SW + WIDE_BITS +: MEMBRANE_BITS];
+    // V of the reported neuron: an AND-OR over the lanes with the lowest set bit of ent_mask as a
+    // one-hot select (two LUT levels after the mask, not a priority encoder and a wide mux).
+    wire [LANES-1:0] ent_first = ent_mask & (~ent_mask + 1'b1);
+    reg [MEMBRANE_BITS-1:0] rep_v;
+    integer vi;
+    always @* begin
+        rep_v = {MEMBRANE_BITS{1'b0}};
+        for (vi = 0; vi < LANES; vi = vi + 1)
+            rep_v = rep_v | (st_rdata[vi*SW + WIDE_BITS +: MEMBRANE_BITS] & {MEMBRANE_BITS{ent_first[vi]}});
+    end
     assign sp_valid = (state == S_REPORT) && (rstate == R_BITS) && (ent_mask != 0);
     assign sp_layer = k;
     assign sp_index = ent_neuron[NEURON_BITS-1:0];
@@ -699,10 +708,12 @@ module pcl_core #(
                 if (acc_done && !rb_valid && iss_free) begin
                     state <= S_SWEEP;
                     sw_g <= {GROUP_BITS{1'b0}};
-                    qcnt[k] <= {GROUP_BITS{1'b0}};
                 end
             end
             S_SWEEP: begin
+                // Layer k's queue restarts with its sweep (its first push comes PIPE cycles later);
+                // cleared here, not on the way in, to keep the end-of-ACC decision's fanout small.
+                if (sw_g == {GROUP_BITS{1'b0}}) qcnt[k] <= {GROUP_BITS{1'b0}};
                 sw_g <= sw_g + 1'b1;
                 if (sw_g == last_g_k) begin
                     state <= S_DRAIN;

@@ -106,9 +106,18 @@ module pcl_lane #(
     end
 
     // ---- stage 2
+    // fire compares OVF_V(S) with the threshold without waiting for OVF_V: d = S - threshold
+    // (exact, one carry chain straight from the registers) and
+    //   saturate: OVF_V(S) >= th  <=>  d >= 0 or th = MEM_MIN (S above MEM_MAX gives d > 0;
+    //             S below MEM_MIN gives MEM_MIN, which is >= th only for th = MEM_MIN);
+    //   wrap:     OVF_V(S) = S - j * 2**MEMBRANE_BITS with j odd iff S[M] != S[M-1] (M =
+    //             MEMBRANE_BITS), and OVF_V(S) - th fits M + 1 bits, so its sign is d[M] ^ S[M] ^ S[M-1].
     reg [VSUM_BITS-MEMBRANE_BITS:0] v_top;
     reg [MEMBRANE_BITS-1:0] v_new;
     reg [CURRENT_BITS-1:0] cur2, cur_shifted, cur_decayed;
+    reg [VSUM_BITS:0] d;
+    reg ge;
+    wire th_min = (threshold == MEM_MIN);
     always @* begin
         fire = 1'b0;
         v_top = {(VSUM_BITS - MEMBRANE_BITS + 1){1'b0}};
@@ -116,13 +125,18 @@ module pcl_lane #(
         cur2 = {CURRENT_BITS{1'b0}};
         cur_shifted = {CURRENT_BITS{1'b0}};
         cur_decayed = {CURRENT_BITS{1'b0}};
+        d = {(VSUM_BITS + 1){1'b0}};
+        ge = 1'b0;
         if (acc2) begin
             state_out = {fired, b[MEMBRANE_BITS-1:0], a};
         end else begin
             v_top = b[VSUM_BITS-1:MEMBRANE_BITS-1];
             if (MEMBRANE_WRAP != 0 || (&v_top) || !(|v_top)) v_new = b[MEMBRANE_BITS-1:0];
             else v_new = b[VSUM_BITS-1] ? MEM_MIN : MEM_MAX;
-            fire = valid && !fired && ($signed(v_new) >= $signed(threshold));
+            d = {b[VSUM_BITS-1], b} - {{(VSUM_BITS + 1 - MEMBRANE_BITS){threshold[MEMBRANE_BITS-1]}}, threshold};
+            if (MEMBRANE_WRAP != 0) ge = !(d[MEMBRANE_BITS] ^ b[MEMBRANE_BITS] ^ b[MEMBRANE_BITS-1]);
+            else ge = !d[VSUM_BITS] || th_min;
+            fire = valid && !fired && ge;
             // The decayed current lies between 0 and I: it stays within CURRENT_BITS.
             // (>>> in its own assignment: inside a wider unsigned expression it would be logical)
             cur2 = a[CURRENT_BITS-1:0];

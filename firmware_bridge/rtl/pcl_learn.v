@@ -371,11 +371,12 @@ module pcl_learn #(
     reg [LANES-1:0] tok_c, tok_cp;
     wire mx_v;
     wire [31:0] mx_u;
+    wire mx_pass;   // (mx_u >> 16) < pk, registered with mx_u
     wire [TAGW-1:0] mx_tag;
     pcl_mix32 #(.MIX_MUL_1(MIX_MUL_1), .MIX_MUL_2(MIX_MUL_2), .TAG_BITS(TAGW)) u_mix (
         .clk(clk), .rst(rst), .in_valid(tok_v), .in_x(tok_base + (tok_salt ? SAMPLE_SALT : lane_im[tok_lane])),
         .in_tag({tok_kind, tok_lane, tok_last, tok_half, tok_g, tok_c, tok_cp}),
-        .out_valid(mx_v), .out_u(mx_u), .out_tag(mx_tag));
+        .p_q16(pk), .out_valid(mx_v), .out_u(mx_u), .out_below(mx_pass), .out_tag(mx_tag));
     wire [1:0] mx_kind = mx_tag[TAGW-1 -: 2];
     wire [LB-1:0] mx_lane = mx_tag[TAGW-3 -: LB];
     wire mx_last = mx_tag[2 * LANES + GROUP_BITS + 1];
@@ -383,7 +384,6 @@ module pcl_learn #(
     wire [GROUP_BITS-1:0] mx_g = mx_tag[2 * LANES +: GROUP_BITS];
     wire [LANES-1:0] mx_c = mx_tag[LANES +: LANES];
     wire [LANES-1:0] mx_cp = mx_tag[0 +: LANES];
-    wire mx_pass = {1'b0, mx_u[31:16]} < pk;
     reg [LANES-1:0] mv_acc;   // move bits of the word whose draws are coming back
     wire [LANES-1:0] mx_onehot = onehot_of(mx_lane);
     wire [LANES-1:0] mx_move = (mx_kind == K_WORD) ? ((pk != {PB{1'b0}}) ? mx_c : {LANES{1'b0}})

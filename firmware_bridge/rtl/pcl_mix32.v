@@ -5,7 +5,9 @@
 //   stage 1  x0 = in_x                                   (register)
 //   stage 2  p  = (x0 ^ x0 >> 16) * MIX_MUL_1            (32 x 32 -> low 32: three 16 x 16 DSPs)
 //   stage 3  q  = (p ^ p >> 13) * MIX_MUL_2              (three more)
-//   stage 4  u  = q ^ q >> 16
+//   stage 4  u  = q ^ q >> 16,  below = (u >> 16) < p_q16   (u >> 16 = q >> 16: the compare with the
+//            probability p_q16, 0 .. 65536, is taken from q in the same stage, off the consumer's path;
+//            p_q16 must hold while a draw is in the pipe)
 // The multipliers are plain `*` by a 32-bit constant; yosys synth_ice40 -dsp maps each to three
 // SB_MAC16 (the iCE40 UP5K has eight).
 `resetall
@@ -21,8 +23,10 @@ module pcl_mix32 #(
     input  wire                in_valid,
     input  wire [31:0]         in_x,
     input  wire [TAG_BITS-1:0] in_tag,
+    input  wire [16:0]         p_q16,
     output wire                out_valid,
     output wire [31:0]         out_u,
+    output reg                 out_below,
     output wire [TAG_BITS-1:0] out_tag
 );
     localparam integer LATENCY = 4;
@@ -41,6 +45,7 @@ module pcl_mix32 #(
         p <= a * MIX_MUL_1;
         q <= b * MIX_MUL_2;
         u <= q ^ (q >> 16);
+        out_below <= {1'b0, q[31:16]} < p_q16;
         t1 <= in_tag;
         t2 <= t1;
         t3 <= t2;

@@ -27,6 +27,7 @@ from popcount_learn import codegen
 from popcount_learn.codegen import Constant
 from popcount_learn.emulator import encode_input_steps, steps_to_decision
 from popcount_learn.errors import ConfigError
+from popcount_learn.learning import LearningConfig
 from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import WeightImage
 
@@ -269,6 +270,7 @@ def simulate(
     *,
     input_spike_steps: np.ndarray | None = None,
     lanes: int = 4,
+    learning: LearningConfig | None = None,
     batch_images: int = DEFAULT_BATCH_IMAGES,
     throttle: bool = False,
     shuffle_seed: int | None = None,
@@ -278,6 +280,8 @@ def simulate(
 ) -> RtlResult:
     """Run the core on a batch (uint8 images or input spike steps, as ``emulate`` takes them).
 
+    ``learning``: run the learning build of the core (``pcl_learn`` beside it, that rule's
+    constants) instead of the inference-only one; the images are plain inference requests.
     ``throttle``: random gaps and back-pressure on every stream; ``shuffle_seed``: permute the
     input spikes within each step. Progress is reported per finished batch of images.
     ``keep_dir``: run in this directory and keep the beats, records and simulator log there.
@@ -298,7 +302,9 @@ def simulate(
         )
     if len(steps) >= 1 << TB_IMAGE_BITS:
         raise ConfigError(f"at most {(1 << TB_IMAGE_BITS) - 1} images per simulation")
-    layout = RtlLayout.for_image(image, lanes)
+    if learning is not None and not isinstance(learning, LearningConfig):
+        raise ConfigError(f"simulate: learning must be a LearningConfig, got {type(learning).__name__}")
+    layout = RtlLayout.for_image(image, lanes, learning)
     batch_images = max(1, min(int(batch_images), max(1, len(steps))))
     runner, build_dir = build(layout, batch_images=batch_images, build_root=build_root)
     progress = as_progress(progress)

@@ -8,6 +8,7 @@
 //          records are written to +sp_hex / +res_hex and done rises.
 // throttle: pseudo-random gaps on in_valid and back-pressure on sp_ready / res_ready.
 // Record layouts: RtlLayout.spike_fields() / result_fields() in firmware_bridge/rtl/params.py.
+// The core may be a learning build (pcl_learning.vh binds its rule): it gets inference requests only.
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
@@ -25,6 +26,7 @@ module pcl_tb_harness (
     output reg  [31:0] n_results
 );
 `include "pcl_datapath.vh"
+`include "pcl_learning.vh"
 `include "pcl_topology.vh"
 `include "pcl_tb.vh"
     localparam integer LOAD_W = 1 + PCL_WADDR_BITS + PCL_WL_BITS;
