@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--silence",
         type=_number(int, minimum=0, label="a code in 0..255"),
         default=None,
-        help="latency: codes (0..255 after scaling) below this never spike (default 0: all spike)",
+        help="latency: codes (0..255 after scaling) below this never spike (default: 1 for images, where 0 is "
+        "the background, 0 for tables: all spike)",
     )
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
     t.add_argument(
@@ -404,6 +405,7 @@ def _run_train(args) -> int:
     )
     if exact:
         options.update({k: getattr(args, k) for k in _EXACT_ONLY if getattr(args, k) is not None})
+        common["given"] = frozenset(options)  # --lr-decay etc. are kept as asked too
         result = commands.train(
             config=TrainConfig(seed=args.seed, **options), on_epoch=None if args.json else _print_epoch, **common
         )
