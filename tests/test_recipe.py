@@ -89,3 +89,26 @@ def test_cost_plot_is_written_and_refuses_ragged_columns(tmp_path):
     assert not (tmp_path / "d.png").exists()
     with pytest.raises(ConfigError):
         plots.plot_cost_against_silence(np.zeros(0), [], [], tmp_path / "e.png")
+
+
+def test_onchip_training_keeps_a_latency_encoding_and_is_measured_with_it():
+    # Before the fix OnchipLearner.image() dropped the encoding: a latency network trained on
+    # the latency steps was measured (and saved) as a binary one, 37 % on breast_cancer.
+    from popcount_learn.datapath import DatapathConfig
+    from popcount_learn.emulator import emulate, summarize
+    from popcount_learn.learning import LearningConfig
+    from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image, train_onchip
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, size=(48, 6)).astype(np.uint8)
+    labels = (codes[:, 0] > 127).astype(np.int64)
+    encoding = InputEncoding.latency(4.0, 0)
+    config = OnchipTrainConfig(hidden=(12,), epochs=1, augment_shift_px=0)
+    image = random_initial_image((6, 12, 2), DatapathConfig(), config, encoding, 7.0)
+    trained, history = train_onchip(
+        codes, labels, image, LearningConfig(), config, test_images=codes, test_labels=labels
+    )
+    assert trained.input_encoding == encoding
+    assert history[-1]["test"] == summarize(emulate(trained, codes), labels)
+    as_binary = dataclasses.replace(trained, encoding=None)
+    assert not np.array_equal(emulate(as_binary, codes).first_output_step, emulate(trained, codes).first_output_step)
