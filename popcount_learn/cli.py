@@ -199,8 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--silence",
         type=_number(int, minimum=0, label="a code in 0..255"),
         default=None,
-        help="latency: codes (0..255 after scaling) below this never spike (default: 1 for images, where 0 is "
-        "the background, 0 for tables: all spike)",
+        help="latency: codes (0..255 after scaling) below this never spike (default 0: all spike)",
     )
     t.add_argument("--out", default="model.h5", metavar="PATH", help="where to save the model (default: %(default)s)")
     t.add_argument(

@@ -109,10 +109,12 @@ ENCODING_CHOICES = ("auto", "binary", "latency")
 
 def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> InputEncoding:
     """The input encoding a new network is trained with: ``kind`` "binary" (threshold and dark
-    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 4.0
-    and ``default_silence``) or "auto": binary for data that are 8-bit codes as they are (IDX
-    images such as MNIST, where the recipe was tuned), latency for data that were scaled to codes (any other dtype). The
-    data's feature scaling travels in the encoding."""
+    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 4.0 and
+    0: every code spikes, images too, where silencing the background code 0 read 26-27 % fewer
+    input rows but cost 2-3 points on digits and graded MNIST, BENCHMARKS.md #14) or "auto":
+    binary for data that are 8-bit codes as they are (IDX images such as MNIST, where the recipe
+    was tuned), latency for data that were scaled to codes (any other dtype). The data's feature
+    scaling travels in the encoding."""
     if kind not in ENCODING_CHOICES:
         raise ConfigError(f"--encoding must be one of {', '.join(ENCODING_CHOICES)}, got {kind!r}")
     if kind == "auto":
@@ -123,17 +125,9 @@ def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> 
                 raise ConfigError(f"{flag} applies to --encoding latency only")
         base = encoding_for(spec) if spec is not None else InputEncoding()
         return dataclasses.replace(base, scaling=data.scaling)
-    if silence is None:
-        silence = default_silence(data)
-    return InputEncoding.latency(InputEncoding().t_max if t_max is None else t_max, silence, scaling=data.scaling)
-
-
-def default_silence(data) -> int:
-    """The latency ``silence`` code a data set gets by default: 1 for images (code 0 is the
-    background, no ink: it never spikes, so its weight rows are never read; 81 % of MNIST's
-    pixels, 49 % of digits'), 0 for a table of features, where a feature's smallest value is a
-    measurement like any other and spikes last."""
-    return 0 if data.image_shape is None else 1
+    return InputEncoding.latency(
+        InputEncoding().t_max if t_max is None else t_max, 0 if silence is None else silence, scaling=data.scaling
+    )
 
 
 def adapt_to_data(config, data, given=()):
