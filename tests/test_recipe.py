@@ -68,7 +68,11 @@ def test_cli_adapts_the_budget_and_keeps_lr_decay_as_asked(monkeypatch, tmp_path
         raise _Stop
 
     monkeypatch.setattr(commands, "train_exact", capture)
-    base = ["--threads", "1", "train", "--data", "sklearn:iris", "--out", str(tmp_path / "m.h5")]
+    rng = np.random.default_rng(0)  # an iris-sized table: 114 training samples, 4 features
+    data = tmp_path / "t.npz"
+    np.savez(data, x_train=rng.normal(size=(114, 4)), y_train=np.arange(114) % 3,
+             x_test=rng.normal(size=(9, 4)), y_test=np.arange(9) % 3)  # fmt: skip
+    base = ["--threads", "1", "train", "--data", str(data), "--out", str(tmp_path / "m.h5")]
     for extra in ([], ["--lr-decay", "0.9"], ["--epochs", "3"]):
         with pytest.raises(_Stop):  # stopped in training: nothing is written
             cli.main([*base, *extra])
