@@ -143,9 +143,6 @@ def plot_raster(result: EmulationResult, index: int, path) -> Path:
     return _save(fig, Path(path))
 
 
-SILENCE_COST_PNG = "cost_against_silence.png"
-
-
 def plot_cost_against_silence(silence, rows_read, accuracy, path, *, emulator_accuracy=None, title="") -> Path:
     """Input weight rows read per image before the decision (left axis) and test accuracy (right
     axis) against the latency ``silence`` code (codes below it never spike), one point per run.

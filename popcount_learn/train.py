@@ -145,16 +145,19 @@ def budget_for(config: TrainConfig, n_samples: int, given=()) -> TrainConfig:
     """``config`` with a training budget of at least ``MIN_ADAM_STEPS`` Adam steps on ``n_samples``.
 
     epochs = max(epochs, ceil(MIN_ADAM_STEPS / ceil(n_samples / batch_size))), and the per-epoch
-    lr decay stretched to keep the run's total decay: ``lr_decay ** (epochs_0 / epochs)``. Fields
-    named in ``given`` (asked for) are kept; a set with enough steps (MNIST) is left as it is.
+    lr decay stretched to keep the run's total decay: ``lr_decay ** (epochs_0 / epochs)``. Only
+    defaults adapt: ``epochs`` / ``lr_decay`` named in ``given`` (asked for) or different from
+    ``TrainConfig``'s default are kept. A set with enough steps (MNIST) gets ``config`` itself.
     """
-    if "epochs" in given or config.epochs == 0 or n_samples <= 0:
+    defaults = TrainConfig()
+    if "epochs" in given or config.epochs != defaults.epochs or n_samples <= 0:
         return config
     steps_per_epoch = -(-n_samples // config.batch_size)
     epochs = max(config.epochs, -(-MIN_ADAM_STEPS // steps_per_epoch))
     if epochs == config.epochs:
         return config
-    lr_decay = config.lr_decay if "lr_decay" in given else config.lr_decay ** (config.epochs / epochs)
+    asked = "lr_decay" in given or config.lr_decay != defaults.lr_decay
+    lr_decay = config.lr_decay if asked else config.lr_decay ** (config.epochs / epochs)
     return dataclasses.replace(config, epochs=epochs, lr_decay=lr_decay)
 
 

@@ -38,10 +38,12 @@ def test_a_small_set_gets_more_epochs_and_the_same_total_lr_decay():
 
 
 def test_asked_for_fields_are_kept():
-    config = TrainConfig(epochs=7, lr_decay=0.5)
-    assert budget_for(config, 114, given={"epochs"}) is config
-    kept = budget_for(config, 114, given={"lr_decay"})
-    assert kept.epochs == 375 and kept.lr_decay == 0.5
+    config = TrainConfig(epochs=7)
+    assert budget_for(config, 114) is config  # not the default: asked for, from Python too
+    assert budget_for(TrainConfig(), 114, given={"epochs"}) == TrainConfig()  # --epochs 30
+    for config, given in ((TrainConfig(lr_decay=0.93), {"lr_decay"}), (TrainConfig(lr_decay=0.5), set())):
+        kept = budget_for(config, 114, given=given)
+        assert kept.epochs == 375 and kept.lr_decay == config.lr_decay
     assert budget_for(TrainConfig(epochs=0), 114).epochs == 0
 
 
