@@ -404,6 +404,7 @@ def _run_train(args) -> int:
     )
     if exact:
         options.update({k: getattr(args, k) for k in _EXACT_ONLY if getattr(args, k) is not None})
+        common["given"] = frozenset(options)  # --lr-decay etc. are kept as asked too
         result = commands.train(
             config=TrainConfig(seed=args.seed, **options), on_epoch=None if args.json else _print_epoch, **common
         )

@@ -25,7 +25,7 @@ from .onchip_train import random_initial_image
 from .onchip_train import train_onchip as run_onchip_training
 from .progress import as_progress
 from .quantize import dequantize, encoding_for, quantize
-from .train import expected_active_inputs, train_exact
+from .train import budget_for, expected_active_inputs, train_exact
 from .weight_image import WeightImage, image_crc32, provenance_record
 
 
@@ -109,10 +109,12 @@ ENCODING_CHOICES = ("auto", "binary", "latency")
 
 def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> InputEncoding:
     """The input encoding a new network is trained with: ``kind`` "binary" (threshold and dark
-    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 4.0, 0)
-    or "auto": binary for data that are 8-bit codes as they are (IDX images such as MNIST, where
-    the recipe was tuned), latency for data that were scaled to codes (any other dtype). The
-    data's feature scaling travels in the encoding."""
+    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 4.0 and
+    0: every code spikes, images too, where silencing the background code 0 read 26-27 % fewer
+    input rows but cost 2-3 points on digits and graded MNIST, BENCHMARKS.md #14) or "auto":
+    binary for data that are 8-bit codes as they are (IDX images such as MNIST, where the recipe
+    was tuned), latency for data that were scaled to codes (any other dtype). The data's feature
+    scaling travels in the encoding."""
     if kind not in ENCODING_CHOICES:
         raise ConfigError(f"--encoding must be one of {', '.join(ENCODING_CHOICES)}, got {kind!r}")
     if kind == "auto":
@@ -139,6 +141,12 @@ def adapt_to_data(config, data, given=()):
         return config
     shift = 0 if data.image_shape is None else min(4, round(min(data.image_shape) / 28))
     return dataclasses.replace(config, augment_shift_px=shift)
+
+
+def adapt_exact_to_data(config, data, given=()):
+    """``adapt_to_data`` and, for the exact trainer, the budget of ``train.budget_for``: at least
+    ``MIN_ADAM_STEPS`` Adam steps (more epochs on a small set, the lr decay stretched to match)."""
+    return budget_for(adapt_to_data(config, data, given), data.n_samples, given)
 
 
 def _scaling_of(model):
@@ -193,7 +201,7 @@ def train(
     start = h5io.load_model(init) if init is not None else None
     train_data = load_split(data_dir, "train", limit, scaling=_scaling_of(start), n_classes=classes)
     test_data = load_split(data_dir, "test", scaling=train_data.scaling, n_classes=train_data.n_classes)
-    config = adapt_to_data(config, train_data, given)
+    config = adapt_exact_to_data(config, train_data, given)
     if out is not None:
         _refuse_replacing_input(out, ExactNetwork, init, start)
     network = _as_network(start) if start is not None else None

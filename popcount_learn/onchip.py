@@ -141,7 +141,7 @@ class OnchipLearner:
         return [bitarray(unpack_bits(row, n_post).tolist()) for row in words]
 
     def image(self, provenance: dict | None = None) -> WeightImage:
-        """The current weights as a WeightImage (thresholds, scales and spec unchanged)."""
+        """The current weights as a WeightImage (thresholds, scales, spec and input encoding unchanged)."""
         layers = []
         p = self._packed
         wdt = weight_dtype(self.spec)
@@ -150,7 +150,13 @@ class OnchipLearner:
             w = self.w_flat[p.w_off[k] : p.w_off[k] + n].reshape(int(p.n_pre[k] + 1), int(p.n_post[k])).astype(wdt)
             layers.append(LayerImage(weights_lsb=w, threshold_lsb=layer.threshold_lsb, scale=layer.scale))
         prov = dict(self._template.provenance if provenance is None else provenance)
-        return WeightImage(spec=self.spec, layers=tuple(layers), provenance=prov, learning=self.learning)
+        return WeightImage(
+            spec=self.spec,
+            layers=tuple(layers),
+            provenance=prov,
+            learning=self.learning,
+            encoding=self._template.encoding,
+        )
 
 
 def train_step(image: WeightImage, learning: LearningConfig, input_spike_steps, label: int, sample_index: int):

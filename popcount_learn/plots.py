@@ -141,3 +141,33 @@ def plot_raster(result: EmulationResult, index: int, path) -> Path:
         title += " (tie)"
     axes[0].set_title(title)
     return _save(fig, Path(path))
+
+
+def plot_cost_against_silence(silence, rows_read, accuracy, path, *, emulator_accuracy=None, title="") -> Path:
+    """Input weight rows read per image before the decision (left axis) and test accuracy (right
+    axis) against the latency ``silence`` code (codes below it never spike), one point per run.
+
+    ``silence``, ``rows_read``, ``accuracy`` (and ``emulator_accuracy``, optional): sequences of
+    one length; accuracies as fractions.
+    """
+    columns = [np.asarray(silence, dtype=float), np.asarray(rows_read, dtype=float), np.asarray(accuracy, dtype=float)]
+    if emulator_accuracy is not None:
+        columns.append(np.asarray(emulator_accuracy, dtype=float))
+    if any(c.ndim != 1 for c in columns) or len({len(c) for c in columns}) != 1 or len(columns[0]) == 0:
+        raise ConfigError("silence, rows read and accuracies must be non-empty sequences of one length")
+    x, rows, acc = columns[:3]
+    order = np.argsort(x, kind="stable")
+    fig = _figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x[order], rows[order], "o-", color="tab:blue", label="input rows read per image")
+    ax.set_xlabel("silence code (codes below it never spike)")
+    ax.set_ylabel("input weight rows read per image", color="tab:blue")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(x[order], 100 * acc[order], "s-", color="tab:red", label="exact TTFS")
+    if emulator_accuracy is not None:
+        ax2.plot(x[order], 100 * columns[3][order], "^--", color="tab:orange", label="8-bit emulator")
+    ax2.set_ylabel("test accuracy (%)", color="tab:red")
+    ax2.legend(loc="lower left", fontsize=8)
+    ax.set_title(title or "Cost and accuracy against the silence threshold")
+    return _save(fig, Path(path))

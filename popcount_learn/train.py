@@ -135,6 +135,32 @@ class TrainConfig:
         )
 
 
+# The fewest Adam steps a default run takes (issue #14). 30 epochs of batch 32 is 56,250 steps on
+# MNIST but ~120 on iris (114 samples), where the model was still underfitting: on a small set the
+# default number of epochs grows until the run has this many steps (BENCHMARKS.md, issue #14).
+MIN_ADAM_STEPS = 1500
+
+
+def budget_for(config: TrainConfig, n_samples: int, given=()) -> TrainConfig:
+    """``config`` with a training budget of at least ``MIN_ADAM_STEPS`` Adam steps on ``n_samples``.
+
+    epochs = max(epochs, ceil(MIN_ADAM_STEPS / ceil(n_samples / batch_size))), and the per-epoch
+    lr decay stretched to keep the run's total decay: ``lr_decay ** (epochs_0 / epochs)``. Only
+    defaults adapt: ``epochs`` / ``lr_decay`` named in ``given`` (asked for) or different from
+    ``TrainConfig``'s default are kept. A set with enough steps (MNIST) gets ``config`` itself.
+    """
+    defaults = TrainConfig()
+    if "epochs" in given or config.epochs != defaults.epochs or n_samples <= 0:
+        return config
+    steps_per_epoch = -(-n_samples // config.batch_size)
+    epochs = max(config.epochs, -(-MIN_ADAM_STEPS // steps_per_epoch))
+    if epochs == config.epochs:
+        return config
+    asked = "lr_decay" in given or config.lr_decay != defaults.lr_decay
+    lr_decay = config.lr_decay if asked else config.lr_decay ** (config.epochs / epochs)
+    return dataclasses.replace(config, epochs=epochs, lr_decay=lr_decay)
+
+
 @dataclass
 class TrainHistory:
     """Per-epoch records: loss, train accuracy, test metrics (if a test set was given), seconds."""
