@@ -816,7 +816,13 @@ def test_ctrl_c_in_board_train_prints_what_the_board_holds(board, rule, mnist, t
     env = dict(os.environ, PYTHONPATH=str(REPO))
     args = ["board", "train", "--port", board.port, "--image", path, "--steps", "20000", "--check-every", "1000000"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "popcount_learn.cli", *map(str, args)], stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "popcount_learn.cli", *map(str, args)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # A suite started in the background by a non-interactive shell inherits SIGINT ignored, and
+        # so would the CLI: give it the disposition a terminal's Ctrl-C meets.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = proc.stderr.readline()  # "train: 2000/20000 ..." after a tenth of the steps
