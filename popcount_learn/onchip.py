@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from bitarray import bitarray
 
-from .datapath import OVERFLOW_CODES, TIE_CODES
-from .emulator import input_steps_for, pack_image
+from .emulator import datapath_constants, input_steps_for, pack_image
 from .errors import ConfigError
 from .learning import LearningConfig
 from .onchip_kernels import sign_plane, train_samples, unpack_bits
@@ -73,16 +72,7 @@ class OnchipLearner:
             p.n_post,
             p.neuron_off,
             p.thresholds,
-            spec.time_shift,
-            spec.current_frac_bits,
-            spec.current_min,
-            spec.current_max,
-            spec.current_overflow_code == OVERFLOW_CODES["wrap"],
-            spec.membrane_min,
-            spec.membrane_max,
-            spec.membrane_overflow_code == OVERFLOW_CODES["wrap"],
-            spec.tie_rule_code == TIE_CODES["lowest_index"],
-            spec.max_steps,
+            datapath_constants(spec),
             p.acc_proto,
             p.fire_table,
             spec.weight_min,

@@ -116,16 +116,7 @@ def train_one(
     n_post,
     neuron_off,
     thresholds,
-    time_shift,
-    frac_bits,
-    cur_lo,
-    cur_hi,
-    cur_wrap,
-    mem_lo,
-    mem_hi,
-    mem_wrap,
-    tie_lowest,
-    max_steps,
+    datapath,
     acc_proto,
     fire_table,
     scratch,
@@ -148,11 +139,13 @@ def train_one(
     stats,
 ):
     """One step of the rule on one sample; weights and sign planes change in place.
+    ``datapath`` is ``emulator.datapath_constants(spec)``.
 
     ``stats`` receives [predicted, first_output_step, weights changed, neurons with a delta,
     hidden spikes delivered before the decision].
     """
     n_layers = n_pre.shape[0]
+    max_steps = datapath[9]
     spk[:] = -1
     predicted, decision, _tie = run_image(
         in_steps,
@@ -162,18 +155,7 @@ def train_one(
         n_post,
         neuron_off,
         thresholds,
-        (
-            time_shift,
-            frac_bits,
-            cur_lo,
-            cur_hi,
-            cur_wrap,
-            mem_lo,
-            mem_hi,
-            mem_wrap,
-            tie_lowest,
-            max_steps,
-        ),
+        datapath,
         margin - 1,
         acc_proto,
         fire_table,
@@ -307,16 +289,7 @@ def train_samples(
     n_post,
     neuron_off,
     thresholds,
-    time_shift,
-    frac_bits,
-    cur_lo,
-    cur_hi,
-    cur_wrap,
-    mem_lo,
-    mem_hi,
-    mem_wrap,
-    tie_lowest,
-    max_steps,
+    datapath,
     acc_proto,
     fire_table,
     w_lo,
@@ -342,7 +315,7 @@ def train_samples(
     total = neuron_off[n_pre.shape[0]]
     spk = np.empty(total, np.int32)
     rows_read = np.empty(n_pre.shape[0], np.int32)
-    scratch = make_scratch(input_steps.shape[1], n_post, neuron_off, max_steps, acc_proto, w_flat)
+    scratch = make_scratch(input_steps.shape[1], n_post, neuron_off, datapath[9], acc_proto, w_flat)
     for i in range(order.shape[0]):
         s = order[i]
         train_one(
@@ -355,16 +328,7 @@ def train_samples(
             n_post,
             neuron_off,
             thresholds,
-            time_shift,
-            frac_bits,
-            cur_lo,
-            cur_hi,
-            cur_wrap,
-            mem_lo,
-            mem_hi,
-            mem_wrap,
-            tie_lowest,
-            max_steps,
+            datapath,
             acc_proto,
             fire_table,
             scratch,
