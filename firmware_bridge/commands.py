@@ -17,7 +17,7 @@ from popcount_learn.emulator import emulate, encode_input_steps, steps_to_decisi
 from popcount_learn.errors import ConfigError
 from popcount_learn.h5io import load_model
 from popcount_learn.learning import LearningConfig
-from popcount_learn.onchip import OnchipLearner
+from popcount_learn.onchip import OnchipLearner, training_forward_pass
 from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import UPLOAD_SPEC_FIELDS, WeightImage, image_crc32, stream_spec_codes, upload_bytes
 
@@ -572,12 +572,11 @@ def rtl_train_side_by_side(
     readbacks = dict(observed.readbacks)
     learner = OnchipLearner(image, learning)
     first, checks, changed, correct, done = None, 0, 0, 0, 0
-    after_decision = learning.margin_steps - 1
     t0 = time.perf_counter()
     for i in range(len(steps)):
         t, label = first_sample_index + i, int(labels[i])
         where = f"step {i} (sample index {t}, label {label})"
-        window = emulate(learner.image(), input_spike_steps=steps[i : i + 1], steps_after_decision=after_decision)
+        window = training_forward_pass(learner.image(), learning, steps[i], label)
         comparison = check.compare(window, forward.row(i), body="RTL")
         if not comparison.ok:
             first = f"{where}, forward pass: " + comparison.first_mismatch.replace("image 0:", "").strip()

@@ -8,7 +8,9 @@ One training step on one labelled input, with ``E`` the last step run:
 
 1. Forward: the datapath of ``docs/datapath.md`` on the current integer weights, run until
    ``E = min(D + margin_steps - 1, max_steps - 1)`` (``D`` = decision step; ``max_steps - 1``
-   without a decision).
+   without a decision); under ``all_violators`` until ``E = min(s_c + margin_steps - 1,
+   max_steps - 1)``, ``s_c`` the correct output's spike (``max_steps - 1`` if it never fires)
+   (``window_end_step``).
 2. Output deltas (+1 = fire later, -1 = fire earlier): a wrong output ``j`` that fired *violates*
    when the correct output ``c`` did not fire by ``E`` or ``s_j < s_c + margin_steps``. The
    earliest violator (lowest index among equals) gets +1 (``output_rule="all_violators"``: every
@@ -170,6 +172,22 @@ class LearningConfig:
 # above (every causal weight moves at first) wreck such a network: -1.6 points after 10,000
 # samples of net600-int8.h5 (BENCHMARKS.md, issue #17).
 FINE_TUNE_RATES = {"hidden_update_prob_q16": 64, "output_update_prob_q16": 1024, "prob_halving_samples": 0}
+
+
+def window_end_step(learning: LearningConfig, first_output_step: int, correct_output_step: int, max_steps: int) -> int:
+    """``E``, the last step a training step's forward pass runs (docs/learning-rule.md, section 3).
+
+    ``max_steps - 1`` without a decision (``D = -1``); else ``min(D + margin_steps - 1, max_steps
+    - 1)``, except under ``all_violators``: ``min(s_c + margin_steps - 1, max_steps - 1)`` with
+    ``s_c`` the correct output's spike step (``max_steps - 1`` if it never fires), so that every
+    wrong output firing before ``s_c + margin_steps`` is seen.
+    """
+    last = max_steps - 1
+    if first_output_step < 0:
+        return last
+    if learning.output_rule == "all_violators":
+        return min(correct_output_step + learning.margin_steps - 1, last) if correct_output_step >= 0 else last
+    return min(first_output_step + learning.margin_steps - 1, last)
 
 
 def starting_rule(carried: LearningConfig | None, seed: int, options: dict | None = None) -> tuple[LearningConfig, str]:

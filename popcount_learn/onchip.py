@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from bitarray import bitarray
 
-from .emulator import datapath_constants, input_steps_for, pack_image
+from .emulator import EmulationResult, datapath_constants, emulate, input_steps_for, pack_image
 from .errors import ConfigError
-from .learning import LearningConfig
+from .learning import LearningConfig, window_end_step
 from .onchip_kernels import sign_plane, train_samples, unpack_bits
 from .weight_image import LayerImage, WeightImage, weight_dtype
 
@@ -159,3 +159,18 @@ def train_step(image: WeightImage, learning: LearningConfig, input_spike_steps, 
     learner = OnchipLearner(image, learning)
     result = learner.step(steps[0], int(label), int(sample_index))
     return learner.image(), result
+
+
+def training_forward_pass(
+    image: WeightImage, learning: LearningConfig, input_spike_steps, label: int
+) -> EmulationResult:
+    """The forward pass of one training step as ``emulate`` gives it: steps ``0 .. E`` of
+    ``window_end_step`` (docs/learning-rule.md, section 3), one encoded input and its label.
+
+    What a body that trains reports for the step (spikes up to ``E``; counters and decision as
+    for inference)."""
+    steps = input_steps_for(image, None, np.asarray(input_spike_steps).reshape(1, -1))
+    full = emulate(image, input_spike_steps=steps, full_raster=True)
+    d = int(full.first_output_step[0])
+    end = window_end_step(learning, d, int(full.spike_steps[-1][0, int(label)]), image.spec.max_steps)
+    return emulate(image, input_spike_steps=steps, steps_after_decision=max(end - d, 0))

@@ -166,12 +166,41 @@ def train_one(
     end = max_steps - 1
     if decision >= 0:
         end = min(decision + margin - 1, max_steps - 1)
+    out = n_layers - 1
+    ob = neuron_off[out]
+    if all_violators and decision >= 0 and end < max_steps - 1 and spk[ob + label] != decision:
+        # all_violators: the window ends at E = min(s_c + margin - 1, max_steps - 1) (s_c the
+        # correct output's spike, max_steps - 1 if it never fires; docs/learning-rule.md,
+        # section 3). The correct output fired after D, or not yet: run again to the longest
+        # window it can need, then drop the spikes after E (a run to E records exactly those).
+        s_c = spk[ob + label]
+        after = (s_c + margin - 1 if s_c >= 0 else max_steps - 1) - decision
+        spk[:] = -1
+        run_image(
+            in_steps,
+            w_flat,
+            w_off,
+            n_pre,
+            n_post,
+            neuron_off,
+            thresholds,
+            datapath,
+            after,
+            acc_proto,
+            fire_table,
+            scratch,
+            spk,
+            rows_read,
+        )
+        s_c = spk[ob + label]
+        end = min(s_c + margin - 1, max_steps - 1) if s_c >= 0 else max_steps - 1
+        for i in range(spk.shape[0]):
+            if spk[i] > end:
+                spk[i] = -1
     n_steps = end + 2  # arrival steps 0 .. end + 1 (a hidden spike at `end` arrives too late)
 
     # Output deltas.
     delta[:] = 0
-    out = n_layers - 1
-    ob = neuron_off[out]
     s_c = spk[ob + label]
     c_fired = s_c >= 0
     earliest = -1

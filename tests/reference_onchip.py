@@ -38,10 +38,20 @@ def reference_step(image, learning, in_steps, label: int, t: int):
     spec = image.spec
     m = learning.margin_steps
     weights = [[[int(v) for v in row] for row in layer.weights_lsb] for layer in image.layers]
+    # The window of section 3. all_violators with the correct output not at D: the whole
+    # raster, cut at E (what a run that stops at E records).
     fwd = reference_one(image, [int(s) for s in in_steps], False, Counter(), m - 1)
     d = fwd["first_output_step"]
-    end = min(d + m - 1, spec.max_steps - 1) if d >= 0 else spec.max_steps - 1
-    spikes = fwd["spike_steps"]
+    if learning.output_rule == "all_violators" and d >= 0 and fwd["spike_steps"][-1][label] != d:
+        fwd = reference_one(image, [int(s) for s in in_steps], True, Counter())
+    if d < 0:
+        end = spec.max_steps - 1
+    elif learning.output_rule == "all_violators":
+        s_c = fwd["spike_steps"][-1][label]
+        end = min(s_c + m - 1, spec.max_steps - 1) if s_c >= 0 else spec.max_steps - 1
+    else:
+        end = min(d + m - 1, spec.max_steps - 1)
+    spikes = [[s if s <= end else -1 for s in layer] for layer in fwd["spike_steps"]]
     n_layers = len(weights)
     sizes = [len(w[0]) for w in weights]
     deltas = [[0] * n for n in sizes]
@@ -57,6 +67,8 @@ def reference_step(image, learning, in_steps, label: int, t: int):
         else:
             first = min(violators, key=lambda j: (out[j], j))
             deltas[-1][first] = 1
+    # Violators the window to D + m - 1 would not have seen (all_violators, the correct output late).
+    late_violators = sum(1 for j in violators if out[j] > d + m - 1)
     if violators or s_c < 0 or learning.correct_rule == "always":
         deltas[-1][label] = -1
 
@@ -124,5 +136,26 @@ def reference_step(image, learning, in_steps, label: int, t: int):
         "hidden_spikes_delivered": hidden_delivered,
         "deltas": deltas,
         "spike_target_plus": target_plus,
+        "late_violators": late_violators,
     }
     return [np.array(w) for w in new], info
+
+
+def late_violator_steps(image, learning, input_spike_steps, labels, first_t: int) -> int:
+    """Steps of a training run (the library's learner) with a violator after ``D + m - 1``: a
+    wrong output that only the all_violators window (anchored on ``s_c``) sees. A side-by-side
+    check under all_violators is a check of that window only when this is > 0."""
+    from popcount_learn.onchip import OnchipLearner, training_forward_pass
+
+    learner = OnchipLearner(image, learning)
+    m, count = learning.margin_steps, 0
+    for i in range(len(input_spike_steps)):
+        label = int(labels[i])
+        fwd = training_forward_pass(learner.image(), learning, input_spike_steps[i], label)
+        out, d = fwd.spike_steps[-1][0], int(fwd.first_output_step[0])
+        s_c = int(out[label])
+        count += (
+            any(j != label and out[j] > d + m - 1 and (s_c < 0 or out[j] < s_c + m) for j in range(len(out))) and d >= 0
+        )
+        learner.step(input_spike_steps[i], label, first_t + i)
+    return count

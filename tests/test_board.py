@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import serial
 from factories import graded_net100, random_weight_image
+from reference_onchip import late_violator_steps
 
 from firmware_bridge import check, commands
 from firmware_bridge.boards import launch
@@ -31,7 +32,7 @@ from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
-from popcount_learn.emulator import emulate, encode_input_steps
+from popcount_learn.emulator import emulate, encode_input_steps, input_steps_for
 from popcount_learn.errors import ConfigError
 from popcount_learn.h5io import load_weight_image, save_weight_image
 from popcount_learn.learning import LearningConfig
@@ -350,6 +351,8 @@ def test_500_graded_training_steps_side_by_side_stay_identical(client, rule, gra
     assert summary["mismatches"] == 0, summary["first_mismatch"]
     assert summary["steps"] == 500 and summary["weight_checks"] == 5
     assert summary["weights_changed"] > 1000
+    if rule.output_rule == "all_violators":  # BUSY_RULE: the window anchored on s_c acted (37 steps)
+        assert late_violator_steps(graded, rule, input_steps_for(graded, images, None), labels, 0) > 0
 
 
 def test_graded_training_comparison_fails_on_a_one_lsb_difference(client, rule, graded, mnist_train_500):

@@ -128,6 +128,7 @@ def _compare_steps(image, learning, steps, labels, first_t, seen=None):
         want_w, info = ref.reference_step(expected, learning, [int(s) for s in steps[i]], int(labels[i]), first_t + i)
         if seen is not None:  # the spike target is rare in tiny random networks: count every step
             seen["spike_target_plus"] += info["spike_target_plus"] > 0
+            seen["late_violators"] += info["late_violators"] > 0
         got = learner.image()
         for k, (g, w) in enumerate(zip(got.weights_lsb, want_w, strict=True)):
             assert np.array_equal(g.astype(np.int64), w), f"step {i} layer {k}: weights differ"
@@ -151,7 +152,14 @@ def _compare_steps(image, learning, steps, labels, first_t, seen=None):
 
 
 def test_kernel_matches_reference_on_random_networks():
-    seen = {"changed": 0, "hidden_delta": 0, "saturated": 0, "silent_correct": 0, "spike_target_plus": 0}
+    seen = {
+        "changed": 0,
+        "hidden_delta": 0,
+        "saturated": 0,
+        "silent_correct": 0,
+        "spike_target_plus": 0,
+        "late_violators": 0,
+    }
 
     @settings(
         max_examples=250,
@@ -443,14 +451,11 @@ def test_step_reports_delta_planes_and_sign_planes_as_bitarrays():
     assert learner.sign_plane_bits(1)[0] == bitarray("01")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #17: under all_violators the window ends at D + m - 1, not at s_c + m - 1 (not fixed yet)",
-)
 def test_all_violators_penalises_every_wrong_output_before_the_correct_one_plus_the_margin(mnist_dir):
     # The issue's worked example: net100-int8, training image 224, label 1. D = 63 (output 2),
-    # s_c = 69, E = D + 8 - 1 = 70; output 3 fires at 72 < s_c + 8 = 77, so it violates the
-    # margin as the field means it, but the window ends before it fires and it gets no +1.
+    # s_c = 69; output 3 fires at 72 < s_c + 8 = 77, so it violates the margin. The window now
+    # ends at E = s_c + 8 - 1 = 76 (docs/learning-rule.md, section 3); the old one, D + 8 - 1 =
+    # 70, ended before output 3 fired and it got no +1 (this test failed as a strict xfail then).
     from pathlib import Path
 
     from popcount_learn.data import load_mnist
@@ -461,5 +466,13 @@ def test_all_violators_penalises_every_wrong_output_before_the_correct_one_plus_
     outputs = emulate(image, x, steps_after_decision=40).spike_steps[-1][0]
     assert label == 1 and outputs[1] == 69 and outputs[2] == 63 and outputs[3] == 72
     rule = LearningConfig(output_rule="all_violators", margin_steps=8)
-    _, result = train_step(image, rule, encode_input_steps(image.spec, x)[0], label, 0)
-    assert result.delta_plus[-1][2] and result.delta_plus[-1][3]
+    steps = encode_input_steps(image.spec, x)[0]
+    new_image, result = train_step(image, rule, steps, label, 0)
+    late = [j for j in range(10) if j != label and 0 <= outputs[j] < 69 + 8]
+    assert 3 in late and list(result.delta_plus[-1].search(1)) == late
+    want, info = ref.reference_step(image, rule, [int(s) for s in steps], label, 0)
+    assert info["late_violators"] > 0
+    assert all(np.array_equal(a.astype(np.int64), b) for a, b in zip(new_image.weights_lsb, want, strict=True))
+    # earliest_violator keeps its window (to D + m - 1) and its one +1, output 2.
+    _, first = train_step(image, LearningConfig(margin_steps=8), steps, label, 0)
+    assert list(first.delta_plus[-1].search(1)) == [2]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factories import graded_net100
+from reference_onchip import late_violator_steps
 
 from firmware_bridge.boards import build, launch, qemu
 from firmware_bridge.boards.faults import FaultProxy
@@ -31,7 +32,7 @@ from firmware_bridge.wire import protocol
 from firmware_bridge.wire.client import BoardClient
 from firmware_bridge.wire.protocol import ErrorCode, MsgType
 from popcount_learn.data import load_mnist
-from popcount_learn.emulator import emulate
+from popcount_learn.emulator import emulate, input_steps_for
 from popcount_learn.h5io import load_weight_image
 from popcount_learn.learning import LearningConfig
 from popcount_learn.weight_image import LayerImage, WeightImage, upload_bytes
@@ -244,6 +245,9 @@ def test_weights_identical_to_the_emulator_after_100_on_board_training_steps(cli
     assert summary["mismatches"] == 0, summary["first_mismatch"]
     assert summary["weight_checks"] == 2  # the whole image read back after step 50 and 100
     assert summary["weights_changed"] > 0  # the rule did move weights: the check is not vacuous
+    # all_violators' window anchored on the correct output's spike acted (6-11 of the steps).
+    steps = input_steps_for(small_image, train.images[:N_TRAIN_STEPS], None)
+    assert late_violator_steps(small_image, BUSY_RULE, steps, train.labels[:N_TRAIN_STEPS], 0) > 0
 
 
 def test_start_virtual_board_takes_the_board_and_its_machine_as_parameters(shipped_image, firmware_build_root):

@@ -25,10 +25,10 @@ from firmware_bridge.rtl.params import RtlLayout
 from popcount_learn import codegen, h5io
 from popcount_learn.data import load_mnist
 from popcount_learn.datapath import DatapathConfig
-from popcount_learn.emulator import emulate, encode_input_steps
+from popcount_learn.emulator import encode_input_steps
 from popcount_learn.encoding import SpikeEncoding
 from popcount_learn.learning import CORRECT_RULES, OUTPUT_RULES, LearningConfig
-from popcount_learn.onchip import OnchipLearner
+from popcount_learn.onchip import OnchipLearner, training_forward_pass
 from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image
 from popcount_learn.train import expected_active_inputs
 from popcount_learn.weight_image import LayerImage, WeightImage
@@ -88,12 +88,18 @@ def _coverage(image: WeightImage, learning: LearningConfig, steps, labels, first
     seen = Counter()
     learner = OnchipLearner(image, learning)
     spec = image.spec
-    after = learning.margin_steps - 1
     for i in range(len(steps)):
         t = first_t + i
         before = [w.astype(np.int64) for w in learner.image().weights_lsb]
-        fwd = emulate(learner.image(), input_spike_steps=steps[i : i + 1], steps_after_decision=after)
+        fwd = training_forward_pass(learner.image(), learning, steps[i], int(labels[i]))
         seen["tie"] += int(fwd.tie[0])
+        if learning.output_rule == "all_violators":  # violators after D + m - 1 (the window from s_c)
+            out, d, m = fwd.spike_steps[-1][0], int(fwd.first_output_step[0]), learning.margin_steps
+            s_c = int(out[labels[i]])
+            late = [
+                j for j in range(len(out)) if j != labels[i] and out[j] > d + m - 1 and (s_c < 0 or out[j] < s_c + m)
+            ]
+            seen["late_violators"] += int(len(late) > 0)
         seen["silent_correct"] += int(fwd.spike_steps[-1][0, labels[i]] < 0)
         result = learner.step(steps[i], int(labels[i]), t)
         seen["changed"] += int(result.weights_changed > 0)
@@ -255,6 +261,7 @@ def test_random_training_sets_cover_the_rule():
         "tie",
         "halving_crossed",
         "t_near_2_32",
+        "late_violators",
     ):
         assert total[key] > 0, (key, total)
 

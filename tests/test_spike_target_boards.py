@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from reference_onchip import late_violator_steps
 
 from firmware_bridge.boards import launch
 from firmware_bridge.commands import train_side_by_side
@@ -61,31 +62,44 @@ def test_the_target_changes_the_run(start_image, samples):
     assert any(not np.array_equal(a, b) for a, b in zip(on.weights_lsb, off.weights_lsb, strict=True))
 
 
-def _side_by_side(board, start_image, samples):
+# The same with every violator penalised: the window anchored on the correct output's spike
+# (docs/learning-rule.md, section 3) acts on many of these steps (checked in _side_by_side).
+ALL_VIOLATORS_RULE = dataclasses.replace(TARGET_RULE, output_rule="all_violators")
+RULES = pytest.mark.parametrize("rule", [TARGET_RULE, ALL_VIOLATORS_RULE], ids=["earliest", "all-violators"])
+
+
+def _side_by_side(board, start_image, samples, rule):
     images, labels = samples
     with BoardClient(board.port, timeout_s=30.0) as client:
-        summary = train_side_by_side(client, start_image, TARGET_RULE, images, labels, check_every=250)
+        summary = train_side_by_side(client, start_image, rule, images, labels, check_every=250)
     assert summary["steps"] == N_STEPS
     assert summary["mismatches"] == 0, summary["first_mismatch"]
     assert summary["weight_checks"] == 4
     assert summary["weights_changed"] > 10000
+    if rule.output_rule == "all_violators":
+        steps = encode_input_steps(start_image.spec, images)
+        assert late_violator_steps(start_image, rule, steps, labels, 0) > 0
     return summary
 
 
 @pytest.mark.firmware
 @pytest.mark.slow
-def test_host_board_equals_the_emulator_over_1000_steps_with_the_target(start_image, samples, firmware_build_root):
-    with launch.start_virtual_board(start_image.spec, learning=TARGET_RULE, build_root=firmware_build_root) as board:
-        _side_by_side(board, start_image, samples)
+@RULES
+def test_host_board_equals_the_emulator_over_1000_steps_with_the_target(
+    start_image, samples, firmware_build_root, rule
+):
+    with launch.start_virtual_board(start_image.spec, learning=rule, build_root=firmware_build_root) as board:
+        _side_by_side(board, start_image, samples, rule)
 
 
 @pytest.mark.qemu
 @pytest.mark.slow
-def test_qemu_board_equals_the_emulator_over_1000_steps_with_the_target(start_image, samples, firmware_build_root):
-    board = launch.start_virtual_board(
-        start_image.spec, qemu=True, learning=TARGET_RULE, build_root=firmware_build_root
-    )
+@RULES
+def test_qemu_board_equals_the_emulator_over_1000_steps_with_the_target(
+    start_image, samples, firmware_build_root, rule
+):
+    board = launch.start_virtual_board(start_image.spec, qemu=True, learning=rule, build_root=firmware_build_root)
     try:
-        _side_by_side(board, start_image, samples)
+        _side_by_side(board, start_image, samples, rule)
     finally:
         board.close()

@@ -32,8 +32,11 @@ def _overflow(x, bits, policy):
     return ((x - lo) & ((1 << bits) - 1)) + lo
 
 
-def forward_window(weights, thresholds, spec, in_steps, margin):
-    """Spike steps per layer (-1 = none by the window's end), decision step, window end."""
+def forward_window(weights, thresholds, spec, in_steps, margin, watch=-1):
+    """Spike steps per layer (-1 = none by the window's end), decision step, window end.
+
+    The window ends ``margin - 1`` steps after the decision, or with ``watch >= 0`` (the label
+    under all_violators) after that output's spike (the last step if it never fires)."""
     n_layers = len(weights)
     cur = [np.zeros(w.shape[1], np.int64) for w in weights]
     mem = [np.zeros(w.shape[1], np.int64) for w in weights]
@@ -55,9 +58,10 @@ def forward_window(weights, thresholds, spec, in_steps, margin):
             spk[k][fire] = n
         if decision < 0 and (spk[-1] == n).any():
             decision = n
-        if decision >= 0 and n >= decision + margin - 1:
+        anchor = decision if watch < 0 else spk[-1][watch]
+        if anchor >= 0 and n >= anchor + margin - 1:
             break
-    end = min(decision + margin - 1, spec.max_steps - 1) if decision >= 0 else spec.max_steps - 1
+    end = n if decision >= 0 else spec.max_steps - 1
     return spk, decision, end
 
 
@@ -65,7 +69,8 @@ def train_step(weights, thresholds, spec, learning, in_steps, label, t):
     """One step in place on ``weights`` (list of int64 arrays, bias row last). Returns the
     number of weights changed."""
     m = learning.margin_steps
-    spk, decision, end = forward_window(weights, thresholds, spec, np.asarray(in_steps), m)
+    watch = label if learning.output_rule == "all_violators" else -1
+    spk, decision, end = forward_window(weights, thresholds, spec, np.asarray(in_steps), m, watch)
     n_layers = len(weights)
     out = spk[-1]
     s_c = out[label]

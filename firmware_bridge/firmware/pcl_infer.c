@@ -113,6 +113,12 @@ static uint32_t add_inputs(const pcl_layer_t *L, const uint8_t *mem, const uint8
 
 void pcl_infer(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t steps_after_decision, pcl_result_t *r)
 {
+    pcl_infer_window(img, inputs, steps_after_decision, -1, r);
+}
+
+void pcl_infer_window(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t steps_after, int32_t anchor_output,
+                      pcl_result_t *r)
+{
     const uint8_t *input_bits = inputs->body;
     const int graded = inputs->form != PCL_INPUT_FORM_BITS;
     int32_t next_input = 0; /* STEPS form: the next step at which an input spikes, -1 = none */
@@ -121,7 +127,7 @@ void pcl_infer(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t step
     const uint32_t out = n_layers - 1u;
     uint32_t new_count[PCL_MAX_LAYERS], fired_count[PCL_MAX_LAYERS];
     uint32_t i, k, n, n_bright = 0;
-    int32_t decision = -1, last;
+    int32_t decision = -1, last, anchor;
 
     for (i = 0; i < img->n_neurons; i++) {
         current[i] = 0;
@@ -136,7 +142,9 @@ void pcl_infer(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t step
     r->tie = 0;
 
     for (n = 0; n < (uint32_t)PCL_MAX_STEPS; n++) {
-        if (decision >= 0 && n - (uint32_t)decision > steps_after_decision)
+        /* The window's anchor: the decision, or the spike step of output anchor_output. */
+        anchor = anchor_output < 0 ? decision : spike_step[img->layer[out].neuron_offset + (uint32_t)anchor_output];
+        if (anchor >= 0 && n - (uint32_t)anchor > steps_after)
             break;
         /* Layer k reads layer k-1's spikes of step n - 1, so run the layers from the last one
          * down: layer k-1 then overwrites its list with the spikes of step n. */

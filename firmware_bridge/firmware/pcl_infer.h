@@ -41,6 +41,12 @@ int32_t pcl_input_step(const pcl_inputs_t *in, uint32_t i);
  * learning rule looks further); the result and counters always refer to D. */
 void pcl_infer(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t steps_after_decision,
                pcl_result_t *result);
+/* pcl_infer with the window anchored on output neuron anchor_output (< n_post of the output
+ * layer): runs steps 0 .. min(s_a + steps_after, MAX_STEPS - 1), s_a its spike step (all steps
+ * when it does not fire); anchor_output = -1 anchors on D, as pcl_infer. The result and counters
+ * still refer to D. (The all_violators window of docs/learning-rule.md, section 3.) */
+void pcl_infer_window(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32_t steps_after, int32_t anchor_output,
+                      pcl_result_t *result);
 
 /* After pcl_infer: spike step of every neuron (layer k at img->layer[k].neuron_offset), -1 = did
  * not fire in steps 0 .. D. */

@@ -2,6 +2,8 @@
  *
  * Request payload: sample index t (u32), label (u16), input form (u8) and inputs (as INFER). One step:
  *  1. forward pass to E = min(D + MARGIN_STEPS - 1, MAX_STEPS - 1) (MAX_STEPS - 1 without D);
+ *     all_violators: E = min(s_c + MARGIN_STEPS - 1, MAX_STEPS - 1), s_c the label's spike step
+ *     (MAX_STEPS - 1 when it does not fire);
  *  2. output deltas: +1 for the earliest (or every) wrong output firing before s_c + margin,
  *     -1 for the label when something violates or it did not fire (or always);
  *  3. per layer from the output back: row r arrived at a_r (input step, s_r + 1 or 0 for the
@@ -138,10 +140,17 @@ int pcl_train_step(const uint8_t *payload, uint32_t len, uint8_t *reply, uint32_
     }
 
     /* 1. forward pass over the window */
-    pcl_infer(img, &in, PCL_LEARN_MARGIN_STEPS - 1u, &res);
     last = PCL_MAX_STEPS - 1;
+#if PCL_LEARN_OUTPUT_RULE == PCL_LEARN_OUTPUT_ALL_VIOLATORS
+    pcl_infer_window(img, &in, PCL_LEARN_MARGIN_STEPS - 1u, (int32_t)label, &res);
+    s_c = spikes[img->layer[out].neuron_offset + label];
+    if (s_c >= 0 && s_c + PCL_LEARN_MARGIN_STEPS - 1 < last)
+        last = s_c + PCL_LEARN_MARGIN_STEPS - 1;
+#else
+    pcl_infer(img, &in, PCL_LEARN_MARGIN_STEPS - 1u, &res);
     if (res.first_output_step >= 0 && res.first_output_step + PCL_LEARN_MARGIN_STEPS - 1 < last)
         last = res.first_output_step + PCL_LEARN_MARGIN_STEPS - 1;
+#endif
     for (k = 1; k < img->n_layers; k++)
         hidden_delivered += res.rows_read[k];
 #if PCL_LEARN_HIDDEN_SPIKE_TARGET > 0

@@ -23,7 +23,8 @@
 // Training (LEARNING = 1, docs/learning-rule.md; pcl_learn.v beside the core on the weight-RAM
 // port): a request beat {label, sample index} on tc_* before an image's first input beat makes
 // that image a training step. Its forward pass runs the margin window (steps up to
-// E = min(D + MARGIN_STEPS - 1, MAX_STEPS - 1); the counters and the decision are those of the
+// E = min(D + MARGIN_STEPS - 1, MAX_STEPS - 1); ALL_VIOLATORS: E = min(s_c + MARGIN_STEPS - 1,
+// MAX_STEPS - 1), s_c the label's spike step, MAX_STEPS - 1 when it does not fire; the counters and the decision are those of the
 // inference; spikes are reported up to E), then pcl_learn applies the rule, and the result beat
 // carries res_trained, res_weights_changed and res_neurons_with_delta as well. A read-back
 // request (rb_*) streams every weight-RAM word in address order (rd_*). With LEARNING = 0 none
@@ -441,9 +442,15 @@ module pcl_core #(
     // Rows read count only up to the decision step (the window after it is for the rule).
     wire count_rows = !train_mode || !decided || (n == res_step);
     // The last step of the window: D + MARGIN_STEPS - 1 (capped; MAX_STEPS - 1 ends it anyway).
+    // ALL_VIOLATORS anchors it on the label's spike instead (label_fired / label_step, from the
+    // spike reports of the output layer): s_c + MARGIN_STEPS - 1, or MAX_STEPS - 1 if it is silent.
     localparam integer M1_I = (MARGIN_STEPS - 1 < MAX_STEPS) ? MARGIN_STEPS - 1 : MAX_STEPS;
     localparam [STEP_BITS:0] WINDOW_AFTER = M1_I[STEP_BITS:0];
-    wire at_window_end = ({1'b0, n} == {1'b0, res_step} + WINDOW_AFTER);
+    reg label_fired;
+    reg [STEP_BITS-1:0] label_step;
+    wire [STEP_BITS-1:0] window_anchor = (ALL_VIOLATORS != 0) ? label_step : res_step;
+    wire anchor_set = (ALL_VIOLATORS == 0) || label_fired;
+    wire at_window_end = anchor_set && ({1'b0, n} == {1'b0, window_anchor} + WINDOW_AFTER);
     wire l_done, l_bad, l_st_re, l_w_en, l_w_we;
     wire [SADDR_BITS-1:0] l_st_raddr;
     wire [WADDR_BITS-1:0] l_w_addr;
@@ -784,6 +791,13 @@ module pcl_core #(
             if (tc_fire) begin
                 train_r <= 1'b1;
                 label_r <= tc_label;
+            end
+            // The label's spike (the all_violators window's anchor): cleared when an image starts.
+            if (state == S_IDLE) label_fired <= 1'b0;
+            if (state == S_REPORT && rstate == R_BITS && ent_mask != 0 && sp_ready && is_out_layer
+                && ent_neuron[NEURON_BITS-1:0] == label_r) begin
+                label_fired <= 1'b1;
+                label_step <= n;
             end
             if (state == S_RESULT && res_ready) train_r <= 1'b0;
             if (state == S_LEARN) begin

@@ -2,7 +2,7 @@
 // pass, on the core's weight-RAM port. Every constant comes from LearningConfig through the
 // generated pcl_learning.vh (bound by pcl_core_params.vh); the layout from pcl_topology.vh.
 //
-// While the forward pass runs (steps 0 .. E, E = min(D + MARGIN_STEPS - 1, MAX_STEPS - 1)), the
+// While the forward pass runs (steps 0 .. E, E = start_end_step: pcl_core's margin window), the
 // core records here the step of every spike (spike RAM, one entry per neuron) and the arrival
 // step of every input row it reads (arrival list). The per-sample key
 // key = mix32(SEED ^ mix32(t + SAMPLE_SALT)) and the probabilities p >> min(31, t / HALVING) are

@@ -92,7 +92,7 @@ class RtlTrainResult:
     """What the learning core reported, step by step, and the weights it read back.
 
     forward: the steps' forward passes as an ``sim.RtlResult`` (spike steps up to the end of the
-        margin window, the emulator's ``steps_after_decision = margin_steps - 1``; ``cycles`` per
+        margin window (``onchip.training_forward_pass``); ``cycles`` per
         step from the request to the result beat; ``faults`` per step).
     weights_changed, neurons_with_delta: the rule's counts per step (``StepResult`` names).
     phase_cycles: ``TB_PHASE_COUNTERS`` name -> cycles per step.
