@@ -273,6 +273,32 @@ def _fire_step(table, i0):
 
 
 @numba.njit(cache=True)
+def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, i0s, out):
+    """``out[j]`` = ``_fire_step(table, ovf_I(acc_0[j] << frac_bits))`` for every neuron j, -1
+    also where that I_0 <= 0: the same bisection, all neurons in lockstep (one pass over the
+    neurons per halving, so their table reads overlap instead of waiting on each other).
+    ``i0s`` is int64 scratch of the same length."""
+    nh = acc_0.shape[0]
+    n = table.shape[0]
+    for j in range(nh):
+        i0s[j] = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+        out[j] = 0
+    if n == 0:
+        out[:nh] = -1
+        return
+    size = n
+    while size > 1:
+        half = size >> 1
+        for j in range(nh):
+            out[j] += half * np.int64(table[out[j] + half - 1] > i0s[j])
+        size -= half
+    last = table[n - 1]
+    for j in range(nh):
+        if i0s[j] < last or i0s[j] <= 0:
+            out[j] = -1
+
+
+@numba.njit(cache=True)
 def make_scratch(n_in, n_post, neuron_off, max_steps, acc_proto, w_flat):
     """Working memory of ``run_image`` for one network, reusable from image to image."""
     n_layers = n_post.shape[0]
@@ -335,12 +361,10 @@ def _two_layer_closed(
     r0 = w_off[0] + n_pre[0] * nh
     _add_row(acc_0, w_flat[r0 : r0 + nh], True)
     _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
+    _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch[7], fstep)
     last_f = -1
     for j in range(nh):
-        i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-        f = _fire_step(fire_table, i0)  # every entry is >= 1: i0 <= 0 never fires
-        fstep[j] = f
-        last_f = max(last_f, f)
+        last_f = max(last_f, fstep[j])
     # Bucket by fire step 0 .. last_f: bucket[bucket_off[f] : bucket_off[f + 1]], increasing j.
     n_b = last_f + 1
     bucket_off[: n_b + 1] = 0
@@ -536,10 +560,9 @@ def run_image(
         _add_row(acc_0, w_flat[r0 : r0 + npost], True)
         _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
         bucket_off[:] = 0
+        _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, new_idx, thr)
         for j in range(npost):
-            i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-            f = _fire_step(fire_table, i0) if i0 > 0 else -1
-            thr[j] = f  # reused: fire step of neuron j (-1 = never)
+            f = thr[j]  # reused: fire step of neuron j (-1 = never)
             if f >= 0:
                 bucket_off[f + 1] += 1
         for n in range(max_steps):
