@@ -93,21 +93,53 @@ def _sign_words(row, n_post, out):
 
 
 @numba.njit(cache=True)
+def _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal_row, plus, minus, w_lo, w_hi):
+    """Row ``r``'s causal weights into neurons with a delta, one by one: -1 LSB for delta +1,
+    +1 LSB for delta -1 (saturating), sign bits kept. Returns the number changed."""
+    changed = 0
+    for wi in range(plus.shape[0]):
+        todo = causal_row[wi] & (plus[wi] | minus[wi])
+        while todo != 0:
+            b = np.int64(_popcount64((todo & (~todo + np.uint64(1))) - np.uint64(1)))
+            todo &= todo - np.uint64(1)
+            idx = w_base + r * n_post + wi * 64 + b
+            old = np.int64(w_flat[idx])
+            new = max(old - 1, w_lo) if plus[wi] >> np.uint64(b) & np.uint64(1) else min(old + 1, w_hi)
+            if new != old:
+                w_flat[idx] = new
+                bit = np.uint64(1) << np.uint64(b)
+                if new < 0:
+                    sign_rows[r, wi] |= bit
+                else:
+                    sign_rows[r, wi] &= ~bit
+                changed += 1
+    return changed
+
+
+@numba.njit(cache=True)
 def _apply_all_rows(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, w_lo, w_hi):
-    """``apply_layer_updates`` when every draw passes (update probability 1): each arriving
-    row moves by one direction vector per arrival step (``_step_directions``), in one dense,
-    branch-free pass over the row; its sign words are rebuilt only when a sign flipped."""
+    """``apply_layer_updates`` when every draw passes (update probability 1). A row arriving
+    at a step where at least 1/8 of its weights move is moved by that step's direction vector
+    (``_step_directions``) in one dense, branch-free pass, its sign words rebuilt only when a
+    sign flipped; a row with fewer moves goes bit by bit (``_move_row_bits``)."""
     n_steps = causal.shape[0]
     dirs = np.empty((n_steps, n_post), np.int8)
-    have = np.zeros(n_steps, np.bool_)
+    n_moving = np.full(n_steps, -1, np.int64)  # per arrival step: weights a row moves (-1: not yet counted)
     changed = 0
     for r in range(arrival.shape[0]):
         a = arrival[r]
         if a < 0 or a >= n_steps:
             continue
-        if not have[a]:
-            _step_directions(causal[a], plus, minus, n_post, dirs[a])
-            have[a] = True
+        if n_moving[a] < 0:
+            cnt = 0
+            for wi in range(plus.shape[0]):
+                cnt += _popcount64(causal[a, wi] & (plus[wi] | minus[wi]))
+            n_moving[a] = cnt
+            if 8 * cnt >= n_post:
+                _step_directions(causal[a], plus, minus, n_post, dirs[a])
+        if 8 * n_moving[a] < n_post:  # few moves: bit by bit (the drawn path's loop, every draw passing)
+            changed += _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal[a], plus, minus, w_lo, w_hi)
+            continue
         d_a = dirs[a]
         row = w_flat[w_base + r * n_post : w_base + (r + 1) * n_post]
         moved = 0

@@ -132,17 +132,20 @@ def _plain_updates(w, arrival, deadline, delta, w_lo, w_hi):
 
 
 @settings(max_examples=30, deadline=None, derandomize=True, database=None)
-@given(st.integers(1, 9), st.integers(1, 150), st.integers(1, 6), st.integers(0, 2**32 - 1))
-def test_dense_update_at_probability_one_is_the_drawn_update_and_the_plain_loop(n_rows, n_post, n_steps, seed):
+@given(
+    st.integers(1, 9), st.integers(1, 150), st.integers(1, 6), st.sampled_from([1.0, 0.04]), st.integers(0, 2**32 - 1)
+)
+def test_dense_update_at_probability_one_is_the_drawn_update_and_the_plain_loop(n_rows, n_post, n_steps, density, seed):
     # The dense all-rows path (taken at prob_q16 = 65536) against the weight-by-weight drawn
     # path at the same probability and a plain double loop: weights, sign planes and counts,
-    # with weights at both rails and around zero (sign flips).
+    # with weights at both rails and around zero (sign flips); dense rows (many deltas) and
+    # bit-by-bit rows (few: density 0.04).
     rng = np.random.default_rng(seed)
     w_lo, w_hi = -8, 7
     w = rng.choice(np.array([w_lo, w_hi, -1, 0, 3, -5]), size=(n_rows, n_post)).astype(np.int8)
     arrival = rng.integers(-1, n_steps, size=n_rows).astype(np.int64)
     deadline = rng.integers(-1, n_steps, size=n_post).astype(np.int64)
-    delta = rng.integers(-1, 2, size=n_post)
+    delta = rng.integers(-1, 2, size=n_post) * (rng.random(n_post) < density)
     deadline[delta == 0] = -1
     plus, minus = pack_bits(delta > 0), pack_bits(delta < 0)
     causal = np.empty((n_steps, len(plus)), np.uint64)
