@@ -275,27 +275,32 @@ def _fire_step(table, i0):
 @numba.njit(cache=True)
 def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, i0s, out):
     """``out[j]`` = ``_fire_step(table, ovf_I(acc_0[j] << frac_bits))`` for every neuron j, -1
-    also where that I_0 <= 0: the same bisection, all neurons in lockstep (one pass over the
-    neurons per halving, so their table reads overlap instead of waiting on each other).
-    ``i0s`` is int64 scratch of the same length."""
+    also where that I_0 <= 0: the neurons that fire at all (I_0 >= the table's last entry) are
+    listed first, then their bisections run in lockstep (one pass over them per halving, so
+    their table reads overlap instead of waiting on each other). ``i0s``: int64 scratch of
+    the same length."""
     nh = acc_0.shape[0]
     n = table.shape[0]
-    for j in range(nh):
-        i0s[j] = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-        out[j] = 0
+    out[:nh] = -1
     if n == 0:
-        out[:nh] = -1
         return
+    last = table[n - 1]
+    firing = np.empty(nh, np.int64)
+    m = 0
+    for j in range(nh):  # branch-free compaction of the neurons that fire
+        i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+        firing[m] = j
+        i0s[m] = i0
+        m += np.int64((i0 >= last) & (i0 > 0))
+    base = np.zeros(m, np.int64)
     size = n
     while size > 1:
         half = size >> 1
-        for j in range(nh):
-            out[j] += half * np.int64(table[out[j] + half - 1] > i0s[j])
+        for q in range(m):
+            base[q] += half * np.int64(table[base[q] + half - 1] > i0s[q])
         size -= half
-    last = table[n - 1]
-    for j in range(nh):
-        if i0s[j] < last or i0s[j] <= 0:
-            out[j] = -1
+    for q in range(m):
+        out[firing[q]] = base[q]
 
 
 @numba.njit(cache=True)
