@@ -273,6 +273,37 @@ def _fire_step(table, i0):
 
 
 @numba.njit(cache=True)
+def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, i0s, out):
+    """``out[j]`` = ``_fire_step(table, ovf_I(acc_0[j] << frac_bits))`` for every neuron j, -1
+    also where that I_0 <= 0: the neurons that fire at all (I_0 >= the table's last entry) are
+    listed first, then their bisections run in lockstep (one pass over them per halving, so
+    their table reads overlap instead of waiting on each other). ``i0s``: int64 scratch of
+    the same length."""
+    nh = acc_0.shape[0]
+    n = table.shape[0]
+    out[:nh] = -1
+    if n == 0:
+        return
+    last = table[n - 1]
+    firing = np.empty(nh, np.int64)
+    m = 0
+    for j in range(nh):  # branch-free compaction of the neurons that fire
+        i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+        firing[m] = j
+        i0s[m] = i0
+        m += np.int64((i0 >= last) & (i0 > 0))
+    base = np.zeros(m, np.int64)
+    size = n
+    while size > 1:
+        half = size >> 1
+        for q in range(m):
+            base[q] += half * np.int64(table[base[q] + half - 1] > i0s[q])
+        size -= half
+    for q in range(m):
+        out[firing[q]] = base[q]
+
+
+@numba.njit(cache=True)
 def make_scratch(n_in, n_post, neuron_off, max_steps, acc_proto, w_flat):
     """Working memory of ``run_image`` for one network, reusable from image to image."""
     n_layers = n_post.shape[0]
@@ -335,12 +366,10 @@ def _two_layer_closed(
     r0 = w_off[0] + n_pre[0] * nh
     _add_row(acc_0, w_flat[r0 : r0 + nh], True)
     _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
+    _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch[7], fstep)
     last_f = -1
     for j in range(nh):
-        i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-        f = _fire_step(fire_table, i0)  # every entry is >= 1: i0 <= 0 never fires
-        fstep[j] = f
-        last_f = max(last_f, f)
+        last_f = max(last_f, fstep[j])
     # Bucket by fire step 0 .. last_f: bucket[bucket_off[f] : bucket_off[f + 1]], increasing j.
     n_b = last_f + 1
     bucket_off[: n_b + 1] = 0
@@ -536,10 +565,9 @@ def run_image(
         _add_row(acc_0, w_flat[r0 : r0 + npost], True)
         _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
         bucket_off[:] = 0
+        _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, new_idx, thr)
         for j in range(npost):
-            i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-            f = _fire_step(fire_table, i0) if i0 > 0 else -1
-            thr[j] = f  # reused: fire step of neuron j (-1 = never)
+            f = thr[j]  # reused: fire step of neuron j (-1 = never)
             if f >= 0:
                 bucket_off[f + 1] += 1
         for n in range(max_steps):

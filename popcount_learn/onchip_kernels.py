@@ -68,16 +68,119 @@ def sign_popcount_delta(causal_row, sign_row, plus, minus):
 
 
 @numba.njit(cache=True)
+def _step_directions(causal_row, plus, minus, n_post, out):
+    """``out[j]`` = -1 / +1 / 0: the move of a weight into neuron j from a row arriving with
+    causal plane ``causal_row`` (-1 where j is causal with delta +1, +1 where delta -1)."""
+    for wi in range(causal_row.shape[0]):
+        c = causal_row[wi]
+        p = c & plus[wi]
+        m = c & minus[wi]
+        j0 = wi * 64
+        for b in range(min(64, n_post - j0)):
+            sh = np.uint64(b)
+            out[j0 + b] = np.int8((m >> sh) & np.uint64(1)) - np.int8((p >> sh) & np.uint64(1))
+
+
+@numba.njit(cache=True)
+def _sign_words(row, n_post, out):
+    """``out`` = the packed sign bits ``row[j] < 0`` (bit j of word j // 64)."""
+    for wi in range(out.shape[0]):
+        j0 = wi * 64
+        word = np.uint64(0)
+        for b in range(min(64, n_post - j0)):
+            word |= np.uint64(row[j0 + b] < 0) << np.uint64(b)
+        out[wi] = word
+
+
+@numba.njit(cache=True)
+def _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal_row, plus, minus, w_lo, w_hi):
+    """Row ``r``'s causal weights into neurons with a delta, one by one: -1 LSB for delta +1,
+    +1 LSB for delta -1 (saturating), sign bits kept. Returns the number changed."""
+    changed = 0
+    for wi in range(plus.shape[0]):
+        todo = causal_row[wi] & (plus[wi] | minus[wi])
+        while todo != 0:
+            b = np.int64(_popcount64((todo & (~todo + np.uint64(1))) - np.uint64(1)))
+            todo &= todo - np.uint64(1)
+            idx = w_base + r * n_post + wi * 64 + b
+            old = np.int64(w_flat[idx])
+            new = max(old - 1, w_lo) if plus[wi] >> np.uint64(b) & np.uint64(1) else min(old + 1, w_hi)
+            if new != old:
+                w_flat[idx] = new
+                bit = np.uint64(1) << np.uint64(b)
+                if new < 0:
+                    sign_rows[r, wi] |= bit
+                else:
+                    sign_rows[r, wi] &= ~bit
+                changed += 1
+    return changed
+
+
+@numba.njit(cache=True)
+def _apply_all_rows(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, w_lo, w_hi):
+    """``apply_layer_updates`` when every draw passes (update probability 1). A row arriving
+    at a step where at least 1/8 of its weights move is moved by that step's direction vector
+    (``_step_directions``) in one dense, branch-free pass, its sign words rebuilt only when a
+    sign flipped; a row with fewer moves goes bit by bit (``_move_row_bits``)."""
+    n_steps = causal.shape[0]
+    dirs = np.empty((n_steps, n_post), np.int8)
+    n_moving = np.full(n_steps, -1, np.int64)  # per arrival step: weights a row moves (-1: not yet counted)
+    changed = 0
+    for r in range(arrival.shape[0]):
+        a = arrival[r]
+        if a < 0 or a >= n_steps:
+            continue
+        if n_moving[a] < 0:
+            cnt = 0
+            for wi in range(plus.shape[0]):
+                cnt += _popcount64(causal[a, wi] & (plus[wi] | minus[wi]))
+            n_moving[a] = cnt
+            if 8 * cnt >= n_post:
+                _step_directions(causal[a], plus, minus, n_post, dirs[a])
+        if 8 * n_moving[a] < n_post:  # few moves: bit by bit (the drawn path's loop, every draw passing)
+            changed += _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal[a], plus, minus, w_lo, w_hi)
+            continue
+        d_a = dirs[a]
+        row = w_flat[w_base + r * n_post : w_base + (r + 1) * n_post]
+        moved = 0
+        flips = 0
+        for j in range(n_post):
+            old = np.int64(row[j])
+            d = np.int64(d_a[j])
+            new = max(old - 1, w_lo) if d < 0 else (min(old + 1, w_hi) if d > 0 else old)
+            row[j] = new
+            moved += np.int64(new != old)
+            flips += np.int64((old ^ new) < 0)
+        changed += moved
+        if flips > 0:
+            _sign_words(row, n_post, sign_rows[r])
+    return changed
+
+
+@numba.njit(cache=True)
 def apply_layer_updates(
     w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, key, g_base, prob_q16, w_lo, w_hi
 ):
     """Move each causal weight of the neurons with a delta by one LSB where the draw says so.
 
     Returns the number of weights changed (a saturated weight that cannot move is not counted).
+    At probability 1 (``prob_q16 >= 65536``) every draw passes: ``_apply_all_rows``, the same
+    moves without the draws.
     """
-    changed = 0
     if prob_q16 == 0:
         return 0
+    if prob_q16 >= 65536:
+        return _apply_all_rows(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, w_lo, w_hi)
+    return _apply_drawn(
+        w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, key, g_base, prob_q16, w_lo, w_hi
+    )
+
+
+@numba.njit(cache=True)
+def _apply_drawn(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, key, g_base, prob_q16, w_lo, w_hi):
+    """``apply_layer_updates`` weight by weight: each causal weight of a neuron with a delta
+    draws, and moves when ``draw >> 16 < prob_q16``."""
+    changed = 0
     for r in range(arrival.shape[0]):
         a = arrival[r]
         if a < 0 or a >= causal.shape[0]:

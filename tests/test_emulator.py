@@ -556,6 +556,39 @@ def test_fire_table_gives_the_stepped_fire_step_for_every_current(
         assert got == expected, (i0, got, expected)
 
 
+@pytest.mark.parametrize(
+    "time_shift, current_bits, membrane_bits, max_steps, threshold",
+    [(1, 6, 8, 12, 40), (3, 8, 10, 40, 500), (4, 9, 12, 64, 200)],
+)
+def test_lockstep_fire_steps_are_the_one_neuron_search(time_shift, current_bits, membrane_bits, max_steps, threshold):
+    # _fire_steps (all neurons' bisections in lockstep) against _fire_step, one neuron at a
+    # time, over every current the register holds, accumulator values that saturate I_0
+    # included; and a table off by one entry is caught.
+    spec = DatapathConfig(
+        time_shift=time_shift,
+        weight_bits=4,
+        current_frac_bits=1,
+        current_bits=current_bits,
+        membrane_bits=membrane_bits,
+        max_steps=max_steps,
+    )
+    table = first_layer_fire_table(spec, threshold)
+    acc = np.arange(spec.current_min - 3, spec.current_max + 4, dtype=np.int32)
+    i0 = np.clip(acc.astype(np.int64) << 1, spec.current_min, spec.current_max)
+    expected = np.array([emulator_module._fire_step(table, int(x)) if x > 0 else -1 for x in i0])
+    assert (expected >= 0).any() and (expected == -1).any()
+    got = np.empty(len(acc), np.int64)
+    emulator_module._fire_steps(table, acc, 1, spec.current_min, spec.current_max, 0, np.empty(len(acc), np.int64), got)
+    assert np.array_equal(got, expected)
+    k = int(np.argmax(expected))  # a neuron that fires, late
+    broken = table.copy()
+    broken[expected[k] - 1] = i0[k]  # it would fire one step early
+    emulator_module._fire_steps(
+        broken, acc, 1, spec.current_min, spec.current_max, 0, np.empty(len(acc), np.int64), got
+    )
+    assert not np.array_equal(got, expected)
+
+
 def test_fire_table_is_refused_where_it_cannot_be_exact():
     wrap = DatapathConfig(membrane_overflow="wrap")
     assert first_layer_fire_table(wrap, 100).size == 0

@@ -20,7 +20,16 @@ from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.errors import ConfigError
 from popcount_learn.learning import CORRECT_RULES, OUTPUT_RULES, LearningConfig, mix32, sample_key, weight_draw
 from popcount_learn.onchip import OnchipLearner, train_step
-from popcount_learn.onchip_kernels import causal_planes, pack_bits, sign_plane, sign_popcount_delta, unpack_bits
+from popcount_learn.onchip_kernels import (
+    _apply_all_rows,
+    _apply_drawn,
+    apply_layer_updates,
+    causal_planes,
+    pack_bits,
+    sign_plane,
+    sign_popcount_delta,
+    unpack_bits,
+)
 
 
 @st.composite
@@ -105,6 +114,61 @@ def test_causal_planes_are_deadline_compares(n, n_steps, seed):
     for a in range(n_steps):
         want = (deadline >= 0) & (np.minimum(deadline, n_steps - 1) >= a)
         assert np.array_equal(unpack_bits(out[a], n), want)
+
+
+def _plain_updates(w, arrival, deadline, delta, w_lo, w_hi):
+    """Every weight visited: row r moves w[r, j] by -delta[j] (saturating) where r arrived by
+    neuron j's deadline. Returns (new weights, number changed)."""
+    w = w.astype(np.int64).copy()
+    changed = 0
+    for r in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            if arrival[r] < 0 or delta[j] == 0 or deadline[j] < arrival[r]:
+                continue
+            new = max(w[r, j] - 1, w_lo) if delta[j] > 0 else min(w[r, j] + 1, w_hi)
+            changed += new != w[r, j]
+            w[r, j] = new
+    return w, changed
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(
+    st.integers(1, 9), st.integers(1, 150), st.integers(1, 6), st.sampled_from([1.0, 0.04]), st.integers(0, 2**32 - 1)
+)
+def test_dense_update_at_probability_one_is_the_drawn_update_and_the_plain_loop(n_rows, n_post, n_steps, density, seed):
+    # The dense all-rows path (taken at prob_q16 = 65536) against the weight-by-weight drawn
+    # path at the same probability and a plain double loop: weights, sign planes and counts,
+    # with weights at both rails and around zero (sign flips); dense rows (many deltas) and
+    # bit-by-bit rows (few: density 0.04).
+    rng = np.random.default_rng(seed)
+    w_lo, w_hi = -8, 7
+    w = rng.choice(np.array([w_lo, w_hi, -1, 0, 3, -5]), size=(n_rows, n_post)).astype(np.int8)
+    arrival = rng.integers(-1, n_steps, size=n_rows).astype(np.int64)
+    deadline = rng.integers(-1, n_steps, size=n_post).astype(np.int64)
+    delta = rng.integers(-1, 2, size=n_post) * (rng.random(n_post) < density)
+    deadline[delta == 0] = -1
+    plus, minus = pack_bits(delta > 0), pack_bits(delta < 0)
+    causal = np.empty((n_steps, len(plus)), np.uint64)
+    causal_planes(deadline, n_steps, causal)
+    want, want_changed = _plain_updates(w, arrival, deadline, delta, w_lo, w_hi)
+    results = []
+    for kernel in ("dense", "drawn", "dispatch"):
+        flat = w.ravel().copy()
+        signs = sign_plane(w)
+        args = (flat, 0, n_post, signs, arrival, causal, plus, minus)
+        if kernel == "dense":
+            changed = _apply_all_rows(*args, w_lo, w_hi)
+        elif kernel == "drawn":
+            changed = _apply_drawn(*args, 12345, 0, 65536, w_lo, w_hi)
+        else:
+            changed = apply_layer_updates(*args, 12345, 0, 65536, w_lo, w_hi)
+        got = flat.reshape(n_rows, n_post).astype(np.int64)
+        assert np.array_equal(got, want), kernel
+        assert changed == want_changed, kernel
+        assert np.array_equal(signs, sign_plane(got)), kernel
+        results.append(got)
+    want[0, 0] += 1  # a one-LSB error is seen by the comparison
+    assert not np.array_equal(results[0], want)
 
 
 def test_pack_and_sign_plane_round_trip_through_bitarray():
