@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--t-max",
         type=positive_float,
         default=None,
-        help="latency: spike time of the smallest value, in synaptic time constants (default 4.0)",
+        help="latency: spike time of the smallest value, in synaptic time constants (default 3.0)",
     )
     t.add_argument(
         "--silence",

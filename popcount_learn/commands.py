@@ -109,7 +109,7 @@ ENCODING_CHOICES = ("auto", "binary", "latency")
 
 def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> InputEncoding:
     """The input encoding a new network is trained with: ``kind`` "binary" (threshold and dark
-    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 4.0 and
+    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 3.0 and
     0: every code spikes, images too, where silencing the background code 0 read 26-27 % fewer
     input rows but cost 2-3 points on digits and graded MNIST, BENCHMARKS.md #14) or "auto":
     binary for data that are 8-bit codes as they are (IDX images such as MNIST, where the recipe

@@ -44,10 +44,11 @@ class InputEncoding:
     kind: "binary" or "latency".
     threshold: binary: a code spikes at t = 0 when ``code > threshold`` (0..254).
     dark_time: binary: spike time of the other codes, or None = never.
-    t_max: latency: the spike time of code 0, in synaptic time constants (> 0). The default 4
-        spreads the inputs' z = exp(t) over 1..55, so a value changes an input's share of the
+    t_max: latency: the spike time of code 0, in synaptic time constants (> 0). The default 3
+        spreads the inputs' z = exp(t) over 1..20, so a value changes an input's share of the
         membrane ``w (1 - z_i / z)`` markedly; with 1 (z in 1..2.7) the inputs arrive almost
-        together and training on tabular data stalled (BENCHMARKS.md, issue #14).
+        together and training on tabular data stalled, and 4 (z in 1..55, the first default)
+        trailed 3 on graded MNIST and breast_cancer (BENCHMARKS.md, issue #14).
     silence: latency: codes below it never spike (0..255; 0 = every code spikes).
     scaling: how raw features became codes (None: the data are codes already, e.g. IDX pixels).
 
@@ -57,7 +58,7 @@ class InputEncoding:
     kind: str = "binary"
     threshold: int = 128
     dark_time: float | None = None
-    t_max: float = 4.0
+    t_max: float = 3.0
     silence: int = 0
     scaling: FeatureScaling | None = None
 
@@ -89,7 +90,7 @@ class InputEncoding:
                 raise ConfigError(f"encoding field {name} does not apply to a {self.kind} encoding")
 
     @classmethod
-    def latency(cls, t_max: float = 4.0, silence: int = 0, scaling=None) -> InputEncoding:
+    def latency(cls, t_max: float = 3.0, silence: int = 0, scaling=None) -> InputEncoding:
         return cls(kind="latency", t_max=float(t_max), silence=int(silence), scaling=scaling)
 
     # -- the one definition of the mapping --

@@ -142,33 +142,66 @@ def _layer_forward_serial(z_in, w):
 
 
 @njit(cache=True, inline="always")
-def _grad_weights_block(z_in, z_out, coef, grad_w, j0, j1):
-    """grad_w[:, j0:j1] += coef_bj (z_bi - z_out_bj) where input i is causal for j, in increasing b."""
-    batch, n_in = z_in.shape
-    spiking = np.empty(n_in + 1, np.int64)
-    for b in range(batch):
-        zo = z_out[b]
-        cb = coef[b]
-        live = False
-        for j in range(j0, j1):
+def _sorted_inputs(z_in, b, orders, times, counts):
+    """Sample b's spiking inputs and the bias, stably sorted by z, into ``orders[b]`` / ``times[b]``."""
+    n_in = z_in.shape[1]
+    order_buf = np.empty(n_in + 1, dtype=np.int64)
+    key_buf = np.empty(n_in + 1, dtype=z_in.dtype)
+    order, n = _active_order(z_in[b], n_in, order_buf, key_buf, times[b])
+    orders[b, :n] = order[:n]
+    counts[b] = n
+
+
+@njit(cache=True, inline="always")
+def _grad_weights_block(orders, times, counts, z_out, coef, grad_w, j0, j1):
+    """grad_w[:, j0:j1] += coef_bj (z_bi - z_out_bj) where input i is causal (z_bi < z_out_bj)
+    for j, in increasing b.
+
+    By arrival time: the inputs of sample b tied at one z share one term per neuron,
+    t_j = coef_bj (z - z_out_bj) (float64, as ``row[j] += coef * (z_i - z_out)`` computes it) or
+    +0.0 where the input is not causal or j has no gradient. It is worked out once per tie group
+    and added to each of the group's rows, as a whole row when many neurons take it. Adding +0.0
+    changes nothing (a running sum from +0.0 is never -0.0), so the numbers are those of testing
+    every (input, neuron) pair.
+    """
+    m = j1 - j0
+    term = np.empty(m, dtype=np.float64)
+    live = np.empty(m, dtype=np.int64)
+    for b in range(orders.shape[0]):
+        zo = z_out[b, j0:j1]
+        cb = coef[b, j0:j1]
+        any_live = False
+        for j in range(m):
             if cb[j] != 0.0:
-                live = True
+                any_live = True
                 break
-        if not live:
+        if not any_live:
             continue
-        n_spiking = 0
-        for i in range(n_in):
-            if z_in[b, i] != np.inf:
-                spiking[n_spiking] = i
-                n_spiking += 1
-        spiking[n_spiking] = n_in
-        for q in range(n_spiking + 1):
-            i = spiking[q]
-            z_i = 1.0 if i == n_in else z_in[b, i]
-            row = grad_w[i]
-            for j in range(j0, j1):
-                if cb[j] != 0.0 and z_i < zo[j]:
-                    row[j] += cb[j] * (z_i - zo[j])
+        order = orders[b]
+        t = times[b]
+        n = counts[b]
+        k = 0
+        while k < n:
+            z_g = t[k]
+            n_live = 0
+            for j in range(m):
+                if cb[j] != 0.0 and z_g < zo[j]:
+                    term[j] = cb[j] * (z_g - zo[j])
+                    live[n_live] = j
+                    n_live += 1
+                else:
+                    term[j] = 0.0
+            dense = n_live * 4 > m
+            while k < n and t[k] == z_g:
+                if n_live > 0:
+                    row = grad_w[order[k], j0:j1]
+                    if dense:
+                        for j in range(m):
+                            row[j] += term[j]
+                    else:
+                        for q in range(n_live):
+                            row[live[q]] += term[live[q]]
+                k += 1
 
 
 @njit(cache=True, parallel=True)
@@ -178,23 +211,34 @@ def _grad_weights(z_in, z_out, coef, n_blocks):
     Parallel over blocks of output columns: each thread owns its columns, so there are no
     per-thread copies of the gradient and no reduction.
     """
-    n_in = z_in.shape[1]
+    batch, n_in = z_in.shape
     n_out = z_out.shape[1]
     grad_w = np.zeros((n_in + 1, n_out), dtype=coef.dtype)
+    orders = np.empty((batch, n_in + 1), dtype=np.int64)
+    times = np.empty((batch, n_in + 1), dtype=np.float64)
+    counts = np.empty(batch, dtype=np.int64)
+    for b in prange(batch):
+        _sorted_inputs(z_in, b, orders, times, counts)
     block = (n_out + n_blocks - 1) // n_blocks
     for blk in prange(n_blocks):
         j0 = blk * block
-        j1 = min(n_out, j0 + block)
-        _grad_weights_block(z_in, z_out, coef, grad_w, j0, j1)
+        _grad_weights_block(orders, times, counts, z_out, coef, grad_w, j0, min(n_out, j0 + block))
     return grad_w
 
 
 @njit(cache=True)
 def _grad_weights_serial(z_in, z_out, coef):
-    """``_grad_weights`` on the calling thread: one block of every column (each element's sum
-    runs over the samples in the same increasing order, so the same numbers)."""
-    grad_w = np.zeros((z_in.shape[1] + 1, z_out.shape[1]), dtype=coef.dtype)
-    _grad_weights_block(z_in, z_out, coef, grad_w, 0, z_out.shape[1])
+    """``_grad_weights`` on the calling thread (each element's sum runs over the samples in the
+    same increasing order, so the same numbers)."""
+    batch, n_in = z_in.shape
+    n_out = z_out.shape[1]
+    grad_w = np.zeros((n_in + 1, n_out), dtype=coef.dtype)
+    orders = np.empty((batch, n_in + 1), dtype=np.int64)
+    times = np.empty((batch, n_in + 1), dtype=np.float64)
+    counts = np.empty(batch, dtype=np.int64)
+    for b in range(batch):
+        _sorted_inputs(z_in, b, orders, times, counts)
+    _grad_weights_block(orders, times, counts, z_out, coef, grad_w, 0, n_out)
     return grad_w
 
 

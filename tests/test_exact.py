@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from reference_exact import layer_reference, membrane, neuron_reference
 
 from popcount_learn import exact
-from popcount_learn.encoding import SpikeEncoding
+from popcount_learn.encoding import InputEncoding, SpikeEncoding
 from popcount_learn.evaluate import evaluate_exact
 from popcount_learn.network import ExactNetwork
 
@@ -401,6 +401,47 @@ def test_serial_general_kernels_are_bit_identical_to_the_parallel_ones_and_the_r
     if nz.size:
         bumped = grad_w.copy().reshape(-1)
         bumped[nz[0]] = np.nextafter(bumped[nz[0]], np.inf)
+        assert bumped.tobytes() != gw_ref.tobytes()
+
+
+@st.composite
+def graded_first_layers(draw):
+    """A first layer under the latency code: every input spikes at one of at most 256 times (few
+    distinct, many ties, the dark code's group the largest), more inputs than the insertion-sort
+    limit or fewer, many neurons firing after the last input; float64 or float32."""
+    n_in = draw(st.sampled_from([5, 40, 130]))
+    n_out = draw(st.integers(1, 24))
+    batch = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    codes = np.where(rng.random((batch, n_in)) < draw(st.floats(0.2, 0.9)), 0, rng.integers(0, 256, (batch, n_in)))
+    silence = draw(st.sampled_from([0, 0, 1, 128]))
+    enc = InputEncoding.latency(t_max=draw(st.sampled_from([1.0, 2.0, 4.0])), silence=silence)
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    z_in = enc.input_z(codes.astype(np.uint8), dtype=dtype)
+    w = rng.normal(draw(st.floats(0.0, 3.0)) / n_in, draw(st.floats(0.1, 1.5)) / math.sqrt(n_in), (n_in + 1, n_out))
+    return z_in, w.astype(dtype)
+
+
+@SETTINGS
+@given(graded_first_layers(), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0))
+def test_graded_first_layer_gradient_by_tie_group_is_bit_identical_to_the_reference(layer, seed, density):
+    # The weight gradient adds one term per (tie group, neuron) to each of the group's rows; the
+    # reference tests every (input, neuron) pair. Serial and parallel kernels, both dtypes.
+    z_in, w = layer
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(z_in.shape[0], w.shape[1])) * (rng.random((z_in.shape[0], w.shape[1])) < density)
+    z_ref, d_ref, gw_ref, _ = _general_reference(z_in, w, g)
+    z_out, denom = exact.layer_forward(z_in, w)
+    assert z_out.tobytes() == z_ref.tobytes() and denom.tobytes() == d_ref.tobytes()
+    grad_w, _ = exact.layer_backward(z_in, w, z_out, denom, g, need_grad_z_in=False)
+    coef = exact.backward_coefficients(z_out, denom, g, w.dtype)
+    gw_par = exact._grad_weights(z_in, z_out, coef, max(1, min(2, w.shape[1])))
+    assert grad_w.dtype == gw_ref.dtype
+    assert grad_w.tobytes() == gw_ref.tobytes() == gw_par.tobytes()
+    nz = np.flatnonzero(grad_w)
+    if nz.size:
+        bumped = grad_w.copy().reshape(-1)
+        bumped[nz[-1]] = np.nextafter(bumped[nz[-1]], np.inf)
         assert bumped.tobytes() != gw_ref.tobytes()
 
 

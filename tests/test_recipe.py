@@ -51,6 +51,8 @@ def test_latency_defaults_every_code_spiking_and_auto_keeps_binary_for_idx_codes
     image = SimpleNamespace(image_shape=(8, 8), scaling=FeatureScaling.fit(np.arange(4.0)[None], False))
     table = SimpleNamespace(image_shape=None, scaling=FeatureScaling.fit(np.ones((2, 4)), True))
     assert commands.choose_encoding("latency", image).silence == 0
+    # t_max 3: above 4 (the first default) on graded MNIST, breast_cancer and digits (BENCHMARKS #14).
+    assert commands.choose_encoding("latency", image).t_max == 3.0 == InputEncoding.latency().t_max
     assert commands.choose_encoding("auto", table).silence == 0
     assert commands.choose_encoding("latency", image, silence=3).silence == 3
     assert commands.choose_encoding("auto", image).kind == "latency"
