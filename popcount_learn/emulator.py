@@ -365,7 +365,7 @@ def _two_layer_closed(
     acc_0 = acc[:nh]
     r0 = w_off[0] + n_pre[0] * nh
     _add_row(acc_0, w_flat[r0 : r0 + nh], True)
-    _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
+    _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], np.bool_(False), pair_sums)
     _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch[7], fstep)
     last_f = -1
     for j in range(nh):
@@ -457,7 +457,7 @@ def _two_layer_closed(
             q0 = bucket_off[n - 1]
             q1 = bucket_off[n]
             if q1 > q0:
-                _add_rows(acc_1, w_flat, wbase, bucket[q0:q1], True, pair_sums)
+                _add_rows(acc_1, w_flat, wbase, bucket[q0:q1], np.bool_(True), pair_sums)
                 have = True
 
     # The hidden spikes of the steps run, and the rows read by the decision (or the last step).
@@ -502,7 +502,7 @@ def run_image(
 
     # Input spikes that arrive within the run, ordered by step (order within a step is free).
     # Branch-free compaction: slot n_arr is written every time and kept when the input arrives.
-    n_arr = 0
+    n_arr = np.int64(0)  # not a literal 0: that would compile _two_layer_closed once more
     latest = np.int64(-1)
     in_order = True
     for j in range(n_in):
@@ -563,7 +563,7 @@ def run_image(
         acc_0 = acc[:npost]
         r0 = w_off[0] + n_pre[0] * npost
         _add_row(acc_0, w_flat[r0 : r0 + npost], True)
-        _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], False, pair_sums)
+        _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], np.bool_(False), pair_sums)
         bucket_off[:] = 0
         _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, new_idx, thr)
         for j in range(npost):
@@ -805,8 +805,14 @@ def pack_image(image: WeightImage) -> PackedImage:
     neuron_off = np.concatenate([[0], np.cumsum(n_post)]).astype(np.int64)
     thresholds = image.thresholds_lsb.astype(np.int64)
     acc_dtype = _check_bounds(image.spec, n_pre)
-    table = _cached_fire_table(image.spec, int(thresholds[0])) if len(layers) >= 2 else np.zeros(0, np.int64)
+    table = _cached_fire_table(image.spec, int(thresholds[0])) if len(layers) >= 2 else _NO_FIRE_TABLE
     return PackedImage(w_flat, w_off, n_pre, n_post, neuron_off, thresholds, np.zeros(0, acc_dtype), table)
+
+
+# Read-only like the cached tables: Numba compiles the kernels once per array type, and a
+# writable empty table would be a second type.
+_NO_FIRE_TABLE = np.zeros(0, np.int64)
+_NO_FIRE_TABLE.flags.writeable = False
 
 
 @functools.lru_cache(maxsize=64)

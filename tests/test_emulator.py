@@ -474,6 +474,7 @@ def test_c_header_compiles_with_the_spec_values(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow  # compiles every kernel once more, for the int64 accumulator nothing else uses (~35 s)
 def test_wide_layer_uses_a_64_bit_accumulator():
     # 70000 inputs of weight 32767 sum to 2_293_690_000 > 2**31 - 1: a 32-bit accumulator would
     # wrap negative and the neuron would stay silent. Saturating 32-bit registers clip the sum
@@ -632,6 +633,7 @@ def test_a_one_step_error_in_the_fire_table_is_caught(monkeypatch):
     assert n > 0
     broken = table.copy()
     broken[n - 1] = 9  # fires one step early
+    broken.flags.writeable = False  # as the cached tables are: the kernels' compiled type
     monkeypatch.setattr(emulator_module, "_cached_fire_table", lambda spec, threshold: broken)
     problems = diff_results(emulate(image, input_spike_steps=steps), reference_emulate(image, steps))
     assert any(p.startswith("spike_steps[0]") for p in problems)
@@ -658,7 +660,7 @@ def test_output_layer_run_by_arrivals_is_taken_and_agrees_with_the_stepped_path_
             opts = dict(full_raster=full_raster, steps_after_decision=extra)
             got = emulate(image, input_spike_steps=steps, **opts)
             with monkeypatch.context() as m:
-                m.setattr(emulator_module, "_cached_fire_table", lambda spec, threshold: np.zeros(0, np.int64))
+                m.setattr(emulator_module, "_cached_fire_table", lambda spec, threshold: emulator_module._NO_FIRE_TABLE)
                 stepped = emulate(image, input_spike_steps=steps, **opts)
             assert diff_results(got, {name: getattr(stepped, name) for name in FIELDS}) == []
             assert diff_results(got, reference_emulate(image, steps, **opts)) == []
@@ -769,7 +771,7 @@ def test_two_layer_closed_path_by_itself_matches_the_stepped_path():
                 dp,
                 extra,
                 packed.acc_proto,
-                np.zeros(0, np.int64),
+                emulator_module._NO_FIRE_TABLE,
                 scratch,
                 spk_ref,
                 rows_ref,
