@@ -248,6 +248,12 @@ def random_image(image, hidden: int, out_dir: Path):
 
 def print_by_module(rows) -> None:
     """One markdown table: per module, LUT4 / DFF / CARRY (EBR, DSP) at each lane count."""
+    for r in rows:
+        if "error" in r["by_module"]:
+            print(f"{r['lanes']} lanes: {r['by_module']['error']}", file=sys.stderr)
+    rows = [r for r in rows if "error" not in r["by_module"]]
+    if not rows:
+        return
     names = sorted(
         {m for r in rows for m in r["by_module"]}, key=lambda m: -rows[-1]["by_module"].get(m, {}).get("LUT4", 0)
     )
