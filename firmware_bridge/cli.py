@@ -98,6 +98,13 @@ def _add_rtl(sub) -> None:
         help="read the weights back and compare every N steps (default: %(default)s)",
     )
     t.add_argument("--lanes", type=positive_int, default=4, help="parallel neuron lanes (default: %(default)s)")
+    t.add_argument(
+        "--from-step",
+        type=nonneg_int,
+        default=0,
+        metavar="S",
+        help="the emulator alone trains the first S samples; the core starts from its weights at sample S",
+    )
     t.add_argument("--data", default=None, metavar="DIR")
     add_output_flags(t)
 
@@ -108,7 +115,9 @@ def _report(summary: dict, as_json: bool) -> int:
         print_summary(summary, True)
     else:
         print(summary["verdict"])
-        print_summary({k: v for k, v in summary.items() if k not in ("verdict", "first_mismatch")}, False)
+        print_summary(
+            {k: v for k, v in summary.items() if k not in ("verdict", "first_mismatch", "cycles_per_step")}, False
+        )
         if summary.get("first_mismatch"):
             print("first mismatch (emulator vs body):\n" + summary["first_mismatch"])
     return 1 if summary["mismatches"] else 0
@@ -204,6 +213,7 @@ def _run_rtl_train(args) -> int:
         seed=args.seed,
         lanes=args.lanes,
         check_every=args.check_every,
+        from_step=args.from_step,
         data_dir=args.data,
         progress=progress_from(args, PROGRESS_EVERY),
     )

@@ -620,6 +620,7 @@ def rtl_train_side_by_side(
         "cycles_mean": float(np.mean(cycles)),
         "cycles_median": float(np.median(cycles)),
         "cycles_max": int(np.max(cycles)),
+        "cycles_per_step": [int(c) for c in cycles],
         "phase_cycles_mean": {name: float(np.mean(v)) for name, v in observed.phase_cycles.items()},
         "sim_seconds": float(observed.sim_seconds),
         "sim_steps_per_s": len(steps) / observed.sim_seconds if observed.sim_seconds > 0 else 0.0,
@@ -638,14 +639,21 @@ def rtl_train(
     lanes: int = 4,
     check_every: int = 10,
     first_sample_index: int = 0,
+    from_step: int = 0,
     data_dir=None,
     progress=None,
 ) -> dict:
     """``rtl_train_side_by_side`` on ``steps`` MNIST training images in a seeded random order (the
     order ``board train`` uses), with the image's learning rule (the default ``LearningConfig``
-    for an inference-only image), reading the weights back every ``check_every`` steps."""
+    for an inference-only image), reading the weights back every ``check_every`` steps.
+
+    ``from_step`` S: the learner alone trains the first S samples of the order (indices
+    ``first_sample_index + 0 .. S-1``), and the RTL starts from its image at sample S, so a long
+    check runs as pieces side by side (the steps share nothing but the weights)."""
     if steps < 1:
         raise ConfigError(f"--steps must be positive, got {steps}")
+    if from_step < 0:
+        raise ConfigError(f"--from-step must be >= 0, got {from_step}")
     if check_every < 1:
         raise ConfigError("--check-every must be positive")
     reason = rtl_sim.missing_tools()
@@ -654,14 +662,23 @@ def rtl_train(
     image = load_weight_image(image_path)
     learning = image.learning or LearningConfig()
     train = _data_for(image, data_dir, "train")
-    order = training_order(len(train.images), steps, seed)
+    order = training_order(len(train.images), from_step + steps, seed)
+    if from_step:
+        learner = OnchipLearner(image, learning)
+        learner.train(
+            image_input_steps(image, train.images[order[:from_step]]),
+            train.labels[order[:from_step]],
+            first_sample_index,
+        )
+        image = learner.image()
+        order = order[from_step:]
     encoded = image_input_steps(image, train.images[order])
     return rtl_train_side_by_side(
         image,
         learning,
         encoded,
         train.labels[order],
-        first_sample_index=first_sample_index,
+        first_sample_index=first_sample_index + from_step,
         lanes=lanes,
         readback_every=check_every,
         progress=progress,

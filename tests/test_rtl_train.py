@@ -31,7 +31,7 @@ from popcount_learn.learning import CORRECT_RULES, OUTPUT_RULES, LearningConfig
 from popcount_learn.onchip import OnchipLearner, training_forward_pass
 from popcount_learn.onchip_train import OnchipTrainConfig, random_initial_image
 from popcount_learn.train import expected_active_inputs
-from popcount_learn.weight_image import LayerImage, WeightImage
+from popcount_learn.weight_image import LayerImage, WeightImage, image_crc32
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NET100 = REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5"
@@ -404,14 +404,23 @@ def test_mnist_200_steps_weight_for_weight(mnist_train, start, lanes):
 
 
 @pytest.mark.rtl
-def test_cli_rtl_train(capsys):
+def test_cli_rtl_train(capsys, mnist_train):
     from popcount_learn.cli import main
 
     args = ["rtl", "train", "--image", str(NET100), "--steps", "2", "--check-every", "1", "--lanes", "4"]
-    assert main([*args, "--no-progress"]) == 0
+    assert main([*args, "--from-step", "3", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert re.match(r"2 training steps: RTL == emulator on every step's forward pass and result and on all ", out), out
-    assert re.search(r"\ncycles_mean +\d+", out) and "weights_changed" in out
+    assert re.search(r"\ncycles_mean +\d+", out) and "weights_changed" in out and "cycles_per_step" not in out
+    # --from-step 3: the core went on from the learner's weights after samples 0-2 of the order, so
+    # its final image is the learner's after all five samples (indices 0-4) in one go.
+    image = h5io.load_weight_image(NET100)
+    train = mnist_train
+    order = commands.training_order(len(train.images), 5, 0)
+    learner = OnchipLearner(image, image.learning or LearningConfig())
+    learner.train(encode_input_steps(image.spec, train.images[order], image.input_encoding), train.labels[order], 0)
+    crc = re.search(r"\nfinal_crc32 +(0x[0-9a-f]{8})", out)
+    assert crc and crc.group(1) == f"0x{image_crc32(learner.image()):08x}", out
 
 
 def test_cli_rtl_train_refuses_bad_input(capsys):

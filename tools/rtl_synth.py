@@ -92,6 +92,63 @@ def _yosys(layout: RtlLayout, work: Path) -> dict:
     return {"yosys_seconds": round(time.perf_counter() - t0, 1)}
 
 
+def cells_by_module(layout: RtlLayout, work: Path) -> dict:
+    """Yosys ``synth_ice40 -noflatten``: LUT4s, flip-flops, carries, EBR and DSPs per module, summed
+    over its instances (a module's name without its parameters; ``pcl_lane`` counts every lane)."""
+    work.mkdir(parents=True, exist_ok=True)
+    layout.write_headers(work)
+    srcs = " ".join(str(s) for s in SOURCES)
+    stat = work / "stat.json"
+    yosys = subprocess.run(
+        [
+            "yosys",
+            "-q",
+            "-p",
+            f"read_verilog -I{work} {srcs}; synth_ice40{' -dsp' if layout.learning is not None else ''} "
+            f"-noflatten -top pcl_up5k_top; tee -q -o {stat} stat -json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if yosys.returncode != 0:
+        return {"error": "yosys failed: " + (yosys.stderr or yosys.stdout)[-500:]}
+    return cells_of_stat(stat.read_text())
+
+
+def cells_of_stat(text: str) -> dict:
+    """``cells_by_module``'s table from yosys's ``stat -json`` output."""
+    # yosys 0.23 prints the hierarchy into the JSON after "modules": read that object only
+    modules, _ = json.JSONDecoder().raw_decode(text, text.index("{", text.index('"modules"')))
+    top = next(name for name in modules if name.endswith("pcl_up5k_top"))
+    totals: dict[str, dict[str, int]] = {}
+
+    def visit(name: str, times: int) -> None:
+        kinds = {"LUT4": 0, "DFF": 0, "CARRY": 0, "EBR": 0, "DSP": 0, "SPRAM": 0}
+        for cell, n in modules[name]["num_cells_by_type"].items():
+            if cell in modules:
+                visit(cell, times * n)
+            elif cell == "SB_LUT4":
+                kinds["LUT4"] += n
+            elif cell.startswith("SB_DFF"):
+                kinds["DFF"] += n
+            elif cell == "SB_CARRY":
+                kinds["CARRY"] += n
+            elif cell.startswith("SB_RAM40"):
+                kinds["EBR"] += n
+            elif cell == "SB_MAC16":
+                kinds["DSP"] += n
+            elif cell == "SB_SPRAM256KA":
+                kinds["SPRAM"] += n
+        base = name.split("\\")[1] if name.startswith("$paramod") else name.lstrip("\\")
+        row = totals.setdefault(base, dict.fromkeys(kinds, 0) | {"instances": 0})
+        row["instances"] += times
+        for k, v in kinds.items():
+            row[k] += v * times
+
+    visit(top, 1)
+    return totals
+
+
 def _nextpnr(work: Path, freq_mhz: float, seed: int) -> dict:
     t1 = time.perf_counter()
     report = work / f"report-seed{seed}.json"
@@ -132,23 +189,25 @@ def _nextpnr(work: Path, freq_mhz: float, seed: int) -> dict:
     return out
 
 
-def simulate_cycles(image, lanes: int, n_images: int, learning=None) -> dict:
+def simulate_cycles(image, lanes: int, n_images: int, learning=None, first: int = 0) -> dict:
     from firmware_bridge.check import compare
     from firmware_bridge.rtl import sim as rtl_sim
     from popcount_learn.data import default_data_dir, load_mnist
     from popcount_learn.emulator import emulate
 
     test = load_mnist(default_data_dir(), "test")
-    images = test.images[:n_images]
+    images = test.images[first : first + n_images]
     observed = rtl_sim.simulate(image, images, lanes=lanes, learning=learning)
     mismatches = len(compare(emulate(image, images), observed, body="RTL").mismatched)
     c = observed.cycles
     return {
-        "sim_images": n_images,
+        "sim_images": len(images),
+        "sim_first_image": first,
         "mismatches": mismatches,
         "cycles_mean": float(c.mean()),
         "cycles_median": float(np.median(c)),
         "cycles_max": int(c.max()),
+        "cycles_per_image": [int(v) for v in c],
         "sim_images_per_s": n_images / observed.sim_seconds,
     }
 
@@ -187,6 +246,32 @@ def random_image(image, hidden: int, out_dir: Path):
     return start, str(path)
 
 
+def print_by_module(rows) -> None:
+    """One markdown table: per module, LUT4 / DFF / CARRY (EBR, DSP) at each lane count."""
+    for r in rows:
+        if "error" in r["by_module"]:
+            print(f"{r['lanes']} lanes: {r['by_module']['error']}", file=sys.stderr)
+    rows = [r for r in rows if "error" not in r["by_module"]]
+    if not rows:
+        return
+    names = sorted(
+        {m for r in rows for m in r["by_module"]}, key=lambda m: -rows[-1]["by_module"].get(m, {}).get("LUT4", 0)
+    )
+    print("\n| module | " + " | ".join(f"{r['lanes']} lanes: LUT4 / DFF / CARRY (EBR, DSP)" for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for m in [*names, "total"]:
+        cells = []
+        for r in rows:
+            mods = r["by_module"]
+            c = (
+                {k: sum(v[k] for v in mods.values()) for k in ("LUT4", "DFF", "CARRY", "EBR", "DSP")}
+                if m == "total"
+                else mods.get(m)
+            )
+            cells.append("-" if c is None else f"{c['LUT4']} / {c['DFF']} / {c['CARRY']} ({c['EBR']}, {c['DSP']})")
+        print(f"| {m} | " + " | ".join(cells) + " |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("image", help="weight image (its datapath and topology size the core)")
@@ -195,10 +280,12 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="nextpnr seeds (default 1)")
     p.add_argument("--jobs", type=int, default=1, help="nextpnr runs at a time (default 1)")
     p.add_argument("--sim-images", type=int, default=0, help="also simulate N MNIST test images per lane count")
+    p.add_argument("--sim-first", type=int, default=0, help="with --sim-images: start at test image K (default 0)")
     p.add_argument("--no-synth", action="store_true", help="only simulate (cycles per image vs lanes)")
     p.add_argument("--learning", action="store_true", help="the training build (the image's rule or the default)")
     p.add_argument("--sim-train", type=int, default=0, help="with --learning: train N MNIST samples per lane count")
     p.add_argument("--random-init", type=int, metavar="H", help="a seeded random 784-H-10 net instead of the image")
+    p.add_argument("--by-module", action="store_true", help="only yosys, hierarchy kept: cells per module")
     p.add_argument("--out-dir", default="build/rtl-synth")
     args = p.parse_args(argv)
     for tool in () if args.no_synth else ("yosys", "nextpnr-ice40"):
@@ -220,11 +307,17 @@ def main(argv=None) -> int:
             "weight_ram_bytes": layout.weight_bytes,
             "state_bits": layout.state_bits,
         }
+        if args.by_module:
+            tag = "learn" if learning is not None else ""
+            row["by_module"] = cells_by_module(layout, out_dir / f"{tag}lanes{lanes}-modules")
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            continue
         if not args.no_synth:
             tag = "learn" if learning is not None else ""
             row.update(synthesise(layout, out_dir / f"{tag}lanes{lanes}", args.freq, args.seeds, args.jobs))
         if args.sim_images:
-            row.update(simulate_cycles(image, lanes, args.sim_images, learning))
+            row.update(simulate_cycles(image, lanes, args.sim_images, learning, args.sim_first))
             if "fmax_mhz" in row:
                 row["images_per_s_at_fmax"] = row["fmax_mhz"] * 1e6 / row["cycles_mean"]
         if learning is not None and args.sim_train:
@@ -234,6 +327,10 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.by_module:
+        (out_dir / "modules.json").write_text(json.dumps({"image": args.image, "rows": rows}, indent=1))
+        print_by_module(rows)
+        return 0
     (out_dir / "synth.json").write_text(json.dumps({"image": args.image, "rows": rows}, indent=1))
 
     print(

@@ -161,6 +161,9 @@ module pcl_learn #(
     function [LANES-1:0] lowest(input [LANES-1:0] m);       // lowest set bit, one-hot
         lowest = m & (~m + 1'b1);
     endfunction
+    function at_most_one(input [LANES-1:0] m);   // popcount(m) <= 1
+        at_most_one = (m & (m - 1'b1)) == {LANES{1'b0}};
+    endfunction
     function [LB-1:0] lane_of(input [LANES-1:0] onehot);
         integer l;
         begin
@@ -309,7 +312,7 @@ module pcl_learn #(
     reg [STEP_BITS-1:0] e_step;
     reg [N_LAYERS-1:0] active;            // layer has a neuron with a delta
     reg [PB-1:0] pk;                      // this layer's probability
-    wire fast = (pk == {PB{1'b0}}) || pk[PB-1];   // never / always: no draw needed
+    reg fast;                             // pk is 0 or 65536 (never / always): no draw needed
     wire [PB-1:0] p_next;
     reg [31:0] rowim;
     // keyb = key + WOFF_IM[k] for the layer in work: set when the key is ready (output layer),
@@ -461,6 +464,7 @@ module pcl_learn #(
     reg g1_done, lv, ev;
     reg [31:0] xl, xe;
     reg [LANES-1:0] erem, ec, ecp;
+    reg erem_one;                         // at most one lane left in erem: E's word ends this cycle
     wire [ROW_BITS-1:0] nrows = (kk != 0) ? npre[kk] : arr_cnt;
     // Causal lanes of the word read for the current row (stage 2's load cycle).
     reg [LANES-1:0] c_ld;
@@ -473,7 +477,7 @@ module pcl_learn #(
     wire [LANES-1:0] cp_ld = c_ld & dl_rdata[LANES-1:0];
     wire [LANES-1:0] e_lo = lowest(erem);
     wire [LANES-1:0] e_rest = erem & ~e_lo;
-    wire e_free = !ev || fast || (e_rest == {LANES{1'b0}});   // E takes a new word next cycle
+    wire e_free = !ev || fast || erem_one;   // E takes a new word next cycle
     wire l_take = lv && e_free;
     wire s1_issue = (astate == A_GRP) && !g1_done && (!lv || l_take);
     wire a_fetch_neuron = (astate == A_FETCH) && !busy[ah] && !a_bias && (kk != 0);
@@ -706,6 +710,7 @@ module pcl_learn #(
             end
             E_LSTART: begin
                 pk <= p_next;
+                fast <= (p_next == {PB{1'b0}}) || p_next[PB-1];
                 rowim <= row_im[kk];
                 // Layer 0 with p = 0 changes nothing and feeds no layer below: skip it.
                 if (!(active[kk] || (quiet_r && kk != 0)) || (kk == 0 && p_next == {PB{1'b0}})) begin
@@ -805,8 +810,9 @@ module pcl_learn #(
                         tok_base <= xe;
                         tok_kind <= fast ? K_WORD : K_DRAW;
                         tok_lane <= lane_of(e_lo);
-                        tok_last <= (e_rest == {LANES{1'b0}});
+                        tok_last <= erem_one;
                         erem <= e_rest;
+                        erem_one <= at_most_one(e_rest);
                         if (e_free) ev <= 1'b0;
                     end
                     // L -> E: the causal lanes of the word read (a word without any is dropped)
@@ -815,6 +821,7 @@ module pcl_learn #(
                         if (c_ld != {LANES{1'b0}}) begin
                             ev <= 1'b1;
                             erem <= c_ld;
+                            erem_one <= at_most_one(c_ld);
                             ec <= c_ld;
                             ecp <= cp_ld;
                             ge <= gl;
