@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
 from .datapath import OVERFLOW_CODES, TIE_CODES, DatapathConfig
 from .errors import ConfigError
 from .weight_image import WeightImage, weight_dtype

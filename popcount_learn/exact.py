@@ -28,6 +28,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
 from .errors import ConfigError
 
 

@@ -45,6 +45,7 @@ from typing import ClassVar
 import numba
 import numpy as np
 
+from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
 from ._spec_fields import field_codes, from_field_codes, strict_from_dict, typed_options
 from .errors import ConfigError
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
 from .emulator import make_scratch, run_image
 from .learning import sample_key, weight_draw
 

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import exact
+from . import _kernel_cache, exact  # noqa: F401  (_kernel_cache stamps the cached kernels below with every kernel file)
 from .encoding import SpikeEncoding
 from .errors import ConfigError
 from .evaluate import check_images_and_labels, evaluate_exact
