@@ -9,12 +9,15 @@ difference in one weight and a flipped sign bit. Skipped when iverilog/vvp or co
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_qemu_board import cut_hidden
+from factories import graded_net100
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_rtl import _random_network, _random_steps
@@ -397,6 +400,29 @@ def test_mnist_200_steps_weight_for_weight(mnist_train, start, lanes):
     out = _mnist_run(image, mnist_train, 200, lanes, 10)
     assert out["first_mismatch"] is None, out["first_mismatch"]
     assert out["steps"] == 200 and out["weight_checks"] == 20 and out["weights_changed"] > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize(
+    "n_hidden, n_steps",
+    # 784-8-10 x 24 steps took 172 s at load 9-15, 784-100-10 x 24 steps 830 s at load 18
+    [(8, 12), pytest.param(100, 24, marks=pytest.mark.slow)],
+)
+def test_graded_mnist_trains_weight_for_weight_through_rtl_train(tmp_path, mnist_dir, mnist_train, n_hidden, n_steps):
+    """``rtl train`` (the CLI's function) on a latency-encoded image (graded_net100, its first
+    ``n_hidden`` hidden neurons): the {step, index} beats carry the graded steps, and the core
+    trains as the learner does, read back three times."""
+    graded = graded_net100()
+    if n_hidden < graded.topology[1]:
+        graded = dataclasses.replace(cut_hidden(graded, n_hidden), encoding=graded.encoding)
+    path = tmp_path / "graded.h5"
+    h5io.save_weight_image(path, graded)
+    order = commands.training_order(len(mnist_train.images), n_steps, 0)
+    steps = commands.image_input_steps(graded, mnist_train.images[order])
+    assert len(np.unique(steps)) > 100 and (steps == -1).any()  # graded, with silent inputs
+    out = commands.rtl_train(path, steps=n_steps, lanes=4, check_every=n_steps // 3, data_dir=mnist_dir)
+    assert out["first_mismatch"] is None, out["first_mismatch"]
+    assert out["steps"] == n_steps and out["weight_checks"] == 3 and out["weights_changed"] > 0
 
 
 # ----------------------------------------------------------------------------------------------

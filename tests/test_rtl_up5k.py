@@ -8,6 +8,7 @@ and inputs and assert that the checker finds nothing, and that it does find a co
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,27 @@ def test_up5k_top_graded_mnist_bit_exact(mnist_test):
     problem = check.compare(emulate(image, images), observed, body="RTL").first_mismatch
     assert problem is None, problem
     assert observed.faults == {}
+    # The same run against the emulation of a one-LSB-changed image: the comparison reports it.
+    changed, reference = _one_bias_lsb_the_emulator_notices(image, images)
+    comparison = check.compare(reference, observed, body="RTL")
+    assert not comparison.ok and comparison.first_mismatch is not None, changed
+    assert "RTL != emulator" in comparison.verdict(), comparison.verdict()
+
+
+def _one_bias_lsb_the_emulator_notices(image: WeightImage, images: np.ndarray):
+    """(where, emulation) of ``image`` with one hidden bias weight moved by one LSB, the first
+    such change that moves a hidden spike step on ``images``."""
+    original = emulate(image, images).spike_steps[0]
+    hidden = image.layers[0]
+    bias_row = hidden.weights_lsb.shape[0] - 1
+    for neuron in range(hidden.weights_lsb.shape[1]):
+        w = hidden.weights_lsb.copy()
+        w[bias_row, neuron] += 1 if w[bias_row, neuron] < image.spec.weight_max else -1
+        layers = (LayerImage(w, hidden.threshold_lsb, hidden.scale), *image.layers[1:])
+        result = emulate(dataclasses.replace(image, layers=layers, provenance={}), images)
+        if not np.array_equal(result.spike_steps[0], original):
+            return f"bias of hidden neuron {neuron}", result
+    raise AssertionError("no single bias-weight LSB changes a hidden spike step")
 
 
 @up5k

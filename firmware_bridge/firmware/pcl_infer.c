@@ -10,6 +10,21 @@ static int32_t accumulator[PCL_MAX_NEURONS] PCL_BIG_RAM;
 /* Per layer (at its neuron_offset): the neurons that fired in the latest step it ran. */
 static uint16_t new_spikes[PCL_MAX_NEURONS] PCL_BIG_RAM;
 
+/* STEPS form: the inputs sorted by spike step once per image (a stable counting sort), so each
+ * input is visited once per image instead of once per arrival step. A STEPS request carries
+ * 2 bytes per input, so no request holds more than PCL_MAX_PAYLOAD_BYTES / 2 inputs; an image
+ * with more inputs than PCL_GRADED_ORDER_INPUTS (a direct caller) takes the scan instead.
+ * RAM: 2 * (PCL_GRADED_ORDER_INPUTS + 1) + 2 * (PCL_MAX_STEPS + 1) bytes. */
+#ifndef PCL_GRADED_ORDER_INPUTS
+#define PCL_GRADED_ORDER_INPUTS (PCL_MAX_PAYLOAD_BYTES / 2u)
+#endif
+#if PCL_GRADED_ORDER_INPUTS > 65535
+#error "PCL_GRADED_ORDER_INPUTS must fit the 16-bit input indices of the order buffer"
+#endif
+static uint16_t input_order[PCL_GRADED_ORDER_INPUTS + 1u] PCL_BIG_RAM;
+/* input_order[step_start[n] .. step_start[n + 1] - 1]: the inputs (ascending) that spike at n. */
+static uint16_t step_start[PCL_MAX_STEPS + 1] PCL_BIG_RAM;
+
 static inline int32_t overflow_current(int64_t x)
 {
 #if PCL_CURRENT_OVERFLOW == PCL_OVERFLOW_WRAP
@@ -74,7 +89,42 @@ int32_t pcl_input_step(const pcl_inputs_t *in, uint32_t i)
     }
 }
 
-/* STEPS form: adds the rows of the inputs whose step is n; returns how many, and in *next the
+/* Fills input_order / step_start from the STEPS-form inputs; steps >= PCL_MAX_STEPS never arrive. */
+static void sort_inputs_by_step(const pcl_inputs_t *in, uint32_t n_in)
+{
+    uint32_t i, n, total = 0;
+    for (n = 0; n <= (uint32_t)PCL_MAX_STEPS; n++)
+        step_start[n] = 0;
+    for (i = 0; i < n_in; i++) { /* count per step, shifted by one */
+        int32_t s = pcl_input_step(in, i);
+        if (s >= 0 && s < PCL_MAX_STEPS)
+            step_start[s + 1]++;
+    }
+    for (n = 1; n <= (uint32_t)PCL_MAX_STEPS; n++) { /* step_start[n] = first slot of step n - 1 */
+        uint32_t c = step_start[n];
+        step_start[n] = (uint16_t)total;
+        total += c;
+    }
+    for (i = 0; i < n_in; i++) {
+        int32_t s = pcl_input_step(in, i);
+        if (s >= 0 && s < PCL_MAX_STEPS)
+            input_order[step_start[s + 1]++] = (uint16_t)i;
+    }
+    /* now step_start[n + 1] is one past the last slot of step n, and step_start[0] = 0 */
+}
+
+/* STEPS form, sorted: adds the rows of the inputs whose step is n. */
+static void add_sorted_inputs_at(const pcl_layer_t *L, const uint8_t *mem, uint32_t n, int *have)
+{
+    uint32_t p;
+    const uint32_t row_bytes = L->n_post * PCL_WEIGHT_BYTES;
+    for (p = step_start[n]; p < step_start[n + 1u]; p++) {
+        add_row(accumulator, mem + L->weights_offset + (uint32_t)input_order[p] * row_bytes, L->n_post, !*have);
+        *have = 1;
+    }
+}
+
+/* STEPS form, unsorted: adds the rows of the inputs whose step is n; returns how many, and in *next the
  * earliest step after n at which an input spikes (-1: none). */
 static uint32_t add_inputs_at(const pcl_layer_t *L, const uint8_t *mem, const pcl_inputs_t *in, uint32_t n_in,
                               int32_t n, int32_t *next, int *have)
@@ -121,6 +171,7 @@ void pcl_infer_window(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32
 {
     const uint8_t *input_bits = inputs->body;
     const int graded = inputs->form != PCL_INPUT_FORM_BITS;
+    const int sorted = graded && img->n_inputs <= PCL_GRADED_ORDER_INPUTS;
     int32_t next_input = 0; /* STEPS form: the next step at which an input spikes, -1 = none */
     const uint8_t *mem = pcl_image_memory();
     const uint32_t n_layers = img->n_layers;
@@ -140,6 +191,8 @@ void pcl_infer_window(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32
     }
     r->predicted = -1;
     r->tie = 0;
+    if (sorted)
+        sort_inputs_by_step(inputs, img->n_inputs);
 
     for (n = 0; n < (uint32_t)PCL_MAX_STEPS; n++) {
         /* The window's anchor: the decision, or the spike step of output anchor_output. */
@@ -165,7 +218,9 @@ void pcl_infer_window(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32
                 add_row(accumulator, mem + L->weights_offset + (L->n_rows - 1u) * row_bytes, n_post, 1);
                 have = 1;
             }
-            if (k == 0u && graded) {
+            if (k == 0u && sorted) {
+                add_sorted_inputs_at(L, mem, n, &have);
+            } else if (k == 0u && graded) {
                 if ((int32_t)n == next_input)
                     (void)add_inputs_at(L, mem, inputs, img->n_inputs, (int32_t)n, &next_input, &have);
             } else if (k == 0u) {
@@ -218,7 +273,9 @@ void pcl_infer_window(const pcl_image_t *img, const pcl_inputs_t *inputs, uint32
     /* Counters over steps 0 .. D (D = max_steps - 1 without a decision). */
     r->first_output_step = decision;
     last = decision >= 0 ? decision : PCL_MAX_STEPS - 1;
-    if (graded) {
+    if (sorted) {
+        r->rows_read[0] = step_start[(uint32_t)last + 1u]; /* the inputs of steps 0 .. last */
+    } else if (graded) {
         uint32_t count = 0;
         for (i = 0; i < img->n_inputs; i++) {
             int32_t s = pcl_input_step(inputs, i);

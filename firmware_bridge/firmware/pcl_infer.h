@@ -8,6 +8,8 @@
  * Arrivals at step n: layer 0 the inputs whose spike step is n (pcl_input_step), layer k > 0 the layer k-1 neurons that fired at n - 1, every layer its bias
  * row at n = 0. The run stops after the decision step D (the first output spike) has been
  * completed in every layer (or steps_after_decision steps later). I and V are int32 registers; the sums are formed exactly in int64.
+ * STEPS-form inputs are sorted by step once per image (pcl_infer.c, input_order), so each input
+ * is read once, not at every arrival step.
  */
 #ifndef PCL_INFER_H
 #define PCL_INFER_H

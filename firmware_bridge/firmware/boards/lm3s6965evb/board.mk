@@ -6,8 +6,9 @@
 # Memory: everything in the 64 KB of SRAM (lm3s6965evb.ld), sized for 784-N-10 int8 images
 # with the learning rule up to N = 51 (40,635 upload bytes; 784-32-10 takes 25,530):
 #   weight memory 40 KiB + neuron state 64 x 25 B + frame buffers ~2 x 2 KiB + receive ring
-#   4 KiB + the handler's other state = 51,032 B, leaving 14.5 KB for the stack (the link
-#   fails below 4 KiB).
+#   4 KiB + the handler's other state = 51,032 B, + the graded inputs' step order of pcl_infer.c
+#   (2 x (MAX_PAYLOAD_BYTES / 2 + 1) + 2 x (MAX_STEPS + 1) = 3,076 B at 512 steps), leaving
+#   11.5 KB for the stack (the link fails below 4 KiB).
 BOARD_NAME := lm3s6965evb
 TARGET := pcl-board.elf
 # The QEMU machine that models this board (qemu-system-arm -M ...); firmware_bridge reads it.
