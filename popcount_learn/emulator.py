@@ -807,11 +807,14 @@ def pack_image(image: WeightImage) -> PackedImage:
     thresholds = image.thresholds_lsb.astype(np.int64)
     acc_dtype = _check_bounds(image.spec, n_pre)
     table = _cached_fire_table(image.spec, int(thresholds[0])) if len(layers) >= 2 else _NO_FIRE_TABLE
+    if table.flags.writeable:
+        # Numba compiles the kernels once per array type: a writable table would be a second.
+        table = table.view()
+        table.flags.writeable = False
     return PackedImage(w_flat, w_off, n_pre, n_post, neuron_off, thresholds, np.zeros(0, acc_dtype), table)
 
 
-# Read-only like the cached tables: Numba compiles the kernels once per array type, and a
-# writable empty table would be a second type.
+# Read-only, as pack_image hands every table to the kernels.
 _NO_FIRE_TABLE = np.zeros(0, np.int64)
 _NO_FIRE_TABLE.flags.writeable = False
 

@@ -93,6 +93,24 @@ def _sign_words(row, n_post, out):
         out[wi] = word
 
 
+@numba.njit(cache=True, inline="always")
+def _move_weight(w_flat, idx, down, w_lo, w_hi, sign_rows, r, wi, b):
+    """Weight ``w_flat[idx]`` (bit ``b`` of sign word ``sign_rows[r, wi]``) one LSB down (delta
+    +1) or up (delta -1), saturating at ``w_lo`` / ``w_hi``, its sign bit kept. Returns 1 if it
+    changed, else 0."""
+    old = np.int64(w_flat[idx])
+    new = max(old - 1, w_lo) if down else min(old + 1, w_hi)
+    if new == old:
+        return 0
+    w_flat[idx] = new
+    bit = np.uint64(1) << np.uint64(b)
+    if new < 0:
+        sign_rows[r, wi] |= bit
+    else:
+        sign_rows[r, wi] &= ~bit
+    return 1
+
+
 @numba.njit(cache=True)
 def _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal_row, plus, minus, w_lo, w_hi):
     """Row ``r``'s causal weights into neurons with a delta, one by one: -1 LSB for delta +1,
@@ -103,17 +121,8 @@ def _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal_row, plus, minus
         while todo != 0:
             b = np.int64(_popcount64((todo & (~todo + np.uint64(1))) - np.uint64(1)))
             todo &= todo - np.uint64(1)
-            idx = w_base + r * n_post + wi * 64 + b
-            old = np.int64(w_flat[idx])
-            new = max(old - 1, w_lo) if plus[wi] >> np.uint64(b) & np.uint64(1) else min(old + 1, w_hi)
-            if new != old:
-                w_flat[idx] = new
-                bit = np.uint64(1) << np.uint64(b)
-                if new < 0:
-                    sign_rows[r, wi] |= bit
-                else:
-                    sign_rows[r, wi] &= ~bit
-                changed += 1
+            down = plus[wi] >> np.uint64(b) & np.uint64(1) != 0
+            changed += _move_weight(w_flat, w_base + r * n_post + wi * 64 + b, down, w_lo, w_hi, sign_rows, r, wi, b)
     return changed
 
 
@@ -196,16 +205,8 @@ def _apply_drawn(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus
                 u = weight_draw(key, g_base + idx)
                 if (u >> np.uint64(16)) >= np.uint64(prob_q16):
                     continue
-                old = np.int64(w_flat[w_base + idx])
-                new = max(old - 1, w_lo) if plus[wi] >> np.uint64(b) & np.uint64(1) else min(old + 1, w_hi)
-                if new != old:
-                    w_flat[w_base + idx] = new
-                    bit = np.uint64(1) << np.uint64(b)
-                    if new < 0:
-                        sign_rows[r, wi] |= bit
-                    else:
-                        sign_rows[r, wi] &= ~bit
-                    changed += 1
+                down = plus[wi] >> np.uint64(b) & np.uint64(1) != 0
+                changed += _move_weight(w_flat, w_base + idx, down, w_lo, w_hi, sign_rows, r, wi, b)
     return changed
 
 
