@@ -55,6 +55,15 @@ VARIANTS = {
         phase2(6, hidden_spike_target=44),
     ],
     "3 + 6 + 6, T 48, then margin 24": [PHASE1, phase2(6), phase2(6, margin_steps=24)],
+    # second round, combining the first round's best three (T 44, halving 540,000, margin 24)
+    "3 + 12, T 44, halving 540,000": [PHASE1, phase2(hidden_spike_target=44, prob_halving_samples=540000)],
+    "3 + 12, T 44, margin 24": [PHASE1, phase2(hidden_spike_target=44, margin_steps=24)],
+    "3 + 12, T 44, margin 24, halving 540,000": [
+        PHASE1,
+        phase2(hidden_spike_target=44, margin_steps=24, prob_halving_samples=540000),
+    ],
+    "3 + 12, T 48, margin 24, halving 540,000": [PHASE1, phase2(margin_steps=24, prob_halving_samples=540000)],
+    "3 + 12, T 40, margin 24": [PHASE1, phase2(hidden_spike_target=40, margin_steps=24)],
 }
 
 
