@@ -1,5 +1,8 @@
 """The issue-#17 study tools: the validation split, the thresholded 4-bit start, the sweep's phase files."""
 
+import dataclasses
+
+import image_health
 import numpy as np
 import onchip_start
 import onchip_validation_sweep
@@ -65,3 +68,19 @@ def test_sweep_phase_files_name_every_phase():
     assert len(names) == len(onchip_validation_sweep.VARIANTS)
     first = onchip_validation_sweep.VARIANTS["3 + 12, T 48 (the shipped recipe)"]
     assert onchip_validation_sweep.phase_file(onchip_validation_sweep.Path("w"), first[:1]).name == "e3-margin16.h5"
+
+
+def test_image_health_counts_silent_neurons_and_weights_at_the_bounds():
+    image, images = _start()
+    w = image.layers[0].weights_lsb.copy()
+    w[:, 0] = image.spec.weight_min  # hidden neuron 0 is inhibited by every input and the bias
+    layers = (dataclasses.replace(image.layers[0], weights_lsb=w), image.layers[1])
+    pinned = dataclasses.replace(image, layers=layers)
+    before = image_health.layer_health(image, emulate(image, images, full_raster=True))
+    after = image_health.layer_health(pinned, emulate(pinned, images, full_raster=True))
+    assert after["silent_hidden"] >= before["silent_hidden"] + 1 / w.shape[1] - 1e-12
+    at_min = np.mean(w == image.spec.weight_min)
+    assert after["layers"][0]["at_min"] == pytest.approx(at_min) and at_min >= 1 / w.shape[1]
+    assert after["layers"][1] == before["layers"][1]
+    charge = 2 ** (image.spec.current_frac_bits + image.spec.time_shift)
+    assert after["layers"][0]["threshold_charges"] == image.layers[0].threshold_lsb / charge
