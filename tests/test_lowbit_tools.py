@@ -4,6 +4,7 @@ import dataclasses
 
 import image_health
 import numpy as np
+import onchip_decay_probe
 import onchip_start
 import onchip_validation_sweep
 import pytest
@@ -84,3 +85,19 @@ def test_image_health_counts_silent_neurons_and_weights_at_the_bounds():
     assert after["layers"][1] == before["layers"][1]
     charge = 2 ** (image.spec.current_frac_bits + image.spec.time_shift)
     assert after["layers"][0]["threshold_charges"] == image.layers[0].threshold_lsb / charge
+
+
+def test_decay_probe_steps_nonzero_weights_toward_zero():
+    image, _ = _start()
+    rng = np.random.default_rng(0)
+    assert all(
+        np.array_equal(a.weights_lsb, b.weights_lsb)
+        for a, b in zip(image.layers, onchip_decay_probe.decayed(image, 0, rng).layers, strict=True)
+    )
+    for a, b in zip(image.layers, onchip_decay_probe.decayed(image, 65536, rng).layers, strict=True):
+        w = a.weights_lsb.astype(np.int64)
+        assert np.array_equal(b.weights_lsb, w - np.sign(w)) and b.weights_lsb.dtype == a.weights_lsb.dtype
+    half = onchip_decay_probe.decayed(image, 32768, rng).layers[0].weights_lsb.astype(np.int64)
+    w = image.layers[0].weights_lsb.astype(np.int64)
+    moved = (half != w)[w != 0]
+    assert np.all(np.abs(half) <= np.abs(w)) and 0.3 < moved.mean() < 0.7
