@@ -18,13 +18,15 @@ vectorisable loop. Registers are stored in int32 (every width is <= 32 bits); th
 in int64, where ``I_decayed + acc`` and ``V + I`` cannot overflow (bounds in ``_check_bounds``),
 and the overflow policy is applied before the value is stored.
 
-Thread count: the kernels use ``prange`` over images; call ``numba.set_num_threads`` yourself.
+Thread count: blocks of images run side by side on ``numba.get_num_threads()`` threads (the
+kernel releases the GIL); call ``numba.set_num_threads`` yourself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -688,8 +690,10 @@ def run_image(
     return predicted, decision, tie
 
 
-@numba.njit(cache=True, parallel=True)
-def _emulate_kernel(
+@numba.njit(cache=True, nogil=True)
+def _emulate_block(
+    start,
+    stop,
     input_steps,
     w_flat,
     w_off,
@@ -701,7 +705,6 @@ def _emulate_kernel(
     steps_after_decision,
     acc_proto,
     fire_table,
-    n_chunks,
     spike_steps,
     predicted,
     first_output_step,
@@ -710,40 +713,60 @@ def _emulate_kernel(
     images_u8,
     code_steps,
 ):
-    """Every image of ``input_steps`` through ``run_image``, ``n_chunks`` blocks of images in
-    parallel. With ``images_u8`` non-empty the input is encoded here, in the same pass:
+    """Images ``start .. stop - 1`` of ``input_steps`` through ``run_image``, one after the
+    other, without the GIL (``emulate`` runs blocks side by side on threads). With
+    ``images_u8`` non-empty the input is encoded here, in the same pass:
     ``input_steps[i, j] = code_steps[images_u8[i, j]]``. Writes every output row whole
     (``spike_steps`` need not be pre-filled)."""
-    n = input_steps.shape[0]
     n_in = input_steps.shape[1]
     encode = images_u8.shape[0] > 0
-    width = (n + n_chunks - 1) // n_chunks
-    for c in numba.prange(n_chunks):
-        scratch = make_scratch(n_in, n_post, neuron_off, datapath[9], acc_proto, w_flat)
-        for i in range(c * width, min(n, (c + 1) * width)):
-            if encode:
-                for j in range(n_in):
-                    input_steps[i, j] = code_steps[images_u8[i, j]]
-            spike_steps[i, :] = -1
-            p, d, t = run_image(
-                input_steps[i],
-                w_flat,
-                w_off,
-                n_pre,
-                n_post,
-                neuron_off,
-                thresholds,
-                datapath,
-                steps_after_decision,
-                acc_proto,
-                fire_table,
-                scratch,
-                spike_steps[i],
-                rows_read[i],
-            )
-            predicted[i] = p
-            first_output_step[i] = d
-            tie[i] = t
+    scratch = make_scratch(n_in, n_post, neuron_off, datapath[9], acc_proto, w_flat)
+    for i in range(start, stop):
+        if encode:
+            for j in range(n_in):
+                input_steps[i, j] = code_steps[images_u8[i, j]]
+        spike_steps[i, :] = -1
+        p, d, t = run_image(
+            input_steps[i],
+            w_flat,
+            w_off,
+            n_pre,
+            n_post,
+            neuron_off,
+            thresholds,
+            datapath,
+            steps_after_decision,
+            acc_proto,
+            fire_table,
+            scratch,
+            spike_steps[i],
+            rows_read[i],
+        )
+        predicted[i] = p
+        first_output_step[i] = d
+        tie[i] = t
+
+
+def _run_blocks(kernel, n: int, args: tuple) -> None:
+    """``kernel(start, stop, *args)`` over ``n`` images in ``8 * threads`` blocks (for balance),
+    on ``numba.get_num_threads()`` threads of a pool: the kernel is serial and releases the GIL,
+    so no parallel (parfor) version has to be compiled for every argument type."""
+    threads = numba.get_num_threads()
+    if threads <= 1 or n <= 1:
+        kernel(0, n, *args)
+        return
+    n_blocks = min(n, 8 * threads)
+    width = (n + n_blocks - 1) // n_blocks
+    pool = _block_pool(threads)
+    for future in [pool.submit(kernel, s, min(n, s + width), *args) for s in range(0, n, width)]:
+        future.result()
+
+
+@functools.lru_cache(maxsize=4)
+def _block_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count, kept for the next call (a small batch would otherwise pay
+    for starting threads)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pcl-emulate")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -833,7 +856,8 @@ def _flat_uint8(image: WeightImage, images_uint8) -> np.ndarray:
         raise ConfigError(f"images must be uint8 (0..255), got dtype {images.dtype}")
     if images.ndim < 2:
         raise ConfigError(f"images must have shape (n, pixels...), got {images.shape}")
-    flat = np.ascontiguousarray(images.reshape(len(images), -1))
+    # The pixel count from the shape, not -1: numpy cannot infer it for an empty batch.
+    flat = np.ascontiguousarray(images.reshape(len(images), int(np.prod(images.shape[1:]))))
     n_in = image.topology[0]
     if flat.shape[1] != n_in:
         raise ConfigError(f"images have {flat.shape[1]} pixels, the weight image expects {n_in} inputs")
@@ -909,26 +933,29 @@ def emulate(
     first_output_step = np.empty(n, np.int32)
     tie = np.empty(n, np.bool_)
     rows_read = np.empty((n, n_layers), np.int32)
-    _emulate_kernel(
-        steps,
-        packed.w_flat,
-        packed.w_off,
-        packed.n_pre,
-        packed.n_post,
-        packed.neuron_off,
-        packed.thresholds,
-        datapath_constants(spec),
-        extra_steps,
-        packed.acc_proto,
-        packed.fire_table,
-        max(1, min(n, 8 * numba.get_num_threads())),
-        spike_steps,
-        predicted,
-        first_output_step,
-        tie,
-        rows_read,
-        images_u8,
-        code_steps,
+    _run_blocks(
+        _emulate_block,
+        n,
+        (
+            steps,
+            packed.w_flat,
+            packed.w_off,
+            packed.n_pre,
+            packed.n_post,
+            packed.neuron_off,
+            packed.thresholds,
+            datapath_constants(spec),
+            extra_steps,
+            packed.acc_proto,
+            packed.fire_table,
+            spike_steps,
+            predicted,
+            first_output_step,
+            tie,
+            rows_read,
+            images_u8,
+            code_steps,
+        ),
     )
     synaptic_additions = ((rows_read.astype(np.int64) + 1) * packed.n_post[None, :]).sum(axis=1)
     per_layer = tuple(spike_steps[:, packed.neuron_off[k] : packed.neuron_off[k + 1]] for k in range(n_layers))

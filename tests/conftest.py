@@ -96,6 +96,16 @@ def firmware_build_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("firmware")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per core this process may run on (the
+    affinity mask, which a container's cpuset also narrows); most tests are single-threaded
+    (a simulator, a board, a Numba compile), so the suite's wall time falls about in proportion."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--board-port",

@@ -17,6 +17,7 @@ from reference_emulator import FIELDS, diff_results, reference_emulate, referenc
 
 from popcount_learn import codegen
 from popcount_learn import emulator as emulator_module
+from popcount_learn.data import load_split
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.emulator import (
     EmulationResult,
@@ -28,6 +29,7 @@ from popcount_learn.emulator import (
     summarize,
 )
 from popcount_learn.errors import ConfigError
+from popcount_learn.h5io import load_weight_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -780,3 +782,46 @@ def test_two_layer_closed_path_by_itself_matches_the_stepped_path():
             assert rows.tolist() == rows_ref.tolist()
             checked += slow[1] >= 0
     assert checked > 10
+
+
+def _stacked(results) -> dict:
+    """The per-image results as one batch's fields (spike_steps per layer)."""
+    out = {}
+    for name in FIELDS:
+        parts = [getattr(r, name) for r in results]
+        if name == "spike_steps":
+            out[name] = tuple(np.concatenate(layer) for layer in zip(*parts, strict=True))
+        else:
+            out[name] = np.concatenate(parts)
+    return out
+
+
+def test_blocks_on_threads_equal_one_image_at_a_time(monkeypatch):
+    """``emulate`` runs blocks of images on a thread pool: on 1 and 2 threads a batch gives the
+    bytes of one call per image (the pool-free path), and an empty batch is empty."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads (NUMBA_NUM_THREADS)")
+    image = load_weight_image(REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5")
+    images = load_split(None, "test", 37).images  # 37: not a multiple of the 16 blocks of 2 threads
+    one_by_one = _stacked([emulate(image, images[i : i + 1]) for i in range(len(images))])
+    pools = []
+    real_pool = emulator_module._block_pool
+    monkeypatch.setattr(emulator_module, "_block_pool", lambda t: pools.append(t) or real_pool(t))
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            batch = emulate(image, images)
+            for name in FIELDS:
+                got, want = getattr(batch, name), one_by_one[name]
+                if name == "spike_steps":
+                    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True)), threads
+                else:
+                    assert np.array_equal(got, want), (threads, name)
+            empty = emulate(image, images[:0])
+            assert empty.predicted.shape == (0,) and [a.shape for a in empty.spike_steps] == [(0, 100), (0, 10)]
+    finally:
+        numba.set_num_threads(before)
+    assert pools == [2]  # the 2-thread batch ran on the pool, the others did not

@@ -4,7 +4,7 @@
 #     verilator (RTL lint), yosys (its iCE40 cells_sim.v: the UP5K top in simulation),
 #     gcc-arm-none-eabi + libnewlib-arm-none-eabi + qemu-system-arm (the Cortex-M boards),
 #     clang (the fuzzing harness), hdf5-tools (h5dump checks of the file format);
-#   - PyPI: the package with its [test,plots] extras (pytest, hypothesis, cocotb, ruff,
+#   - PyPI: the package with its [test,plots] extras (pytest, pytest-xdist, hypothesis, cocotb, ruff,
 #     dask[distributed] for the sweep runner's tests, matplotlib).
 # Packages already present are not reinstalled. Needs root (or sudo) for apt-get.
 set -euo pipefail

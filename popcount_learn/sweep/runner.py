@@ -205,8 +205,11 @@ def _run(
         if on_client is not None:
             on_client(client)
         t_ready = time.perf_counter()
-        train_f = client.scatter((train.images, train.labels, train.image_shape), broadcast=True)
-        test_f = client.scatter((test.images, test.labels), broadcast=True)
+        # hash=False: keys unique to this scatter. Content-hashed keys are shared with an earlier
+        # run's scatter of the same data on the same scheduler, and the workers' deletion of that
+        # run's copies could remove this run's (seen under load as "lost scattered data").
+        train_f = client.scatter((train.images, train.labels, train.image_shape), broadcast=True, hash=False)
+        test_f = client.scatter((test.images, test.labels), broadcast=True, hash=False)
         futures = {}
         # Keys unique to this run: a rerun against a scheduler still cancelling an interrupted
         # run's tasks must not be handed those tasks (or refused) under the same key.
