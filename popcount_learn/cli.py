@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--t-max",
         type=positive_float,
         default=None,
-        help="latency: spike time of the smallest value, in synaptic time constants (default 3.0)",
+        help="latency: spike time of the smallest value, in synaptic time constants (default: 2 + the "
+        "fraction of training codes that are 0 or 255, e.g. 2.82 on graded MNIST, ~2 on a table)",
     )
     t.add_argument(
         "--silence",

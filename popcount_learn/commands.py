@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__, emulator, h5io
 from .data import FIT, VALIDATION, file_sha256, load_split
 from .datapath import DatapathConfig
-from .encoding import InputEncoding
+from .encoding import InputEncoding, latency_t_max_for
 from .errors import ConfigError, ModelFileError
 from .evaluate import evaluate_exact
 from .learning import LearningConfig, starting_rule
@@ -109,12 +109,12 @@ ENCODING_CHOICES = ("auto", "binary", "latency")
 
 def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> InputEncoding:
     """The input encoding a new network is trained with: ``kind`` "binary" (threshold and dark
-    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 3.0 and
-    0: every code spikes, images too, where silencing the background code 0 read 26-27 % fewer
-    input rows but cost 2-3 points on digits and graded MNIST, BENCHMARKS.md #14) or "auto":
-    binary for data that are 8-bit codes as they are (IDX images such as MNIST, where the recipe
-    was tuned), latency for data that were scaled to codes (any other dtype). The data's feature
-    scaling travels in the encoding."""
+    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults
+    ``encoding.latency_t_max_for(data.images)`` and 0: every code spikes, images too, where
+    silencing the background code 0 read 26-27 % fewer input rows but cost 2-3 points on digits
+    and graded MNIST, BENCHMARKS.md #14) or "auto": binary for data that are 8-bit codes as they
+    are (IDX images such as MNIST, where the recipe was tuned), latency for data that were scaled
+    to codes (any other dtype). The data's feature scaling travels in the encoding."""
     if kind not in ENCODING_CHOICES:
         raise ConfigError(f"--encoding must be one of {', '.join(ENCODING_CHOICES)}, got {kind!r}")
     if kind == "auto":
@@ -125,9 +125,9 @@ def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> 
                 raise ConfigError(f"{flag} applies to --encoding latency only")
         base = encoding_for(spec) if spec is not None else InputEncoding()
         return dataclasses.replace(base, scaling=data.scaling)
-    return InputEncoding.latency(
-        InputEncoding().t_max if t_max is None else t_max, 0 if silence is None else silence, scaling=data.scaling
-    )
+    if t_max is None:
+        t_max = latency_t_max_for(data.images)
+    return InputEncoding.latency(t_max, 0 if silence is None else silence, scaling=data.scaling)
 
 
 def adapt_to_data(config, data, given=()):
