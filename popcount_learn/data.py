@@ -6,7 +6,8 @@ sets; parsing, checksum verification, label and feature checks, scaling to 8-bit
 features, integer or float); ``sklearn:digits|breast_cancer|iris|wine`` (scikit-learn's bundled
 copies, no download; split by ``sklearn_split``). uint8 features are used as the codes they are;
 any other dtype is scaled to codes by a ``FeatureScaling`` fitted on the training split (one range
-for images, one per feature for a table) and stored with the model.
+for images, one per feature for a table) and stored with the model. ``--validation N|F``
+(``validation_count``) holds out the last training samples as a validation split.
 
 IDX layout (big-endian): two zero bytes, a type code (only ``0x08`` = uint8 is accepted), the
 number of dimensions ``d``, then ``d`` uint32 sizes, then ``prod(sizes)`` payload bytes in C
