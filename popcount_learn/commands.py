@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, emulator, h5io
-from .data import FIT, file_sha256, load_split
+from .data import FIT, VALIDATION, file_sha256, load_split
 from .datapath import DatapathConfig
-from .encoding import InputEncoding
+from .encoding import InputEncoding, latency_t_max_for
 from .errors import ConfigError, ModelFileError
 from .evaluate import evaluate_exact
 from .learning import LearningConfig, starting_rule
@@ -109,12 +109,12 @@ ENCODING_CHOICES = ("auto", "binary", "latency")
 
 def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> InputEncoding:
     """The input encoding a new network is trained with: ``kind`` "binary" (threshold and dark
-    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults 3.0 and
-    0: every code spikes, images too, where silencing the background code 0 read 26-27 % fewer
-    input rows but cost 2-3 points on digits and graded MNIST, BENCHMARKS.md #14) or "auto":
-    binary for data that are 8-bit codes as they are (IDX images such as MNIST, where the recipe
-    was tuned), latency for data that were scaled to codes (any other dtype). The data's feature
-    scaling travels in the encoding."""
+    step from ``spec``, default 128 / never), "latency" (``t_max``, ``silence``; defaults
+    ``encoding.latency_t_max_for(data.images)`` and 0: every code spikes, images too, where
+    silencing the background code 0 read 26-27 % fewer input rows but cost 2-3 points on digits
+    and graded MNIST, BENCHMARKS.md #14) or "auto": binary for data that are 8-bit codes as they
+    are (IDX images such as MNIST, where the recipe was tuned), latency for data that were scaled
+    to codes (any other dtype). The data's feature scaling travels in the encoding."""
     if kind not in ENCODING_CHOICES:
         raise ConfigError(f"--encoding must be one of {', '.join(ENCODING_CHOICES)}, got {kind!r}")
     if kind == "auto":
@@ -125,9 +125,9 @@ def choose_encoding(kind: str, data, *, t_max=None, silence=None, spec=None) -> 
                 raise ConfigError(f"{flag} applies to --encoding latency only")
         base = encoding_for(spec) if spec is not None else InputEncoding()
         return dataclasses.replace(base, scaling=data.scaling)
-    return InputEncoding.latency(
-        InputEncoding().t_max if t_max is None else t_max, 0 if silence is None else silence, scaling=data.scaling
-    )
+    if t_max is None:
+        t_max = latency_t_max_for(data.images)
+    return InputEncoding.latency(t_max, 0 if silence is None else silence, scaling=data.scaling)
 
 
 def adapt_to_data(config, data, given=()):
@@ -189,18 +189,22 @@ def train(
     t_max=None,
     silence=None,
     given=(),
+    validation=None,
 ) -> dict:
     """Train the exact network on ``data_dir`` (anything ``--data`` takes); save it atomically to
     ``out`` if given. ``encoding`` / ``t_max`` / ``silence``: ``choose_encoding`` (a network from
     ``init`` keeps its own); ``config`` fields not in ``given`` adapt to the data (``adapt_to_data``).
+    ``validation`` (N samples or a fraction, ``data.validation_count``): the last training samples
+    are held out, not trained on, and measured after every epoch (``history[i]["validation"]``);
+    what was held out and its final summary go into the model's metadata.
 
-    Returns a dict with the test summary, the per-epoch history and the output path.
+    Returns a dict with the test summary (and the validation summary), the per-epoch history and
+    the output path.
     """
     if out is not None:
         out = _writable_out_path(out)  # before the data is loaded: a bad path must not cost a run
     start = h5io.load_model(init) if init is not None else None
-    train_data = load_split(data_dir, "train", limit, scaling=_scaling_of(start), n_classes=classes)
-    test_data = load_split(data_dir, "test", scaling=train_data.scaling, n_classes=train_data.n_classes)
+    train_data, test_data, val_data = _splits(data_dir, limit, start, classes, validation)
     config = adapt_exact_to_data(config, train_data, given)
     if out is not None:
         _refuse_replacing_input(out, ExactNetwork, init, start)
@@ -223,6 +227,8 @@ def train(
         network=network,
         test_images=test_data.images if evaluate_every_epoch else None,
         test_labels=test_data.labels if evaluate_every_epoch else None,
+        validation_images=val_data.images if val_data is not None else None,
+        validation_labels=val_data.labels if val_data is not None else None,
         progress=as_progress(progress),
         on_epoch=on_epoch,
         image_shape=train_data.image_shape,
@@ -233,6 +239,12 @@ def train(
         test = history.epochs[-1]["test"]  # already measured on exactly these (final) weights
     else:
         test = evaluate_exact(network, test_data.images, test_data.labels).summary()
+    held_out = None
+    if val_data is not None:
+        final = history.epochs[-1]["validation"] if history.epochs else None
+        if final is None:
+            final = evaluate_exact(network, val_data.images, val_data.labels).summary()
+        held_out = dict(val_data.validation, summary=final)
     qat = None
     if config.qat_bits:
         # What the board will run: the image `export` makes of this model, on the emulator.
@@ -254,14 +266,32 @@ def train(
         "init": str(init) if init is not None else None,
         "history": history.epochs,
         "test": test,
+        **({"validation": held_out} if held_out is not None else {}),
         **({"qat": qat} if qat is not None else {}),
     }
     if out is not None:
         h5io.save_network(out, network, metadata)
     result = {"test": test, "history": history.epochs, "out": str(out) if out is not None else None}
+    if held_out is not None:
+        result["validation"] = held_out["summary"]
     if qat is not None:
         result["qat"] = qat
     return result
+
+
+def _splits(data_dir, limit, start, classes, validation):
+    """(train, test, validation or None) of ``data_dir``: the training split (cut to ``limit``
+    after the ``validation`` tail is held out), the scaling fitted on it or ``start``'s."""
+    train_data = load_split(
+        data_dir, "train", limit, scaling=_scaling_of(start), n_classes=classes, validation=validation
+    )
+    test_data = load_split(data_dir, "test", scaling=train_data.scaling, n_classes=train_data.n_classes)
+    val_data = None
+    if validation is not None:
+        val_data = load_split(
+            data_dir, VALIDATION, scaling=train_data.scaling, n_classes=train_data.n_classes, validation=validation
+        )
+    return train_data, test_data, val_data
 
 
 def train_onchip(
@@ -283,6 +313,7 @@ def train_onchip(
     t_max=None,
     silence=None,
     given=(),
+    validation=None,
 ) -> dict:
     """Train with the sign-only popcount rule on the integer datapath; save the weight image.
 
@@ -292,14 +323,15 @@ def train_onchip(
     image that carries a rule keeps it and, with ``continue_schedule``, its schedule continues
     at the sample index where the image's training stopped (``continued_sample_index``);
     a trained network without a rule is fine-tuned (``FINE_TUNE_RATES``). ``learning_options``
-    ({field: text}) override any field. Returns the test summary (the keys of ``evaluate
-    --emulate``), the history, the output path, the rule and its origin.
+    ({field: text}) override any field. ``validation`` holds out the last training samples as
+    ``train`` does; the trained image is measured on them once (the emulator) and the result kept
+    in its provenance. Returns the test summary (the keys of ``evaluate --emulate``), the history,
+    the output path, the rule and its origin (and the validation summary).
     """
     if out is not None:
         out = _writable_out_path(out)
     start = h5io.load_model(init) if init is not None else None
-    train_data = load_split(data_dir, "train", limit, scaling=_scaling_of(start), n_classes=classes)
-    test_data = load_split(data_dir, "test", scaling=train_data.scaling, n_classes=train_data.n_classes)
+    train_data, test_data, val_data = _splits(data_dir, limit, start, classes, validation)
     n_classes = train_data.n_classes
     config = adapt_to_data(config, train_data, given)
     if start is not None and (encoding != "auto" or t_max is not None or silence is not None):
@@ -347,6 +379,10 @@ def train_onchip(
         test = history[-1]["test"]
     else:
         test = emulator.summarize(emulator.emulate(trained, test_data.images), test_data.labels)
+    held_out = None
+    if val_data is not None:
+        final = emulator.summarize(emulator.emulate(trained, val_data.images), val_data.labels)
+        held_out = dict(val_data.validation, summary=final)
     provenance = provenance_record(
         "onchip",
         init=str(init) if init is not None else None,
@@ -359,6 +395,7 @@ def train_onchip(
         **_dataset_record(train_data),
         history=history,
         emulated_test_accuracy=test["accuracy"],
+        **({"validation": held_out} if held_out is not None else {}),
     )
     trained = dataclasses.replace(trained, provenance=provenance)
     if out is not None:
@@ -369,6 +406,7 @@ def train_onchip(
         "out": str(out) if out is not None else None,
         "learning": learning.to_dict(),
         "learning_rule_origin": rule_origin,
+        **({"validation": held_out["summary"]} if held_out is not None else {}),
     }
 
 
@@ -497,6 +535,7 @@ def inspect(path) -> dict:
             dtype=str(model.weights[0].dtype),
             encoding=_encoding_summary(model.encoding),
             test=metadata.get("test"),
+            **({"validation": metadata["validation"]} if "validation" in metadata else {}),
             epochs=len(metadata.get("history") or []),
             checksums_verified=loaded.fully_verified,
             integrity=h5io.INTEGRITY_TEXT[loaded.integrity],

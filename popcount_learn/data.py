@@ -6,7 +6,8 @@ sets; parsing, checksum verification, label and feature checks, scaling to 8-bit
 features, integer or float); ``sklearn:digits|breast_cancer|iris|wine`` (scikit-learn's bundled
 copies, no download; split by ``sklearn_split``). uint8 features are used as the codes they are;
 any other dtype is scaled to codes by a ``FeatureScaling`` fitted on the training split (one range
-for images, one per feature for a table) and stored with the model.
+for images, one per feature for a table) and stored with the model. ``--validation N|F``
+(``validation_count``) holds out the last training samples as a validation split.
 
 IDX layout (big-endian): two zero bytes, a type code (only ``0x08`` = uint8 is accepted), the
 number of dimensions ``d``, then ``d`` uint32 sizes, then ``prod(sizes)`` payload bytes in C
@@ -60,6 +61,8 @@ class LabeledImages:
     scaling: how raw features became the codes in ``images`` (None: they were codes already).
     classes: the checked number of classes (``load_split``); 0 = not checked.
     source: the ``--data`` text the split came from.
+    validation: what ``load_split(validation=...)`` held out of the training split (``asked``,
+    ``samples``, ``first_index``), None when nothing was.
     """
 
     images: np.ndarray
@@ -70,6 +73,7 @@ class LabeledImages:
     scaling: FeatureScaling | None = None
     classes: int = 0
     source: str = ""
+    validation: dict | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.images, self.labels))
@@ -296,7 +300,7 @@ class _Raw:
 def sklearn_split(labels: np.ndarray, test_fraction: float = SKLEARN_TEST_FRACTION, seed: int = SKLEARN_SPLIT_SEED):
     """Stratified, seeded train/test split of a set that ships without one: per class (in order),
     its indices permuted by ``default_rng(seed)`` and the first ``round(test_fraction * n_c)``
-    go to test. Returns sorted (train_indices, test_indices)."""
+    go to test. Returns (train_indices in a seeded random order, sorted test_indices)."""
     rng = np.random.default_rng(seed)
     train, test = [], []
     for c in np.unique(labels):
@@ -304,7 +308,9 @@ def sklearn_split(labels: np.ndarray, test_fraction: float = SKLEARN_TEST_FRACTI
         n_test = round(test_fraction * len(idx))
         test.append(idx[:n_test])
         train.append(idx[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    # The training split in a seeded random order, not the file's: iris and wine are stored sorted
+    # by class, so their last samples (a validation split, ``validation_count``) would be one class.
+    return rng.permutation(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
 def _read_sklearn(name: str, source: str) -> _Raw:
@@ -452,6 +458,49 @@ def _check_raw(raw: _Raw, n_classes: int | None) -> int:
     return classes
 
 
+VALIDATION = "validation"
+
+
+def validation_count(validation, n_train: int) -> int:
+    """Training samples held out for validation: 0 for None; ``N`` for an integer N >= 1;
+    ``max(1, round(f * n_train))`` for a fraction 0 < f < 1. At least one sample must remain."""
+    if validation is None:
+        return 0
+    if isinstance(validation, bool) or not isinstance(validation, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"--validation must be a number of samples or a fraction in (0, 1), got {validation!r}")
+    if isinstance(validation, (float, np.floating)) and not float(validation).is_integer():
+        if not 0 < validation < 1:
+            raise ConfigError(f"--validation as a fraction must be in (0, 1), got {validation}")
+        count = max(1, round(float(validation) * n_train))
+    else:
+        count = int(validation)
+        if count < 1:
+            raise ConfigError(f"--validation must be at least 1 sample (or a fraction in (0, 1)), got {validation}")
+    if count >= n_train:
+        raise ConfigError(
+            f"--validation {validation} holds out {count} of {n_train} training samples; at least one must remain"
+        )
+    return count
+
+
+def _hold_out(raw: _Raw, validation) -> dict:
+    """Cut the last ``validation_count`` training samples of ``raw`` off into a validation split
+    (in place); returns the record of what was held out. A class of the validation split absent
+    from the samples left to train on is refused, as for the test split."""
+    x, y = raw.x["train"], raw.y["train"]
+    count = validation_count(validation, len(y))
+    first = len(y) - count
+    absent = np.setdiff1d(np.unique(y[first:]), np.unique(y[:first]))
+    if len(absent):
+        raise DatasetError(
+            f"{raw.source}: --validation {validation} holds out the last {count} training samples, which hold "
+            f"every sample of class {int(absent[0])}; hold out fewer"
+        )
+    raw.x[VALIDATION], raw.y[VALIDATION] = x[first:], y[first:]
+    raw.x["train"], raw.y["train"] = x[:first], y[:first]
+    return {"asked": validation, "samples": count, "first_index": first}
+
+
 def load_split(
     data=None,
     split: str = "test",
@@ -459,6 +508,7 @@ def load_split(
     *,
     scaling=None,
     n_classes: int | None = None,
+    validation=None,
 ) -> LabeledImages:
     """One checked split of ``data`` (module docstring: what ``--data`` takes), as 8-bit codes,
     cut to its first ``limit`` samples.
@@ -469,13 +519,21 @@ def load_split(
     ``split``. ``scaling``: None = the data must be codes already (uint8); ``FIT`` = fit a
     ``FeatureScaling`` on the training split when they are not; a ``FeatureScaling`` (a model's) is
     applied. Every fault is one DatasetError / ConfigError line.
+
+    ``validation`` (``validation_count``: N samples or a fraction) holds out the last samples of
+    the training split before ``limit`` cuts it: split "train" is what remains (and the scaling is
+    fitted on it alone), split "validation" the held-out tail (``LabeledImages.validation``).
     """
-    if split not in SPLITS:
-        raise ConfigError(f"dataset split must be one of {SPLITS}, got {split!r}")
+    if split not in (*SPLITS, VALIDATION):
+        raise ConfigError(f"dataset split must be one of {(*SPLITS, VALIDATION)}, got {split!r}")
+    if split == VALIDATION and validation is None:
+        raise ConfigError("load_split: the validation split needs validation= (a count or a fraction)")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"--limit must be a positive number of images, got {limit}")
-    raw = _read_source(data, (split,) if n_classes is not None and split == "test" else SPLITS)
+    test_only = n_classes is not None and split == "test"
+    raw = _read_source(data, (split,) if test_only else SPLITS)
     classes = _check_raw(raw, n_classes)
+    held_out = _hold_out(raw, validation) if validation is not None and not test_only else None
     x = raw.x[split]
     if isinstance(scaling, FeatureScaling):
         codes = scaling.codes(x)
@@ -494,7 +552,7 @@ def load_split(
     labels = raw.y[split].astype(np.uint8)
     if limit is not None:
         codes, labels = codes[:limit], labels[:limit]
-    files = raw.files[split]
+    files = raw.files["train" if split == VALIDATION else split]
     return LabeledImages(
         images=np.ascontiguousarray(codes),
         labels=labels,
@@ -504,4 +562,5 @@ def load_split(
         scaling=scaling,
         classes=classes,
         source=raw.source,
+        validation=held_out,
     )

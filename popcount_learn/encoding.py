@@ -44,11 +44,12 @@ class InputEncoding:
     kind: "binary" or "latency".
     threshold: binary: a code spikes at t = 0 when ``code > threshold`` (0..254).
     dark_time: binary: spike time of the other codes, or None = never.
-    t_max: latency: the spike time of code 0, in synaptic time constants (> 0). The default 3
-        spreads the inputs' z = exp(t) over 1..20, so a value changes an input's share of the
-        membrane ``w (1 - z_i / z)`` markedly; with 1 (z in 1..2.7) the inputs arrive almost
-        together and training on tabular data stalled, and 4 (z in 1..55, the first default)
-        trailed 3 on graded MNIST and breast_cancer (BENCHMARKS.md, issue #14).
+    t_max: latency: the spike time of code 0, in synaptic time constants (> 0). 3 (the field's
+        default) spreads the inputs' z = exp(t) over 1..20, so a value changes an input's share
+        of the membrane ``w (1 - z_i / z)`` markedly; 4 (z in 1..55, the first default) trailed 3
+        on graded MNIST and breast_cancer. A new network trained by the CLI gets
+        ``latency_t_max_for`` its data: 3 for codes at the ends of the range, 2 for codes in
+        between (BENCHMARKS.md, issue #14).
     silence: latency: codes below it never spike (0..255; 0 = every code spikes).
     scaling: how raw features became codes (None: the data are codes already, e.g. IDX pixels).
 
@@ -226,6 +227,29 @@ class FeatureScaling:
         safe = np.where(span > 0, span, 1.0)
         scaled = np.where(span > 0, (x - self.low) * CODE_MAX / safe, 0.0)
         return np.clip(np.floor(scaled + 0.5), 0, CODE_MAX).astype(np.uint8)
+
+
+# The latency window a new network gets (``latency_t_max_for``): 3 time constants for codes that
+# sit at the ends of the range (graded MNIST: 82 % of its pixels are 0 or 255), 2 for codes that
+# are all in between (a min/max-scaled table). BENCHMARKS.md, issue #14, "Derived defaults".
+T_MAX_EXTREME_CODES = 3.0
+T_MAX_GRADED_CODES = 2.0
+
+
+def latency_t_max_for(codes: np.ndarray) -> float:
+    """``t_max`` derived from the training codes: ``2 + f`` with ``f`` the fraction of codes that
+    are 0 or 255, rounded to 0.01.
+
+    Codes at the ends spike at 0 or at t_max: the window only says how late "dark" is, and 3 was
+    best on graded MNIST. Codes inside the range carry their value in their time, and z = exp(t)
+    warps it: a window of 3 spreads z over 1..20, and on wine (1 % of codes at an end) it fitted
+    the training split and missed 8 % of the validation split that a window of 2 or 1.5 got.
+    """
+    flat = _flat_codes(codes)
+    if flat.size == 0:
+        return T_MAX_EXTREME_CODES
+    at_ends = float(np.count_nonzero((flat == 0) | (flat == CODE_MAX))) / flat.size
+    return round(T_MAX_GRADED_CODES + (T_MAX_EXTREME_CODES - T_MAX_GRADED_CODES) * at_ends, 2)
 
 
 def _flat_codes(codes: np.ndarray) -> np.ndarray:

@@ -670,6 +670,8 @@ def train_exact(
     encoding: SpikeEncoding | None = None,
     test_images: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
+    validation_images: np.ndarray | None = None,
+    validation_labels: np.ndarray | None = None,
     progress: Progress | None = None,
     eval_fn=None,
     on_epoch=None,
@@ -681,7 +683,8 @@ def train_exact(
 
     Reproducible for a given seed and thread count. ``progress`` receives one update per
     minibatch with the running loss and accuracy; ``eval_fn(network) -> dict`` (optional) is
-    called after every epoch and its result is stored in the history; ``on_epoch(record)``
+    called after every epoch and its result is stored in the history, as are the summaries on the
+    test and validation samples (``record["test"]``, ``record["validation"]``); ``on_epoch(record)``
     (optional) receives each epoch's finished record. ``image_shape`` (rows, cols) is needed
     for the shift augmentation when images are flat and not square. ``encoding`` (default: the
     starting network's, else ``SpikeEncoding()``) is used for training and stored in the result.
@@ -773,6 +776,8 @@ def train_exact(
         }
         weights = network.weights if averaged is None else averaged
         current = ExactNetwork([w.copy() for w in forward_weights(weights, config)], network.encoding)
+        if validation_images is not None and validation_labels is not None:
+            record["validation"] = evaluate_exact(current, validation_images, validation_labels).summary()
         if test_images is not None and test_labels is not None:
             record["test"] = evaluate_exact(current, test_images, test_labels).summary()
         if eval_fn is not None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from popcount_learn import cli, commands, plots
-from popcount_learn.encoding import FeatureScaling, InputEncoding
+from popcount_learn.encoding import FeatureScaling, InputEncoding, latency_t_max_for
 from popcount_learn.errors import ConfigError
 from popcount_learn.train import MIN_ADAM_STEPS, TrainConfig, budget_for
 
@@ -48,16 +48,30 @@ def test_asked_for_fields_are_kept():
 
 
 def test_latency_defaults_every_code_spiking_and_auto_keeps_binary_for_idx_codes():
-    image = SimpleNamespace(image_shape=(8, 8), scaling=FeatureScaling.fit(np.arange(4.0)[None], False))
-    table = SimpleNamespace(image_shape=None, scaling=FeatureScaling.fit(np.ones((2, 4)), True))
+    scaling = FeatureScaling.fit(np.arange(4.0)[None], False)
+    codes = np.array([[0, 255, 0, 255], [0, 0, 255, 255]], np.uint8)  # every code at an end: t_max 3
+    image = SimpleNamespace(image_shape=(2, 2), scaling=scaling, images=codes)
+    table = SimpleNamespace(image_shape=None, scaling=scaling, images=np.full((2, 4), 77, np.uint8))
     assert commands.choose_encoding("latency", image).silence == 0
-    # t_max 3: above 4 (the first default) on graded MNIST, breast_cancer and digits (BENCHMARKS #14).
     assert commands.choose_encoding("latency", image).t_max == 3.0 == InputEncoding.latency().t_max
+    assert commands.choose_encoding("latency", table).t_max == 2.0  # every code graded
+    assert commands.choose_encoding("latency", table, t_max=4.5).t_max == 4.5  # asked for: kept
     assert commands.choose_encoding("auto", table).silence == 0
     assert commands.choose_encoding("latency", image, silence=3).silence == 3
     assert commands.choose_encoding("auto", image).kind == "latency"
     mnist = SimpleNamespace(image_shape=(28, 28), scaling=None)  # IDX codes: binary, as tuned
     assert commands.choose_encoding("auto", mnist) == InputEncoding()
+
+
+def test_latency_window_is_derived_from_the_share_of_codes_at_the_ends():
+    # 2 + f, f the fraction of codes that are 0 or 255 (3 of 8 here), rounded to 0.01.
+    codes = np.array([[0, 255, 255, 10, 20, 30, 40, 50]], np.uint8)
+    assert latency_t_max_for(codes) == 2.38
+    assert latency_t_max_for(np.zeros((3, 5), np.uint8)) == 3.0
+    assert latency_t_max_for(np.full((3, 5), 128, np.uint8)) == 2.0
+    assert latency_t_max_for(np.zeros((0, 5), np.uint8)) == 3.0
+    with pytest.raises(ConfigError):
+        latency_t_max_for(np.zeros((2, 2), np.float64))  # codes, not raw features
 
 
 class _Stop(Exception):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from popcount_learn import commands
+from popcount_learn import commands, h5io
 from popcount_learn.data import FIT, load_split
 from popcount_learn.onchip_train import OnchipTrainConfig
 from popcount_learn.train import TrainConfig
@@ -97,6 +97,8 @@ def run(data: str, encoding: str, epochs, seed: int, limit, onchip: bool, out_di
         limit=limit,
     )  # fmt: skip
     record["epochs"] = len(result["history"])
+    trained = h5io.load_model(model)
+    record["t_max"] = trained.encoding.t_max if trained.encoding.kind == "latency" else None
     record["exact"] = dict(_pick(result["test"]), seconds=round(time.perf_counter() - t0, 1))
     image = out_dir / f"{name}-int8.h5"
     commands.export(model, image, data_dir=data, measure=False)

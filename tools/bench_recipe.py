@@ -1,0 +1,123 @@
+"""Why does the recipe trail the MLP on small data? Measured on a validation split, several seeds.
+
+Usage: PYTHONPATH=$PWD python tools/bench_recipe.py --data sklearn:wine sklearn:breast_cancer ...
+           [--seeds 0 1 2] [--validation 0.25] [--set field=value ...] [--t-max T] [--mlp] [--threads 1]
+
+Per data set, one JSON line: the exact TTFS model of ``popcount-learn train --data D --encoding
+latency --validation V --seed S`` (``commands.adapt_exact_to_data``: the defaults derived from the
+data, with the ``--set`` fields of ``TrainConfig`` kept as given) trained on the training split
+less its last ``V`` samples and scored on those held-out samples only (the test split is not
+read), for each seed; with ``--mlp`` also scikit-learn's ``MLPClassifier`` (ReLU, the same hidden
+size, epochs, batch 32, Adam lr 1e-3, the same seeds) on the same inputs (codes / 255).
+"""
+
+import os
+import sys
+
+_THREADS = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, _THREADS)
+
+import argparse
+import dataclasses
+import json
+import time
+import warnings
+
+import numba
+import numpy as np
+
+from popcount_learn import commands
+from popcount_learn.data import FIT, VALIDATION, load_split
+from popcount_learn.evaluate import evaluate_exact
+from popcount_learn.train import TrainConfig, train_exact
+
+
+def parse_fields(items) -> dict:
+    """``field=value`` pairs of ``TrainConfig`` (the value in the field's type)."""
+    defaults = TrainConfig()
+    out = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        if name not in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise SystemExit(f"--set: TrainConfig has no field {name!r}")
+        if name == "hidden":
+            out[name] = tuple(int(v) for v in text.split(","))
+        else:
+            out[name] = type(getattr(defaults, name))(text)
+    return out
+
+
+def mlp_on_validation(train, val, hidden: int, epochs: int, seed: int) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(hidden,),
+        learning_rate_init=1e-3,
+        batch_size=32,
+        max_iter=epochs,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(train.images / 255.0, train.labels)
+    return float((mlp.predict(val.images / 255.0) == val.labels).mean())
+
+
+def run(data: str, seeds, validation, fields: dict, t_max, mlp: bool) -> dict:
+    train = load_split(data, "train", scaling=FIT, validation=validation)
+    val = load_split(data, VALIDATION, scaling=train.scaling, n_classes=train.n_classes, validation=validation)
+    record = {"data": data, "set": {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}}
+    record.update(t_max=t_max, validation=val.n_samples, train=train.n_samples, seeds=list(seeds))
+    accuracy, spikes, rows, mlp_accuracy, fit = [], [], [], [], []
+    t0 = time.perf_counter()
+    for seed in seeds:
+        config = commands.adapt_exact_to_data(TrainConfig(seed=seed, **fields), train, frozenset(fields))
+        encoding = commands.choose_encoding("latency", train, t_max=t_max)
+        network, history = train_exact(
+            train.images, train.labels, config, encoding=encoding, image_shape=train.image_shape,
+            n_classes=train.n_classes,
+        )  # fmt: skip
+        summary = evaluate_exact(network, val.images, val.labels).summary()
+        accuracy.append(summary["accuracy"])
+        fit.append(history.epochs[-1]["train_accuracy"] if history.epochs else float("nan"))
+        spikes.append(summary["hidden_spikes_before_decision_mean"])
+        rows.append(summary["input_weight_rows_read_fraction"])
+        if mlp:
+            mlp_accuracy.append(mlp_on_validation(train, val, config.hidden[0], config.epochs, seed))
+    record.update(epochs=config.epochs, config=dataclasses.asdict(config))
+    record["ttfs_val_accuracy"] = [round(100 * a, 2) for a in accuracy]
+    record["ttfs_mean"] = round(100 * float(np.mean(accuracy)), 2)
+    record["ttfs_last_epoch_train_accuracy"] = [round(100 * a, 2) for a in fit]
+    record["hidden_spikes_before_decision"] = round(float(np.mean(spikes)), 1)
+    record["input_rows_read_fraction"] = round(float(np.mean(rows)), 3)
+    if mlp:
+        record["mlp_val_accuracy"] = [round(100 * a, 2) for a in mlp_accuracy]
+        record["mlp_mean"] = round(100 * float(np.mean(mlp_accuracy)), 2)
+    record["seconds"] = round(time.perf_counter() - t0)
+    record["threads"] = numba.get_num_threads()
+    record["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    return record
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", nargs="+", default=["sklearn:wine", "sklearn:breast_cancer", "sklearn:iris"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--validation", type=float, default=0.25)
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="TrainConfig fields, kept as given")
+    p.add_argument("--t-max", type=float, default=None, help="latency t_max (default: the trainer's)")
+    p.add_argument("--mlp", action="store_true", help="also the ReLU MLP on the same split")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    fields = parse_fields(args.set)
+    for data in args.data:
+        print(json.dumps(run(data, args.seeds, args.validation, fields, args.t_max, args.mlp)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
