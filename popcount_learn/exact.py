@@ -354,18 +354,25 @@ def _binary_layer_forward(ptr, rows, w, n_chunks):
             row = w[bias, j0:j1]
             for j in range(acc.shape[0]):
                 acc[j] += row[j]
-            for j in range(acc.shape[0]):
-                a1 = acc[j] - 1.0
-                zo = np.inf
-                d = 0.0
-                if a1 > 0.0:
-                    zc = acc[j] / a1
-                    if zc <= np.inf:
-                        zo = zc if zc > 1.0 else 1.0
-                        d = a1
-                z_out[b, j0 + j] = zo
-                denom[b, j0 + j] = d
+            _binary_fire(acc, z_out[b, j0:j1], denom[b, j0:j1])
     return z_out, denom
+
+
+@njit(cache=True, inline="always")
+def _binary_fire(a_sum, z_out, denom):
+    """z_out = A / (A - 1) if A > 1 else inf and denom = A - 1 (0 if silent), per element of the
+    summed weights ``a_sum`` (the one tie group at z = 1 of binary inputs)."""
+    for j in range(a_sum.shape[0]):
+        a1 = a_sum[j] - 1.0
+        zo = np.inf
+        d = 0.0
+        if a1 > 0.0:
+            zc = a_sum[j] / a1
+            if zc <= np.inf:
+                zo = zc if zc > 1.0 else 1.0
+                d = a1
+        z_out[j] = zo
+        denom[j] = d
 
 
 @njit(cache=True)
