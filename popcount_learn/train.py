@@ -281,11 +281,12 @@ def _loss_and_grads(
     binary and it is not the output layer, comes back as a ``_FirstLayerGradient``.
     ``column_sums[k]``, where not None, is ``weights[k].sum(axis=0)`` known already;
     ``first_layer``, where not None, is the ``_FirstLayerForward`` of ``z_input`` on ``weights[0]``."""
+    kept = []  # per layer, its sorted inputs if the forward pass sorted them on this thread
     if first_layer is None:
-        zs, denoms = exact.forward(weights, z_input)
+        zs, denoms = exact.forward(weights, z_input, kept)
     else:
-        above, above_denoms = exact.forward(weights[1:], first_layer.z_out)
-        zs, denoms = [z_input, *above], [first_layer.denom, *above_denoms]
+        above, above_denoms = exact.forward(weights[1:], first_layer.z_out, kept)
+        zs, denoms, kept = [z_input, *above], [first_layer.denom, *above_denoms], [None, *kept]
     z_o = zs[-1]
     batch = len(labels)
     rows = np.arange(batch)
@@ -332,7 +333,8 @@ def _loss_and_grads(
                 coef = exact.backward_coefficients(zs[1], denoms[0], g, weights[0].dtype)
                 grads[0] = _FirstLayerGradient(*binary, zs[1], coef)
                 continue
-        gw, g_in = exact.layer_backward(zs[layer], weights[layer], zs[layer + 1], denoms[layer], g, need_in)
+        args = (zs[layer], weights[layer], zs[layer + 1], denoms[layer], g, need_in, kept[layer])
+        gw, g_in = exact.layer_backward(*args)
         grads[layer] = gw  # a fresh array, never -0.0: the same as adding it to zeros
         if need_in:
             if layer in extra_grad_z:
