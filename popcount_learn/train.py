@@ -557,9 +557,11 @@ def _adam_one(p, g, m, v, avg, i, lr, c1, c2, ema_decay, divide_m, divide_v, ave
         avg[i] = ema_decay * avg[i] + (1.0 - ema_decay) * pi
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _adam_ema_update_flat(p, g, m, v, avg, lr, c1, c2, ema_decay):
-    # One prange loop per case (straight, vectorisable loops over 1-D arrays).
+    # One prange loop per case (straight, vectorisable loops over 1-D arrays). The numpy error
+    # model drops the zero-divisor checks, which kept the loops scalar (3.6x slower on one thread):
+    # no divisor here is ever 0 (c1, c2 > 0; sqrt(v) + eps > 0), so not a bit changes.
     n = p.shape[0]
     if ema_decay >= 0.0 and c1 == 1.0 and c2 == 1.0:
         for i in prange(n):
@@ -673,7 +675,7 @@ def _first_layer_adam(
 # is computed alone and each column summed in row order either way, so the numbers are the same.
 _PARALLEL_MIN_SIZE = 1 << 16
 _scale_and_sum_columns_serial = njit(cache=True)(_scale_and_sum_columns.py_func)
-_adam_ema_update_flat_serial = njit(cache=True)(_adam_ema_update_flat.py_func)
+_adam_ema_update_flat_serial = njit(cache=True, error_model="numpy")(_adam_ema_update_flat.py_func)
 
 
 def _adam_ema_update(p, g, m, v, avg, lr, c1, c2, ema_decay):
