@@ -124,24 +124,6 @@ def _layer_forward(z_in, w):
     return z_out, denom
 
 
-@njit(cache=True)
-def _layer_forward_serial(z_in, w):
-    """``_layer_forward`` on the calling thread, with one set of buffers (the same numbers)."""
-    batch, n_in = z_in.shape
-    n_out = w.shape[1]
-    z_out = np.empty((batch, n_out), dtype=w.dtype)
-    denom = np.empty((batch, n_out), dtype=w.dtype)
-    order_buf = np.empty(n_in + 1, dtype=np.int64)
-    key_buf = np.empty(n_in + 1, dtype=z_in.dtype)
-    sorted_z = np.empty(n_in + 1, dtype=np.float64)
-    a_sum = np.empty(n_out, dtype=w.dtype)
-    b_sum = np.empty(n_out, dtype=w.dtype)
-    for b in range(batch):
-        order, n_active = _active_order(z_in[b], n_in, order_buf, key_buf, sorted_z)
-        _sample_forward(w, order, sorted_z, n_active, z_out[b], denom[b], a_sum, b_sum)
-    return z_out, denom
-
-
 @njit(cache=True, inline="always")
 def _sorted_inputs(z_in, b, orders, times, counts):
     """Sample b's spiking inputs and the bias, stably sorted by z, into ``orders[b]`` / ``times[b]``."""
@@ -228,17 +210,43 @@ def _grad_weights(z_in, z_out, coef, n_blocks):
 
 
 @njit(cache=True)
-def _grad_weights_serial(z_in, z_out, coef):
-    """``_grad_weights`` on the calling thread (each element's sum runs over the samples in the
-    same increasing order, so the same numbers)."""
+def _sort_batch(z_in):
+    """Every sample's spiking inputs and the bias, stably sorted by z (``_active_order``), on the
+    calling thread: (orders, times, counts), sample b's in ``orders[b, :counts[b]]``."""
     batch, n_in = z_in.shape
-    n_out = z_out.shape[1]
-    grad_w = np.zeros((n_in + 1, n_out), dtype=coef.dtype)
     orders = np.empty((batch, n_in + 1), dtype=np.int64)
     times = np.empty((batch, n_in + 1), dtype=np.float64)
     counts = np.empty(batch, dtype=np.int64)
+    order_buf = np.empty(n_in + 1, dtype=np.int64)
+    key_buf = np.empty(n_in + 1, dtype=z_in.dtype)
     for b in range(batch):
-        _sorted_inputs(z_in, b, orders, times, counts)
+        order, n = _active_order(z_in[b], n_in, order_buf, key_buf, times[b])
+        orders[b, :n] = order[:n]
+        counts[b] = n
+    return orders, times, counts
+
+
+@njit(cache=True)
+def _layer_forward_sorted(orders, times, counts, w):
+    """``_layer_forward`` on the calling thread from a ``_sort_batch`` result (the same numbers:
+    the same per-sample order and float64 times)."""
+    batch = counts.shape[0]
+    n_out = w.shape[1]
+    z_out = np.empty((batch, n_out), dtype=w.dtype)
+    denom = np.empty((batch, n_out), dtype=w.dtype)
+    a_sum = np.empty(n_out, dtype=w.dtype)
+    b_sum = np.empty(n_out, dtype=w.dtype)
+    for b in range(batch):
+        _sample_forward(w, orders[b], times[b], counts[b], z_out[b], denom[b], a_sum, b_sum)
+    return z_out, denom
+
+
+@njit(cache=True)
+def _grad_weights_sorted(orders, times, counts, z_out, coef):
+    """``_grad_weights`` on the calling thread from a ``_sort_batch`` result (each element's sum
+    runs over the samples in the same increasing order, so the same numbers)."""
+    n_out = z_out.shape[1]
+    grad_w = np.zeros((orders.shape[1], n_out), dtype=coef.dtype)
     _grad_weights_block(orders, times, counts, z_out, coef, grad_w, 0, n_out)
     return grad_w
 
@@ -354,18 +362,25 @@ def _binary_layer_forward(ptr, rows, w, n_chunks):
             row = w[bias, j0:j1]
             for j in range(acc.shape[0]):
                 acc[j] += row[j]
-            for j in range(acc.shape[0]):
-                a1 = acc[j] - 1.0
-                zo = np.inf
-                d = 0.0
-                if a1 > 0.0:
-                    zc = acc[j] / a1
-                    if zc <= np.inf:
-                        zo = zc if zc > 1.0 else 1.0
-                        d = a1
-                z_out[b, j0 + j] = zo
-                denom[b, j0 + j] = d
+            _binary_fire(acc, z_out[b, j0:j1], denom[b, j0:j1])
     return z_out, denom
+
+
+@njit(cache=True, inline="always")
+def _binary_fire(a_sum, z_out, denom):
+    """z_out = A / (A - 1) if A > 1 else inf and denom = A - 1 (0 if silent), per element of the
+    summed weights ``a_sum`` (the one tie group at z = 1 of binary inputs)."""
+    for j in range(a_sum.shape[0]):
+        a1 = a_sum[j] - 1.0
+        zo = np.inf
+        d = 0.0
+        if a1 > 0.0:
+            zc = a_sum[j] / a1
+            if zc <= np.inf:
+                zo = zc if zc > 1.0 else 1.0
+                d = a1
+        z_out[j] = zo
+        denom[j] = d
 
 
 @njit(cache=True)
@@ -487,21 +502,31 @@ def layer_forward(z_in, w):
     z_in: (batch, n_in) input spike times in z (inf = no spike); w: (n_in + 1, n_out).
     Returns z_out (batch, n_out), inf for silent neurons, and denom = sum_C w - 1 (0 if silent).
     """
+    z_out, denom, _ = layer_forward_sorted(z_in, w)
+    return z_out, denom
+
+
+def layer_forward_sorted(z_in, w):
+    """``layer_forward`` plus the sorted inputs it made, if it sorted on the calling thread, else
+    None: ``(orders, times, counts)`` of ``_sort_batch``, which ``layer_backward`` takes as
+    ``sorted_inputs`` for the same ``z_in`` and ``w`` instead of sorting them again."""
     _check_layer(z_in, w)
     z_in = np.ascontiguousarray(z_in, dtype=w.dtype)
     w = np.ascontiguousarray(w)
     ok, ptr, rows = _binary_rows(z_in)
     if ok:
-        return _binary_layer_forward(ptr, rows, w, _column_chunks(w.shape[1]))
+        return *_binary_layer_forward(ptr, rows, w, _column_chunks(w.shape[1])), None
     if _serial(z_in.shape[0], w):
-        return _layer_forward_serial(z_in, w)
-    return _layer_forward(z_in, w)
+        sorted_inputs = _sort_batch(z_in)
+        return *_layer_forward_sorted(*sorted_inputs, w), sorted_inputs
+    return *_layer_forward(z_in, w), None
 
 
-def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
+def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True, sorted_inputs=None):
     """Exact gradients of one layer.
 
-    grad_z_out: (batch, n_out) dL/dz_out (ignored for silent neurons).
+    grad_z_out: (batch, n_out) dL/dz_out (ignored for silent neurons). ``sorted_inputs``: what
+    ``layer_forward_sorted(z_in, w)`` returned as its third value (or None: sort here).
     Returns grad_w (n_in + 1, n_out) summed over the batch and grad_z_in (batch, n_in)
     (zeros when need_grad_z_in is False).
     """
@@ -513,7 +538,10 @@ def layer_backward(z_in, w, z_out, denom, grad_z_out, need_grad_z_in=True):
     if ok:
         grad_w = _binary_grad_weights(ptr, rows, z_in.shape[1], z_out, coef, _column_chunks(w.shape[1]))
     elif _serial(z_in.shape[0], w):
-        grad_w = _grad_weights_serial(z_in, z_out, coef)
+        # The forward pass sorted z_in in w's dtype; the same order unless that cast made ties.
+        if sorted_inputs is None or z_in.dtype != w.dtype:
+            sorted_inputs = _sort_batch(np.ascontiguousarray(z_in))
+        grad_w = _grad_weights_sorted(*sorted_inputs, z_out, coef)
     else:
         grad_w = _grad_weights(z_in, z_out, coef, _column_chunks(w.shape[1]))
     if not need_grad_z_in:
@@ -553,14 +581,19 @@ def arrived_weight_sum(z_in, w):
     return _arrived_weight_sum(z_in, w)
 
 
-def forward(weights, z_input):
-    """Run every layer. Returns the list of z per layer (input first) and the denominators."""
+def forward(weights, z_input, sorted_inputs=None):
+    """Run every layer. Returns the list of z per layer (input first) and the denominators.
+
+    ``sorted_inputs``, if a list, receives each layer's third value of ``layer_forward_sorted``.
+    """
     zs = [z_input]
     denoms = []
     for w in weights:
-        z_next, denom = layer_forward(zs[-1], w)
+        z_next, denom, kept = layer_forward_sorted(zs[-1], w)
         zs.append(z_next)
         denoms.append(denom)
+        if sorted_inputs is not None:
+            sorted_inputs.append(kept)
     return zs, denoms
 
 

@@ -262,11 +262,31 @@ class _FirstLayerGradient:
     penalty: float = 0.0
 
 
-def _loss_and_grads(weights, z_input, labels, config: TrainConfig, defer_first: bool, column_sums=None):
+@dataclass(frozen=True, eq=False)
+class _FirstLayerForward:
+    """The first layer's forward pass of a minibatch with binary inputs, run ahead by ``Adam.step``:
+    its spike times and denominators (``exact.layer_forward``) and the spiking inputs per sample
+    (``exact.binary_input_rows``)."""
+
+    z_out: np.ndarray
+    denom: np.ndarray
+    ptr: np.ndarray
+    rows: np.ndarray
+
+
+def _loss_and_grads(
+    weights, z_input, labels, config: TrainConfig, defer_first: bool, column_sums=None, first_layer=None
+):
     """``batch_loss_and_grads``; with ``defer_first`` the first layer's gradient, if its inputs are
     binary and it is not the output layer, comes back as a ``_FirstLayerGradient``.
-    ``column_sums[k]``, where not None, is ``weights[k].sum(axis=0)`` known already."""
-    zs, denoms = exact.forward(weights, z_input)
+    ``column_sums[k]``, where not None, is ``weights[k].sum(axis=0)`` known already;
+    ``first_layer``, where not None, is the ``_FirstLayerForward`` of ``z_input`` on ``weights[0]``."""
+    kept = []  # per layer, its sorted inputs if the forward pass sorted them on this thread
+    if first_layer is None:
+        zs, denoms = exact.forward(weights, z_input, kept)
+    else:
+        above, above_denoms = exact.forward(weights[1:], first_layer.z_out, kept)
+        zs, denoms, kept = [z_input, *above], [first_layer.denom, *above_denoms], [None, *kept]
     z_o = zs[-1]
     batch = len(labels)
     rows = np.arange(batch)
@@ -308,12 +328,13 @@ def _loss_and_grads(weights, z_input, labels, config: TrainConfig, defer_first: 
     for layer in range(len(weights) - 1, -1, -1):
         need_in = layer > 0
         if layer == 0 and defer_first and len(weights) > 1:
-            binary = exact.binary_input_rows(zs[0])
+            binary = exact.binary_input_rows(zs[0]) if first_layer is None else (first_layer.ptr, first_layer.rows)
             if binary is not None:
                 coef = exact.backward_coefficients(zs[1], denoms[0], g, weights[0].dtype)
                 grads[0] = _FirstLayerGradient(*binary, zs[1], coef)
                 continue
-        gw, g_in = exact.layer_backward(zs[layer], weights[layer], zs[layer + 1], denoms[layer], g, need_in)
+        args = (zs[layer], weights[layer], zs[layer + 1], denoms[layer], g, need_in, kept[layer])
+        gw, g_in = exact.layer_backward(*args)
         grads[layer] = gw  # a fresh array, never -0.0: the same as adding it to zeros
         if need_in:
             if layer in extra_grad_z:
@@ -536,9 +557,11 @@ def _adam_one(p, g, m, v, avg, i, lr, c1, c2, ema_decay, divide_m, divide_v, ave
         avg[i] = ema_decay * avg[i] + (1.0 - ema_decay) * pi
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _adam_ema_update_flat(p, g, m, v, avg, lr, c1, c2, ema_decay):
-    # One prange loop per case (straight, vectorisable loops over 1-D arrays).
+    # One prange loop per case (straight, vectorisable loops over 1-D arrays). The numpy error
+    # model drops the zero-divisor checks, which kept the loops scalar (3.6x slower on one thread):
+    # no divisor here is ever 0 (c1, c2 > 0; sqrt(v) + eps > 0), so not a bit changes.
     n = p.shape[0]
     if ema_decay >= 0.0 and c1 == 1.0 and c2 == 1.0:
         for i in prange(n):
@@ -556,7 +579,28 @@ def _adam_ema_update_flat(p, g, m, v, avg, lr, c1, c2, ema_decay):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _first_layer_adam(
-    ptr, rows, z_out, coef, scale, deficit, penalty, p, m, v, avg, lr, c1, c2, ema_decay, g_rows, column_sums
+    ptr,
+    rows,
+    z_out,
+    coef,
+    scale,
+    deficit,
+    penalty,
+    p,
+    m,
+    v,
+    avg,
+    lr,
+    c1,
+    c2,
+    ema_decay,
+    g_rows,
+    column_sums,
+    next_start,
+    next_samples,
+    next_sum,
+    next_z_out,
+    next_denom,
 ):
     """Adam + weight average with the gradient of a ``_FirstLayerGradient``, added up one weight
     row at a time (in the order of ``exact._binary_grad_weights``) right where it is used.
@@ -564,9 +608,17 @@ def _first_layer_adam(
     ``deficit`` has one flag per column; ``g_rows`` is scratch, one row per column chunk (one
     chunk per thread); ``column_sums`` receives the column sums of the updated weights, row
     after row (numpy's ``p.sum(axis=0)`` for two or more columns).
+
+    The next minibatch's forward pass through this layer rides along when its inputs are binary
+    (``next_sum`` has one row per sample; zero rows = none): each updated weight row, while it is
+    in cache, is added to the sums A_bj of the samples b in which that input spikes
+    (``next_samples[next_start[i] : next_start[i + 1]]``, every sample for the bias row), so
+    A_bj adds the rows in increasing i and then the bias, as ``exact._binary_layer_forward``
+    does; ``next_z_out`` / ``next_denom`` receive its results (the same numbers).
     """
     n_rows, n_out = p.shape
     n_chunks = g_rows.shape[0]
+    n_next = next_sum.shape[0]
     start, samples = exact._samples_per_row(ptr, rows, n_rows - 1)
     width = (n_out + n_chunks - 1) // n_chunks
     average = ema_decay >= 0.0
@@ -581,6 +633,9 @@ def _first_layer_adam(
         total = column_sums[j0 : j0 + mm]
         for j in range(mm):
             total[j] = 0.0
+        for b in range(n_next):
+            for j in range(mm):
+                next_sum[b, j0 + j] = 0.0
         for i in range(n_rows):
             for j in range(mm):
                 g[j] = 0.0
@@ -606,6 +661,13 @@ def _first_layer_adam(
                     _adam_one(pi, g, mi, vi, ai, j, lr, c1, c2, ema_decay, True, True, False)
             for j in range(mm):
                 total[j] += pi[j]
+            for q in range(next_start[i], next_start[i + 1]):
+                acc = next_sum[next_samples[q], j0 : j0 + mm]
+                for j in range(mm):
+                    acc[j] += pi[j]
+        for b in range(n_next):
+            j1 = j0 + mm
+            exact._binary_fire(next_sum[b, j0:j1], next_z_out[b, j0:j1], next_denom[b, j0:j1])
 
 
 # Small layers (the output layer) run the same loops on one thread: waking the thread pool for a
@@ -613,7 +675,7 @@ def _first_layer_adam(
 # is computed alone and each column summed in row order either way, so the numbers are the same.
 _PARALLEL_MIN_SIZE = 1 << 16
 _scale_and_sum_columns_serial = njit(cache=True)(_scale_and_sum_columns.py_func)
-_adam_ema_update_flat_serial = njit(cache=True)(_adam_ema_update_flat.py_func)
+_adam_ema_update_flat_serial = njit(cache=True, error_model="numpy")(_adam_ema_update_flat.py_func)
 
 
 def _adam_ema_update(p, g, m, v, avg, lr, c1, c2, ema_decay):
@@ -637,10 +699,18 @@ class Adam:
         # Per layer, the column sums of the weights after the last step when that step added up a
         # _FirstLayerGradient (it gets them for free), else None.
         self.column_sums = [None] * len(params)
+        self.next_first_layer = None
 
-    def step(self, params, grads, averages=None, ema_decay=-1.0):
-        """Update ``params`` in place; with ``averages``, also ``avg = d * avg + (1 - d) * p``."""
+    def step(self, params, grads, averages=None, ema_decay=-1.0, next_input=None):
+        """Update ``params`` in place; with ``averages``, also ``avg = d * avg + (1 - d) * p``.
+
+        ``next_input`` (optional): the next minibatch's input z. If the first layer's gradient
+        is a ``_FirstLayerGradient`` and that input is binary, the pass that updates the first
+        layer also runs the next batch through it: ``self.next_first_layer`` is then that
+        layer's ``_FirstLayerForward`` on the updated weights, else None.
+        """
         self.t += 1
+        self.next_first_layer = None
         c1 = 1 - 0.9**self.t
         c2 = 1 - 0.999**self.t
         for k, (p, g) in enumerate(zip(params, grads, strict=True)):
@@ -653,7 +723,19 @@ class Adam:
                 g_rows = np.empty((n_chunks, -(-p.shape[1] // n_chunks)), dtype=p.dtype)
                 sums = np.empty(p.shape[1], dtype=p.dtype)
                 args = (g.ptr, g.rows, g.z_out, g.coef, g.scale, deficit, g.penalty)
-                _first_layer_adam(*args, p, self.m[k], self.v[k], avg, self.lr, c1, c2, decay, g_rows, sums)
+                binary = exact.binary_input_rows(next_input) if k == 0 and next_input is not None else None
+                n_next = 0 if binary is None else len(binary[0]) - 1
+                if binary is None:
+                    next_start, next_samples = np.zeros(p.shape[0] + 1, np.int64), np.zeros(0, np.int64)
+                else:
+                    next_start, next_samples = exact._samples_per_row(*binary, p.shape[0] - 1)
+                next_sum = np.empty((n_next, p.shape[1]), dtype=p.dtype)
+                next_z_out = np.empty((n_next, p.shape[1]), dtype=p.dtype)
+                next_denom = np.empty((n_next, p.shape[1]), dtype=p.dtype)
+                ahead = (next_start, next_samples, next_sum, next_z_out, next_denom)
+                _first_layer_adam(*args, p, self.m[k], self.v[k], avg, self.lr, c1, c2, decay, g_rows, sums, *ahead)
+                if binary is not None:
+                    self.next_first_layer = _FirstLayerForward(next_z_out, next_denom, *binary)
                 if p.shape[1] >= 2:
                     self.column_sums[k] = sums
                 continue
@@ -746,21 +828,30 @@ def train_exact(
         loss_sum = 0.0
         correct = 0
         seen = 0
+        # Encoded per minibatch (elementwise, so the same numbers as encoding the whole set).
+        z_next = encoding.input_z(images[perm[: config.batch_size]], dtype=dtype)
+        first_layer = None  # the batch's first layer, run ahead by the last Adam step
         for start in range(0, n, config.batch_size):
             idx = perm[start : start + config.batch_size]
             labels = train_labels[idx].astype(np.int64)
-            # Encoded per minibatch (elementwise, so the same numbers as encoding the whole set).
-            z_batch = encoding.input_z(images[idx], dtype=dtype)
+            z_batch = z_next
+            z_next = None
+            if start + config.batch_size < n:
+                after = perm[start + config.batch_size : start + 2 * config.batch_size]
+                z_next = encoding.input_z(images[after], dtype=dtype)
             if fused:
                 # Under QAT the column sums Adam knows are the float weights', not the forward's.
                 known = None if config.qat_bits else opt.column_sums
                 run = forward_weights(network.weights, config)
-                loss, grads, zs = _loss_and_grads(run, z_batch, labels, config, True, known)
+                loss, grads, zs = _loss_and_grads(run, z_batch, labels, config, True, known, first_layer)
             else:
                 loss, grads, zs = batch_loss_and_grads(network, z_batch, labels, config)
             # EMA decay ramped so that short runs are not dominated by the initial weights.
             decay = min(config.ema_decay, (2.0 + opt.t) / (11.0 + opt.t))
-            opt.step(network.weights, grads, averaged, decay)
+            # Under QAT the next forward pass runs on other weights than the ones Adam updates.
+            ahead = z_next if fused and not config.qat_bits else None
+            opt.step(network.weights, grads, averaged, decay, next_input=ahead)
+            first_layer = opt.next_first_layer
             pred, _ = exact.first_spike_decision(zs[-1])
             correct += int((pred == labels).sum())
             loss_sum += loss * len(idx)

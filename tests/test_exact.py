@@ -448,3 +448,21 @@ def test_graded_first_layer_gradient_by_tie_group_is_bit_identical_to_the_refere
 def test_the_output_layer_of_the_default_recipe_runs_serially_and_a_wide_layer_in_parallel():
     assert exact._serial(32, np.zeros((801, 10))) and exact._serial(128, np.zeros((801, 10)))
     assert not exact._serial(32, np.zeros((801, 800))) or exact.numba.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_backward_from_the_forward_pass_sort_gives_the_numbers_of_sorting_again(dtype):
+    """A small general layer sorts its inputs once: ``layer_forward_sorted`` hands its sort to
+    ``layer_backward``, whose gradients are those of sorting afresh (ties included)."""
+    rng = np.random.default_rng(9)
+    z_in = np.where(rng.random((6, 30)) < 0.7, 1.0 + rng.integers(0, 5, (6, 30)) / 4, np.inf).astype(dtype)
+    w = rng.normal(0.15, 0.2, (31, 7)).astype(dtype)
+    z_out, denom, kept = exact.layer_forward_sorted(z_in, w)
+    assert kept is not None  # sorted on this thread: the path under test is taken
+    plain_z, plain_denom = exact.layer_forward(z_in, w)
+    assert z_out.tobytes() == plain_z.tobytes() and denom.tobytes() == plain_denom.tobytes()
+    g = rng.normal(size=z_out.shape)
+    reused = exact.layer_backward(z_in, w, z_out, denom, g, True, kept)
+    fresh = exact.layer_backward(z_in, w, z_out, denom, g, True)
+    for a, b in zip(reused, fresh, strict=True):
+        assert a.tobytes() == b.tobytes()

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from popcount_learn import exact
 from popcount_learn.data import default_data_dir, load_mnist
@@ -285,4 +287,110 @@ def test_fused_first_layer_gradient_gives_the_written_out_weights_bit_for_bit(sm
     plain, _ = train_exact(images[:600], labels[:600], cfg, fused=False)
     for a, b in zip(fused.weights, plain.weights, strict=True):
         assert a.dtype == np.dtype(dtype)
+        assert a.tobytes() == b.tobytes()
+
+
+def _binary_batch(rng, batch, n_in, density):
+    return np.where(rng.random((batch, n_in)) < density, 1.0, np.inf)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_in=st.integers(1, 40),
+    n_out=st.integers(1, 70),
+    batch=st.integers(1, 9),
+    next_batch=st.integers(1, 9),
+    density=st.floats(0.0, 1.0),
+    dtype=st.sampled_from(["float64", "float32"]),
+)
+def test_adam_step_runs_the_next_batch_through_the_updated_first_layer_bit_for_bit(
+    seed, n_in, n_out, batch, next_batch, density, dtype
+):
+    """The next batch's first layer that rides along in the Adam pass equals exact.layer_forward
+    on the updated weights (the slow way: a separate pass), and the update itself is unchanged."""
+    import numba
+
+    from popcount_learn.train import Adam, _FirstLayerGradient
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(1.5 / (n_in * density + 1), 0.5, (n_in + 1, n_out)).astype(dtype)
+    z = _binary_batch(rng, batch, n_in, density).astype(dtype)
+    z_next = _binary_batch(rng, next_batch, n_in, density).astype(dtype)
+    z_out, denom = exact.layer_forward(z, w)
+    coef = exact.backward_coefficients(z_out, denom, rng.normal(size=z_out.shape), w.dtype)
+    t = w.dtype.type
+    grad = _FirstLayerGradient(*exact.binary_input_rows(z), z_out, coef, scale=t(1 / batch), penalty=t(0.0))
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            runs = []
+            for ahead in (z_next, None):
+                p, avg = w.copy(), w.copy()
+                opt = Adam([p], lr=0.01)
+                opt.step([p], [grad], [avg], 0.9, next_input=ahead)
+                runs.append((p, avg, opt.next_first_layer))
+            (p, avg, first), (p_plain, avg_plain, none) = runs
+            assert none is None
+            assert p.tobytes() == p_plain.tobytes() and avg.tobytes() == avg_plain.tobytes()
+            ref_z, ref_denom = exact.layer_forward(z_next, p)
+            assert first.z_out.tobytes() == ref_z.tobytes()
+            assert first.denom.tobytes() == ref_denom.tobytes()
+            ptr, rows = exact.binary_input_rows(z_next)
+            assert np.array_equal(first.ptr, ptr) and np.array_equal(first.rows, rows)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_adam_step_leaves_a_next_batch_that_is_not_binary_to_the_forward_pass():
+    from popcount_learn.train import Adam, _FirstLayerGradient
+
+    rng = np.random.default_rng(2)
+    w = rng.normal(0.2, 0.3, (9, 20))
+    z = _binary_batch(rng, 4, 8, 0.5)
+    z_out, denom = exact.layer_forward(z, w)
+    coef = exact.backward_coefficients(z_out, denom, rng.normal(size=z_out.shape), w.dtype)
+    grad = _FirstLayerGradient(*exact.binary_input_rows(z), z_out, coef)
+    graded = _binary_batch(rng, 3, 8, 0.5)
+    graded[0, 0] = 1.5
+    opt = Adam([w], lr=0.01)
+    opt.step([w], [grad], None, next_input=graded)
+    assert opt.next_first_layer is None
+
+
+def test_a_one_ulp_change_in_the_run_ahead_first_layer_is_seen():
+    """The comparison above catches the smallest error: one ulp in one spike time."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(0.4, 0.3, (9, 20))
+    z_out, _ = exact.layer_forward(_binary_batch(rng, 4, 8, 0.5), w)
+    fired = np.argwhere(np.isfinite(z_out))[0]
+    bent = z_out.copy()
+    bent[tuple(fired)] = np.nextafter(bent[tuple(fired)], np.inf)
+    assert bent.tobytes() != z_out.tobytes()
+
+
+def test_training_runs_each_batch_first_layer_ahead_in_the_adam_pass(small_mnist, monkeypatch):
+    """The default (fused) loop takes the run-ahead first layer for every batch but each epoch's
+    first (and none under QAT), and gives the weights of the loop without it."""
+    from popcount_learn import train
+
+    images, labels = small_mnist
+    taken = []
+    real = train._loss_and_grads
+
+    def spy(*args, **kwargs):
+        taken.append(args[6] is not None if len(args) > 6 else kwargs.get("first_layer") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_loss_and_grads", spy)
+    cfg = TrainConfig(hidden=(30,), epochs=2, seed=5, batch_size=64)
+    fused, _ = train_exact(images[:300], labels[:300], cfg)
+    assert taken == [False, True, True, True, True] * 2
+    taken.clear()
+    train_exact(images[:300], labels[:300], TrainConfig(hidden=(30,), epochs=1, seed=5, qat_bits=8))
+    assert taken and not any(taken)
+    monkeypatch.setattr(train, "_loss_and_grads", real)
+    plain, _ = train_exact(images[:300], labels[:300], cfg, fused=False)
+    for a, b in zip(fused.weights, plain.weights, strict=True):
         assert a.tobytes() == b.tobytes()

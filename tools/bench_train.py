@@ -10,7 +10,9 @@ under cProfile and prints the K functions with the most own time (a Numba kernel
 its whole time is its own).
 ``--epochs E`` times E epochs (the figure is per epoch); ``--test-accuracy`` adds the 10k
 test-set accuracy of the network each run ends with (outside the timing).
-For old vs new, run this script with ``PYTHONPATH`` set to each tree in turn.
+For old vs new side by side, ``--trees OLD NEW`` runs every (threads, dtype, batch size) row once
+per tree in turn, each in a fresh process with ``PYTHONPATH`` set to that tree (e.g. ``git
+archive ec8c57a | tar -x -C /tmp/old``), and adds a row with the ratios first tree / each other.
 """
 
 import os
@@ -23,6 +25,8 @@ import cProfile
 import io
 import json
 import pstats
+import subprocess
+import sys
 import time
 
 import numba
@@ -54,7 +58,11 @@ def main():
     ap.add_argument("--profile", type=int, default=0, metavar="K", help="print the K costliest functions")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--test-accuracy", action="store_true")
+    ap.add_argument("--trees", nargs="+", default=None, metavar="DIR", help="run each row in each tree, side by side")
     args = ap.parse_args()
+    if args.trees:
+        _side_by_side(args)
+        return
     images, labels = load_mnist(default_data_dir(), "train")
     test_images, test_labels = load_mnist(default_data_dir(), "test")
     if args.limit:
@@ -109,6 +117,49 @@ def main():
                 if profile:
                     row["top_own_time"] = _top_functions(profile, args.profile)
                 print(json.dumps(row), flush=True)
+
+
+def _side_by_side(args):
+    """Each row once per tree, in turn, in a fresh process; then the ratios to the first tree."""
+    common = ["--hidden", str(args.hidden), "--sparsity", str(args.sparsity), "--epochs", str(args.epochs)]
+    common += ["--limit", str(args.limit)] if args.limit else []
+    common += ["--profile", str(args.profile)] if args.profile else []
+    common += ["--test-accuracy"] if args.test_accuracy else []
+    for threads in args.threads:
+        for dtype in args.dtype:
+            for batch in args.batch_size:
+                rows = []
+                for tree in args.trees:
+                    row_args = ["--threads", str(threads), "--dtype", dtype, "--batch-size", str(batch), *common]
+                    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+                    out = subprocess.run(
+                        [sys.executable, os.path.abspath(__file__), *row_args],
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+                    head, row = lines[0], lines[-1]
+                    row = {"tree": tree, **row}
+                    if not os.path.samefile(head["library"], os.path.join(tree, "popcount_learn")):
+                        raise SystemExit(f"{tree}: ran the library in {head['library']}")
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                first = rows[0]
+                ratios = {
+                    "threads": threads,
+                    "dtype": dtype,
+                    "batch_size": batch,
+                    "wall_ratio_first_over": {
+                        r["tree"]: round(first["seconds_per_epoch"] / r["seconds_per_epoch"], 2) for r in rows[1:]
+                    },
+                    "cpu_ratio_first_over": {
+                        r["tree"]: round(first["cpu_seconds_all_threads"] / r["cpu_seconds_all_threads"], 2)
+                        for r in rows[1:]
+                    },
+                }
+                print(json.dumps(ratios), flush=True)
 
 
 if __name__ == "__main__":
