@@ -22,10 +22,10 @@ import argparse
 import dataclasses
 import json
 import time
-import warnings
 
 import numba
 import numpy as np
+from bench_data import fit_mlp
 
 from popcount_learn import commands
 from popcount_learn.data import FIT, VALIDATION, load_split
@@ -49,21 +49,7 @@ def parse_fields(items) -> dict:
 
 
 def mlp_on_validation(train, val, hidden: int, epochs: int, seed: int) -> float:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    mlp = MLPClassifier(
-        hidden_layer_sizes=(hidden,),
-        learning_rate_init=1e-3,
-        batch_size=32,
-        max_iter=epochs,
-        tol=0.0,
-        n_iter_no_change=epochs + 1,
-        random_state=seed,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp.fit(train.images / 255.0, train.labels)
+    mlp = fit_mlp(train.images / 255.0, train.labels, hidden, epochs, seed)
     return float((mlp.predict(val.images / 255.0) == val.labels).mean())
 
 
