@@ -32,7 +32,10 @@
 //          every sign the popcounts see is from before the step. Over the spike target
 //          (start_quiet, from the core), a tie (plus = minus) of a neuron whose spike arrived by
 //          the decision (s_h < D) gives +1 instead, and a layer k >= 1 runs without deltas.
-// `done` is high when idle; weights_changed / neurons_with_delta hold the last step's counts.
+// `start` is registered (it comes combinationally from the core's input stream): the start_*
+// inputs are read the cycle after it and must hold until `done`, which is low from the cycle
+// after `start` until the step is over; weights_changed / neurons_with_delta hold the last
+// step's counts.
 `resetall
 `default_nettype none
 
@@ -586,7 +589,8 @@ module pcl_learn #(
         end
     end
 
-    assign done = (estate == E_IDLE) && !start;
+    reg start_q;
+    assign done = (estate == E_IDLE) && !start_q;
 
     // ------------------------------------------------------------------ sequencing
     always @(posedge clk) begin
@@ -594,6 +598,7 @@ module pcl_learn #(
         tok_salt <= 1'b0;
         asm_v <= 1'b0;
         prod <= r16 * rowim;
+        start_q <= start && (estate == E_IDLE);
 
         // --- the arrival list (reset with each image)
         if (arr_clear) arr_cnt <= {ROW_BITS{1'b0}};
@@ -641,29 +646,34 @@ module pcl_learn #(
         if (asm_v) dl_acc <= asm_flush ? {DLW{1'b0}} : asm_word;
 
         case (estate)
-            E_IDLE: if (start) begin
+            // The request is latched from start_q; the step's counters are cleared and the label
+            // checked in E_WAIT (few enables hang on start_q).
+            E_IDLE: if (start_q) begin
                 label_r <= start_label;
                 e_step <= start_end_step;
                 quiet_r <= start_quiet;
                 d_step <= start_decision_step;
+                estate <= E_WAIT;
+            end
+            E_WAIT: begin
                 weights_changed <= {WCOUNT_BITS{1'b0}};
                 neurons_with_delta <= {NDELTA_BITS{1'b0}};
                 active <= {N_LAYERS{1'b0}};
                 dl_acc <= {DLW{1'b0}};
-                bad_label <= ({1'b0, start_label} >= N_OUT);
-                if ({1'b0, start_label} < N_OUT) estate <= E_WAIT;
-            end
-            E_WAIT: if (prep_done) begin
-                estate <= E_OUT;
-                opass <= 2'd0;
-                o_iss <= 1'b1;
-                oj <= {NEURON_BITS{1'b0}};
-                og <= {GROUP_BITS{1'b0}};
-                ol <= {LB{1'b0}};
-                rd_v <= 1'b0;
-                cf <= 1'b0;
-                anyv <= 1'b0;
-                have_e <= 1'b0;
+                bad_label <= ({1'b0, label_r} >= N_OUT);
+                if ({1'b0, label_r} >= N_OUT) estate <= E_IDLE;
+                else if (prep_done) begin
+                    estate <= E_OUT;
+                    opass <= 2'd0;
+                    o_iss <= 1'b1;
+                    oj <= {NEURON_BITS{1'b0}};
+                    og <= {GROUP_BITS{1'b0}};
+                    ol <= {LB{1'b0}};
+                    rd_v <= 1'b0;
+                    cf <= 1'b0;
+                    anyv <= 1'b0;
+                    have_e <= 1'b0;
+                end
             end
             E_OUT: begin
                 // issue: one output neuron per cycle (spike RAM and its group's fired flags)
@@ -833,17 +843,17 @@ module pcl_learn #(
                         if (e_free) ev <= 1'b0;
                     end
                     // L -> E: the causal lanes of the word read (a word without any is dropped)
+                    // (E's registers are loaded whatever c_ld is: they are read only while ev is high,
+                    // so only ev waits for the causal test)
                     if (l_take) begin
                         lv <= 1'b0;
-                        if (c_ld != {LANES{1'b0}}) begin
-                            ev <= 1'b1;
-                            erem <= c_ld;
-                            erem_one <= at_most_one(c_ld);
-                            ec <= c_ld;
-                            ecp <= cp_ld;
-                            ge <= gl;
-                            xe <= xl;
-                        end
+                        ev <= (c_ld != {LANES{1'b0}});
+                        erem <= c_ld;
+                        erem_one <= at_most_one(c_ld);
+                        ec <= c_ld;
+                        ecp <= cp_ld;
+                        ge <= gl;
+                        xe <= xl;
                     end
                     // issue: read the next group's delta word into L
                     if (s1_issue) begin
@@ -967,6 +977,7 @@ module pcl_learn #(
             mv_acc <= {LANES{1'b0}};
             e_v <= 1'b0;
             q_w <= 1'b0;
+            start_q <= 1'b0;
         end
     end
 endmodule
