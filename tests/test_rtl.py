@@ -271,6 +271,19 @@ def test_learning_build_infers_as_the_inference_core():
 
 
 @pytest.mark.rtl
+@pytest.mark.slow
+def test_learning_build_infers_1000_mnist_test_images(mnist_dir):
+    """net100-int8 in the 4-lane learning build on MNIST test images 0-999: every result field as
+    the emulator's (~20 min of Icarus at load ~7; BENCHMARKS.md issue #16 part 4 has the tool run)."""
+    image = h5io.load_weight_image(NET100)
+    images = load_mnist(mnist_dir, "test").images[:1000]
+    observed = rtl_sim.simulate(image, images, lanes=4, learning=LearningConfig())
+    assert observed.faults == {} and len(observed.cycles) == 1000
+    problem = check.compare(emulate(image, images), observed, body="RTL (learning build)").first_mismatch
+    assert problem is None, problem
+
+
+@pytest.mark.rtl
 @pytest.mark.parametrize("index", [0, 1], ids=["saturate", "wrap"])
 def test_threshold_at_the_membrane_bound(index):
     """Every threshold at membrane_max: in the saturating set a neuron fires only when V reaches

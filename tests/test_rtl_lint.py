@@ -45,6 +45,21 @@ def test_file_lists_name_every_rtl_source_once_and_the_tools_read_them():
     assert list(rtl_synth.SOURCES) == up5k
 
 
+def test_rtl_synth_says_why_nextpnr_gave_no_report():
+    import rtl_synth
+
+    over = {"ICESTORM_LC": 7092, "ICESTORM_RAM": 40, "ICESTORM_DSP": 8}
+    assert rtl_synth.nextpnr_failure(1, "ERROR: Unable to place cell\n", over) == (
+        "does not fit: ICESTORM_LC 7092 of 5280, ICESTORM_RAM 40 of 30"
+    )
+    fits = {"ICESTORM_LC": 4055, "ICESTORM_RAM": 25}
+    assert rtl_synth.nextpnr_failure(-15, "Info: routing\n", fits) == "nextpnr interrupted (signal 15)"
+    assert rtl_synth.nextpnr_failure(-2, "", {}) == "nextpnr interrupted (signal 2)"
+    assert rtl_synth.nextpnr_failure(1, "ERROR: Failed to route\n", fits) == (
+        "nextpnr failed (exit status 1): ERROR: Failed to route"
+    )
+
+
 def test_read_file_list_nests_and_refuses_what_it_does_not_understand(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "inner.f").write_text("// a comment\nb.v  // trailing comment\n\n")

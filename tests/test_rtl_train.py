@@ -376,13 +376,28 @@ def _random_init_net100(train):
     )
 
 
-def _mnist_run(image, train, n, lanes, every):
-    learning = image.learning or LearningConfig()
+def _mnist_samples(image, train, n):
+    """The first ``n`` samples of ``rtl train``'s order, as input steps under the image's own encoding."""
     order = commands.training_order(len(train.images), n, 0)
-    steps = encode_input_steps(image.spec, train.images[order])
+    return commands.image_input_steps(image, train.images[order]), train.labels[order]
+
+
+def _mnist_run(image, train, n, lanes, every):
+    steps, labels = _mnist_samples(image, train, n)
     return commands.rtl_train_side_by_side(
-        image, learning, steps, train.labels[order], lanes=lanes, readback_every=every
+        image, image.learning or LearningConfig(), steps, labels, lanes=lanes, readback_every=every
     )
+
+
+def test_mnist_samples_use_the_image_encoding(mnist_train):
+    """A graded (latency-encoded) image's samples carry its graded steps, not the binary ones
+    (the MNIST runs below once encoded every image as binary)."""
+    graded = graded_net100()
+    steps, labels = _mnist_samples(graded, mnist_train, 4)
+    images = mnist_train.images[commands.training_order(len(mnist_train.images), 4, 0)]
+    assert np.array_equal(steps, encode_input_steps(graded.spec, images, graded.input_encoding))
+    assert len(np.unique(steps)) > 2 and not np.array_equal(steps, encode_input_steps(graded.spec, images))
+    assert labels.shape == (4,)
 
 
 @pytest.mark.rtl
@@ -394,9 +409,10 @@ def test_mnist_net100_trains_weight_for_weight(mnist_train):
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.parametrize("start, lanes", [("net100", 4), ("random", 2)])
+@pytest.mark.parametrize("start, lanes", [("net100", 4), ("random", 2), ("graded", 4)])
 def test_mnist_200_steps_weight_for_weight(mnist_train, start, lanes):
-    image = h5io.load_weight_image(NET100) if start == "net100" else _random_init_net100(mnist_train)
+    starts = {"net100": lambda: h5io.load_weight_image(NET100), "random": lambda: _random_init_net100(mnist_train)}
+    image = starts.get(start, graded_net100)()
     out = _mnist_run(image, mnist_train, 200, lanes, 10)
     assert out["first_mismatch"] is None, out["first_mismatch"]
     assert out["steps"] == 200 and out["weight_checks"] == 20 and out["weights_changed"] > 0

@@ -149,6 +149,19 @@ def cells_of_stat(text: str) -> dict:
     return totals
 
 
+def nextpnr_failure(returncode: int, stderr: str, utilization: dict) -> str:
+    """Why a nextpnr run gave no report: "does not fit" only when a resource is over the part's
+    count; a run stopped by a signal is "interrupted", any other exit "failed", with the status."""
+    over = [f"{k} {v} of {UP5K[k]}" for k, v in utilization.items() if k in UP5K and v > UP5K[k]]
+    errors = [line.strip() for line in stderr.splitlines() if "ERROR" in line]
+    if over:
+        return "does not fit: " + ", ".join(over)
+    if returncode < 0:
+        return f"nextpnr interrupted (signal {-returncode})"
+    why = f": {errors[-1]}" if errors else ""
+    return f"nextpnr failed (exit status {returncode}){why}"
+
+
 def _nextpnr(work: Path, freq_mhz: float, seed: int) -> dict:
     t1 = time.perf_counter()
     report = work / f"report-seed{seed}.json"
@@ -180,8 +193,7 @@ def _nextpnr(work: Path, freq_mhz: float, seed: int) -> dict:
     if pnr.returncode != 0 or not report.exists():
         util = dict(re.findall(r"(ICESTORM_\w+):\s+(\d+)/", pnr.stderr))
         out["utilization"] = {k: int(v) for k, v in util.items()}
-        errors = [line for line in pnr.stderr.splitlines() if "ERROR" in line]
-        out["error"] = errors[-1] if errors else "nextpnr failed"
+        out["error"] = nextpnr_failure(pnr.returncode, pnr.stderr, out["utilization"])
         return out
     r = json.loads(report.read_text())
     out["utilization"] = {k: v["used"] for k, v in r["utilization"].items() if k in UP5K}
@@ -341,7 +353,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         u = r.get("utilization", {})
-        fmax = f"{r['fmax_mhz']:.1f}" if "fmax_mhz" in r else f"does not fit: {r.get('error', '?')}"
+        fmax = f"{r['fmax_mhz']:.1f}" if "fmax_mhz" in r else r.get("error", "?")
         cyc = f"{r['cycles_mean']:.0f} ({r['cycles_median']:.0f}, {r['cycles_max']})" if "cycles_mean" in r else "-"
         ips = f"{r['images_per_s_at_fmax']:,.0f}" if "images_per_s_at_fmax" in r else "-"
         tc = "-"

@@ -24,13 +24,18 @@
 //          row buffer (two halves: A fills one row while B works on the previous one).
 //     B    (back) reads each queued weight word once (the sign bits of the old weights), adds the
 //          row's votes  plus  += popcount(c & (cp ^ S)),  minus += popcount(c & ~(cp ^ S))
-//          (cp = c & plus plane, S = sign bits), and writes back w -= delta, saturated, in the
-//          next cycle (every word with a moving lane; weights_changed counts real changes). After the row, neuron h's delta = sign(plus - minus) goes into layer
-//          k-1's delta word. A word is read before it is written, and each word once per step:
+//          (cp = c & plus plane, S = sign bits), registers the word, and writes back
+//          w -= delta, saturated, from that register two cycles after the read (every word with a
+//          moving lane; weights_changed counts real changes; reads of the next words fill the
+//          port's free cycles). After the row, neuron h's delta = sign(plus - minus) goes into
+//          layer k-1's delta word. A word is read before it is written, and each word once per step:
 //          every sign the popcounts see is from before the step. Over the spike target
 //          (start_quiet, from the core), a tie (plus = minus) of a neuron whose spike arrived by
 //          the decision (s_h < D) gives +1 instead, and a layer k >= 1 runs without deltas.
-// `done` is high when idle; weights_changed / neurons_with_delta hold the last step's counts.
+// `start` is registered (it comes combinationally from the core's input stream): the start_*
+// inputs are read the cycle after it and must hold until `done`, which is low from the cycle
+// after `start` until the step is over; weights_changed / neurons_with_delta hold the last
+// step's counts.
 `resetall
 `default_nettype none
 
@@ -120,7 +125,7 @@ module pcl_learn #(
     localparam [2:0] E_IDLE = 3'd0, E_WAIT = 3'd1, E_OUT = 3'd2, E_LSTART = 3'd3, E_LRUN = 3'd4;
     localparam [2:0] A_IDLE = 3'd0, A_FETCH = 3'd1, A_DESC = 3'd2, A_MUL1 = 3'd3, A_MUL2 = 3'd4,
                      A_GRP = 3'd5, A_END = 3'd6;
-    localparam [2:0] B_IDLE = 3'd0, B_WAIT = 3'd1, B_ENT = 3'd2, B_DATA = 3'd3, B_END = 3'd4;
+    localparam [2:0] B_IDLE = 3'd0, B_WAIT = 3'd1, B_RUN = 3'd2, B_END = 3'd3;
     localparam [1:0] KP_IDLE = 2'd0, KP_Y = 2'd1, KP_KEY = 2'd2, KP_DONE = 2'd3;
     localparam integer MC_I = MARGIN_STEPS < MAX_STEPS ? MARGIN_STEPS : MAX_STEPS;
     localparam [STEP_BITS:0] MC = MC_I[STEP_BITS:0];             // margin, capped (see OUT pass 2)
@@ -492,8 +497,18 @@ module pcl_learn #(
     reg [GROUP_BITS-1:0] bgb;
     reg [LB-1:0] blb;
     reg [WADDR_BITS-1:0] row_base;
-    reg [GROUP_BITS-1:0] e_g;
+    // Weight-word pipeline: R (the read is issued: the word's tags and address are registered
+    // into e_*), C (the word is on w_rdata: its sign bits vote; the word and tags are registered
+    // into q_*), W (a word with a moving lane is written back from q_*: the saturating step never
+    // sees the RAM's output directly). The write has the port; reads fill the other cycles, so
+    // words that move take two port cycles each and words that only vote one.
+    reg e_v;
+    reg [WADDR_BITS-1:0] e_addr;
     reg [LANES-1:0] e_c, e_cp, e_mv;
+    reg q_w;
+    reg [WADDR_BITS-1:0] q_addr;
+    reg [LANES-1:0] q_cp, q_mv;
+    reg [LANES*WEIGHT_BITS-1:0] q_word;
     reg [CNTB-1:0] pcnt, mcnt;
     wire [GROUP_BITS-1:0] ent_g = rb_rdata[3 * LANES +: GROUP_BITS];
     wire b_more = (bi != bcnt);
@@ -509,26 +524,31 @@ module pcl_learn #(
             assign row_addr[gk] = WB + offset;
         end
     endgenerate
-    // One weight word: the votes of its sign bits and the updated word.
-    reg [LANES-1:0] sgn, vote_p, vote_m, chg;
-    reg [LANES*WEIGHT_BITS-1:0] new_word;
-    reg [WEIGHT_BITS-1:0] wv;
+    // Stage C: the votes of the sign bits of the word read (S = the old sign bits).
+    reg [LANES-1:0] sgn, vote_p, vote_m;
     integer wi;
     always @* begin
-        new_word = w_rdata;
         for (wi = 0; wi < LANES; wi = wi + 1) begin
-            wv = w_rdata[wi * WEIGHT_BITS +: WEIGHT_BITS];
-            sgn[wi] = wv[WEIGHT_BITS-1];
+            sgn[wi] = w_rdata[wi * WEIGHT_BITS + WEIGHT_BITS - 1];
             vote_p[wi] = e_c[wi] && (e_cp[wi] ^ sgn[wi]);
             vote_m[wi] = e_c[wi] && !(e_cp[wi] ^ sgn[wi]);
-            chg[wi] = e_mv[wi] && (e_cp[wi] ? (wv != W_MIN) : (wv != W_MAX));
-            if (chg[wi]) new_word[wi * WEIGHT_BITS +: WEIGHT_BITS] = e_cp[wi] ? wv - 1'b1 : wv + 1'b1;
         end
     end
-    // A word with a moving lane is written back in the cycle after its read (a lane at its bound
-    // is written unchanged): the decision depends on registers only, not on the data read.
-    wire b_write = (bstate == B_DATA) && (e_mv != {LANES{1'b0}});
-    wire b_consume = (bstate == B_ENT) || ((bstate == B_DATA) && !b_write && b_more);
+    // Stage W: the updated word, w -= delta saturated (a lane at its bound is written unchanged).
+    reg [LANES-1:0] chg;
+    reg [LANES*WEIGHT_BITS-1:0] new_word;
+    reg [WEIGHT_BITS-1:0] wv;
+    always @* begin
+        new_word = q_word;
+        for (wi = 0; wi < LANES; wi = wi + 1) begin
+            wv = q_word[wi * WEIGHT_BITS +: WEIGHT_BITS];
+            chg[wi] = q_mv[wi] && (q_cp[wi] ? (wv != W_MIN) : (wv != W_MAX));
+            if (chg[wi]) new_word[wi * WEIGHT_BITS +: WEIGHT_BITS] = q_cp[wi] ? wv - 1'b1 : wv + 1'b1;
+        end
+    end
+    // Every port decision depends on registers only, not on the data read.
+    wire b_write = q_w;
+    wire b_consume = (bstate == B_RUN) && b_more && !b_write;
 
     // ------------------------------------------------------------------ RAM ports (combinational)
     assign spk_re_w = ((estate == E_OUT) && o_iss) || a_fetch_neuron;
@@ -559,7 +579,7 @@ module pcl_learn #(
         end
         w_en = 1'b0;
         w_we = 1'b0;
-        w_addr = row_base + w_of_g(b_write ? e_g : ent_g);
+        w_addr = b_write ? q_addr : row_base + w_of_g(ent_g);
         w_wdata = new_word;
         if (b_write) begin
             w_en = 1'b1;
@@ -569,7 +589,8 @@ module pcl_learn #(
         end
     end
 
-    assign done = (estate == E_IDLE) && !start;
+    reg start_q;
+    assign done = (estate == E_IDLE) && !start_q;
 
     // ------------------------------------------------------------------ sequencing
     always @(posedge clk) begin
@@ -577,6 +598,7 @@ module pcl_learn #(
         tok_salt <= 1'b0;
         asm_v <= 1'b0;
         prod <= r16 * rowim;
+        start_q <= start && (estate == E_IDLE);
 
         // --- the arrival list (reset with each image)
         if (arr_clear) arr_cnt <= {ROW_BITS{1'b0}};
@@ -624,29 +646,34 @@ module pcl_learn #(
         if (asm_v) dl_acc <= asm_flush ? {DLW{1'b0}} : asm_word;
 
         case (estate)
-            E_IDLE: if (start) begin
+            // The request is latched from start_q; the step's counters are cleared and the label
+            // checked in E_WAIT (few enables hang on start_q).
+            E_IDLE: if (start_q) begin
                 label_r <= start_label;
                 e_step <= start_end_step;
                 quiet_r <= start_quiet;
                 d_step <= start_decision_step;
+                estate <= E_WAIT;
+            end
+            E_WAIT: begin
                 weights_changed <= {WCOUNT_BITS{1'b0}};
                 neurons_with_delta <= {NDELTA_BITS{1'b0}};
                 active <= {N_LAYERS{1'b0}};
                 dl_acc <= {DLW{1'b0}};
-                bad_label <= ({1'b0, start_label} >= N_OUT);
-                if ({1'b0, start_label} < N_OUT) estate <= E_WAIT;
-            end
-            E_WAIT: if (prep_done) begin
-                estate <= E_OUT;
-                opass <= 2'd0;
-                o_iss <= 1'b1;
-                oj <= {NEURON_BITS{1'b0}};
-                og <= {GROUP_BITS{1'b0}};
-                ol <= {LB{1'b0}};
-                rd_v <= 1'b0;
-                cf <= 1'b0;
-                anyv <= 1'b0;
-                have_e <= 1'b0;
+                bad_label <= ({1'b0, label_r} >= N_OUT);
+                if ({1'b0, label_r} >= N_OUT) estate <= E_IDLE;
+                else if (prep_done) begin
+                    estate <= E_OUT;
+                    opass <= 2'd0;
+                    o_iss <= 1'b1;
+                    oj <= {NEURON_BITS{1'b0}};
+                    og <= {GROUP_BITS{1'b0}};
+                    ol <= {LB{1'b0}};
+                    rd_v <= 1'b0;
+                    cf <= 1'b0;
+                    anyv <= 1'b0;
+                    have_e <= 1'b0;
+                end
             end
             E_OUT: begin
                 // issue: one output neuron per cycle (spike RAM and its group's fired flags)
@@ -816,17 +843,17 @@ module pcl_learn #(
                         if (e_free) ev <= 1'b0;
                     end
                     // L -> E: the causal lanes of the word read (a word without any is dropped)
+                    // (E's registers are loaded whatever c_ld is: they are read only while ev is high,
+                    // so only ev waits for the causal test)
                     if (l_take) begin
                         lv <= 1'b0;
-                        if (c_ld != {LANES{1'b0}}) begin
-                            ev <= 1'b1;
-                            erem <= c_ld;
-                            erem_one <= at_most_one(c_ld);
-                            ec <= c_ld;
-                            ecp <= cp_ld;
-                            ge <= gl;
-                            xe <= xl;
-                        end
+                        ev <= (c_ld != {LANES{1'b0}});
+                        erem <= c_ld;
+                        erem_one <= at_most_one(c_ld);
+                        ec <= c_ld;
+                        ecp <= cp_ld;
+                        ge <= gl;
+                        xe <= xl;
                     end
                     // issue: read the next group's delta word into L
                     if (s1_issue) begin
@@ -856,20 +883,27 @@ module pcl_learn #(
         if (rb_we) cnt[mx_half] <= cnt[mx_half] + 1'b1;
 
         // --- back end: read each queued word (votes), write it back changed
+        // the weight-word pipeline: R -> C -> W (one stage a cycle, never stalled)
+        e_v <= b_consume;
+        q_w <= e_v && (e_mv != {LANES{1'b0}});
+        if (e_v) begin
+            q_word <= w_rdata;
+            q_addr <= e_addr;
+            q_cp <= e_cp;
+            q_mv <= e_mv;
+        end
+        if (q_w) weights_changed <= weights_changed + wc_of_n(ones(chg));
         if (estate == E_LRUN) begin
             if (b_consume) begin
                 e_c <= rb_rdata[2 * LANES +: LANES];
                 e_cp <= rb_rdata[LANES +: LANES];
                 e_mv <= rb_rdata[0 +: LANES];
-                e_g <= ent_g;
+                e_addr <= row_base + w_of_g(ent_g);
                 bi <= bi + 1'b1;
             end
-            if (bstate == B_DATA) begin
-                weights_changed <= weights_changed + wc_of_n(ones(chg));
-                if (b_votes) begin
-                    pcnt <= pcnt + c_of_n(ones(vote_p));
-                    mcnt <= mcnt + c_of_n(ones(vote_m));
-                end
+            if (e_v && b_votes) begin
+                pcnt <= pcnt + c_of_n(ones(vote_p));
+                mcnt <= mcnt + c_of_n(ones(vote_m));
             end
             case (bstate)
                 B_WAIT: if (ready[bh]) begin
@@ -879,13 +913,11 @@ module pcl_learn #(
                     bcnt <= cnt[bh];
                     bi <= {GROUP_BITS{1'b0}};
                     row_base <= row_addr[kk];
-                    bstate <= (cnt[bh] == {GROUP_BITS{1'b0}}) ? B_END : B_ENT;
+                    bstate <= (cnt[bh] == {GROUP_BITS{1'b0}}) ? B_END : B_RUN;
                 end
-                B_ENT: bstate <= B_DATA;
-                B_DATA: begin   // without a write the next word was consumed: stay
-                    if (b_write) bstate <= b_more ? B_ENT : B_END;
-                    else if (!b_more) bstate <= B_END;
-                end
+                // The last word was read when b_more falls: it votes in this cycle (stage C), and
+                // if it moves it is written in B_END (stage W), before the next row's first read.
+                B_RUN: if (!b_more) bstate <= B_END;
                 B_END: begin
                     if (b_votes) begin   // neuron h = bhc of layer k-1: its delta into the delta word
                         asm_v <= 1'b1;
@@ -943,6 +975,9 @@ module pcl_learn #(
             weights_changed <= {WCOUNT_BITS{1'b0}};
             neurons_with_delta <= {NDELTA_BITS{1'b0}};
             mv_acc <= {LANES{1'b0}};
+            e_v <= 1'b0;
+            q_w <= 1'b0;
+            start_q <= 1'b0;
         end
     end
 endmodule
