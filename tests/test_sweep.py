@@ -197,6 +197,35 @@ def test_an_interrupted_client_resumes_and_gives_the_same_table(clean_run, clust
     assert run_sweep(parse_sweep(big), out, scheduler=cluster.scheduler_address)["ran"] == 0
 
 
+def test_ctrl_c_inside_a_dask_call_waits_for_the_poll_loop(cluster, tmp_path, monkeypatch):
+    """SIGINT that arrives while the runner is inside a call into Dask (here the live view's
+    ``run_on_scheduler``) lets that call return, then ends the sweep at the loop's next turn as
+    KeyboardInterrupt, recorded as interrupted; the previous SIGINT handler is back afterwards."""
+    from popcount_learn.sweep import runner
+
+    calls = {"sent": 0, "returned": 0}
+    real_running = runner._running
+
+    def running_with_ctrl_c(client, by_key):
+        if not calls["sent"]:
+            calls["sent"] = 1
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the signal is handled while this call is still under way
+        out = real_running(client, by_key)
+        calls["returned"] += 1
+        return out
+
+    monkeypatch.setattr(runner, "_running", running_with_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "ctrl-c"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_sweep(SWEEP), out, scheduler=cluster.scheduler_address)
+    assert calls == {"sent": 1, "returned": 1}  # the call the signal landed in finished, no other began
+    assert signal.getsignal(signal.SIGINT) is before
+    with SweepStore(out, create=False) as store:
+        assert store.get_meta("state") == "interrupted"
+
+
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(cluster, tmp_path, capsys):
     # An 8-bit membrane cannot hold the threshold of the trained scale: quantisation fails.
     text = SWEEP.replace("datapath.weight_bits = [4, 8]", "datapath.membrane_bits = [8, 24]").replace(

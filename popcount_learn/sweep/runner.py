@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -198,7 +200,10 @@ def _run(
 ) -> dict:
     distributed = _import_distributed()
     t_start = time.perf_counter()
-    with open_client(scheduler, workers, threads_per_worker, dashboard_address) as (client, threads, info):
+    with (
+        _interrupt_between_polls() as interrupted,
+        open_client(scheduler, workers, threads_per_worker, dashboard_address) as (client, threads, info),
+    ):
         store.set_meta(
             state="running", started_utc=utc_now(), dashboard=client.dashboard_link or "", scheduler=info["scheduler"]
         )
@@ -228,6 +233,8 @@ def _run(
         state = "interrupted"
         try:
             while pending:
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
                 finished = [f for f in pending if f.done()]
                 for f in finished:
                     pending.discard(f)
@@ -272,6 +279,30 @@ def _run(
             "busy_seconds": busy_seconds,
             "client_record_seconds": save_seconds,
         }
+
+
+@contextlib.contextmanager
+def _interrupt_between_polls():
+    """Ctrl-C (SIGINT) during a sweep sets the yielded event, and the poll loop raises
+    KeyboardInterrupt at its next turn: an interrupt that lands inside a call into Dask's event
+    loop can leave that loop logging an error with a traceback. A second Ctrl-C interrupts at
+    once. Off the main thread, or with SIGINT ignored, nothing is installed."""
+    requested = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield requested
+        return
+
+    def on_sigint(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _executing(dask_scheduler) -> dict[str, list]:
