@@ -216,12 +216,17 @@ def test_ctrl_c_inside_a_dask_call_waits_for_the_poll_loop(cluster, tmp_path, mo
         return out
 
     monkeypatch.setattr(runner, "_running", running_with_ctrl_c)
-    before = signal.getsignal(signal.SIGINT)
+    # Python's own Ctrl-C handler, whatever the suite inherited (started in the background by a
+    # non-interactive shell, SIGINT is ignored, and the runner rightly leaves it so).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "ctrl-c"
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(parse_sweep(SWEEP), out, scheduler=cluster.scheduler_address)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(parse_sweep(SWEEP), out, scheduler=cluster.scheduler_address)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert calls == {"sent": 1, "returned": 1}  # the call the signal landed in finished, no other began
-    assert signal.getsignal(signal.SIGINT) is before
     with SweepStore(out, create=False) as store:
         assert store.get_meta("state") == "interrupted"
 
