@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 from popcount_learn import h5io
+from popcount_learn.cli import options_dict, spec_item
 from popcount_learn.data import load_split
 from popcount_learn.emulator import emulate, encode_input_steps, summarize
 from popcount_learn.learning import starting_rule
@@ -49,10 +50,10 @@ def main(argv=None):
     ap.add_argument("--every", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--learn", action="append", default=[])
+    ap.add_argument("--learn", type=spec_item, action="append", default=[])
     args = ap.parse_args(argv)
     image = h5io.load_weight_image(args.init)
-    learning, _ = starting_rule(image.learning, args.seed, dict(pair.split("=", 1) for pair in args.learn))
+    learning, _ = starting_rule(image.learning, args.seed, options_dict(args.learn, "--learn"))
     train = load_split(args.data, "train")
     val = load_split(args.data, "test")
     labels = np.asarray(train.labels, dtype=np.int64)
