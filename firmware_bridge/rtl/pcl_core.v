@@ -442,15 +442,16 @@ module pcl_core #(
     // Rows read count only up to the decision step (the window after it is for the rule).
     wire count_rows = !train_mode || !decided || (n == res_step);
     // The last step of the window: D + MARGIN_STEPS - 1 (capped; MAX_STEPS - 1 ends it anyway).
-    // ALL_VIOLATORS anchors it on the label's spike instead (label_fired / label_step, from the
+    // ALL_VIOLATORS anchors it on the label's spike instead (label_fired and the step of its spike, from the
     // spike reports of the output layer): s_c + MARGIN_STEPS - 1, or MAX_STEPS - 1 if it is silent.
     localparam integer M1_I = (MARGIN_STEPS - 1 < MAX_STEPS) ? MARGIN_STEPS - 1 : MAX_STEPS;
     localparam [STEP_BITS:0] WINDOW_AFTER = M1_I[STEP_BITS:0];
+    // win_end = anchor + WINDOW_AFTER is registered when the anchor is (the decision, or the label's
+    // spike), so the end-of-step test that enables n is an equality of two registers, no adder.
     reg label_fired;
-    reg [STEP_BITS-1:0] label_step;
-    wire [STEP_BITS-1:0] window_anchor = (ALL_VIOLATORS != 0) ? label_step : res_step;
+    reg [STEP_BITS:0] win_end;
     wire anchor_set = (ALL_VIOLATORS == 0) || label_fired;
-    wire at_window_end = anchor_set && ({1'b0, n} == {1'b0, window_anchor} + WINDOW_AFTER);
+    wire at_window_end = anchor_set && ({1'b0, n} == win_end);
     wire l_done, l_bad, l_st_re, l_w_en, l_w_we;
     wire [SADDR_BITS-1:0] l_st_raddr;
     wire [WADDR_BITS-1:0] l_w_addr;
@@ -712,10 +713,10 @@ module pcl_core #(
                 end
             end
             S_ACC: begin
-                if (acc_done && !rb_valid && iss_free) begin
-                    state <= S_SWEEP;
-                    sw_g <= {GROUP_BITS{1'b0}};
-                end
+                // sw_g is read only in S_SWEEP: cleared in every ACC cycle, so the end-of-ACC
+                // decision (from the input beat's step compare) enables the state alone.
+                sw_g <= {GROUP_BITS{1'b0}};
+                if (acc_done && !rb_valid && iss_free) state <= S_SWEEP;
             end
             S_SWEEP: begin
                 // Layer k's queue restarts with its sweep (its first push comes PIPE cycles later);
@@ -744,6 +745,7 @@ module pcl_core #(
                                 res_class <= best_idx;
                                 res_step <= n;
                                 res_tie <= out_multi;
+                                if (ALL_VIOLATORS == 0) win_end <= {1'b0, n} + WINDOW_AFTER;
                             end
                             state <= S_NEXT;
                         end
@@ -797,7 +799,7 @@ module pcl_core #(
             if (state == S_REPORT && rstate == R_BITS && ent_mask != 0 && sp_ready && is_out_layer
                 && ent_neuron[NEURON_BITS-1:0] == label_r) begin
                 label_fired <= 1'b1;
-                label_step <= n;
+                if (ALL_VIOLATORS != 0) win_end <= {1'b0, n} + WINDOW_AFTER;
             end
             if (state == S_RESULT && res_ready) train_r <= 1'b0;
             if (state == S_LEARN) begin

@@ -419,9 +419,16 @@ module pcl_learn #(
     reg [STEP_BITS-1:0] d_step;       // the decision step D (meaningful when quiet_r)
     reg [NEURON_BITS-1:0] e_idx;
     wire rd_fired = st_fired[rd_l];
-    wire [STEP_BITS:0] sc_margin = {1'b0, sc} + MC;
+    // Pass 1 judges each output (violator: fired, not the label, and before s_c + margin) and
+    // shifts the verdict into viol_sr; pass 2 shifts them out in the same order, so its delta
+    // (into neurons_with_delta) hangs on a register, not on the margin compare. sc_margin is
+    // registered from sc (set in pass 0, two cycles before pass 1's first data).
+    reg [STEP_BITS:0] sc_margin;
+    reg [N_OUT_I-1:0] viol_sr;
     wire o_viol = rd_fired && (rd_j != label_r) && (!cf || {1'b0, spk_rdata} < sc_margin);
-    wire o_plus = o_viol && (ALL_VIOLATORS != 0 || rd_j == e_idx);
+    wire [N_OUT_I:0] viol_cat = {o_viol && opass == 2'd1, viol_sr};   // shifted in: viol_cat[N_OUT_I:1]
+    wire unused_viol_out = viol_cat[0];                                 // = viol_sr[0], read as o_plus
+    wire o_plus = viol_sr[0] && (ALL_VIOLATORS != 0 || rd_j == e_idx);
     wire o_minus = (rd_j == label_r) && (anyv || !cf || CORRECT_ALWAYS != 0);
 
     // ------------------------------------------------------------------ delta-word assembly
@@ -693,6 +700,8 @@ module pcl_learn #(
                     end
                 end
                 // data: pass 0 finds the correct output, 1 the violators, 2 writes the deltas
+                sc_margin <= {1'b0, sc} + MC;
+                if (rd_v && opass != 2'd0) viol_sr <= viol_cat[N_OUT_I:1];
                 if (rd_v) begin
                     case (opass)
                         2'd0: if (rd_j == label_r) begin
