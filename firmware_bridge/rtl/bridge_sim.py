@@ -14,7 +14,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RtlSimulationError
 from . import sim
 from .packets import PacketLayout, RxKind, TxKind
 from .params import RtlLayout
@@ -67,8 +66,6 @@ def run_bridge(
     runner, build_dir = sim.compile_bench(
         [source], TOPLEVEL, {}, build_root=build_root, parameters=bridge_parameters(layout)
     )
-    from cocotb_tools.check_results import get_results
-
     with tempfile.TemporaryDirectory(prefix="pcl-bridge-") as tmp:
         work = Path(keep_dir) if keep_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -84,22 +81,15 @@ def run_bridge(
         }
         (work / "job.json").write_text(json.dumps(job))
         (work / "trace.json").unlink(missing_ok=True)
-        try:
-            xml = runner.test(
-                test_module="firmware_bridge.rtl.tb.bridge_bench",
-                hdl_toplevel=TOPLEVEL,
-                build_dir=build_dir,
-                test_dir=work,
-                results_xml=str(work / "results.xml"),
-                log_file=work / "sim.log",
-                extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()},
-            )
-            failed = get_results(xml)[1] > 0
-        except Exception as exc:  # the simulator died or wrote no results
-            failed, xml = True, exc
-        if failed or not (work / "trace.json").exists():
-            log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
-            raise RtlSimulationError(f"the byte-bridge bench failed ({xml}):\n" + "\n".join(log.splitlines()[-30:]))
+        sim.run_bench(
+            runner,
+            build_dir,
+            work,
+            test_module="firmware_bridge.rtl.tb.bridge_bench",
+            toplevel=TOPLEVEL,
+            what="the byte-bridge bench",
+            complete=(work / "trace.json").exists,
+        )
         out = json.loads((work / "trace.json").read_text())
     rows = [dict(zip(out["columns"], values, strict=True)) for values in out["trace"]]
     return BridgeTrace(layout, rows, bytes.fromhex(out["rx_planned"]))

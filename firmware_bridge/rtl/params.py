@@ -35,7 +35,7 @@ from popcount_learn.weight_image import LayerImage, WeightImage, weight_dtype
 # Record widths of the simulation harness (firmware_bridge/rtl/tb/pcl_tb_harness.v).
 TB_IMAGE_BITS = 24
 TB_CYCLE_BITS = 32
-# Where a training step's cycles go, counted by the training harness (tb/pcl_train_harness.v),
+# Where a training step's cycles go, counted by the harness (tb/pcl_tb_harness.v, learning build),
 # most significant first in its result record: every cycle from the request to the result
 # beat; the forward pass (with the margin window); the output deltas; the rows of the output
 # layer and of the hidden layers; and, within those, the cycles in which the front end issued a
@@ -49,6 +49,17 @@ TB_PHASE_COUNTERS = (
     "cycles_draw",
     "cycles_weight_read",
     "cycles_weight_write",
+)
+# The per-step fields of a training record (harness or UP5K packets) besides rows read and cycles.
+TRAIN_RECORD_FIELDS = (
+    "input_error",
+    "tie",
+    "decided",
+    "predicted",
+    "step",
+    "trained",
+    "weights_changed",
+    "neurons_with_delta",
 )
 
 
@@ -378,11 +389,10 @@ class RtlLayout:
             raise ConfigError(f"label {label} does not fit the core's {self.widths['NEURON_BITS']}-bit label")
         return (int(label) << 32) | int(sample_index)
 
-    def train_result_fields(self) -> list[tuple[str, int]]:
-        """Fields of a training harness result record, most significant first: the phase
-        counters (``TB_PHASE_COUNTERS``), the inference result, then the rule's two counts."""
-        if self.learning is None:
-            raise ConfigError("an inference-only layout has no training records")
+    def harness_result_fields(self) -> list[tuple[str, int]]:
+        """Fields of a harness result record (tb/pcl_tb_harness.v), most significant first: the
+        phase counters (``TB_PHASE_COUNTERS``; all but ``cycles`` are 0 in an inference-only
+        build), the inference result, then the training flag and the rule's two counts."""
         w, lw = self.widths, self.learning_widths
         fields = [(name, TB_CYCLE_BITS) for name in TB_PHASE_COUNTERS]
         fields += [(name, bits) for name, bits in self.result_fields() if name != "cycles"]

@@ -1,8 +1,10 @@
 """Build and run the RTL core under Icarus Verilog + cocotb, and check it against the emulator.
 
 ``simulate`` drives ``firmware_bridge/rtl/pcl_core.v`` through the harness
-``rtl/sim/pcl_tb_harness.v`` with cocotb's Python runner (``cocotb_tools.runner``; no Makefile);
-the cocotb side (stimulus and monitor) is ``firmware_bridge/_rtl_cocotb.py``. The model is
+``tb/pcl_tb_harness.v`` with cocotb's Python runner (``cocotb_tools.runner``; no Makefile);
+the cocotb side is ``tb/core_bench.py``. ``run_harness`` (one batch of harness commands after
+another) and ``run_bench`` (one cocotb run, its failure reported with the log) serve
+``train_sim`` and the UP5K and bridge runners too. The model is
 ``popcount_learn.emulator.emulate`` itself; ``compare`` is the checker: it compares class, decision
 step, steps to decision, tie, every spike step and the counters image by image and describes the
 first mismatching image in full.
@@ -32,7 +34,7 @@ from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import WeightImage
 
 from ..errors import RtlSimulationError, RtlToolsMissing
-from .params import TB_CYCLE_BITS, TB_IMAGE_BITS, RtlLayout
+from .params import TB_CYCLE_BITS, TB_IMAGE_BITS, TB_PHASE_COUNTERS, TRAIN_RECORD_FIELDS, RtlLayout, unpack
 from .sources import CORE_FILE_LIST, RTL_DIR, read_file_list
 
 CORE_SOURCES = tuple(read_file_list(CORE_FILE_LIST))
@@ -40,6 +42,9 @@ HARNESS = RTL_DIR / "tb" / "pcl_tb_harness.v"
 TOPLEVEL = "pcl_tb_harness"
 DEFAULT_BATCH_IMAGES = 64
 _POLL_SECONDS = 0.2
+# Command kinds of the harness's command stream (tb/pcl_tb_harness.v) and its file plusargs.
+CMD_INPUT, CMD_TRAIN, CMD_READBACK = 0, 1, 2
+PLUSARGS = ("load_hex", "cmd_hex", "sp_hex", "res_hex", "rd_hex")
 
 
 def missing_tools() -> str | None:
@@ -100,13 +105,15 @@ def _cached_vvp_intact(build_dir: Path) -> bool:
     return False
 
 
-def tb_constants(layout: RtlLayout, batch_images: int) -> list[Constant]:
-    """Harness memory depths (pcl_tb.vh) for batches of ``batch_images`` images."""
-    src = max(layout.weight_words + layout.n_layers, batch_images * layout.topology[0])
+def tb_constants(layout: RtlLayout, batch_steps: int, readbacks_per_batch: int = 0) -> list[Constant]:
+    """Harness memory depths (pcl_tb.vh) for batches of ``batch_steps`` images or training steps
+    with up to ``readbacks_per_batch`` weight read-backs each."""
+    commands = batch_steps * (layout.topology[0] + 2) + readbacks_per_batch
     return [
-        Constant("TB_SRC_DEPTH", src),
-        Constant("TB_SP_DEPTH", batch_images * sum(layout.n_post)),
-        Constant("TB_RES_DEPTH", batch_images),
+        Constant("TB_SRC_DEPTH", max(layout.weight_words + layout.n_layers, commands)),
+        Constant("TB_SP_DEPTH", batch_steps * layout.neurons),
+        Constant("TB_RES_DEPTH", batch_steps),
+        Constant("TB_WORD_DEPTH", max(1, readbacks_per_batch * layout.weight_words)),
         Constant("TB_IMAGE_BITS", TB_IMAGE_BITS),
         Constant("TB_CYCLE_BITS", TB_CYCLE_BITS),
     ]
@@ -180,7 +187,9 @@ def compile_bench(
     return runner, build_dir
 
 
-def build(layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, build_root=None):
+def build(
+    layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, readbacks_per_batch: int = 0, build_root=None
+):
     """Generate the headers and compile the core's harness (cached by content).
 
     Returns ``(runner, build_dir)``; the runner is ready for ``runner.test``.
@@ -188,10 +197,109 @@ def build(layout: RtlLayout, *, batch_images: int = DEFAULT_BATCH_IMAGES, build_
     headers = {
         **layout.headers(),
         "pcl_tb.vh": codegen.verilog_header(
-            "pcl_tb.vh", tb_constants(layout, batch_images), source="firmware_bridge.rtl.sim"
+            "pcl_tb.vh", tb_constants(layout, batch_images, readbacks_per_batch), source="firmware_bridge.rtl.sim"
         ),
     }
     return compile_bench([*CORE_SOURCES, HARNESS], TOPLEVEL, headers, build_root=build_root)
+
+
+def command_payload_bits(layout: RtlLayout) -> int:
+    """Width of a harness command's payload: an input beat or a training request (the kind above it)."""
+    w = layout.widths
+    return max(1 + w["STEP_BITS"] + w["IN_INDEX_BITS"], w["NEURON_BITS"] + 32)
+
+
+def _hex_records(path: Path) -> list[int]:
+    lines = (line.split("//")[0].strip() for line in path.read_text().splitlines())
+    return [int(line, 16) for line in lines if line]
+
+
+def run_harness(
+    layout: RtlLayout,
+    load_beats: list[int],
+    batches: list[dict],
+    *,
+    batch_steps: int,
+    throttle: bool,
+    what: str,
+    desc: str,
+    build_root=None,
+    progress=None,
+    keep_dir=None,
+) -> tuple[list[dict], list[list[int]], float]:
+    """Load the weights, then run each batch of harness commands (``{"commands", "n_results",
+    "n_words", "timeout_cycles"}``; every batch but the last has ``batch_steps`` results) through
+    the harness around ``pcl_core``. Returns per batch its record (``TRAIN_RECORD_FIELDS``, the
+    phase counters, ``rows_read``, ``spikes``, ``first_image``, as ``decode_records`` takes them)
+    and its read-back words, and the wall seconds."""
+    readbacks = max(b["n_words"] for b in batches) // layout.weight_words
+    runner, build_dir = build(layout, batch_images=batch_steps, readbacks_per_batch=readbacks, build_root=build_root)
+    n = sum(b["n_results"] for b in batches)
+    with tempfile.TemporaryDirectory(prefix="pcl-rtl-") as tmp:
+        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
+        out_dir = work / "out"
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        (work / "load.hex").write_text("".join(f"{v:x}\n" for v in load_beats))
+        jobs = []
+        for b, batch in enumerate(batches):
+            path = work / f"cmd{b:06d}.hex"
+            path.write_text("".join(f"{v:x}\n" for v in batch["commands"]))
+            fields = {"n_results": batch["n_results"], "n_words": batch["n_words"]}
+            jobs.append(
+                {
+                    "cmd_hex": str(path),
+                    "n_beats": len(batch["commands"]),
+                    **fields,
+                    "timeout_cycles": batch["timeout_cycles"],
+                }
+            )
+        job = {name: str(work / f"{name[:-4]}.hex") for name in PLUSARGS}
+        job |= {"load_beats": len(load_beats), "batches": jobs, "out_dir": str(out_dir), "throttle": bool(throttle)}
+        (work / "job.json").write_text(json.dumps(job))
+
+        def finished() -> int:
+            return len(list(out_dir.glob("batch*.done")))
+
+        seconds = run_bench(
+            runner,
+            build_dir,
+            work,
+            test_module="firmware_bridge.rtl.tb.core_bench",
+            toplevel=TOPLEVEL,
+            what=what,
+            plusargs=[f"+{name}={job[name]}" for name in PLUSARGS],
+            complete=lambda: finished() >= len(batches),
+            progress=progress,
+            total=n,
+            desc=desc,
+            units_done=lambda: finished() * batch_steps,
+        )
+        fields = layout.harness_result_fields()
+        spike_fields = layout.spike_fields()
+        records, words = [], []
+        for b, batch in enumerate(batches):
+            res = [unpack(v, fields) for v in _hex_records(out_dir / f"batch{b:06d}_res.hex")]
+            if len(res) != batch["n_results"]:
+                raise RtlSimulationError(f"batch {b}: {len(res)} results for {batch['n_results']} requests")
+            spikes = [unpack(v, spike_fields) for v in _hex_records(out_dir / f"batch{b:06d}_sp.hex")]
+            words.append(_hex_records(out_dir / f"batch{b:06d}_rd.hex"))
+            if len(words[-1]) != batch["n_words"]:
+                raise RtlSimulationError(f"batch {b}: {len(words[-1])} read-back words, expected {batch['n_words']}")
+            record = {
+                name: np.array([r[name] for r in res], dtype=np.int64)
+                for name in (*TRAIN_RECORD_FIELDS, *TB_PHASE_COUNTERS)
+            }
+            record["rows_read"] = np.array(
+                [[r[f"rows_read{k}"] for k in range(layout.n_layers)] for r in res], dtype=np.int64
+            ).reshape(len(res), layout.n_layers)
+            record["spikes"] = np.array(
+                [[s["image"], s["layer"], s["index"], s["step"]] for s in spikes], dtype=np.int64
+            ).reshape(len(spikes), 4)
+            record["first_image"] = np.int64(b * batch_steps)
+            records.append(record)
+    return records, words, seconds
 
 
 @dataclass(frozen=True)
@@ -264,6 +372,95 @@ def decode_records(layout: RtlLayout, batches: list[dict], n: int, lanes: int, s
     )
 
 
+def input_steps_of(image: WeightImage, images_uint8, input_spike_steps, who: str) -> np.ndarray:
+    """The input spike steps of a batch given as uint8 images (encoded with the image's own
+    encoding) or as steps, exactly one of the two, checked against ``image``'s input size."""
+    if (images_uint8 is None) == (input_spike_steps is None):
+        raise ConfigError(f"{who}: pass exactly one of images_uint8 and input_spike_steps")
+    if images_uint8 is not None:
+        steps = encode_input_steps(image.spec, images_uint8, image.input_encoding)
+    else:
+        steps = np.asarray(input_spike_steps)
+    if steps.ndim != 2 or steps.shape[1] != image.topology[0] or not np.issubdtype(steps.dtype, np.integer):
+        raise ConfigError(
+            f"input spike steps must be integers of shape (n, {image.topology[0]}), got {steps.dtype} {steps.shape}"
+        )
+    return steps
+
+
+def run_bench(
+    runner,
+    build_dir,
+    work: Path,
+    *,
+    test_module: str,
+    toplevel: str,
+    what: str,
+    plusargs=(),
+    complete=lambda: True,
+    progress=None,
+    total: int = 0,
+    desc: str = "",
+    units_done=None,
+) -> float:
+    """Run the cocotb bench ``test_module`` on ``toplevel`` (compiled in ``build_dir``; its job in
+    ``work/job.json``, its log in ``work/sim.log``) and return the wall seconds it took.
+
+    ``units_done()`` (how many of ``total`` are finished) is polled for ``progress`` while it runs.
+    RtlSimulationError, with the log's last lines, when the test failed, the simulator died or
+    ``complete()`` is false afterwards (outputs missing).
+    """
+    from cocotb_tools.check_results import get_results
+
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["xml"] = runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                test_dir=work,
+                results_xml=str(work / "results.xml"),
+                log_file=work / "sim.log",
+                plusargs=list(plusargs),
+                extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": simulator_pythonpath()},
+            )
+        except BaseException as exc:  # reported below, in the calling thread
+            outcome["error"] = exc
+
+    progress = as_progress(progress)
+    t0 = time.perf_counter()
+    progress.start(total=total, desc=desc)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    done = 0
+    try:
+        while thread.is_alive():
+            thread.join(_POLL_SECONDS)
+            if units_done is not None:
+                finished = min(total, units_done())
+                if finished > done:
+                    progress.update(finished - done)
+                    done = finished
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    failed = "error" in outcome
+    if not failed:
+        try:
+            failed = get_results(outcome["xml"])[1] > 0
+        except Exception:  # no or unreadable results file: the simulator died
+            failed = True
+    if failed or not complete():
+        log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
+        tail = "\n".join(log.splitlines()[-40:])
+        raise RtlSimulationError(
+            f"{what} did not finish ({outcome.get('error', 'test failed')}); last lines of the simulator log:\n{tail}"
+        )
+    return seconds
+
+
 def simulate(
     image: WeightImage,
     images_uint8: np.ndarray | None = None,
@@ -288,107 +485,39 @@ def simulate(
     """
     if not isinstance(image, WeightImage):
         raise ConfigError(f"simulate: expected a WeightImage, got {type(image).__name__}")
-    if (images_uint8 is None) == (input_spike_steps is None):
-        raise ConfigError("simulate: pass exactly one of images_uint8 and input_spike_steps")
-    if images_uint8 is not None:
-        steps = encode_input_steps(image.spec, images_uint8, image.input_encoding)
-    else:
-        steps = np.asarray(input_spike_steps)
-        if not np.issubdtype(steps.dtype, np.integer) or steps.ndim != 2:
-            raise ConfigError(f"input_spike_steps must be a 2-D integer array, got {steps.dtype} {steps.shape}")
-    if steps.shape[1] != image.topology[0]:
-        raise ConfigError(
-            f"the inputs have {steps.shape[1]} values per image, the weight image expects {image.topology[0]}"
-        )
+    steps = input_steps_of(image, images_uint8, input_spike_steps, "simulate")
     if len(steps) >= 1 << TB_IMAGE_BITS:
         raise ConfigError(f"at most {(1 << TB_IMAGE_BITS) - 1} images per simulation")
     if learning is not None and not isinstance(learning, LearningConfig):
         raise ConfigError(f"simulate: learning must be a LearningConfig, got {type(learning).__name__}")
     layout = RtlLayout.for_image(image, lanes, learning)
     batch_images = max(1, min(int(batch_images), max(1, len(steps))))
-    runner, build_dir = build(layout, batch_images=batch_images, build_root=build_root)
-    progress = as_progress(progress)
     n = len(steps)
     if n == 0:
+        build(layout, batch_images=batch_images, build_root=build_root)
         return decode_records(layout, [], 0, lanes, 0.0)
-
-    from cocotb_tools.check_results import get_results
-
-    with tempfile.TemporaryDirectory(prefix="pcl-rtl-") as tmp:
-        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
-        out_dir = work / "out"
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True)
-        load = layout.load_beats(image)
-        (work / "load.hex").write_text("".join(f"{v:x}\n" for v in load))
-        np.save(work / "steps.npy", np.ascontiguousarray(steps, dtype=np.int64))
-        job = {
-            "spec": image.spec.to_dict(),
-            "topology": list(layout.topology),
-            "lanes": lanes,
-            "load_hex": str(work / "load.hex"),
-            "load_beats": len(load),
-            "in_hex": str(work / "in.hex"),
-            "sp_hex": str(work / "sp.hex"),
-            "res_hex": str(work / "res.hex"),
-            "steps_npy": str(work / "steps.npy"),
-            "out_dir": str(out_dir),
-            "batch_images": batch_images,
-            "shuffle_seed": shuffle_seed,
-            "throttle": bool(throttle),
-            "timeout_cycles_per_image": timeout_cycles_per_image(layout) * (4 if throttle else 1),
-        }
-        (work / "job.json").write_text(json.dumps(job))
-        outcome: dict = {}
-
-        def run() -> None:
-            try:
-                outcome["xml"] = runner.test(
-                    test_module="firmware_bridge.rtl.tb.core_bench",
-                    hdl_toplevel=TOPLEVEL,
-                    build_dir=build_dir,
-                    test_dir=work,
-                    results_xml=str(work / "results.xml"),
-                    log_file=work / "sim.log",
-                    plusargs=[f"+{name}={job[name]}" for name in ("load_hex", "in_hex", "sp_hex", "res_hex")],
-                    extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": simulator_pythonpath()},
-                )
-            except BaseException as exc:  # reported below, in the calling thread
-                outcome["error"] = exc
-
-        t0 = time.perf_counter()
-        progress.start(total=n, desc=f"RTL ({lanes} lanes)")
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        done = 0
-        try:
-            while thread.is_alive():
-                thread.join(_POLL_SECONDS)
-                finished = min(n, len(list(out_dir.glob("batch*.npz"))) * batch_images)
-                if finished > done:
-                    progress.update(finished - done)
-                    done = finished
-        finally:
-            progress.close()
-        seconds = time.perf_counter() - t0
-        log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
-        failed = "error" in outcome
-        if not failed:
-            try:
-                _, n_failed = get_results(outcome["xml"])
-                failed = n_failed > 0
-            except Exception:  # no or unreadable results file: the simulator died
-                failed = True
-        batch_files = sorted(out_dir.glob("batch*.npz"))
-        if failed or len(batch_files) * batch_images < n:
-            tail = "\n".join(log.splitlines()[-40:])
-            raise RtlSimulationError(
-                f"the RTL simulation did not finish ({outcome.get('error', 'test failed')}); "
-                f"last lines of the simulator log:\n{tail}"
-            )
-        batches = [dict(np.load(f)) for f in batch_files]
-    return decode_records(layout, batches, n, lanes, seconds)
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+    pay_bits = command_payload_bits(layout)
+    per_image = timeout_cycles_per_image(layout) * (4 if throttle else 1)
+    batches = []
+    for start in range(0, n, batch_images):
+        rows = range(start, min(n, start + batch_images))
+        cmds = [(CMD_INPUT << pay_bits) | beat for i in rows for beat in layout.input_beats(steps[i], shuffle=rng)]
+        timeout = len(rows) * per_image + 4 * len(cmds) + 100
+        batches.append({"commands": cmds, "n_results": len(rows), "n_words": 0, "timeout_cycles": timeout})
+    records, _, seconds = run_harness(
+        layout,
+        layout.load_beats(image),
+        batches,
+        batch_steps=batch_images,
+        throttle=throttle,
+        what="the RTL simulation",
+        desc=f"RTL ({lanes} lanes)",
+        build_root=build_root,
+        progress=progress,
+        keep_dir=keep_dir,
+    )
+    return decode_records(layout, records, n, lanes, seconds)
 
 
 def simulator_pythonpath() -> str:

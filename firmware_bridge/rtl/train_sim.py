@@ -2,7 +2,7 @@
 
 ``simulate_training`` loads a weight image, then sends one training request ({label, sample
 index}) and the input beats per step, and a weight read-back request every ``readback_every``
-steps and after the last, through ``tb/pcl_train_harness.v`` (cocotb side: ``tb/train_bench.py``).
+steps and after the last, through ``tb/pcl_tb_harness.v`` (``sim.run_harness``; cocotb: ``tb/core_bench.py``).
 It returns what the core reported, in the emulator's field names: per step the forward pass
 (class, decision step, tie, rows read, every spike step up to the end of the margin window), the
 rule's ``weights_changed`` and ``neurons_with_delta``, the cycles and where they went; and the
@@ -13,71 +13,18 @@ weight-RAM words of each read-back. The model (``popcount_learn.onchip``) and th
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import tempfile
-import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from popcount_learn import codegen
-from popcount_learn.codegen import Constant
 from popcount_learn.errors import ConfigError
 from popcount_learn.learning import LearningConfig
-from popcount_learn.progress import as_progress
 from popcount_learn.weight_image import WeightImage
 
-from ..errors import RtlSimulationError
 from . import sim
-from .params import TB_CYCLE_BITS, TB_IMAGE_BITS, TB_PHASE_COUNTERS, RtlLayout, unpack
-from .sources import RTL_DIR
+from .params import TB_PHASE_COUNTERS, RtlLayout
 
-HARNESS = RTL_DIR / "tb" / "pcl_train_harness.v"
-TOPLEVEL = "pcl_train_harness"
 DEFAULT_BATCH_STEPS = 10
-_POLL_SECONDS = 0.2
-# Command kinds of the harness's command stream (tb/pcl_train_harness.v).
-CMD_INPUT, CMD_TRAIN, CMD_READBACK = 0, 1, 2
-PLUSARGS = ("load_hex", "cmd_hex", "sp_hex", "res_hex", "rd_hex")
-RECORD_FIELDS = (
-    "input_error",
-    "tie",
-    "decided",
-    "predicted",
-    "step",
-    "trained",
-    "weights_changed",
-    "neurons_with_delta",
-)
-
-
-def tb_constants(layout: RtlLayout, batch_steps: int, readbacks_per_batch: int) -> list[Constant]:
-    """The training harness's memory depths (its pcl_tb.vh) for batches of ``batch_steps`` steps."""
-    commands = batch_steps * (layout.topology[0] + 2) + readbacks_per_batch
-    return [
-        Constant("TB_SRC_DEPTH", max(layout.weight_words + layout.n_layers, commands)),
-        Constant("TB_SP_DEPTH", batch_steps * layout.neurons),
-        Constant("TB_RES_DEPTH", batch_steps),
-        Constant("TB_WORD_DEPTH", max(1, readbacks_per_batch * layout.weight_words)),
-        Constant("TB_IMAGE_BITS", TB_IMAGE_BITS),
-        Constant("TB_CYCLE_BITS", TB_CYCLE_BITS),
-    ]
-
-
-def build_training(layout: RtlLayout, *, batch_steps: int, readbacks_per_batch: int, build_root=None):
-    """Generate the headers and compile the training harness (cached by content): ``(runner, build_dir)``."""
-    if layout.learning is None:
-        raise ConfigError("the training harness needs a layout with a LearningConfig")
-    headers = {
-        **layout.headers(),
-        "pcl_tb.vh": codegen.verilog_header(
-            "pcl_tb.vh", tb_constants(layout, batch_steps, readbacks_per_batch), source="firmware_bridge.rtl.train_sim"
-        ),
-    }
-    return sim.compile_bench([*sim.CORE_SOURCES, HARNESS], TOPLEVEL, headers, build_root=build_root)
 
 
 def timeout_cycles_per_step(layout: RtlLayout) -> int:
@@ -133,11 +80,6 @@ class StepReport:
     hidden_spikes_delivered: int
 
 
-def _hex_records(path: Path) -> list[int]:
-    lines = (line.split("//")[0].strip() for line in path.read_text().splitlines())
-    return [int(line, 16) for line in lines if line]
-
-
 def check_training_inputs(image, learning, input_spike_steps, labels, first_sample_index: int):
     """``(steps, labels)`` as arrays after checking them and the image and rule (ConfigError)."""
     if not isinstance(image, WeightImage):
@@ -156,6 +98,35 @@ def check_training_inputs(image, learning, input_spike_steps, labels, first_samp
     if not (int(first_sample_index) >= 0 and int(first_sample_index) + n <= 1 << 32):
         raise ConfigError(f"sample indices must lie in 0..2**32-1, got {first_sample_index} + {n} steps")
     return steps, labels
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A checked training run: its steps and labels, the layout, the image whose weights are sent
+    (``load_image`` or the image) and the steps after which the weights are read back."""
+
+    steps: np.ndarray
+    labels: np.ndarray
+    layout: RtlLayout
+    sent: WeightImage
+    readback_after: list[int]
+
+
+def plan_training(
+    image, learning, input_spike_steps, labels, first_sample_index, lanes, readback_every, load_image
+) -> TrainingPlan:
+    """``check_training_inputs``, then the layout, the image sent and the read-back steps
+    (after every ``readback_every`` steps, None: none but the last, and after the last)."""
+    steps, labels = check_training_inputs(image, learning, input_spike_steps, labels, first_sample_index)
+    if readback_every is not None and readback_every < 1:
+        raise ConfigError(f"readback_every must be positive, got {readback_every}")
+    layout = RtlLayout.for_image(image, lanes, learning)
+    sent = load_image if load_image is not None else image
+    if RtlLayout.for_image(sent, lanes, learning) != layout:
+        raise ConfigError("load_image must have the datapath and topology of image")
+    n, every = len(steps), readback_every or len(steps)
+    readback_after = [i for i in range(n) if (i + 1) % every == 0 or i == n - 1]
+    return TrainingPlan(steps, labels, layout, sent, readback_after)
 
 
 def simulate_training(
@@ -183,148 +154,50 @@ def simulate_training(
     and after the last step. ``throttle``: random gaps and back-pressure on every stream;
     ``shuffle_seed``: permute the input spikes within each step. Progress per finished batch.
     """
-    steps, labels = check_training_inputs(image, learning, input_spike_steps, labels, first_sample_index)
-    n = len(steps)
-    if readback_every is not None and readback_every < 1:
-        raise ConfigError(f"readback_every must be positive, got {readback_every}")
-    layout = RtlLayout.for_image(image, lanes, learning)
-    sent = load_image if load_image is not None else image
-    if RtlLayout.for_image(sent, lanes, learning) != layout:
-        raise ConfigError("load_image must have the datapath and topology of image")
-    batch_steps = max(1, min(int(batch_steps), n))
-    every = readback_every or n
-    readback_after = [i for i in range(n) if (i + 1) % every == 0 or i == n - 1]
-    per_batch = max(sum(1 for i in readback_after if i // batch_steps == b) for b in range(-(-n // batch_steps)))
-    runner, build_dir = build_training(
-        layout, batch_steps=batch_steps, readbacks_per_batch=per_batch, build_root=build_root
+    plan = plan_training(
+        image, learning, input_spike_steps, labels, first_sample_index, lanes, readback_every, load_image
     )
+    steps, labels, layout, sent, readback_after = plan.steps, plan.labels, plan.layout, plan.sent, plan.readback_after
+    n = len(steps)
+    batch_steps = max(1, min(int(batch_steps), n))
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
-    w = layout.widths
-    pay_bits = max(1 + w["STEP_BITS"] + w["IN_INDEX_BITS"], w["NEURON_BITS"] + 32)
-    progress = as_progress(progress)
-    from cocotb_tools.check_results import get_results
-
-    with tempfile.TemporaryDirectory(prefix="pcl-rtl-train-") as tmp:
-        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
-        out_dir = work / "out"
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True)
-        load = layout.load_beats(sent)
-        (work / "load.hex").write_text("".join(f"{v:x}\n" for v in load))
-        batches = []
-        per_step_timeout = timeout_cycles_per_step(layout) * (4 if throttle else 1)
-        for b, start in enumerate(range(0, n, batch_steps)):
-            cmds: list[int] = []
-            n_words = 0
-            for i in range(start, min(n, start + batch_steps)):
-                cmds.append((CMD_TRAIN << pay_bits) | layout.train_beat(int(labels[i]), first_sample_index + i))
-                cmds += [(CMD_INPUT << pay_bits) | beat for beat in layout.input_beats(steps[i], shuffle=rng)]
-                if i in readback_after:
-                    cmds.append(CMD_READBACK << pay_bits)
-                    n_words += layout.weight_words
-            path = work / f"cmd{b:06d}.hex"
-            path.write_text("".join(f"{v:x}\n" for v in cmds))
-            n_here = min(n, start + batch_steps) - start
-            batches.append(
-                {
-                    "cmd_hex": str(path),
-                    "n_beats": len(cmds),
-                    "n_results": n_here,
-                    "n_words": n_words,
-                    "timeout_cycles": n_here * per_step_timeout + 4 * len(cmds) + 4 * n_words + 1000,
-                }
-            )
-        job = {
-            "load_hex": str(work / "load.hex"),
-            "load_beats": len(load),
-            "cmd_hex": str(work / "cmd.hex"),
-            "sp_hex": str(work / "sp.hex"),
-            "res_hex": str(work / "res.hex"),
-            "rd_hex": str(work / "rd.hex"),
-            "batches": batches,
-            "out_dir": str(out_dir),
-            "throttle": bool(throttle),
-        }
-        (work / "job.json").write_text(json.dumps(job))
-        outcome: dict = {}
-
-        def run() -> None:
-            try:
-                outcome["xml"] = runner.test(
-                    test_module="firmware_bridge.rtl.tb.train_bench",
-                    hdl_toplevel=TOPLEVEL,
-                    build_dir=build_dir,
-                    test_dir=work,
-                    results_xml=str(work / "results.xml"),
-                    log_file=work / "sim.log",
-                    plusargs=[
-                        f"+{name}={job[name]}" for name in ("load_hex", "cmd_hex", "sp_hex", "res_hex", "rd_hex")
-                    ],
-                    extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()},
-                )
-            except BaseException as exc:  # reported below, in the calling thread
-                outcome["error"] = exc
-
-        t0 = time.perf_counter()
-        progress.start(total=n, desc=f"RTL training ({lanes} lanes)")
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        done = 0
-        try:
-            while thread.is_alive():
-                thread.join(_POLL_SECONDS)
-                finished = min(n, len(list(out_dir.glob("batch*.done"))) * batch_steps)
-                if finished > done:
-                    progress.update(finished - done)
-                    done = finished
-        finally:
-            progress.close()
-        seconds = time.perf_counter() - t0
-        failed = "error" in outcome
-        if not failed:
-            try:
-                failed = get_results(outcome["xml"])[1] > 0
-            except Exception:  # no or unreadable results file: the simulator died
-                failed = True
-        finished = len(list(out_dir.glob("batch*.done")))
-        if failed or finished < len(batches):
-            log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
-            tail = "\n".join(log.splitlines()[-40:])
-            raise RtlSimulationError(
-                f"the RTL training simulation did not finish ({outcome.get('error', 'test failed')}); "
-                f"last lines of the simulator log:\n{tail}"
-            )
-        return _decode(layout, batches, out_dir, readback_after, batch_steps, n, lanes, seconds)
+    pay_bits = sim.command_payload_bits(layout)
+    per_step_timeout = timeout_cycles_per_step(layout) * (4 if throttle else 1)
+    batches = []
+    for start in range(0, n, batch_steps):
+        cmds: list[int] = []
+        n_words = 0
+        for i in range(start, min(n, start + batch_steps)):
+            cmds.append((sim.CMD_TRAIN << pay_bits) | layout.train_beat(int(labels[i]), first_sample_index + i))
+            cmds += [(sim.CMD_INPUT << pay_bits) | beat for beat in layout.input_beats(steps[i], shuffle=rng)]
+            if i in readback_after:
+                cmds.append(sim.CMD_READBACK << pay_bits)
+                n_words += layout.weight_words
+        n_here = min(n, start + batch_steps) - start
+        timeout = n_here * per_step_timeout + 4 * len(cmds) + 4 * n_words + 1000
+        batches.append({"commands": cmds, "n_results": n_here, "n_words": n_words, "timeout_cycles": timeout})
+    records, words, seconds = sim.run_harness(
+        layout,
+        layout.load_beats(sent),
+        batches,
+        batch_steps=batch_steps,
+        throttle=throttle,
+        what="the RTL training simulation",
+        desc=f"RTL training ({lanes} lanes)",
+        build_root=build_root,
+        progress=progress,
+        keep_dir=keep_dir,
+    )
+    return _decode(layout, records, words, readback_after, batch_steps, n, lanes, seconds)
 
 
-def _decode(layout, batches, out_dir: Path, readback_after, batch_steps, n, lanes, seconds) -> RtlTrainResult:
-    fields = layout.train_result_fields()
-    spike_fields = layout.spike_fields()
-    records, readbacks = [], []
-    for b, batch in enumerate(batches):
-        res = [unpack(v, fields) for v in _hex_records(out_dir / f"batch{b:06d}_res.hex")]
-        if len(res) != batch["n_results"]:
-            raise RtlSimulationError(f"batch {b}: {len(res)} results for {batch['n_results']} steps")
-        spikes = [unpack(v, spike_fields) for v in _hex_records(out_dir / f"batch{b:06d}_sp.hex")]
-        words = _hex_records(out_dir / f"batch{b:06d}_rd.hex")
-        if len(words) != batch["n_words"]:
-            raise RtlSimulationError(f"batch {b}: {len(words)} read-back words, expected {batch['n_words']}")
+def _decode(layout, records, words, readback_after, batch_steps, n, lanes, seconds) -> RtlTrainResult:
+    readbacks = []
+    for b, (record, batch_words) in enumerate(zip(records, words, strict=True)):
         first = b * batch_steps
-        after = [i for i in readback_after if first <= i < first + len(res)]
+        after = [i for i in readback_after if first <= i < first + len(record["trained"])]
         for j, i in enumerate(after):
-            readbacks.append((i + 1, tuple(words[j * layout.weight_words : (j + 1) * layout.weight_words])))
-        record = {
-            name: np.array([r[name] for r in res], dtype=np.int64) for name in (*RECORD_FIELDS, *TB_PHASE_COUNTERS)
-        }
-        record["rows_read"] = np.array(
-            [[r[f"rows_read{k}"] for k in range(layout.n_layers)] for r in res], dtype=np.int64
-        ).reshape(len(res), layout.n_layers)
-        record["spikes"] = np.array(
-            [[s["image"], s["layer"], s["index"], s["step"]] for s in spikes], dtype=np.int64
-        ).reshape(len(spikes), 4)
-        record["first_image"] = np.int64(first)
-        records.append(record)
+            readbacks.append((i + 1, tuple(batch_words[j * layout.weight_words : (j + 1) * layout.weight_words])))
     forward = sim.decode_records(layout, records, n, lanes, seconds)
     cat = {
         name: np.concatenate([r[name] for r in records]) for name in records[0] if name not in ("spikes", "first_image")

@@ -12,19 +12,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from popcount_learn import codegen
 from popcount_learn.codegen import Constant
-from popcount_learn.emulator import encode_input_steps
 from popcount_learn.errors import ConfigError
 from popcount_learn.learning import LearningConfig
 from popcount_learn.weight_image import WeightImage
 
-from ..errors import RtlSimulationError, RtlToolsMissing
+from ..errors import RtlToolsMissing
 from . import sim
 from .packets import PacketLayout
 from .params import RtlLayout
@@ -89,15 +87,7 @@ def simulate_up5k(
     """
     if not isinstance(image, WeightImage):
         raise ConfigError(f"simulate_up5k: expected a WeightImage, got {type(image).__name__}")
-    if (images_uint8 is None) == (input_spike_steps is None):
-        raise ConfigError("simulate_up5k: pass exactly one of images_uint8 and input_spike_steps")
-    steps = (
-        encode_input_steps(image.spec, images_uint8, image.input_encoding)
-        if images_uint8 is not None
-        else np.asarray(input_spike_steps)
-    )
-    if steps.ndim != 2 or steps.shape[1] != image.topology[0] or not np.issubdtype(steps.dtype, np.integer):
-        raise ConfigError(f"input spike steps must be integers of shape (n, {image.topology[0]}), got {steps.shape}")
+    steps = sim.input_steps_of(image, images_uint8, input_spike_steps, "simulate_up5k")
     layout = RtlLayout.for_image(image, lanes)
     sent = load_image if load_image is not None else image
     if RtlLayout.for_image(sent, lanes) != layout:
@@ -106,7 +96,6 @@ def simulate_up5k(
     if n == 0:
         return sim.decode_records(layout, [], 0, lanes, 0.0)
     runner, build_dir = build_up5k(layout, n, build_root=build_root)
-    from cocotb_tools.check_results import get_results
 
     rx_bound, tx_bound = stream_bounds(layout, n)
     timeout = (2 * rx_bound + 2 * tx_bound + n * sim.timeout_cycles_per_image(layout)) * (4 if throttle else 1) + 10_000
@@ -129,26 +118,16 @@ def simulate_up5k(
         }
         (work / "job.json").write_text(json.dumps(job))
         (work / "out.npz").unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        try:
-            xml = runner.test(
-                test_module="firmware_bridge.rtl.tb.up5k_bench",
-                hdl_toplevel=TOPLEVEL,
-                build_dir=build_dir,
-                test_dir=work,
-                results_xml=str(work / "results.xml"),
-                log_file=work / "sim.log",
-                plusargs=[f"+rx_hex={job['rx_hex']}"],
-                extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()},
-            )
-            failed = get_results(xml)[1] > 0
-        except Exception as exc:  # the simulator died or wrote no results
-            failed, xml = True, exc
-        seconds = time.perf_counter() - t0
-        if failed or not (work / "out.npz").exists():
-            log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
-            tail = "\n".join(log.splitlines()[-40:])
-            raise RtlSimulationError(f"the UP5K top simulation failed ({xml}); last lines of the log:\n{tail}")
+        seconds = sim.run_bench(
+            runner,
+            build_dir,
+            work,
+            test_module="firmware_bridge.rtl.tb.up5k_bench",
+            toplevel=TOPLEVEL,
+            what="the UP5K top simulation",
+            plusargs=[f"+rx_hex={job['rx_hex']}"],
+            complete=(work / "out.npz").exists,
+        )
         record = dict(np.load(work / "out.npz"))
     return sim.decode_records(layout, [record], n, lanes, seconds)
 
@@ -174,19 +153,14 @@ def simulate_up5k_training(
     ``train_sim.RtlTrainResult`` (``phase_cycles`` has only ``cycles``: from the previous result
     packet, or the last weight-load byte, to this step's result packet, byte transport included).
     """
-    from .train_sim import RtlTrainResult, check_training_inputs
+    from .train_sim import RtlTrainResult, plan_training
 
-    steps, labels = check_training_inputs(image, learning, input_spike_steps, labels, first_sample_index)
-    if readback_every is not None and readback_every < 1:
-        raise ConfigError(f"readback_every must be positive, got {readback_every}")
-    layout = RtlLayout.for_image(image, lanes, learning)
-    sent = load_image if load_image is not None else image
-    if RtlLayout.for_image(sent, lanes, learning) != layout:
-        raise ConfigError("load_image must have the datapath and topology of image")
+    plan = plan_training(
+        image, learning, input_spike_steps, labels, first_sample_index, lanes, readback_every, load_image
+    )
+    steps, labels, layout, sent, readback_after = plan.steps, plan.labels, plan.layout, plan.sent, plan.readback_after
     packets = PacketLayout(layout)
     n = len(steps)
-    every = readback_every or n
-    readback_after = [i for i in range(n) if (i + 1) % every == 0 or i == n - 1]
     rx = bytearray(packets.load_packets(sent))
     n_load = len(rx)
     for i in range(n):
@@ -197,7 +171,6 @@ def simulate_up5k_training(
     n_words = len(readback_after) * layout.weight_words
     tx_bound = (n * (layout.neurons + 1) + n_words) * packets.tx_bytes
     runner, build_dir = build_up5k(layout, n, build_root=build_root, bounds=(len(rx), tx_bound))
-    from cocotb_tools.check_results import get_results
 
     per_step = sim.timeout_cycles_per_image(layout) + 8 * layout.weights + 1000
     timeout = (2 * len(rx) + 2 * tx_bound + n * per_step) * (4 if throttle else 1) + 10_000
@@ -221,26 +194,16 @@ def simulate_up5k_training(
         }
         (work / "job.json").write_text(json.dumps(job))
         (work / "out.npz").unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        try:
-            xml = runner.test(
-                test_module="firmware_bridge.rtl.tb.up5k_train_bench",
-                hdl_toplevel=TOPLEVEL,
-                build_dir=build_dir,
-                test_dir=work,
-                results_xml=str(work / "results.xml"),
-                log_file=work / "sim.log",
-                plusargs=[f"+rx_hex={job['rx_hex']}"],
-                extra_env={"PCL_RTL_JOB": str(work / "job.json"), "PYTHONPATH": sim.simulator_pythonpath()},
-            )
-            failed = get_results(xml)[1] > 0
-        except Exception as exc:  # the simulator died or wrote no results
-            failed, xml = True, exc
-        seconds = time.perf_counter() - t0
-        if failed or not (work / "out.npz").exists():
-            log = (work / "sim.log").read_text(errors="replace") if (work / "sim.log").exists() else ""
-            tail = "\n".join(log.splitlines()[-40:])
-            raise RtlSimulationError(f"the UP5K training simulation failed ({xml}); last lines of the log:\n{tail}")
+        seconds = sim.run_bench(
+            runner,
+            build_dir,
+            work,
+            test_module="firmware_bridge.rtl.tb.up5k_train_bench",
+            toplevel=TOPLEVEL,
+            what="the UP5K training simulation",
+            plusargs=[f"+rx_hex={job['rx_hex']}"],
+            complete=(work / "out.npz").exists,
+        )
         record = dict(np.load(work / "out.npz"))
     words = [int(w, 16) for w in record.pop("words_hex").tolist()]
     readbacks = tuple(

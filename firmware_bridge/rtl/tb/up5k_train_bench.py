@@ -23,22 +23,12 @@ import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 from firmware_bridge.rtl.packets import PacketLayout, TxKind
-from firmware_bridge.rtl.params import RtlLayout
+from firmware_bridge.rtl.params import TRAIN_RECORD_FIELDS, RtlLayout
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.learning import LearningConfig
 
 CLOCK_NS = 10  # the harness's clock period
 POLL_CYCLES = 2000
-RESULT_FIELDS = (
-    "input_error",
-    "tie",
-    "decided",
-    "predicted",
-    "step",
-    "trained",
-    "weights_changed",
-    "neurons_with_delta",
-)
 
 
 @cocotb.test()
@@ -102,7 +92,7 @@ async def run_job(dut):
     poll()
     assert not pending, f"{len(pending)} bytes of a packet after the last one"
     ends = np.array(result_cycles, dtype=np.int64)
-    record = {name: np.array([r[name] for r in results], dtype=np.int64) for name in RESULT_FIELDS}
+    record = {name: np.array([r[name] for r in results], dtype=np.int64) for name in TRAIN_RECORD_FIELDS}
     record["cycles"] = np.diff(np.concatenate([[int(dut.mark_cycle.value)], ends]))
     record["rows_read"] = np.array(
         [[r[f"rows_read{k}"] for k in range(layout.n_layers)] for r in results], dtype=np.int64
