@@ -65,6 +65,25 @@ def build_up5k(layout: RtlLayout, n_images: int, *, build_root=None, bounds: tup
     return sim.compile_bench(sources, TOPLEVEL, headers, build_root=build_root, defines=DEFINES)
 
 
+def _run_top(runner, build_dir, work: Path, job: dict, bench: str, what: str) -> tuple[dict, float]:
+    """Write ``job`` (with the harness's RX file and the record's path), run ``tb/<bench>.py`` on
+    the harness and return the record it saved and the wall seconds."""
+    job = {**job, "rx_hex": str(work / "rx.hex"), "out_npz": str(work / "out.npz")}
+    (work / "job.json").write_text(json.dumps(job))
+    (work / "out.npz").unlink(missing_ok=True)
+    seconds = sim.run_bench(
+        runner,
+        build_dir,
+        work,
+        test_module=f"firmware_bridge.rtl.tb.{bench}",
+        toplevel=TOPLEVEL,
+        what=what,
+        plusargs=[f"+rx_hex={job['rx_hex']}"],
+        complete=(work / "out.npz").exists,
+    )
+    return dict(np.load(work / "out.npz")), seconds
+
+
 def simulate_up5k(
     image: WeightImage,
     images_uint8: np.ndarray | None = None,
@@ -110,25 +129,11 @@ def simulate_up5k(
             "lanes": lanes,
             "load_bin": str(work / "load.bin"),
             "steps_npy": str(work / "steps.npy"),
-            "rx_hex": str(work / "rx.hex"),
-            "out_npz": str(work / "out.npz"),
             "shuffle_seed": shuffle_seed,
             "throttle": bool(throttle),
             "timeout_cycles": timeout,
         }
-        (work / "job.json").write_text(json.dumps(job))
-        (work / "out.npz").unlink(missing_ok=True)
-        seconds = sim.run_bench(
-            runner,
-            build_dir,
-            work,
-            test_module="firmware_bridge.rtl.tb.up5k_bench",
-            toplevel=TOPLEVEL,
-            what="the UP5K top simulation",
-            plusargs=[f"+rx_hex={job['rx_hex']}"],
-            complete=(work / "out.npz").exists,
-        )
-        record = dict(np.load(work / "out.npz"))
+        record, seconds = _run_top(runner, build_dir, work, job, "up5k_bench", "the UP5K top simulation")
     return sim.decode_records(layout, [record], n, lanes, seconds)
 
 
@@ -185,26 +190,12 @@ def simulate_up5k_training(
             "learning": learning.to_dict(),
             "rx_bin": str(work / "rx.bin"),
             "load_bytes": n_load,
-            "rx_hex": str(work / "rx.hex"),
-            "out_npz": str(work / "out.npz"),
             "n_results": n,
             "n_words": n_words,
             "throttle": bool(throttle),
             "timeout_cycles": timeout,
         }
-        (work / "job.json").write_text(json.dumps(job))
-        (work / "out.npz").unlink(missing_ok=True)
-        seconds = sim.run_bench(
-            runner,
-            build_dir,
-            work,
-            test_module="firmware_bridge.rtl.tb.up5k_train_bench",
-            toplevel=TOPLEVEL,
-            what="the UP5K training simulation",
-            plusargs=[f"+rx_hex={job['rx_hex']}"],
-            complete=(work / "out.npz").exists,
-        )
-        record = dict(np.load(work / "out.npz"))
+        record, seconds = _run_top(runner, build_dir, work, job, "up5k_train_bench", "the UP5K training simulation")
     words = [int(w, 16) for w in record.pop("words_hex").tolist()]
     readbacks = tuple(
         (i + 1, tuple(words[j * layout.weight_words : (j + 1) * layout.weight_words]))

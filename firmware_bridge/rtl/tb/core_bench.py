@@ -21,7 +21,9 @@ import shutil
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.triggers import RisingEdge, with_timeout
+
+from firmware_bridge.rtl.tb.reset import reset
 
 CLOCK_NS = 10  # the harness's clock period
 
@@ -37,13 +39,7 @@ async def _go(dut, signal, timeout_cycles: int) -> None:
 async def run_job(dut):
     job = json.loads(Path(os.environ["PCL_RTL_JOB"]).read_text())
     out_dir = Path(job["out_dir"])
-    for sig in (dut.go_load, dut.go_run, dut.n_beats, dut.n_results, dut.n_words):
-        sig.value = 0
-    dut.throttle.value = int(bool(job.get("throttle")))
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    await reset(dut, (dut.go_load, dut.go_run, dut.n_beats, dut.n_results, dut.n_words), job.get("throttle"))
 
     n_load = int(job["load_beats"])
     dut.n_beats.value = n_load

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, RisingEdge, Timer
+from cocotb.triggers import RisingEdge, Timer
 
 from firmware_bridge.rtl.packets import PacketLayout, TxKind
 from firmware_bridge.rtl.params import RtlLayout
+from firmware_bridge.rtl.tb.reset import reset
 from popcount_learn.datapath import DatapathConfig
 
 CLOCK_NS = 10  # the harness's clock period
@@ -112,13 +113,7 @@ async def run_job(dut):
     packets = PacketLayout(layout)
     steps = np.load(job["steps_npy"])
 
-    for sig in (dut.go, dut.n_bytes, dut.mark_bytes):
-        sig.value = 0
-    dut.throttle.value = int(bool(job.get("throttle")))
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    await reset(dut, (dut.go, dut.n_bytes, dut.mark_bytes), job.get("throttle"))
 
     driver, monitor = Driver(dut, packets, job), Monitor(dut, packets, layout.n_layers)
     n_bytes = await driver.start(steps)

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, RisingEdge, Timer
+from cocotb.triggers import RisingEdge, Timer
 
 from firmware_bridge.rtl.packets import PacketLayout, TxKind
 from firmware_bridge.rtl.params import TRAIN_RECORD_FIELDS, RtlLayout
+from firmware_bridge.rtl.tb.reset import reset
 from popcount_learn.datapath import DatapathConfig
 from popcount_learn.learning import LearningConfig
 
@@ -43,13 +44,7 @@ async def run_job(dut):
     packets = PacketLayout(layout)
     data = Path(job["rx_bin"]).read_bytes()
     Path(job["rx_hex"]).write_text("".join(f"{b:02x}\n" for b in data))
-    for sig in (dut.go, dut.n_bytes, dut.mark_bytes):
-        sig.value = 0
-    dut.throttle.value = int(bool(job.get("throttle")))
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    await reset(dut, (dut.go, dut.n_bytes, dut.mark_bytes), job.get("throttle"))
     dut.n_bytes.value = len(data)
     dut.mark_bytes.value = int(job["load_bytes"])
     dut.go.value = 1
