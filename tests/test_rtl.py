@@ -313,10 +313,10 @@ def test_threshold_at_the_membrane_bound(index):
 # The checker catches a one-LSB change
 
 
-def _one_lsb_variants(image):
-    """Every image that differs from ``image`` by +-1 in one weight or one threshold."""
+def _one_lsb_variants(image, thresholds: bool = True):
+    """Every image that differs from ``image`` by +-1 in one weight or (``thresholds``) one threshold."""
     for k, layer in enumerate(image.layers):
-        for delta in (1, -1):
+        for delta in (1, -1) if thresholds else ():
             th = layer.threshold_lsb + delta
             if 1 <= th <= image.spec.membrane_max:
                 yield f"threshold of layer {k} {delta:+d}", _replace_layer(image, k, layer.weights_lsb, th)

@@ -20,7 +20,7 @@ from bench_qemu_board import cut_hidden
 from factories import graded_net100
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_rtl import _random_network, _random_steps
+from test_rtl import PARAMETER_SETS, _random_network, _random_steps
 
 from firmware_bridge import commands
 from firmware_bridge.rtl import train_sim
@@ -131,6 +131,8 @@ def _extremes(rng, image: WeightImage, fraction: float) -> WeightImage:
     return WeightImage(spec, tuple(layers))
 
 
+# The datapaths of test_rtl's inference sets, by name.
+INFERENCE_SPEC_FIELDS = {name: fields for name, fields, *_ in PARAMETER_SETS}
 # (name, spec fields, topology, lanes, learning, first sample index, steps, throttle)
 TRAIN_SETS = [
     (
@@ -182,15 +184,7 @@ TRAIN_SETS = [
     ),
     (
         "ties-lowest-index-margin-1",
-        dict(
-            time_shift=0,
-            weight_bits=4,
-            current_frac_bits=0,
-            current_bits=8,
-            membrane_bits=9,
-            tie_rule="lowest_index",
-            max_steps=16,
-        ),
+        INFERENCE_SPEC_FIELDS["ties-lowest-index"],
         (5, 6, 5),
         4,
         LearningConfig(margin_steps=1, prob_halving_samples=5, correct_rule="always", seed=77),

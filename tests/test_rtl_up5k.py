@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factories import graded_net100
-from test_rtl import PARAMETER_SETS, _find_case
+from test_rtl import PARAMETER_SETS, _find_case, _one_lsb_variants
 
 from firmware_bridge import check
 from firmware_bridge.rtl.packets import PacketLayout, RxKind, TxKind
@@ -115,20 +115,6 @@ def test_up5k_top_random_networks_bit_exact(index):
     assert np.all(observed.cycles > 0)
 
 
-def _one_lsb_weight_variants(image: WeightImage):
-    for k, layer in enumerate(image.layers):
-        w = layer.weights_lsb
-        for r in range(w.shape[0]):
-            for j in range(w.shape[1]):
-                for delta in (1, -1):
-                    if image.spec.weight_min <= w[r, j] + delta <= image.spec.weight_max:
-                        w2 = w.copy()
-                        w2[r, j] += delta
-                        layers = list(image.layers)
-                        layers[k] = LayerImage(w2, layer.threshold_lsb, layer.scale)
-                        yield f"weight [{k}][{r}, {j}] {delta:+d}", WeightImage(image.spec, tuple(layers))
-
-
 @up5k
 def test_up5k_comparison_catches_a_one_lsb_weight_corruption():
     lanes = PARAMETER_SETS[1][3]
@@ -136,7 +122,7 @@ def test_up5k_comparison_catches_a_one_lsb_weight_corruption():
     # the first one-LSB change that these inputs can see
     visible = (
         (what, corrupted)
-        for what, corrupted in _one_lsb_weight_variants(image)
+        for what, corrupted in _one_lsb_variants(image, thresholds=False)
         if not check.compare(expected, emulate(corrupted, input_spike_steps=steps), body="emulator").ok
     )
     what, corrupted = next(visible, (None, None))
