@@ -182,3 +182,22 @@ def test_bad_qat_scale_is_refused_in_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "--qat-scale" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_rounding_table_rows_are_the_emulator_on_each_rule():
+    from rounding_table import rounding_rows
+
+    from popcount_learn import emulator
+
+    net = _tiny_network(2)
+    rng = np.random.default_rng(4)
+    images = (rng.random((40, 30)) < 0.4).astype(np.uint8) * 255
+    labels = rng.integers(0, 4, 40)
+    rows = rounding_rows(net, images, labels, [3, 2])
+    assert [(r["bits"], r["scale_rule"]) for r in rows] == [(3, "max"), (3, "mse"), (2, "max"), (2, "mse")]
+    for row in rows:
+        image = quantize(net, bits=row["bits"], scale_rule=row["scale_rule"])
+        summary = emulator.summarize(emulator.emulate(image, images), labels)
+        assert row["accuracy"] == summary["accuracy"]
+        assert row["hidden_spikes"] == summary["hidden_spikes_before_decision_mean"]
+    assert quantize(net, bits=2, scale_rule="mse").layers[0].scale < quantize(net, bits=2).layers[0].scale
