@@ -53,9 +53,11 @@ class TrainConfig:
     pass (and so every gradient) is taken on ``forward_weights``, the weights ``quantize``
     gives at ``qat_bits``, and the gradient is applied to the float weights unchanged
     (straight-through). The model returned is on that grid. ``qat_scale`` sets each layer's
-    scale ``c / weight_max``: "max" (``c = max|w|``, as plain ``quantize``) or "mse" (``c`` the
-    clip of least rounding error, ``quantize.mse_clip``, re-chosen from the float weights every
-    ``QAT_CLIP_REFRESH_STEPS`` minibatches and once more for the returned model).
+    scale ``c / weight_max``: "mse" (``c`` the clip of least rounding error,
+    ``quantize.mse_clip``, re-chosen from the float weights every ``QAT_CLIP_REFRESH_STEPS``
+    minibatches and once more for the returned model; larger weights saturate) or "max"
+    (``c = max|w|``, as plain ``quantize``; issue #17's first part). Either way the returned
+    model's largest weight is ``c``, so ``export``'s plain ``quantize`` gives back its codes.
     """
 
     hidden: tuple[int, ...] = (800,)
@@ -80,7 +82,7 @@ class TrainConfig:
     first_layer_init_std_gain: float = 0.5
     dtype: str = "float64"
     qat_bits: int = 0
-    qat_scale: str = "max"
+    qat_scale: str = "mse"
 
     def __post_init__(self) -> None:
         def need(cond, msg):
