@@ -111,7 +111,7 @@ def _tiny_network(seed, n_in=30, n_hid=12, n_out=4):
     return ExactNetwork([w1, w2], SpikeEncoding())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), bits=st.integers(2, 8))
 def test_a_clipped_grid_exports_through_plain_quantize_to_the_same_codes(seed, bits):
     """The trainer's model on an mse-clipped grid, written out, is re-quantised by ``export``'s
