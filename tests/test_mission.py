@@ -182,16 +182,16 @@ def test_shipped_validated_onchip_image_meets_the_floor(mnist_test):
 
 
 def test_shipped_mse_clipped_4_bit_image_beats_the_first_4_bit_image(mnist_test):
-    # QAT with the MSE-optimal clipped scale (BENCHMARKS.md #17, fifth part; chosen against the
-    # max scale on a validation split), 5 epochs from net600.h5 on 60k: 97.85 % against 97.79 %
-    # for net600-int4.h5 (max scale), with no more hidden spikes before the decision.
+    # QAT with the MSE-optimal clipped scale (BENCHMARKS.md #17, fifth part; scale rule and
+    # schedule chosen on a validation split), 10 epochs from net600.h5 on 60k: 98.03 % against
+    # 97.79 % for net600-int4.h5 (max scale), with no more hidden spikes before the decision.
     image = h5io.load_weight_image(PRETRAINED / "net600-int4-mse.h5")
     assert image.topology == (784, 600, 10) and image.spec.weight_bits == 4 and image.learning is None
     config = image.provenance["train_config"]
-    assert (config["qat_bits"], config["qat_scale"], config["epochs"]) == (4, "mse", 5)
+    assert (config["qat_bits"], config["qat_scale"], config["epochs"]) == (4, "mse", 10)
     s = _emulated_summary(image, mnist_test)
     first = _emulated_summary(h5io.load_weight_image(PRETRAINED / "net600-int4.h5"), mnist_test)
-    assert s["accuracy"] >= 0.9785 > first["accuracy"]
+    assert s["accuracy"] >= 0.980 > first["accuracy"]
     assert s["hidden_spikes_before_decision_mean"] <= first["hidden_spikes_before_decision_mean"] + 0.1
     assert all(abs(int(np.max(np.abs(layer.weights_lsb)))) == 7 for layer in image.layers)
 
