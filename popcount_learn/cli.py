@@ -261,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantisation-aware training: the forward pass runs the weights rounded to B-bit integers "
         "(per-layer scale, as export quantises), straight-through gradient; export then uses B bits",
     )
+    ex.add_argument(
+        "--qat-scale",
+        choices=("max", "mse"),
+        default=None,
+        help="QAT's per-layer scale: the largest weight maps to the top code (max), or the clip of least "
+        f"rounding error does and larger weights saturate (mse) (default: {d.qat_scale})",
+    )
     oc = t.add_argument_group("onchip mode")
     oc.add_argument(
         "--bits", type=weight_bits, default=None, help="weight bits of a new or quantised network (default 8)"
@@ -384,7 +391,7 @@ def _print_onchip_epoch(record: dict) -> None:
     )
 
 
-_EXACT_ONLY = ("batch_size", "lr", "lr_decay", "sparsity", "sparsity_target", "temperature", "qat_bits")
+_EXACT_ONLY = ("batch_size", "lr", "lr_decay", "sparsity", "sparsity_target", "temperature", "qat_bits", "qat_scale")
 _ONCHIP_ONLY = ("bits", "spec", "learn")
 
 

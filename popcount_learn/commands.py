@@ -252,6 +252,7 @@ def train(
         emulated = emulator.summarize(emulator.emulate(image, test_data.images), test_data.labels)
         qat = {
             "bits": config.qat_bits,
+            "scale": config.qat_scale,
             "exact_test_accuracy": test["accuracy"],
             "emulated_test_accuracy": emulated["accuracy"],
             "emulated_hidden_spikes_before_decision_mean": emulated["hidden_spikes_before_decision_mean"],

@@ -69,27 +69,86 @@ def _spec_for(network: ExactNetwork, spec: DatapathConfig | None, bits: int | No
     return dataclasses.replace(spec, input_threshold=int(enc.threshold), dark_input_step=dark)
 
 
-def quantize_layer(w, weight_max: int, name: str = "layer") -> tuple[np.ndarray, float]:
-    """One layer's integers and scale: ``scale = max|w| / weight_max``, ``w_lsb = rint(w / scale)``
-    (float64 arithmetic; ``|w_lsb| <= weight_max`` by construction, the clip only guards it)."""
-    w = np.asarray(w, dtype=np.float64)
+SCALE_RULES = ("max", "mse")
+MSE_CLIP_CANDIDATES = 256
+MSE_CLIP_BINS = 2048
+
+
+def _checked_abs_max(w: np.ndarray, name: str) -> float:
     w_abs_max = float(np.max(np.abs(w)))
     if not np.isfinite(w_abs_max):
         raise ConfigError(f"{name}: weights are not finite, no quantisation scale exists")
     if w_abs_max == 0.0:
         raise ConfigError(f"{name}: all weights are zero, no quantisation scale exists")
-    scale = w_abs_max / weight_max
+    return w_abs_max
+
+
+def mse_clip(w, weight_max: int, name: str = "layer") -> float:
+    """The clip ``c`` (the weight that maps to ``weight_max``) minimising the rounding error
+    ``sum (w - s * clip(rint(w / s), -weight_max, weight_max))**2``, ``s = c / weight_max``,
+    over the candidates ``c_j = max|w| * j / J`` (``J = MSE_CLIP_CANDIDATES``, ``j = 1..J``;
+    ties: the largest). The error of each candidate is taken on a histogram of ``|w|``
+    (``MSE_CLIP_BINS`` equal bins over ``[0, max|w|]``, each bin's weights given the code of its
+    centre, with its exact count, sum and sum of squares), so the choice costs one pass over
+    the weights. ``c <= max|w|`` always: the largest weight gets code ``+-weight_max``, which is
+    what makes ``quantize`` (scale ``max|w_q| / weight_max``) give back the same codes for the
+    clipped network ``w_q``."""
+    a = np.abs(np.asarray(w, dtype=np.float64)).ravel()
+    top = _checked_abs_max(a, name)
+    nb = MSE_CLIP_BINS
+    idx = np.minimum((a * (nb / top)).astype(np.int64), nb - 1)
+    count = np.bincount(idx, minlength=nb).astype(np.float64)
+    s1 = np.bincount(idx, a, minlength=nb)
+    s2 = np.bincount(idx, a * a, minlength=nb)
+    centre = (np.arange(nb) + 0.5) * (top / nb)
+    clips = top * np.arange(1, MSE_CLIP_CANDIDATES + 1) / MSE_CLIP_CANDIDATES
+    steps = clips / weight_max
+    level = np.minimum(np.rint(centre[None, :] / steps[:, None]), weight_max) * steps[:, None]
+    err = (s2[None, :] - 2.0 * level * s1[None, :] + level * level * count[None, :]).sum(axis=1)
+    best = np.flatnonzero(err <= err.min())[-1]
+    return float(clips[best])
+
+
+def layer_clip(w, weight_max: int, scale_rule: str = "max", name: str = "layer") -> float:
+    """The weight that maps to ``+-weight_max`` under ``scale_rule``: ``max|w|`` ("max") or
+    ``mse_clip`` ("mse")."""
+    if scale_rule == "max":
+        return _checked_abs_max(np.asarray(w, dtype=np.float64), name)
+    if scale_rule == "mse":
+        return mse_clip(w, weight_max, name)
+    raise ConfigError(f"scale rule must be one of {', '.join(SCALE_RULES)}, got {scale_rule!r}")
+
+
+def quantize_layer(w, weight_max: int, name: str = "layer", clip: float | None = None) -> tuple[np.ndarray, float]:
+    """One layer's integers and scale: ``scale = c / weight_max``, ``w_lsb = clip(rint(w / scale),
+    -weight_max, weight_max)`` (float64 arithmetic), with ``c = max|w|`` unless ``clip`` is given
+    (then weights beyond ``+-c`` saturate)."""
+    w = np.asarray(w, dtype=np.float64)
+    if clip is None:
+        clip = _checked_abs_max(w, name)
+    elif not (np.isfinite(clip) and clip > 0):
+        raise ConfigError(f"{name}: the clip must be a positive number, got {clip!r}")
+    scale = clip / weight_max
     return np.clip(np.rint(w / scale), -weight_max, weight_max), scale
 
 
-def fake_quantize(weights, weight_bits: int) -> list[np.ndarray]:
+def weight_clips(weights, weight_bits: int, scale_rule: str = "max") -> list[float]:
+    """Per layer, ``layer_clip`` at ``weight_bits``."""
+    weight_max = DatapathConfig.for_weight_bits(weight_bits).weight_max
+    return [layer_clip(w, weight_max, scale_rule, f"layer {k}") for k, w in enumerate(weights)]
+
+
+def fake_quantize(weights, weight_bits: int, clips=None) -> list[np.ndarray]:
     """The weights ``quantize`` would give at ``weight_bits``, back in real units, per layer:
     ``w_lsb * scale`` (float64, then the layer's dtype). For float64 weights this is exactly
-    ``dequantize(quantize(network, bits=weight_bits))``: the network the emulator runs."""
+    ``dequantize(quantize(network, bits=weight_bits))``: the network the emulator runs.
+    ``clips`` (one per layer, e.g. ``weight_clips(..., "mse")``) replaces ``max|w|``; the result
+    then re-quantises by ``quantize`` to the same integers when every clip is ``<= max|w|``."""
     weight_max = DatapathConfig.for_weight_bits(weight_bits).weight_max
     out = []
     for k, w in enumerate(weights):
-        w_lsb, scale = quantize_layer(w, weight_max, f"layer {k}")
+        clip = None if clips is None else clips[k]
+        w_lsb, scale = quantize_layer(w, weight_max, f"layer {k}", clip)
         out.append((w_lsb * scale).astype(np.asarray(w).dtype, copy=False))
     return out
 
@@ -100,11 +159,13 @@ def quantize(
     *,
     bits: int | None = None,
     provenance: dict | None = None,
+    scale_rule: str = "max",
 ) -> WeightImage:
     """Quantise every layer of ``network`` to ``spec.weight_bits`` (default spec: 8 bits).
 
     ``bits`` sets the weight width when no spec is given (default 8); with a spec it must agree.
-    ``provenance`` is stored in the image as given (copied).
+    ``provenance`` is stored in the image as given (copied). ``scale_rule`` ("max" or "mse",
+    ``layer_clip``) sets each layer's scale; "max" is the rule of the module docstring.
     """
     if not isinstance(network, ExactNetwork):
         raise ConfigError(f"quantize: expected an ExactNetwork, got {type(network).__name__}")
@@ -112,7 +173,8 @@ def quantize(
     dtype = weight_dtype(spec)
     layers = []
     for k, w in enumerate(network.weights):
-        w_lsb, scale = quantize_layer(w, spec.weight_max, f"layer {k}")
+        clip = layer_clip(w, spec.weight_max, scale_rule, f"layer {k}")
+        w_lsb, scale = quantize_layer(w, spec.weight_max, f"layer {k}", clip)
         w_lsb = w_lsb.astype(dtype)
         try:
             threshold = spec.threshold_lsb(scale)

@@ -40,7 +40,7 @@ from .errors import ConfigError
 from .evaluate import check_images_and_labels, evaluate_exact
 from .network import ExactNetwork
 from .progress import Progress, as_progress
-from .quantize import fake_quantize
+from .quantize import SCALE_RULES, fake_quantize, weight_clips
 
 SILENT_LOGIT = -1e4
 
@@ -51,8 +51,13 @@ class TrainConfig:
 
     qat_bits: 0 = off; else quantisation-aware training at that weight width: every forward
     pass (and so every gradient) is taken on ``forward_weights``, the weights ``quantize``
-    gives at ``qat_bits`` (per-layer scale max|w| / weight_max), and the gradient is applied
-    to the float weights unchanged (straight-through). The model returned is on that grid.
+    gives at ``qat_bits``, and the gradient is applied to the float weights unchanged
+    (straight-through). The model returned is on that grid. ``qat_scale`` sets each layer's
+    scale ``c / weight_max``: "mse" (``c`` the clip of least rounding error,
+    ``quantize.mse_clip``, re-chosen from the float weights every ``QAT_CLIP_REFRESH_STEPS``
+    minibatches and once more for the returned model; larger weights saturate) or "max"
+    (``c = max|w|``, as plain ``quantize``; issue #17's first part). Either way the returned
+    model's largest weight is ``c``, so ``export``'s plain ``quantize`` gives back its codes.
     """
 
     hidden: tuple[int, ...] = (800,)
@@ -77,6 +82,7 @@ class TrainConfig:
     first_layer_init_std_gain: float = 0.5
     dtype: str = "float64"
     qat_bits: int = 0
+    qat_scale: str = "mse"
 
     def __post_init__(self) -> None:
         def need(cond, msg):
@@ -124,6 +130,10 @@ class TrainConfig:
         need(
             is_int(self.qat_bits) and (self.qat_bits == 0 or 2 <= self.qat_bits <= 16),
             f"qat bits must be 0 (off) or a weight width in 2..16, got {self.qat_bits!r}",
+        )
+        need(
+            self.qat_scale in SCALE_RULES,
+            f"qat scale must be one of {', '.join(SCALE_RULES)}, got {self.qat_scale!r}",
         )
         need(
             is_int(self.augment_shift_px) and 0 <= self.augment_shift_px <= 4,
@@ -226,19 +236,36 @@ def shift_images(images: np.ndarray, rng: np.random.Generator, max_shift: int, s
     return out.reshape(n, -1)
 
 
-def forward_weights(weights, config: TrainConfig) -> list[np.ndarray]:
+# Under ``qat_scale="mse"`` the clips are re-chosen from the float weights this often (minibatches):
+# choosing one costs a histogram pass over the layer (~4 ms for 785 x 600), a minibatch ~15 ms.
+QAT_CLIP_REFRESH_STEPS = 16
+
+
+def qat_clips(weights, config: TrainConfig) -> list[float] | None:
+    """Per layer, the weight that maps to ``+-weight_max`` under ``config.qat_scale`` (None
+    without QAT)."""
+    if not config.qat_bits:
+        return None
+    return weight_clips(weights, config.qat_bits, config.qat_scale)
+
+
+def forward_weights(weights, config: TrainConfig, clips=None) -> list[np.ndarray]:
     """The weights the forward pass runs: ``weights`` themselves, or with ``config.qat_bits``
-    their fake-quantised copy ``rint(w / scale) * scale``, ``scale = max|w| / (2**(B-1) - 1)``
-    per layer (``quantize.fake_quantize``; exactly what the emulator's image represents)."""
+    their fake-quantised copy ``clip(rint(w / scale), -M, M) * scale``, ``scale = c / M``,
+    ``M = 2**(B-1) - 1`` per layer (``quantize.fake_quantize``; exactly what the emulator's
+    image represents), with ``c`` from ``clips`` or, if None, ``qat_clips(weights, config)``."""
     if not config.qat_bits:
         return weights
-    return fake_quantize(weights, config.qat_bits)
+    return fake_quantize(weights, config.qat_bits, qat_clips(weights, config) if clips is None else clips)
 
 
-def batch_loss_and_grads(network: ExactNetwork, z_input: np.ndarray, labels: np.ndarray, config: TrainConfig):
+def batch_loss_and_grads(
+    network: ExactNetwork, z_input: np.ndarray, labels: np.ndarray, config: TrainConfig, clips=None
+):
     """Loss (mean over the batch), weight gradients and the forward state of one minibatch,
     taken on ``forward_weights`` (straight-through under QAT: the gradient is d L / d w_q)."""
-    return _loss_and_grads(forward_weights(network.weights, config), z_input, labels, config, defer_first=False)
+    run = forward_weights(network.weights, config, clips)
+    return _loss_and_grads(run, z_input, labels, config, defer_first=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -818,6 +845,7 @@ def train_exact(
     averaged = [w.copy() for w in network.weights] if config.ema_decay > 0 else None
     history = TrainHistory()
     n = len(train_labels)
+    clips = None  # QAT: the clips of the forward weights (``qat_clips``), refreshed as documented
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         perm = rng.permutation(n)
@@ -839,13 +867,15 @@ def train_exact(
             if start + config.batch_size < n:
                 after = perm[start + config.batch_size : start + 2 * config.batch_size]
                 z_next = encoding.input_z(images[after], dtype=dtype)
+            if config.qat_bits and (clips is None or config.qat_scale == "max" or opt.t % QAT_CLIP_REFRESH_STEPS == 0):
+                clips = qat_clips(network.weights, config)
             if fused:
                 # Under QAT the column sums Adam knows are the float weights', not the forward's.
                 known = None if config.qat_bits else opt.column_sums
-                run = forward_weights(network.weights, config)
+                run = forward_weights(network.weights, config, clips)
                 loss, grads, zs = _loss_and_grads(run, z_batch, labels, config, True, known, first_layer)
             else:
-                loss, grads, zs = batch_loss_and_grads(network, z_batch, labels, config)
+                loss, grads, zs = batch_loss_and_grads(network, z_batch, labels, config, clips)
             # EMA decay ramped so that short runs are not dominated by the initial weights.
             decay = min(config.ema_decay, (2.0 + opt.t) / (11.0 + opt.t))
             # Under QAT the next forward pass runs on other weights than the ones Adam updates.

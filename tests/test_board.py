@@ -126,9 +126,11 @@ def test_bit_exact_with_the_emulator_on_1000_mnist_test_images(client, mnist, na
     assert summary["board_accuracy"] == summary["emulator_accuracy"] > 0.95
 
 
-def test_the_shipped_4_bit_image_is_bit_exact_on_a_4_bit_board(mnist, firmware_build_root):
-    """net600-int4.h5 (quantisation-aware training, issue #17) on a board built for its spec."""
-    image = load_weight_image(PRETRAINED / "net600-int4.h5")
+@pytest.mark.parametrize("name", ["net600-int4.h5", "net600-int4-mse.h5"])
+def test_the_shipped_4_bit_image_is_bit_exact_on_a_4_bit_board(mnist, firmware_build_root, name):
+    """The 4-bit images (quantisation-aware training, issue #17; -mse: the clipped scale) on a
+    board built for their spec."""
+    image = load_weight_image(PRETRAINED / name)
     assert image.spec.weight_bits == 4
     images, labels = mnist[0][:1000], mnist[1][:1000]
     with launch.start_virtual_board(image.spec, build_root=firmware_build_root) as b, BoardClient(b.port) as c:

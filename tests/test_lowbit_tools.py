@@ -61,6 +61,19 @@ def test_threshold_gains_lower_each_layers_threshold_and_keep_the_weights():
         onchip_start.with_threshold_gains(image, [1.0])
 
 
+def test_hidden_from_takes_the_first_layer_and_keeps_the_fresh_output_layer():
+    image, _ = _start()
+    other = random_initial_image((16, 12, 3), image.spec, OnchipTrainConfig(hidden=(12,), seed=9), SpikeEncoding(), 8.0)
+    mixed = onchip_start.with_hidden_layer_of(image, other)
+    assert mixed.layers[0] is other.layers[0] and mixed.layers[1] is image.layers[1]
+    assert not np.array_equal(mixed.layers[0].weights_lsb, image.layers[0].weights_lsb)
+    with pytest.raises(SystemExit, match="spec"):
+        onchip_start.with_hidden_layer_of(image, _start(bits=5)[0])
+    wider = random_initial_image((16, 13, 3), image.spec, OnchipTrainConfig(hidden=(13,), seed=9), SpikeEncoding(), 8.0)
+    with pytest.raises(SystemExit, match="topology"):
+        onchip_start.with_hidden_layer_of(image, wider)
+
+
 def test_sweep_phase_files_name_every_phase():
     names = {
         onchip_validation_sweep.phase_file(onchip_validation_sweep.Path("w"), phases).name

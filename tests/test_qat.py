@@ -32,7 +32,7 @@ def _tiny_network(seed, n_in=30, n_hid=12, n_out=4):
 @given(seed=st.integers(0, 2**32 - 1), bits=st.integers(2, 16))
 def test_fake_quantised_weights_are_the_exported_images_weights_bit_for_bit(seed, bits):
     net = _tiny_network(seed)
-    run = forward_weights(net.weights, TrainConfig(qat_bits=bits))
+    run = forward_weights(net.weights, TrainConfig(qat_bits=bits, qat_scale="max"))
     image = quantize(net, bits=bits)
     for w_q, w_image in zip(run, dequantize(image).weights, strict=True):
         assert w_q.dtype == np.float64
@@ -73,7 +73,9 @@ def test_fake_quantised_forward_is_what_the_emulator_runs_on_a_tiny_network(seed
     rng = np.random.default_rng(seed + 100)
     images = (rng.random((24, 30)) < 0.4).astype(np.uint8) * 255
     result = emulate(image, images, full_raster=True)
-    zs, denoms = exact.forward(forward_weights(net.weights, TrainConfig(qat_bits=4)), net.encoding.input_z(images))
+    zs, denoms = exact.forward(
+        forward_weights(net.weights, TrainConfig(qat_bits=4, qat_scale="max")), net.encoding.input_z(images)
+    )
     dt, checked, decided = spec.dt, 0, 0
     for layer in (1, 2):
         t_exact = np.log(zs[layer])
@@ -98,7 +100,7 @@ def test_fake_quantised_forward_is_what_the_emulator_runs_on_a_tiny_network(seed
 def test_qat_training_returns_a_network_on_the_grid_and_fused_equals_written_out(mnist_dir):
     train = load_mnist(mnist_dir, "train")
     x, y = train.images[:400], train.labels[:400]
-    cfg = TrainConfig(hidden=(12,), epochs=2, qat_bits=4, augment_shift_px=0)
+    cfg = TrainConfig(hidden=(12,), epochs=2, qat_bits=4, qat_scale="max", augment_shift_px=0)
     fused, history = train_exact(x, y, cfg)
     plain, _ = train_exact(x, y, cfg, fused=False)
     for a, b in zip(fused.weights, plain.weights, strict=True):

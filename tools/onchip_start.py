@@ -11,6 +11,11 @@ becomes ``threshold_lsb(G_k * scale)``, i.e. about ``1 / G_k`` of the plain star
 every layer writes the plain start exactly. Train it with ``popcount-learn train --mode onchip
 --init start.h5 --learn ...`` (an image without a rule gets the fine-tune rates: give the rates).
 Prints each layer's threshold in one-LSB charges (how many 1-LSB inputs fire a neuron).
+
+``--hidden-from IMAGE`` (e.g. the 4-bit QAT image ``net600-int4.h5``) takes the first layer --
+integers, scale and threshold -- from a weight image of the same spec and topology and keeps
+the fresh random output layer: a trained hidden layer under an output layer the rule learns from
+scratch (the gains then apply to that start; give 1 for the hidden layer to keep it as it is).
 """
 
 import argparse
@@ -36,6 +41,15 @@ def with_threshold_gains(image, gains):
     return dataclasses.replace(image, layers=layers)
 
 
+def with_hidden_layer_of(image, source):
+    """``image`` with its first layer replaced by ``source``'s (same spec and topology)."""
+    if source.spec != image.spec:
+        raise SystemExit("--hidden-from: the image's datapath spec differs from the start's (give the same --bits)")
+    if source.topology != image.topology:
+        raise SystemExit(f"--hidden-from: topology {source.topology} differs from the start's {image.topology}")
+    return dataclasses.replace(image, layers=(source.layers[0], *image.layers[1:]))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -44,6 +58,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-std-gain", type=float, default=1.0)
     ap.add_argument("--threshold-gain", type=float, nargs="+", default=[1.0, 1.0])
+    ap.add_argument("--hidden-from", default=None, help="take the first layer from this weight image")
     args = ap.parse_args(argv)
     train = load_split(None, "train")
     spec = DatapathConfig.for_weight_bits(args.bits)
@@ -51,6 +66,8 @@ def main(argv=None):
     config = OnchipTrainConfig(hidden=(args.hidden,), seed=args.seed, init_std_gain=args.init_std_gain)
     topology = (int(train.images[0].size), args.hidden, train.n_classes)
     image = random_initial_image(topology, spec, config, encoding, expected_active_inputs(train.images, encoding))
+    if args.hidden_from is not None:
+        image = with_hidden_layer_of(image, h5io.load_weight_image(args.hidden_from))
     image = with_threshold_gains(image, args.threshold_gain)
     image = dataclasses.replace(
         image,
@@ -61,6 +78,7 @@ def main(argv=None):
             "bits": args.bits,
             "init_std_gain": args.init_std_gain,
             "threshold_gain": list(args.threshold_gain),
+            **({"hidden_from": args.hidden_from} if args.hidden_from is not None else {}),
         },
     )
     h5io.save_weight_image(args.out, image)
