@@ -6,8 +6,8 @@ Usage: PYTHONPATH=$PWD python tools/bench_recipe.py --data sklearn:wine sklearn:
 Per data set, one JSON line: the exact TTFS model of ``popcount-learn train --data D --encoding
 latency --validation V --seed S`` (``commands.adapt_exact_to_data``: the defaults derived from the
 data, with the ``--set`` fields of ``TrainConfig`` kept as given) trained on the training split
-less its last ``V`` samples and scored on those held-out samples only (the test split is not
-read), for each seed; with ``--mlp`` also scikit-learn's ``MLPClassifier`` (ReLU, the same hidden
+less its last ``V`` samples and scored on those held-out samples only (the test split is read
+with them but not scored), for each seed; with ``--mlp`` also scikit-learn's ``MLPClassifier`` (ReLU, the same hidden
 size, epochs, batch 32, Adam lr 1e-3, the same seeds) on the same inputs (codes / 255).
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 from bench_data import fit_mlp
 
 from popcount_learn import commands
-from popcount_learn.data import FIT, VALIDATION, load_split
+from popcount_learn.data import load_splits
 from popcount_learn.evaluate import evaluate_exact
 from popcount_learn.train import TrainConfig, train_exact
 
@@ -54,8 +54,7 @@ def mlp_on_validation(train, val, hidden: int, epochs: int, seed: int) -> float:
 
 
 def run(data: str, seeds, validation, fields: dict, t_max, mlp: bool) -> dict:
-    train = load_split(data, "train", scaling=FIT, validation=validation)
-    val = load_split(data, VALIDATION, scaling=train.scaling, n_classes=train.n_classes, validation=validation)
+    train, _, val = load_splits(data, validation=validation)
     record = {"data": data, "set": {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}}
     record.update(t_max=t_max, validation=val.n_samples, train=train.n_samples, seeds=list(seeds))
     accuracy, spikes, rows, mlp_accuracy, fit = [], [], [], [], []
