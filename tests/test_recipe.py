@@ -64,7 +64,7 @@ def test_latency_defaults_every_code_spiking_and_auto_keeps_binary_for_idx_codes
 
 
 def test_latency_window_is_derived_from_the_share_of_codes_at_the_ends():
-    # 2 + min(1, f + m): f the fraction of codes that are 0 or 255 (3 of 8 here), m = 0 for one sample.
+    # 2 + max(f, m): f the fraction of codes that are 0 or 255 (3 of 8 here), m = 0 for one sample.
     codes = np.array([[0, 255, 255, 10, 20, 30, 40, 50]], np.uint8)
     assert latency_t_max_for(codes) == 2.38
     assert latency_t_max_for(np.zeros((3, 5), np.uint8)) == 3.0
@@ -90,6 +90,13 @@ def test_latency_window_grows_with_the_share_of_the_samples_common_level():
     base = rng.integers(1, 255, size=(400, 1))
     correlated = np.clip(base + rng.integers(-20, 21, size=(400, 4)), 1, 254).astype(np.uint8)  # one level, like iris
     assert latency_t_max_for(correlated) > 2.8
+    ends = np.array([[0, 255, 7, 9], [255, 0, 9, 7]], np.uint8)  # f = 0.5, m = 0: the larger decides
+    assert latency_t_max_for(ends) == 2.5
+    both = np.clip(rng.integers(-40, 296, size=(300, 1)) + rng.integers(-60, 61, size=(300, 6)), 0, 255)
+    both = both.astype(np.uint8)  # levels clipped at the ends: f and m both well above 0
+    f = np.isin(both, (0, 255)).mean()
+    m = both.astype(np.float64).mean(axis=1).var() / both.astype(np.float64).var()
+    assert min(f, m) > 0.1 and latency_t_max_for(both) == round(2 + max(f, m), 2)
     assert common_level_fraction(np.zeros((4, 1), np.uint8)) == common_level_fraction(codes[:1]) == 0.0
 
 
