@@ -233,7 +233,7 @@ class FeatureScaling:
 # The latency window a new network gets (``latency_t_max_for``): 2 time constants for codes that
 # are all in between and vary sample by sample independently of each other, up to 3 for codes at
 # the ends of the range (graded MNIST: 82 % of its pixels are 0 or 255) or for samples that differ
-# mostly in their common level (iris). BENCHMARKS.md, issue #14, "Derived defaults".
+# mostly in their common level (iris). BENCHMARKS.md, issue #14, fourth and fifth parts.
 T_MAX_EXTREME_CODES = 3.0
 T_MAX_GRADED_CODES = 2.0
 
