@@ -214,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--t-max",
         type=positive_float,
         default=None,
-        help="latency: spike time of the smallest value, in synaptic time constants (default: 2 + the "
-        "fraction of training codes that are 0 or 255, e.g. 2.82 on graded MNIST, ~2 on a table)",
+        help="latency: spike time of the smallest value, in synaptic time constants (default: 2 + max(f, "
+        "m), f the fraction of training codes that are 0 or 255, m the share of their variance that is "
+        "each sample's mean level: 2.82 on graded MNIST, 2.55 on iris, 2.13 on wine)",
     )
     t.add_argument(
         "--silence",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, emulator, h5io
-from .data import FIT, VALIDATION, file_sha256, load_split
+from .data import FIT, file_sha256, load_split, load_splits
 from .datapath import DatapathConfig
 from .encoding import InputEncoding, latency_t_max_for
 from .errors import ConfigError, ModelFileError
@@ -281,18 +281,10 @@ def train(
 
 
 def _splits(data_dir, limit, start, classes, validation):
-    """(train, test, validation or None) of ``data_dir``: the training split (cut to ``limit``
-    after the ``validation`` tail is held out), the scaling fitted on it or ``start``'s."""
-    train_data = load_split(
-        data_dir, "train", limit, scaling=_scaling_of(start), n_classes=classes, validation=validation
-    )
-    test_data = load_split(data_dir, "test", scaling=train_data.scaling, n_classes=train_data.n_classes)
-    val_data = None
-    if validation is not None:
-        val_data = load_split(
-            data_dir, VALIDATION, scaling=train_data.scaling, n_classes=train_data.n_classes, validation=validation
-        )
-    return train_data, test_data, val_data
+    """(train, test, validation or None) of ``data_dir``, read once (``data.load_splits``): the
+    training split cut to ``limit`` after the ``validation`` tail is held out, and the scaling
+    fitted on it or ``start``'s."""
+    return tuple(load_splits(data_dir, limit, scaling=_scaling_of(start), n_classes=classes, validation=validation))
 
 
 def train_onchip(

@@ -501,6 +501,99 @@ def _hold_out(raw: _Raw, validation) -> dict:
     return {"asked": validation, "samples": count, "first_index": first}
 
 
+def _check_limit(limit, flag: str = "--limit") -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"{flag} must be a positive number of images, got {limit}")
+
+
+def _fitted_scaling(raw: _Raw, scaling, split: str = "train"):
+    """The scaling every split of ``raw`` is coded with: a given ``FeatureScaling`` as it is;
+    None for uint8 data (codes already); ``FIT``: one fitted on ``raw``'s training split (after any
+    validation tail was cut off, before ``--limit``), one range for images, one per feature else;
+    ``split`` is the split whose dtype decides whether codes need scaling."""
+    if isinstance(scaling, FeatureScaling):
+        return scaling
+    if scaling is not None and scaling != FIT:
+        raise ConfigError(f"load_split: scaling must be None, FIT or a FeatureScaling, got {scaling!r}")
+    x = raw.x[split]
+    if x.dtype == np.uint8:
+        return None
+    if scaling is None:
+        raise DatasetError(
+            f"{raw.source}: {x.dtype} features need scaling to 8-bit codes, but the model takes codes as they "
+            "are (it was trained on uint8 data)"
+        )
+    if "train" not in raw.x:
+        raise ConfigError("load_split: fitting the scaling needs the training split; read the splits with load_splits")
+    return FeatureScaling.fit(raw.x["train"], per_feature=raw.image_shape is None)
+
+
+def _split_of(raw: _Raw, split: str, scaling, classes: int, held_out, limit) -> LabeledImages:
+    x = raw.x[split]
+    if scaling is not None:
+        codes = scaling.codes(x)
+    elif x.dtype == np.uint8:
+        codes = x.reshape(len(x), -1)
+    else:  # a split of another dtype than the training split's (npz)
+        raise DatasetError(f"{_where(raw, split)}: {x.dtype} features, but the training split is uint8 codes")
+    labels = raw.y[split].astype(np.uint8)
+    if limit is not None:
+        codes, labels = codes[:limit], labels[:limit]
+    return LabeledImages(
+        images=np.ascontiguousarray(codes),
+        labels=labels,
+        image_shape=raw.image_shape,
+        files=raw.files["train" if split == VALIDATION else split],
+        verified=raw.verified,
+        scaling=scaling,
+        classes=classes,
+        source=raw.source,
+        validation=held_out,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """What ``load_splits`` read: the training split, the test split and the validation tail
+    (None when none was asked for), all coded with the one ``scaling``."""
+
+    train: LabeledImages
+    test: LabeledImages
+    validation: LabeledImages | None
+
+    def __iter__(self) -> Iterator[LabeledImages | None]:
+        return iter((self.train, self.test, self.validation))
+
+
+def load_splits(
+    data=None,
+    limit: int | None = None,
+    *,
+    scaling=FIT,
+    n_classes: int | None = None,
+    validation=None,
+    test_limit: int | None = None,
+) -> Splits:
+    """Every split a training run needs from ``data``, read once: ``(train, test, validation)``.
+
+    The source is read and checked once (``load_split``'s checks); ``validation`` holds out the
+    last training samples, the scaling is resolved once (``FIT``: fitted on the training split
+    less that tail, before ``limit``) and every split is coded with it; ``limit`` cuts the
+    training split, ``test_limit`` the test split.
+    """
+    _check_limit(limit)
+    _check_limit(test_limit, "the test limit")
+    raw = _read_source(data, SPLITS)
+    classes = _check_raw(raw, n_classes)
+    held_out = _hold_out(raw, validation) if validation is not None else None
+    scaling = _fitted_scaling(raw, scaling)
+    return Splits(
+        train=_split_of(raw, "train", scaling, classes, held_out, limit),
+        test=_split_of(raw, "test", scaling, classes, None, test_limit),
+        validation=_split_of(raw, VALIDATION, scaling, classes, held_out, None) if held_out else None,
+    )
+
+
 def load_split(
     data=None,
     split: str = "test",
@@ -511,7 +604,8 @@ def load_split(
     validation=None,
 ) -> LabeledImages:
     """One checked split of ``data`` (module docstring: what ``--data`` takes), as 8-bit codes,
-    cut to its first ``limit`` samples.
+    cut to its first ``limit`` samples. A run that needs several splits reads them at once with
+    ``load_splits``.
 
     Both splits are read and checked (counts, empty splits, NaN/inf, labels in
     ``0 .. n_classes - 1`` with ``n_classes`` given or the distinct training labels, no test
@@ -528,39 +622,9 @@ def load_split(
         raise ConfigError(f"dataset split must be one of {(*SPLITS, VALIDATION)}, got {split!r}")
     if split == VALIDATION and validation is None:
         raise ConfigError("load_split: the validation split needs validation= (a count or a fraction)")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"--limit must be a positive number of images, got {limit}")
+    _check_limit(limit)
     test_only = n_classes is not None and split == "test"
     raw = _read_source(data, (split,) if test_only else SPLITS)
     classes = _check_raw(raw, n_classes)
     held_out = _hold_out(raw, validation) if validation is not None and not test_only else None
-    x = raw.x[split]
-    if isinstance(scaling, FeatureScaling):
-        codes = scaling.codes(x)
-    elif x.dtype == np.uint8:
-        codes, scaling = x.reshape(len(x), -1), None
-    elif scaling == FIT:
-        scaling = FeatureScaling.fit(raw.x["train"], per_feature=raw.image_shape is None)
-        codes = scaling.codes(x)
-    elif scaling is None:
-        raise DatasetError(
-            f"{raw.source}: {x.dtype} features need scaling to 8-bit codes, but the model takes codes as they "
-            "are (it was trained on uint8 data)"
-        )
-    else:
-        raise ConfigError(f"load_split: scaling must be None, FIT or a FeatureScaling, got {scaling!r}")
-    labels = raw.y[split].astype(np.uint8)
-    if limit is not None:
-        codes, labels = codes[:limit], labels[:limit]
-    files = raw.files["train" if split == VALIDATION else split]
-    return LabeledImages(
-        images=np.ascontiguousarray(codes),
-        labels=labels,
-        image_shape=raw.image_shape,
-        files=files,
-        verified=raw.verified,
-        scaling=scaling,
-        classes=classes,
-        source=raw.source,
-        validation=held_out,
-    )
+    return _split_of(raw, split, _fitted_scaling(raw, scaling, split), classes, held_out, limit)

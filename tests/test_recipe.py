@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from popcount_learn import cli, commands, plots
-from popcount_learn.encoding import FeatureScaling, InputEncoding, latency_t_max_for
+from popcount_learn.encoding import FeatureScaling, InputEncoding, common_level_fraction, latency_t_max_for
 from popcount_learn.errors import ConfigError
 from popcount_learn.train import MIN_ADAM_STEPS, TrainConfig, budget_for
 
@@ -64,7 +64,7 @@ def test_latency_defaults_every_code_spiking_and_auto_keeps_binary_for_idx_codes
 
 
 def test_latency_window_is_derived_from_the_share_of_codes_at_the_ends():
-    # 2 + f, f the fraction of codes that are 0 or 255 (3 of 8 here), rounded to 0.01.
+    # 2 + max(f, m): f the fraction of codes that are 0 or 255 (3 of 8 here), m = 0 for one sample.
     codes = np.array([[0, 255, 255, 10, 20, 30, 40, 50]], np.uint8)
     assert latency_t_max_for(codes) == 2.38
     assert latency_t_max_for(np.zeros((3, 5), np.uint8)) == 3.0
@@ -72,6 +72,32 @@ def test_latency_window_is_derived_from_the_share_of_codes_at_the_ends():
     assert latency_t_max_for(np.zeros((0, 5), np.uint8)) == 3.0
     with pytest.raises(ConfigError):
         latency_t_max_for(np.zeros((2, 2), np.float64))  # codes, not raw features
+
+
+def test_latency_window_grows_with_the_share_of_the_samples_common_level():
+    level_only = np.repeat(np.array([[10], [60], [200]], np.uint8), 4, axis=1)  # samples differ in level alone
+    pattern_only = np.array([[10, 200, 60, 130], [200, 10, 130, 60], [60, 130, 200, 10]], np.uint8)  # equal means
+    assert common_level_fraction(level_only) == 1.0 and latency_t_max_for(level_only) == 3.0
+    assert common_level_fraction(pattern_only) == 0.0 and latency_t_max_for(pattern_only) == 2.0
+    rng = np.random.default_rng(5)
+    for n_features in (2, 4, 30):  # the slow reference; independent features give about 1 / n_features
+        codes = rng.integers(1, 255, size=(400, n_features)).astype(np.uint8)
+        x = codes.astype(np.float64)
+        m = common_level_fraction(codes)
+        assert m == pytest.approx(x.mean(axis=1).var() / x.var(), rel=1e-12)
+        assert m == pytest.approx(1 / n_features, rel=0.3)
+        assert latency_t_max_for(codes) == round(2 + m, 2)
+    base = rng.integers(1, 255, size=(400, 1))
+    correlated = np.clip(base + rng.integers(-20, 21, size=(400, 4)), 1, 254).astype(np.uint8)  # one level, like iris
+    assert latency_t_max_for(correlated) > 2.8
+    ends = np.array([[0, 255, 7, 9], [255, 0, 9, 7]], np.uint8)  # f = 0.5, m = 0: the larger decides
+    assert latency_t_max_for(ends) == 2.5
+    both = np.clip(rng.integers(-40, 296, size=(300, 1)) + rng.integers(-60, 61, size=(300, 6)), 0, 255)
+    both = both.astype(np.uint8)  # levels clipped at the ends: f and m both well above 0
+    f = np.isin(both, (0, 255)).mean()
+    m = both.astype(np.float64).mean(axis=1).var() / both.astype(np.float64).var()
+    assert min(f, m) > 0.1 and latency_t_max_for(both) == round(2 + max(f, m), 2)
+    assert common_level_fraction(np.zeros((4, 1), np.uint8)) == common_level_fraction(codes[:1]) == 0.0
 
 
 class _Stop(Exception):

@@ -3,13 +3,16 @@ epoch, stored with the model; nothing changes unless it is asked for."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from popcount_learn import cli, commands, h5io
-from popcount_learn.data import FIT, load_split, validation_count
+from popcount_learn.data import FIT, load_split, load_splits, validation_count
 from popcount_learn.errors import ConfigError, DatasetError
 from popcount_learn.evaluate import evaluate_exact
+from popcount_learn.onchip_train import OnchipTrainConfig
 from popcount_learn.train import TrainConfig
 
 
@@ -104,3 +107,49 @@ def test_cli_prints_validation_and_refuses_bad_sizes_in_one_line(tmp_path, capsy
     assert cli.main([*base, "--validation", "30"]) == 2  # all 30 samples: none left to train on
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at least one must remain" in err[0] and not out.exists()
+
+
+def _count_calls(monkeypatch, owner, name) -> list:
+    """Replace ``owner.name`` by a wrapper that records its first argument; returns the record."""
+    calls, real = [], getattr(owner, name)
+
+    def counted(first, *args, **kwargs):
+        calls.append(str(first))
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_a_training_run_reads_each_data_file_once(tmp_path, monkeypatch):
+    from test_user_data import write_idx_dir
+
+    from popcount_learn import data
+
+    config = TrainConfig(hidden=(8,), epochs=1, augment_shift_px=0)
+    idx = write_idx_dir(tmp_path / "idx", 5, 7, np.arange(40) % 4, np.arange(12) % 4)
+    reads = _count_calls(monkeypatch, data, "read_idx")
+    commands.train(config=config, data_dir=str(idx), validation=8, given={"epochs"})
+    assert sorted(Path(p).name for p in reads) == sorted(n for names in data.MNIST_FILES.values() for n in names)
+
+    table = _table(tmp_path / "t.npz")
+    opened = _count_calls(monkeypatch, np, "load")
+    commands.train(config=config, data_dir=str(table), validation=8, given={"epochs"})
+    assert opened == [str(table)]
+    del opened[:]
+    commands.train_onchip(config=OnchipTrainConfig(hidden=(8,), epochs=1), data_dir=str(table), validation=8)
+    assert opened == [str(table)]
+
+
+def test_load_splits_gives_what_the_single_splits_give(tmp_path):
+    path = str(_table(tmp_path / "t.npz"))
+    train, test, val = load_splits(path, 20, validation=10)
+    one_train = load_split(path, "train", 20, scaling=FIT, validation=10)
+    assert train.scaling == one_train.scaling and train.validation == val.validation == one_train.validation
+    for got, want in (
+        (train, one_train),
+        (test, load_split(path, "test", scaling=one_train.scaling, n_classes=3)),
+        (val, load_split(path, "validation", scaling=one_train.scaling, validation=10)),
+    ):
+        assert np.array_equal(got.images, want.images) and np.array_equal(got.labels, want.labels)
+    assert load_splits(path).validation is None and load_splits(path, test_limit=5).test.n_samples == 5

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from popcount_learn import commands, h5io
-from popcount_learn.data import FIT, load_split
+from popcount_learn.data import load_splits
 from popcount_learn.onchip_train import OnchipTrainConfig
 from popcount_learn.train import TrainConfig
 
@@ -62,8 +62,7 @@ def fit_mlp(x_train, labels, hidden: int, epochs: int, seed: int):
 
 
 def mlp_baseline(data: str, hidden: int, epochs: int, seed: int, encoding: str = "latency", limit=None) -> dict:
-    train = load_split(data, "train", limit, scaling=FIT)
-    test = load_split(data, "test", scaling=train.scaling, n_classes=train.n_classes)
+    train, test, _ = load_splits(data, limit)
     x_train, x_test = (s.images.reshape(s.n_samples, -1) / 255.0 for s in (train, test))
     if encoding == "binary":  # what the binary encoding passes on: code > 128 spikes
         x_train, x_test = (x_train > 128 / 255).astype(float), (x_test > 128 / 255).astype(float)

@@ -1,7 +1,7 @@
 """Seconds per training epoch of the exact trainer on graded (latency-coded) MNIST, trees side by side.
 
 Usage: python tools/bench_graded_epoch.py --trees OLD_TREE NEW_TREE [--limit 6000] [--hidden 800]
-                                          [--t-max 4] [--init MODEL.h5] [--repeat 2] [--threads 1]
+                                          [--t-max T] [--init MODEL.h5] [--repeat 2] [--threads 1]
 
 Each repeat trains one epoch of ``popcount-learn train --encoding latency`` in a fresh process per
 tree (``PYTHONPATH`` = the tree; the trees alternate, so both see the same load) and reads the
@@ -29,7 +29,8 @@ import popcount_learn.h5io as h5io
 def _one_epoch(tree, args, out) -> dict:
     cmd = [sys.executable, "-m", "popcount_learn.cli", "--threads", str(args.threads), "train", "--epochs", "1"]
     cmd += ["--limit", str(args.limit), "--no-progress", "--json", "--out", out]
-    cmd += ["--init", args.init] if args.init else ["--encoding", "latency", "--t-max", str(args.t_max)]
+    cmd += ["--init", args.init] if args.init else ["--encoding", "latency"]
+    cmd += ["--t-max", str(args.t_max)] if args.t_max is not None and not args.init else []
     cmd += [] if args.init else ["--hidden", str(args.hidden)]
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     load_before = os.getloadavg()[0]
@@ -49,7 +50,7 @@ def main():
     ap.add_argument("--trees", nargs=2, required=True, metavar=("OLD", "NEW"))
     ap.add_argument("--limit", type=int, default=6000)
     ap.add_argument("--hidden", type=int, default=800)
-    ap.add_argument("--t-max", type=float, default=4.0)
+    ap.add_argument("--t-max", type=float, default=None, help="default: the trainer's, derived from the data")
     ap.add_argument("--init", default=None)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 from .. import h5io
-from ..data import file_sha256, load_split
+from ..data import file_sha256, load_splits
 from ..errors import ConfigError
 from ..progress import as_progress
 from ..weight_image import provenance_record
@@ -112,8 +112,7 @@ def worker_pids(client) -> dict[str, int]:
 
 
 def _data(sweep: SweepSpec):
-    train = load_split(sweep.data, "train", sweep.limit)
-    test = load_split(sweep.data, "test", sweep.test_limit)
+    train, test, _ = load_splits(sweep.data, sweep.limit, scaling=None, test_limit=sweep.test_limit)
     sha = {Path(f).name: file_sha256(f) for f in (*train.files, *test.files)}
     return train, test, sha
 
