@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
 from .datapath import OVERFLOW_CODES, TIE_CODES, DatapathConfig
@@ -170,12 +171,12 @@ INT16_EXACT_ROWS = 256
 @numba.njit(cache=True)
 def _add_rows(acc_k, w_flat, wbase, rows, first, row_sums):
     """acc_k (+)= the sum of the weight rows ``rows`` (each ``acc_k.shape[0]`` wide, from
-    ``wbase``). Integer sums, so the grouping is free. int8 rows (``row_sums``, int16 scratch
-    at least as wide, is then given) are summed in ``row_sums``, four rows per pass, in blocks
+    ``wbase``). Integer sums, so the grouping is free. Four int8 rows or more (``row_sums``,
+    int16 scratch at least as wide, is then given) are summed in ``row_sums``, four per pass, in blocks
     of at most INT16_EXACT_ROWS rows, each block added to ``acc_k`` at once."""
     n = acc_k.shape[0]
     n_rows = rows.shape[0]
-    if row_sums.shape[0] >= n and n_rows >= 2:
+    if row_sums.shape[0] >= n and n_rows >= 4:
         q = 0
         while q < n_rows:
             end = min(n_rows, q + INT16_EXACT_ROWS)
@@ -297,6 +298,15 @@ def _fire_step(table, i0):
     return base
 
 
+@numba.njit(cache=True, inline="always")
+def _popcount64(x):
+    """Set bits of a uint64 (SWAR)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
 @numba.njit(cache=True)
 def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, flags, i0s, fired, steps):
     """The first-layer neurons that fire, ``fired[:m]`` in increasing order, and their fire
@@ -313,23 +323,29 @@ def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, flags, i0s, f
         return 0
     last = table[n - 1]
     n_words = (nh + 7) // 8
-    for j in range(nh):
-        i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-        flags[j] = (i0 >= last) & (i0 > 0)
+    if not cur_wrap and 0 < last <= cur_hi:
+        # Saturation is monotone: I_0 >= last > 0 iff acc << frac_bits >= last, i.e. iff
+        # acc >= ceil(last / 2**frac_bits), one compare in the accumulator's own width.
+        acc_min = (last + (np.int64(1) << frac_bits) - 1) >> frac_bits
+        for j in range(nh):
+            flags[j] = acc_0[j] >= acc_min
+    else:
+        for j in range(nh):
+            i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+            flags[j] = (i0 >= last) & (i0 > 0)
     for j in range(nh, 8 * n_words):
         flags[j] = 0
     words = flags.view(np.uint64)
     m = 0
     for wi in range(n_words):
         word = words[wi]
-        if word != 0:
-            for b in range(8):
-                if (word >> np.uint64(8 * b)) & np.uint64(1):
-                    j = wi * 8 + b
-                    fired[m] = j
-                    i0s[m] = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-                    steps[m] = 0
-                    m += 1
+        while word != 0:  # one pass per set flag: its byte is the count of zero bits below it, / 8
+            j = wi * 8 + np.int64(trailing_zeros(word) >> 3)
+            word &= word - np.uint64(1)
+            fired[m] = j
+            i0s[m] = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+            steps[m] = 0
+            m += 1
     size = n
     while size > 1:
         half = size >> 1

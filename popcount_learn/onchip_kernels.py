@@ -14,19 +14,11 @@ import numba
 import numpy as np
 
 from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
-from .emulator import make_scratch, run_image
+from .emulator import _popcount64, make_scratch, run_image
 from .learning import sample_key, weight_draw
 
 # ----------------------------------------------------------------------------------------------
 # Bit-plane kernels (64-bit words, bit j of word j // 64 is neuron j)
-
-
-@numba.njit(cache=True, inline="always")
-def _popcount64(x):
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
 @numba.njit(cache=True)

@@ -577,25 +577,28 @@ def test_lockstep_fire_steps_are_the_one_neuron_search(time_shift, current_bits,
     )
     table = first_layer_fire_table(spec, threshold)
     acc = np.arange(spec.current_min - 3, spec.current_max + 4, dtype=np.int32)
-    i0 = np.clip(acc.astype(np.int64) << 1, spec.current_min, spec.current_max)
-    expected = np.array([emulator_module._fire_step(table, int(x)) if x > 0 else -1 for x in i0])
-    assert (expected >= 0).any() and (expected == -1).any()
-    got = _lockstep_fire_steps(table, acc, spec)
-    assert np.array_equal(got, expected)
-    k = int(np.argmax(expected))  # a neuron that fires, late
-    broken = table.copy()
-    broken[expected[k] - 1] = i0[k]  # it would fire one step early
-    assert not np.array_equal(_lockstep_fire_steps(broken, acc, spec), expected)
+    for wrap in (0, 1):  # the accumulator compare (saturating current) and the general test
+        x = acc.astype(np.int64) << 1
+        lo, hi = spec.current_min, spec.current_max
+        i0 = ((x - lo) & (hi - lo)) + lo if wrap else np.clip(x, lo, hi)
+        expected = np.array([emulator_module._fire_step(table, int(v)) if v > 0 else -1 for v in i0])
+        assert (expected >= 0).any() and (expected == -1).any()
+        got = _lockstep_fire_steps(table, acc, spec, wrap)
+        assert np.array_equal(got, expected)
+        k = int(np.argmax(expected))  # a neuron that fires, late
+        broken = table.copy()
+        broken[expected[k] - 1] = i0[k]  # it would fire one step early
+        assert not np.array_equal(_lockstep_fire_steps(broken, acc, spec, wrap), expected)
 
 
-def _lockstep_fire_steps(table, acc, spec):
+def _lockstep_fire_steps(table, acc, spec, wrap):
     """_fire_steps' (fired, steps) lists as one fire step per neuron (-1 = never)."""
     n = len(acc)
     flags = np.full((n + 7) // 8 * 8, 7, np.uint8)  # dirty scratch: every byte is written
     fired = np.full(n, -5, np.int64)
     steps = np.full(n, -5, np.int64)
     m = emulator_module._fire_steps(
-        table, acc, 1, spec.current_min, spec.current_max, 0, flags, np.empty(n, np.int64), fired, steps
+        table, acc, 1, spec.current_min, spec.current_max, wrap, flags, np.empty(n, np.int64), fired, steps
     )
     assert np.all(np.diff(fired[:m]) > 0)
     out = np.full(n, -1, np.int64)
@@ -849,8 +852,8 @@ def test_blocks_on_threads_equal_one_image_at_a_time(monkeypatch):
 def test_int16_row_sums_are_the_plain_sums(width, n_rows, weights, first, seed):
     # _add_rows sums int8 rows in int16 blocks of up to INT16_EXACT_ROWS rows: against a plain
     # int64 sum, for every row count across the block edges and weights all at -128 or 127 (the
-    # bound of the int16 proof); the int16 path is the one taken (its scratch holds the last
-    # block's sum), and one weight one LSB off is caught.
+    # bound of the int16 proof); from four rows on the int16 path is the one taken (its scratch
+    # holds the last block's sum), and one weight one LSB off is caught.
     rng = np.random.default_rng(seed)
     n_pre = max(n_rows, 1)
     if weights == "random":
@@ -867,7 +870,7 @@ def test_int16_row_sums_are_the_plain_sums(width, n_rows, weights, first, seed):
     if n_rows == 0 and first:
         expected = start  # nothing added, nothing overwritten
     assert acc.astype(np.int64).tolist() == expected.tolist()
-    if n_rows >= 2:
+    if n_rows >= 4:
         tail = w[rows[(n_rows - 1) // emulator_module.INT16_EXACT_ROWS * emulator_module.INT16_EXACT_ROWS :]]
         assert row_sums[:width].tolist() == tail.astype(np.int64).sum(axis=0).tolist()
     if n_rows:
