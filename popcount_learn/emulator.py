@@ -340,7 +340,7 @@ def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, flags, i0s, f
     for wi in range(n_words):
         word = words[wi]
         while word != 0:  # one pass per set flag: its byte is the count of zero bits below it, / 8
-            j = wi * 8 + np.int64(trailing_zeros(word) >> 3)
+            j = wi * 8 + (np.int64(trailing_zeros(word)) >> 3)
             word &= word - np.uint64(1)
             fired[m] = j
             i0s[m] = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
