@@ -47,11 +47,18 @@ def sign_popcount_delta(causal_row, sign_row, plus, minus):
     way +1: downstream delta +1 through w >= 0, or -1 through w < 0 (sign bit set); way -1 the
     other two. Only downstream neurons in ``causal_row`` count.
     """
+    return _popcount_vote(causal_row.reshape(1, -1), 0, sign_row.reshape(1, -1), 0, plus, minus)
+
+
+@numba.njit(cache=True, inline="always")
+def _popcount_vote(causal, a, plane, r, plus, minus):
+    """``sign_popcount_delta(causal[a], plane[r], plus, minus)``, read in place: no row views
+    (a call with views per arriving row cost more than its popcounts)."""
     n_plus = 0
     n_minus = 0
-    for w in range(causal_row.shape[0]):
-        c = causal_row[w]
-        s = sign_row[w]
+    for w in range(plus.shape[0]):
+        c = causal[a, w]
+        s = plane[r, w]
         n_plus += _popcount64(c & ((plus[w] & ~s) | (minus[w] & s)))
         n_minus += _popcount64(c & ((minus[w] & ~s) | (plus[w] & s)))
     if n_plus > n_minus:
@@ -396,7 +403,7 @@ def train_one(
             for r in range(npre):
                 a = arrival[r]
                 if a >= 0:
-                    dh = sign_popcount_delta(causal[a], plane[r], plus, minus)
+                    dh = _popcount_vote(causal, a, plane, r, plus, minus)
                     if dh == 0 and over_target and a <= decision:
                         dh = 1
                     delta[pb + r] = dh
