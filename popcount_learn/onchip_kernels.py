@@ -50,7 +50,7 @@ def sign_popcount_delta(causal_row, sign_row, plus, minus):
     return _popcount_vote(causal_row.reshape(1, -1), 0, sign_row.reshape(1, -1), 0, plus, minus)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _popcount_vote(causal, a, plane, r, plus, minus):
     """``sign_popcount_delta(causal[a], plane[r], plus, minus)``, read in place: no row views
     (a call with views per arriving row cost more than its popcounts)."""
