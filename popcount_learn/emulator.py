@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
 from .datapath import OVERFLOW_CODES, TIE_CODES, DatapathConfig
@@ -160,29 +161,51 @@ def _add_row(acc_k, row, first):
             acc_k[j] += row[j]
 
 
+# int8 weight rows are summed in int16 first, up to INT16_EXACT_ROWS rows at a time: int16
+# arithmetic is arithmetic modulo 2**16, and the true sum of at most 256 values in [-128, 127]
+# lies in [-32768, 32512], inside int16's range, so the int16 result is that sum exactly
+# (whatever the intermediate values). A wider accumulator then takes one add per block.
+INT16_EXACT_ROWS = 256
+
+
 @numba.njit(cache=True)
-def _add_rows(acc_k, w_flat, wbase, rows, first, pair_sums):
+def _add_rows(acc_k, w_flat, wbase, rows, first, row_sums):
     """acc_k (+)= the sum of the weight rows ``rows`` (each ``acc_k.shape[0]`` wide, from
-    ``wbase``). Integer sums, so the grouping is free: int8 rows are added four at a time
-    through ``pair_sums`` (int16 scratch; four int8 values cannot overflow it)."""
+    ``wbase``). Integer sums, so the grouping is free. Four int8 rows or more (``row_sums``,
+    int16 scratch at least as wide, is then given) are summed in ``row_sums``, four per pass, in blocks
+    of at most INT16_EXACT_ROWS rows, each block added to ``acc_k`` at once."""
     n = acc_k.shape[0]
-    q = 0
-    if not first and pair_sums.shape[0] >= n:
-        while q + 4 <= rows.shape[0]:
-            r0 = w_flat[wbase + rows[q] * n : wbase + rows[q] * n + n]
-            r1 = w_flat[wbase + rows[q + 1] * n : wbase + rows[q + 1] * n + n]
-            r2 = w_flat[wbase + rows[q + 2] * n : wbase + rows[q + 2] * n + n]
-            r3 = w_flat[wbase + rows[q + 3] * n : wbase + rows[q + 3] * n + n]
+    n_rows = rows.shape[0]
+    if row_sums.shape[0] >= n and n_rows >= 4:
+        q = 0
+        while q < n_rows:
+            end = min(n_rows, q + INT16_EXACT_ROWS)
+            b0 = wbase + rows[q] * n
+            row = w_flat[b0 : b0 + n]
             for j in range(n):
-                pair_sums[j] = (np.int16(r0[j]) + np.int16(r1[j])) + (np.int16(r2[j]) + np.int16(r3[j]))
-            for j in range(n):
-                acc_k[j] += pair_sums[j]
-            q += 4
-    while q < rows.shape[0]:
+                row_sums[j] = row[j]
+            q += 1
+            while q + 4 <= end:
+                r0 = w_flat[wbase + rows[q] * n : wbase + rows[q] * n + n]
+                r1 = w_flat[wbase + rows[q + 1] * n : wbase + rows[q + 1] * n + n]
+                r2 = w_flat[wbase + rows[q + 2] * n : wbase + rows[q + 2] * n + n]
+                r3 = w_flat[wbase + rows[q + 3] * n : wbase + rows[q + 3] * n + n]
+                for j in range(n):
+                    row_sums[j] += (np.int16(r0[j]) + np.int16(r1[j])) + (np.int16(r2[j]) + np.int16(r3[j]))
+                q += 4
+            while q < end:
+                b0 = wbase + rows[q] * n
+                row = w_flat[b0 : b0 + n]
+                for j in range(n):
+                    row_sums[j] += row[j]
+                q += 1
+            _add_row(acc_k, row_sums[:n], first)
+            first = False
+        return
+    for q in range(n_rows):
         r0 = wbase + rows[q] * n
         _add_row(acc_k, w_flat[r0 : r0 + n], first)
         first = False
-        q += 1
 
 
 # The first layer in closed form. With every input spike at step 0 and a saturating membrane, a
@@ -275,35 +298,85 @@ def _fire_step(table, i0):
     return base
 
 
+@numba.njit(cache=True, inline="always")
+def _popcount64(x):
+    """Set bits of a uint64 (SWAR)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
 @numba.njit(cache=True)
-def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, i0s, out):
-    """``out[j]`` = ``_fire_step(table, ovf_I(acc_0[j] << frac_bits))`` for every neuron j, -1
-    also where that I_0 <= 0: the neurons that fire at all (I_0 >= the table's last entry) are
-    listed first, then their bisections run in lockstep (one pass over them per halving, so
-    their table reads overlap instead of waiting on each other). ``i0s``: int64 scratch of
-    the same length."""
+def _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, flags, i0s, fired, steps):
+    """The first-layer neurons that fire, ``fired[:m]`` in increasing order, and their fire
+    steps ``steps[:m]`` = ``_fire_step(table, I_0)``, I_0 = ovf_I(acc_0[j] << frac_bits);
+    returns m. A neuron fires at all iff I_0 >= the table's last entry and I_0 > 0: one
+    branch-free pass sets a byte flag per neuron (``flags``: uint8 scratch, contiguous from
+    its start, at least len(acc_0) rounded up to 8), the flags are read as 64-bit words (8
+    silent neurons skipped at once), then the firing neurons' bisections run in lockstep, one
+    pass over them per halving, so their table reads overlap. ``i0s``, ``fired``, ``steps``:
+    int64 scratch of len(acc_0)."""
     nh = acc_0.shape[0]
     n = table.shape[0]
-    out[:nh] = -1
     if n == 0:
-        return
+        return 0
     last = table[n - 1]
-    firing = np.empty(nh, np.int64)
+    n_words = (nh + 7) // 8
+    if not cur_wrap and 0 < last <= cur_hi:
+        # Saturation is monotone: I_0 >= last > 0 iff acc << frac_bits >= last, i.e. iff
+        # acc >= ceil(last / 2**frac_bits), one compare in the accumulator's own width.
+        acc_min = (last + (np.int64(1) << frac_bits) - 1) >> frac_bits
+        for j in range(nh):
+            flags[j] = acc_0[j] >= acc_min
+    else:
+        for j in range(nh):
+            i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+            flags[j] = (i0 >= last) & (i0 > 0)
+    for j in range(nh, 8 * n_words):
+        flags[j] = 0
+    words = flags.view(np.uint64)
     m = 0
-    for j in range(nh):  # branch-free compaction of the neurons that fire
-        i0 = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
-        firing[m] = j
-        i0s[m] = i0
-        m += np.int64((i0 >= last) & (i0 > 0))
-    base = np.zeros(m, np.int64)
+    for wi in range(n_words):
+        word = words[wi]
+        while word != 0:  # one pass per set flag: its byte is the count of zero bits below it, / 8
+            j = wi * 8 + (np.int64(trailing_zeros(word)) >> 3)
+            word &= word - np.uint64(1)
+            fired[m] = j
+            i0s[m] = _overflow(np.int64(acc_0[j]) << frac_bits, cur_lo, cur_hi, cur_wrap)
+            steps[m] = 0
+            m += 1
     size = n
     while size > 1:
         half = size >> 1
         for q in range(m):
-            base[q] += half * np.int64(table[base[q] + half - 1] > i0s[q])
+            steps[q] += half * np.int64(table[steps[q] + half - 1] > i0s[q])
         size -= half
+    return m
+
+
+@numba.njit(cache=True)
+def _bucket_by_step(fired, steps, m, bucket_off, bucket):
+    """Counting sort of the ``m`` neurons ``fired`` by their ``steps``: the neurons of step f
+    are ``bucket[bucket_off[f] : bucket_off[f + 1]]``, in the order given, for f = 0 .. n_b -
+    1; returns n_b = the last step + 1 (0: none). ``bucket_off``: at least n_b + 1 long."""
+    last_f = -1
     for q in range(m):
-        out[firing[q]] = base[q]
+        last_f = max(last_f, steps[q])
+    n_b = last_f + 1
+    bucket_off[: n_b + 1] = 0
+    for q in range(m):
+        bucket_off[steps[q] + 1] += 1
+    for f in range(n_b):
+        bucket_off[f + 1] += bucket_off[f]
+    for q in range(m):
+        f = steps[q]
+        bucket[bucket_off[f]] = fired[q]
+        bucket_off[f] += 1
+    for f in range(n_b, 0, -1):
+        bucket_off[f] = bucket_off[f - 1]
+    bucket_off[0] = 0
+    return n_b
 
 
 @numba.njit(cache=True)
@@ -369,27 +442,11 @@ def _two_layer_closed(
     r0 = w_off[0] + n_pre[0] * nh
     _add_row(acc_0, w_flat[r0 : r0 + nh], True)
     _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], np.bool_(False), pair_sums)
-    _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch[7], fstep)
-    last_f = -1
-    for j in range(nh):
-        last_f = max(last_f, fstep[j])
-    # Bucket by fire step 0 .. last_f: bucket[bucket_off[f] : bucket_off[f + 1]], increasing j.
-    n_b = last_f + 1
-    bucket_off[: n_b + 1] = 0
-    for j in range(nh):
-        f = fstep[j]
-        if f >= 0:
-            bucket_off[f + 1] += 1
-    for f in range(n_b):
-        bucket_off[f + 1] += bucket_off[f]
-    for j in range(nh):
-        f = fstep[j]
-        if f >= 0:
-            bucket[bucket_off[f]] = j
-            bucket_off[f] += 1
-    for f in range(n_b, 0, -1):
-        bucket_off[f] = bucket_off[f - 1]
-    bucket_off[0] = 0
+    # Its firing neurons bucketed by fire step 0 .. n_b - 1 (increasing j within a step); the
+    # bucket is the i0 scratch of _fire_steps, read before the sort writes it.
+    m = _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch[2], bucket, scratch[7], fstep)
+    n_b = _bucket_by_step(scratch[7], fstep, m, bucket_off, bucket)
+    last_f = n_b - 1
 
     # Output layer, step by step, every neuron at once.
     wbase = w_off[1]
@@ -567,22 +624,11 @@ def run_image(
         r0 = w_off[0] + n_pre[0] * npost
         _add_row(acc_0, w_flat[r0 : r0 + npost], True)
         _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], np.bool_(False), pair_sums)
-        bucket_off[:] = 0
-        _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, new_idx, thr)
-        for j in range(npost):
-            f = thr[j]  # reused: fire step of neuron j (-1 = never)
-            if f >= 0:
-                bucket_off[f + 1] += 1
-        for n in range(max_steps):
-            bucket_off[n + 1] += bucket_off[n]
-        for j in range(npost):
-            f = thr[j]
-            if f >= 0:
-                bucket[bucket_off[f]] = j
-                bucket_off[f] += 1
-        for n in range(max_steps, 0, -1):
-            bucket_off[n] = bucket_off[n - 1]
-        bucket_off[0] = 0
+        # Its firing neurons bucketed by fire step (increasing j within a step); steps past the
+        # last bucket have none. flags, new_idx and thr of layer 0 are free scratch here.
+        m = _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, flags, bucket, new_idx, thr)
+        n_b = _bucket_by_step(new_idx, thr, m, bucket_off, bucket)
+        bucket_off[n_b + 1 :] = bucket_off[n_b]
 
     out = n_layers - 1
     predicted = -1

@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from . import _kernel_cache  # noqa: F401  (stamps the cached kernels below with every kernel file)
-from .emulator import make_scratch, run_image
+from .emulator import _popcount64, make_scratch, run_image
 from .learning import sample_key, weight_draw
 
 # ----------------------------------------------------------------------------------------------
 # Bit-plane kernels (64-bit words, bit j of word j // 64 is neuron j)
-
-
-@numba.njit(cache=True, inline="always")
-def _popcount64(x):
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
 @numba.njit(cache=True)
@@ -54,11 +47,18 @@ def sign_popcount_delta(causal_row, sign_row, plus, minus):
     way +1: downstream delta +1 through w >= 0, or -1 through w < 0 (sign bit set); way -1 the
     other two. Only downstream neurons in ``causal_row`` count.
     """
+    return _popcount_vote(causal_row.reshape(1, -1), 0, sign_row.reshape(1, -1), 0, plus, minus)
+
+
+@numba.njit(cache=True)
+def _popcount_vote(causal, a, plane, r, plus, minus):
+    """``sign_popcount_delta(causal[a], plane[r], plus, minus)``, read in place: no row views
+    (a call with views per arriving row cost more than its popcounts)."""
     n_plus = 0
     n_minus = 0
-    for w in range(causal_row.shape[0]):
-        c = causal_row[w]
-        s = sign_row[w]
+    for w in range(plus.shape[0]):
+        c = causal[a, w]
+        s = plane[r, w]
         n_plus += _popcount64(c & ((plus[w] & ~s) | (minus[w] & s)))
         n_minus += _popcount64(c & ((minus[w] & ~s) | (plus[w] & s)))
     if n_plus > n_minus:
@@ -112,58 +112,77 @@ def _move_weight(w_flat, idx, down, w_lo, w_hi, sign_rows, r, wi, b):
 
 
 @numba.njit(cache=True)
-def _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal_row, plus, minus, w_lo, w_hi):
-    """Row ``r``'s causal weights into neurons with a delta, one by one: -1 LSB for delta +1,
-    +1 LSB for delta -1 (saturating), sign bits kept. Returns the number changed."""
-    changed = 0
-    for wi in range(plus.shape[0]):
-        todo = causal_row[wi] & (plus[wi] | minus[wi])
-        while todo != 0:
-            b = np.int64(_popcount64((todo & (~todo + np.uint64(1))) - np.uint64(1)))
-            todo &= todo - np.uint64(1)
-            down = plus[wi] >> np.uint64(b) & np.uint64(1) != 0
-            changed += _move_weight(w_flat, w_base + r * n_post + wi * 64 + b, down, w_lo, w_hi, sign_rows, r, wi, b)
-    return changed
-
-
-@numba.njit(cache=True)
 def _apply_all_rows(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus, w_lo, w_hi):
-    """``apply_layer_updates`` when every draw passes (update probability 1). A row arriving
-    at a step where at least 1/8 of its weights move is moved by that step's direction vector
-    (``_step_directions``) in one dense, branch-free pass, its sign words rebuilt only when a
-    sign flipped; a row with fewer moves goes bit by bit (``_move_row_bits``)."""
+    """``apply_layer_updates`` when every draw passes (update probability 1). The rows are
+    taken step by step of arrival (a counting sort); for each step the weights that move are
+    listed once (neuron j and its move: -1 LSB for delta +1, +1 LSB for delta -1), and every
+    row arriving then gets them: where at least 1/4 of a row moves, in one dense, branch-free
+    pass over the step's direction vector (``_step_directions``), its sign words rebuilt only
+    when a sign flipped; otherwise weight by weight down the list, a flipped sign toggling its
+    bit. Each weight moves on its own, so the order of rows and weights is free."""
     n_steps = causal.shape[0]
-    dirs = np.empty((n_steps, n_post), np.int8)
-    n_moving = np.full(n_steps, -1, np.int64)  # per arrival step: weights a row moves (-1: not yet counted)
-    changed = 0
-    for r in range(arrival.shape[0]):
+    n_rows = arrival.shape[0]
+    step_off = np.zeros(n_steps + 1, np.int64)
+    for r in range(n_rows):
         a = arrival[r]
-        if a < 0 or a >= n_steps:
+        if 0 <= a < n_steps:
+            step_off[a + 1] += 1
+    for a in range(n_steps):
+        step_off[a + 1] += step_off[a]
+    rows_by_step = np.empty(step_off[n_steps], np.int64)
+    fill = step_off[:n_steps].copy()
+    for r in range(n_rows):
+        a = arrival[r]
+        if 0 <= a < n_steps:
+            rows_by_step[fill[a]] = r
+            fill[a] += 1
+    moving = np.empty(n_post, np.int64)
+    move = np.empty(n_post, np.int64)
+    dirs = np.empty(n_post, np.int8)
+    changed = 0
+    for a in range(n_steps):
+        if step_off[a + 1] == step_off[a]:
             continue
-        if n_moving[a] < 0:
-            cnt = 0
-            for wi in range(plus.shape[0]):
-                cnt += _popcount64(causal[a, wi] & (plus[wi] | minus[wi]))
-            n_moving[a] = cnt
-            if 8 * cnt >= n_post:
-                _step_directions(causal[a], plus, minus, n_post, dirs[a])
-        if 8 * n_moving[a] < n_post:  # few moves: bit by bit (the drawn path's loop, every draw passing)
-            changed += _move_row_bits(w_flat, w_base, n_post, sign_rows, r, causal[a], plus, minus, w_lo, w_hi)
+        n_mv = 0
+        for wi in range(plus.shape[0]):
+            todo = causal[a, wi] & (plus[wi] | minus[wi])
+            up = causal[a, wi] & minus[wi]
+            while todo != 0:
+                b = np.int64(trailing_zeros(todo))
+                moving[n_mv] = wi * 64 + b
+                move[n_mv] = 2 * np.int64((up >> np.uint64(b)) & np.uint64(1)) - 1
+                todo &= todo - np.uint64(1)
+                n_mv += 1
+        if n_mv == 0:
             continue
-        d_a = dirs[a]
-        row = w_flat[w_base + r * n_post : w_base + (r + 1) * n_post]
-        moved = 0
-        flips = 0
-        for j in range(n_post):
-            old = np.int64(row[j])
-            d = np.int64(d_a[j])
-            new = max(old - 1, w_lo) if d < 0 else (min(old + 1, w_hi) if d > 0 else old)
-            row[j] = new
-            moved += np.int64(new != old)
-            flips += np.int64((old ^ new) < 0)
-        changed += moved
-        if flips > 0:
-            _sign_words(row, n_post, sign_rows[r])
+        dense = 4 * n_mv >= n_post
+        if dense:
+            _step_directions(causal[a], plus, minus, n_post, dirs)
+        for q in range(step_off[a], step_off[a + 1]):
+            r = rows_by_step[q]
+            row = w_flat[w_base + r * n_post : w_base + (r + 1) * n_post]
+            if dense:
+                moved = 0
+                flips = 0
+                for j in range(n_post):
+                    old = np.int64(row[j])
+                    d = np.int64(dirs[j])
+                    new = max(old - 1, w_lo) if d < 0 else (min(old + 1, w_hi) if d > 0 else old)
+                    row[j] = new
+                    moved += np.int64(new != old)
+                    flips += np.int64((old ^ new) < 0)
+                changed += moved
+                if flips > 0:
+                    _sign_words(row, n_post, sign_rows[r])
+                continue
+            for t in range(n_mv):
+                j = moving[t]
+                old = np.int64(row[j])
+                new = min(max(old + move[t], w_lo), w_hi)
+                row[j] = new
+                changed += np.int64(new != old)
+                if (old ^ new) < 0:
+                    sign_rows[r, j >> 6] ^= np.uint64(1) << np.uint64(j & 63)
     return changed
 
 
@@ -384,7 +403,7 @@ def train_one(
             for r in range(npre):
                 a = arrival[r]
                 if a >= 0:
-                    dh = sign_popcount_delta(causal[a], plane[r], plus, minus)
+                    dh = _popcount_vote(causal, a, plane, r, plus, minus)
                     if dh == 0 and over_target and a <= decision:
                         dh = 1
                     delta[pb + r] = dh

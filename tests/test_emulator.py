@@ -577,19 +577,33 @@ def test_lockstep_fire_steps_are_the_one_neuron_search(time_shift, current_bits,
     )
     table = first_layer_fire_table(spec, threshold)
     acc = np.arange(spec.current_min - 3, spec.current_max + 4, dtype=np.int32)
-    i0 = np.clip(acc.astype(np.int64) << 1, spec.current_min, spec.current_max)
-    expected = np.array([emulator_module._fire_step(table, int(x)) if x > 0 else -1 for x in i0])
-    assert (expected >= 0).any() and (expected == -1).any()
-    got = np.empty(len(acc), np.int64)
-    emulator_module._fire_steps(table, acc, 1, spec.current_min, spec.current_max, 0, np.empty(len(acc), np.int64), got)
-    assert np.array_equal(got, expected)
-    k = int(np.argmax(expected))  # a neuron that fires, late
-    broken = table.copy()
-    broken[expected[k] - 1] = i0[k]  # it would fire one step early
-    emulator_module._fire_steps(
-        broken, acc, 1, spec.current_min, spec.current_max, 0, np.empty(len(acc), np.int64), got
+    for wrap in (0, 1):  # the accumulator compare (saturating current) and the general test
+        x = acc.astype(np.int64) << 1
+        lo, hi = spec.current_min, spec.current_max
+        i0 = ((x - lo) & (hi - lo)) + lo if wrap else np.clip(x, lo, hi)
+        expected = np.array([emulator_module._fire_step(table, int(v)) if v > 0 else -1 for v in i0])
+        assert (expected >= 0).any() and (expected == -1).any()
+        got = _lockstep_fire_steps(table, acc, spec, wrap)
+        assert np.array_equal(got, expected)
+        k = int(np.argmax(expected))  # a neuron that fires, late
+        broken = table.copy()
+        broken[expected[k] - 1] = i0[k]  # it would fire one step early
+        assert not np.array_equal(_lockstep_fire_steps(broken, acc, spec, wrap), expected)
+
+
+def _lockstep_fire_steps(table, acc, spec, wrap):
+    """_fire_steps' (fired, steps) lists as one fire step per neuron (-1 = never)."""
+    n = len(acc)
+    flags = np.full((n + 7) // 8 * 8, 7, np.uint8)  # dirty scratch: every byte is written
+    fired = np.full(n, -5, np.int64)
+    steps = np.full(n, -5, np.int64)
+    m = emulator_module._fire_steps(
+        table, acc, 1, spec.current_min, spec.current_max, wrap, flags, np.empty(n, np.int64), fired, steps
     )
-    assert not np.array_equal(got, expected)
+    assert np.all(np.diff(fired[:m]) > 0)
+    out = np.full(n, -1, np.int64)
+    out[fired[:m]] = steps[:m]
+    return out
 
 
 def test_fire_table_is_refused_where_it_cannot_be_exact():
@@ -825,3 +839,61 @@ def test_blocks_on_threads_equal_one_image_at_a_time(monkeypatch):
     finally:
         numba.set_num_threads(before)
     assert pools == [2]  # the 2-thread batch ran on the pool, the others did not
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    st.integers(1, 40),
+    st.integers(0, 600),
+    st.sampled_from(["random", "low", "high"]),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_int16_row_sums_are_the_plain_sums(width, n_rows, weights, first, seed):
+    # _add_rows sums int8 rows in int16 blocks of up to INT16_EXACT_ROWS rows: against a plain
+    # int64 sum, for every row count across the block edges and weights all at -128 or 127 (the
+    # bound of the int16 proof); from four rows on the int16 path is the one taken (its scratch
+    # holds the last block's sum), and one weight one LSB off is caught.
+    rng = np.random.default_rng(seed)
+    n_pre = max(n_rows, 1)
+    if weights == "random":
+        w = rng.integers(-128, 128, size=(n_pre + 1, width))
+    else:
+        w = np.full((n_pre + 1, width), -128 if weights == "low" else 127)
+    w_flat = np.concatenate([np.zeros(3, np.int8), w.astype(np.int8).ravel()])  # row base 3
+    rows = rng.integers(0, n_pre, size=n_rows).astype(np.int64)  # repeats allowed
+    start = rng.integers(-(2**20), 2**20, size=width)
+    acc = start.astype(np.int32)
+    row_sums = np.zeros(width + 2, np.int16)
+    emulator_module._add_rows(acc, w_flat, 3, rows, first, row_sums)
+    expected = w[rows].astype(np.int64).sum(axis=0) + (0 if first else start)
+    if n_rows == 0 and first:
+        expected = start  # nothing added, nothing overwritten
+    assert acc.astype(np.int64).tolist() == expected.tolist()
+    if n_rows >= 4:
+        tail = w[rows[(n_rows - 1) // emulator_module.INT16_EXACT_ROWS * emulator_module.INT16_EXACT_ROWS :]]
+        assert row_sums[:width].tolist() == tail.astype(np.int64).sum(axis=0).tolist()
+    if n_rows:
+        off = w.copy()
+        r = int(rows[0])
+        off[r, 0] += 1 if off[r, 0] < 127 else -1
+        acc_off = start.astype(np.int32)
+        w_off = np.concatenate([np.zeros(3, np.int8), off.astype(np.int8).ravel()])
+        emulator_module._add_rows(acc_off, w_off, 3, rows, first, row_sums)
+        assert acc_off.tolist() != acc.tolist()
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.integers(-1, 30), min_size=0, max_size=70))
+def test_bucket_by_step_is_a_stable_sort_by_step(step_of):
+    # _bucket_by_step against a plain stable sort of the firing neurons by fire step.
+    step_of = np.array(step_of, np.int64)
+    fired = np.flatnonzero(step_of >= 0).astype(np.int64)
+    steps = step_of[fired]
+    bucket_off = np.full(40, -9, np.int64)
+    bucket = np.full(max(len(fired), 1), -9, np.int64)
+    n_b = emulator_module._bucket_by_step(fired, steps, len(fired), bucket_off, bucket)
+    assert n_b == (steps.max() + 1 if len(fired) else 0)
+    for f in range(n_b):
+        assert bucket[bucket_off[f] : bucket_off[f + 1]].tolist() == fired[steps == f].tolist()
+    assert bucket_off[n_b] == len(fired)

@@ -9,7 +9,12 @@ Both versions run on the same image and inputs and must give identical predictio
 output steps and ties. The dense version's matrix products go through BLAS (float64, exact
 for these integers) with --blas-threads threads (default 1; set before numpy is imported);
 the Numba emulator runs once per requested thread count.
-Prints one JSON object: machine, load, images/s per thread count, the dense figure and ratios.
+Prints one JSON object: machine, load, images/s per thread count (wall, and CPU seconds of all
+threads per image), the dense figure and ratios.
+For old vs new side by side, ``--trees OLD NEW`` runs the whole measurement once per tree in
+turn, ``--rounds R`` times (fresh processes, ``PYTHONPATH`` set to the tree, e.g. ``git archive
+ef8b831 | tar -x -C /tmp/old``), and prints each run, then the best per tree and the ratios of
+each tree over the first.
 """
 
 import os
@@ -29,6 +34,7 @@ from pathlib import Path
 import numba
 import numpy as np
 from _machine import cpu_model
+from _side_by_side import run_trees, strip_tree_args
 
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.emulator import emulate, encode_input_steps, summarize
@@ -64,13 +70,15 @@ def load_dense():
     return mod
 
 
-def best_time(fn, repeat: int) -> float:
-    times = []
+def best_time(fn, repeat: int) -> tuple[float, float]:
+    """Best wall and best CPU seconds (all threads of the process) of ``repeat`` calls."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return min(wall), min(cpu)
 
 
 def main() -> int:
@@ -81,7 +89,15 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="Numba timings: best of N runs")
     ap.add_argument("--data", default=None, help="MNIST directory (default: the shipped copy)")
     ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads of the dense version (default 1)")
+    ap.add_argument("--trees", nargs="+", default=None, metavar="DIR", help="old vs new: run in each tree in turn")
+    ap.add_argument("--rounds", type=int, default=3, help="with --trees: runs per tree, alternating (default 3)")
     args = ap.parse_args()
+    if args.trees:
+        figures = [f"{key}.{t}" for key in ("numba_images_per_s", "numba_images_per_cpu_s") for t in args.threads]
+        run_trees(
+            __file__, strip_tree_args(sys.argv[1:]), args.trees, args.rounds, [*figures, "dense_numpy_images_per_s"]
+        )
+        return 0
 
     if args.image:
         from popcount_learn import h5io
@@ -100,11 +116,13 @@ def main() -> int:
     steps = encode_input_steps(image.spec, images)
     emulate(image, images[:8])  # compile (or load the cache) outside the timings
     numba_rates = {}
+    cpu_rates = {}
     result = None
     for threads in args.threads:
         numba.set_num_threads(threads)
-        seconds = best_time(lambda: emulate(image, images), args.repeat)
+        seconds, cpu_seconds = best_time(lambda: emulate(image, images), args.repeat)
         numba_rates[threads] = n / seconds
+        cpu_rates[threads] = n / cpu_seconds
     result = emulate(image, images)
     summary = summarize(result, labels)
 
@@ -122,16 +140,20 @@ def main() -> int:
             return 1
     dense_rate = n / dense_seconds
 
+    import popcount_learn
+
     report = {
+        "library": os.path.dirname(os.path.abspath(popcount_learn.__file__)),
         "source": source,
         "topology": list(image.topology),
         "weight_bits": image.spec.weight_bits,
         "n_images": n,
         "machine": {"nproc": os.cpu_count(), "cpu": cpu_model(), "numba": numba.__version__, "numpy": np.__version__},
         "blas_threads_dense": args.blas_threads,
-        "load_average_before": load_before,
+        "load_average": load_before,
         "load_average_after": load_average(),
         "numba_images_per_s": {str(t): round(r) for t, r in numba_rates.items()},
+        "numba_images_per_cpu_s": {str(t): round(r) for t, r in cpu_rates.items()},
         "dense_numpy_images_per_s": round(dense_rate, 1),
         "ratio_numba_over_dense": {str(t): round(r / dense_rate, 1) for t, r in numba_rates.items()},
         "bit_exact_vs_dense": True,

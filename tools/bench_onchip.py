@@ -12,7 +12,10 @@ Two regimes, because the cost of a step grows with the number of weights it chan
 In each regime both versions start from the same weights and train on the same samples; the
 numpy version runs on the first --numpy-samples of them and must end with identical weights
 (checked every run). One process; Numba is single-threaded by construction (samples are
-sequential), BLAS gets one thread. Prints one JSON object.
+sequential), BLAS gets one thread. Prints one JSON object (samples/s wall, and per CPU second).
+For old vs new side by side, ``--trees OLD NEW [--rounds R]`` runs the whole measurement once
+per tree in turn, R times (fresh processes, ``PYTHONPATH`` set to the tree), then prints the
+best per tree and the ratios over the first tree.
 """
 
 import os
@@ -32,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 
 import numpy_onchip
 from _machine import machine
+from _side_by_side import run_trees, strip_tree_args
 
 from popcount_learn import h5io
 from popcount_learn.data import default_data_dir, load_mnist
@@ -48,11 +52,13 @@ def measure(image, learning, steps, labels, numpy_samples, repeat):
     # Numba: best of `repeat` runs from the same starting weights (the first call compiles).
     OnchipLearner(image, learning).train(steps[:10], labels[:10], 0)
     best = float("inf")
+    best_cpu = float("inf")
     for _ in range(repeat):
         learner = OnchipLearner(image, learning)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         stats = learner.train(steps, labels, 0)
         best = min(best, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - c)
     check = OnchipLearner(image, learning)
     check.train(steps[:numpy_samples], labels[:numpy_samples], 0)
     t = time.perf_counter()
@@ -63,6 +69,7 @@ def measure(image, learning, steps, labels, numpy_samples, repeat):
     numpy_rate = numpy_samples / numpy_s
     return {
         "numba_samples_per_s": round(numba_rate, 1),
+        "numba_samples_per_cpu_s": round(len(labels) / best_cpu, 1),
         "numpy_samples_per_s": round(numpy_rate, 1),
         "ratio": round(numba_rate / numpy_rate, 1),
         "bit_exact": exact,
@@ -81,7 +88,15 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--init", default=None, help="weight image for the 'trained' regime")
     ap.add_argument("--learn", action="append", default=[], metavar="FIELD=VALUE")
+    ap.add_argument("--trees", nargs="+", default=None, metavar="DIR", help="old vs new: run in each tree in turn")
+    ap.add_argument("--rounds", type=int, default=3, help="with --trees: runs per tree, alternating (default 3)")
     args = ap.parse_args(argv)
+    if args.trees:
+        figures = [
+            f"{r}.{k}" for r in ("from_scratch", "trained") for k in ("numba_samples_per_s", "numba_samples_per_cpu_s")
+        ]
+        run_trees(__file__, strip_tree_args(sys.argv[1:] if argv is None else argv), args.trees, args.rounds, figures)
+        return 0
     learning = LearningConfig.from_options(dict(x.split("=", 1) for x in args.learn))
     train = load_mnist(default_data_dir(), "train")
     rng = np.random.default_rng(0)
@@ -96,7 +111,10 @@ def main(argv=None):
         SpikeEncoding(),
         expected_active_inputs(train.images, SpikeEncoding()),
     )
+    import popcount_learn
+
     result = {
+        "library": os.path.dirname(os.path.abspath(popcount_learn.__file__)),
         "machine": machine(),
         "load_average": list(os.getloadavg()),
         "topology": [784, args.hidden, 10],
