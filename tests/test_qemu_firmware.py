@@ -330,10 +330,12 @@ def test_cli_board_virtual_qemu_prints_its_port_and_stops_cleanly(board_name, fi
 
 
 @pytest.mark.slow
-def test_shipped_4bit_image_bit_exact_on_the_default_qemu_board_over_200_images(mnist_dir, firmware_build_root):
-    # net600-int4.h5 (issue #17) whole, on a QEMU board built for its 4-bit spec: every spike
-    # step, decision and counter equal to the emulator's on 200 MNIST test images.
-    image = load_weight_image(REPO / "datasets" / "pretrained" / "net600-int4.h5")
+@pytest.mark.parametrize("name", ["net600-int4.h5", "net600-int4-mse.h5"])
+def test_shipped_4bit_image_bit_exact_on_the_default_qemu_board_over_200_images(name, mnist_dir, firmware_build_root):
+    # The shipped 4-bit images (issue #17; max and MSE-clipped scale) whole, on a QEMU board built
+    # for their 4-bit spec: every spike step, decision and counter equal to the emulator's on 200
+    # MNIST test images.
+    image = load_weight_image(REPO / "datasets" / "pretrained" / name)
     test = load_mnist(mnist_dir, "test")
     board = launch.start_virtual_board(image.spec, qemu=True, build_root=firmware_build_root)
     try:
