@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NET100 = REPO_ROOT / "datasets" / "pretrained" / "net100-int8.h5"
 NET600 = REPO_ROOT / "datasets" / "pretrained" / "net600-int8.h5"
 NET600_INT4 = REPO_ROOT / "datasets" / "pretrained" / "net600-int4.h5"
+NET600_INT4_MSE = REPO_ROOT / "datasets" / "pretrained" / "net600-int4-mse.h5"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,7 +402,9 @@ def test_mnist_net100_int8_bit_exact_on_200_images(mnist_test):
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.parametrize("path, n, lanes", [(NET100, 2000, 8), (NET600, 200, 4), (NET600_INT4, 200, 4)])
+@pytest.mark.parametrize(
+    "path, n, lanes", [(NET100, 2000, 8), (NET600, 200, 4), (NET600_INT4, 200, 4), (NET600_INT4_MSE, 200, 4)]
+)
 def test_mnist_more_images_bit_exact(mnist_test, path, n, lanes):
     image = h5io.load_weight_image(path)
     images = mnist_test.images[:n]
