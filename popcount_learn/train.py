@@ -84,6 +84,33 @@ class TrainConfig:
     qat_bits: int = 0
     qat_scale: str = "mse"
 
+    @classmethod
+    def typed_options(cls, options: dict | None) -> dict:
+        """Text overrides such as {"epochs": "5", "hidden": "400,400"} in each field's type (that of
+        its default: a tuple takes comma-separated integers). An unknown field or a value not of
+        the field's type is a ConfigError naming it; the values are checked when the config is made."""
+        defaults = cls()
+        names = [f.name for f in dataclasses.fields(cls)]
+        typed = {}
+        for name, text in (options or {}).items():
+            if name not in names:
+                raise ConfigError(f"unknown training field {name!r}; the fields are: {', '.join(names)}")
+            default = getattr(defaults, name)
+            try:
+                if isinstance(default, tuple):
+                    typed[name] = tuple(int(v) for v in str(text).split(","))
+                elif isinstance(default, int):
+                    value = float(text)
+                    if not value.is_integer():
+                        raise ValueError
+                    typed[name] = int(value)
+                else:
+                    typed[name] = type(default)(text)
+            except ValueError:
+                kind = "comma-separated integers" if isinstance(default, tuple) else type(default).__name__
+                raise ConfigError(f"training field {name} takes {kind}, got {text!r}") from None
+        return typed
+
     def __post_init__(self) -> None:
         def need(cond, msg):
             if not cond:

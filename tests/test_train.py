@@ -394,3 +394,38 @@ def test_training_runs_each_batch_first_layer_ahead_in_the_adam_pass(small_mnist
     plain, _ = train_exact(images[:300], labels[:300], cfg, fused=False)
     for a, b in zip(fused.weights, plain.weights, strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def test_text_options_take_each_fields_type_and_refuse_the_rest():
+    typed = TrainConfig.typed_options(
+        {"hidden": "400,300", "epochs": "5", "lr": "3e-4", "dtype": "float32", "qat_scale": "max"}
+    )
+    assert typed == {"hidden": (400, 300), "epochs": 5, "lr": 3e-4, "dtype": "float32", "qat_scale": "max"}
+    assert TrainConfig(**typed).hidden == (400, 300)
+    assert TrainConfig.typed_options({"epochs": "1e1"}) == {"epochs": 10}
+    for options, words in [
+        ({"epoch": "5"}, "unknown training field 'epoch'"),
+        ({"epochs": "2.5"}, "epochs takes int"),
+        ({"lr": "fast"}, "lr takes float"),
+        ({"hidden": "400;300"}, "hidden takes comma-separated integers"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            TrainConfig.typed_options(options)
+
+
+def test_the_tools_set_option_is_one_line_for_a_field_given_twice(monkeypatch):
+    # The tools set BLAS thread variables when imported; monkeypatch puts them back afterwards.
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    import bench_recipe
+    import quick_run
+
+    for parse in (bench_recipe.parse_fields, quick_run._parse_set):
+        assert parse(["epochs=3", "hidden=50"]) == {"epochs": 3, "hidden": (50,)}
+        for items, words in [
+            (["epochs=3", "epochs=4"], "given twice"),
+            (["epochs"], "FIELD=VALUE"),
+            (["x=1"], "unknown"),
+        ]:
+            with pytest.raises(SystemExit, match=words):
+                parse(items)

@@ -33,6 +33,7 @@ from firmware_bridge.check import compare
 from firmware_bridge.commands import image_input_bits, run_on_board
 from firmware_bridge.wire import protocol as p
 from firmware_bridge.wire.client import BoardClient
+from popcount_learn.cli import options_dict, spec_item
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.emulator import emulate, encode_input_steps
 from popcount_learn.h5io import load_weight_image
@@ -77,7 +78,7 @@ def bench_image(path: Path, args, build_root: Path) -> dict:
     image = load_weight_image(path)
     learning = image.learning or LearningConfig()
     if args.learn:
-        learning = LearningConfig.from_options(dict(args.learn), **learning.to_dict())
+        learning = LearningConfig.from_options(options_dict(args.learn, "--learn"), **learning.to_dict())
     test = load_mnist(default_data_dir(), "test")
     train = load_mnist(default_data_dir(), "train")
     images, labels = test.images[: args.limit], test.labels[: args.limit]
@@ -202,7 +203,7 @@ def main() -> int:
         "--learn",
         nargs="*",
         default=[],
-        type=lambda t: tuple(t.split("=", 1)),
+        type=spec_item,
         metavar="FIELD=VALUE",
         help="override fields of the learning rule (default: the image's, else LearningConfig())",
     )

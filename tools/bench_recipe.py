@@ -32,24 +32,20 @@ import numpy as np
 from bench_data import fit_mlp
 
 from popcount_learn import commands
+from popcount_learn.cli import options_dict, spec_item
 from popcount_learn.data import SPLITS, _read_source, load_splits, validation_count
+from popcount_learn.errors import ConfigError
 from popcount_learn.evaluate import evaluate_exact
 from popcount_learn.train import TrainConfig, train_exact
 
 
 def parse_fields(items) -> dict:
-    """``field=value`` pairs of ``TrainConfig`` (the value in the field's type)."""
-    defaults = TrainConfig()
-    out = {}
-    for item in items:
-        name, _, text = item.partition("=")
-        if name not in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise SystemExit(f"--set: TrainConfig has no field {name!r}")
-        if name == "hidden":
-            out[name] = tuple(int(v) for v in text.split(","))
-        else:
-            out[name] = type(getattr(defaults, name))(text)
-    return out
+    """``field=value`` pairs of ``TrainConfig`` (the value in the field's type; one line for an
+    unknown field, a bad value or a field given twice)."""
+    try:
+        return TrainConfig.typed_options(options_dict([spec_item(item) for item in items], "field"))
+    except (argparse.ArgumentTypeError, ConfigError) as e:
+        raise SystemExit(f"--set: {e}") from None
 
 
 def mlp_on_validation(train, val, hidden: int, epochs: int, seed: int) -> float:
@@ -121,7 +117,9 @@ def main() -> None:
     p.add_argument("--data", nargs="+", default=["sklearn:wine", "sklearn:breast_cancer", "sklearn:iris"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--validation", type=float, default=0.25)
-    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="TrainConfig fields, kept as given")
+    p.add_argument(
+        "--set", nargs="*", action="extend", default=[], metavar="FIELD=VALUE", help="TrainConfig fields, kept as given"
+    )
     p.add_argument("--t-max", type=float, default=None, help="latency t_max (default: the trainer's)")
     p.add_argument("--folds", type=int, default=1, help="k disjoint validation tails of the training split")
     p.add_argument("--mlp", action="store_true", help="also the ReLU MLP on the same split")

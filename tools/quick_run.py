@@ -24,15 +24,16 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse
-import dataclasses
 import json
 import math
 
 import numpy as np
 
 from popcount_learn import train as train_module
+from popcount_learn.cli import options_dict, spec_item
 from popcount_learn.data import default_data_dir, load_mnist
 from popcount_learn.encoding import SpikeEncoding
+from popcount_learn.errors import ConfigError
 from popcount_learn.progress import Progress
 from popcount_learn.train import TrainConfig, train_exact
 
@@ -62,20 +63,12 @@ def _windows(seen, correct, width=WINDOW):
 
 
 def _parse_set(items):
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in fields:
-            raise SystemExit(f"--set: TrainConfig has no field {key!r}")
-        default = getattr(TrainConfig(), key)
-        if isinstance(default, tuple):
-            out[key] = tuple(int(v) for v in value.split(","))
-        elif isinstance(default, bool):
-            out[key] = value.lower() in ("1", "true", "yes")
-        else:
-            out[key] = type(default)(float(value)) if isinstance(default, int) else type(default)(value)
-    return out
+    """``--set FIELD=VALUE`` items as typed ``TrainConfig`` fields (the CLI's pair parser and
+    ``TrainConfig.typed_options``: an unknown field, a bad value or a field given twice is one line)."""
+    try:
+        return TrainConfig.typed_options(options_dict([spec_item(item) for item in items], "field"))
+    except (argparse.ArgumentTypeError, ConfigError) as e:
+        raise SystemExit(f"--set: {e}") from None
 
 
 def _instrument_adam(beta2, eps, global_clip, reset_at, trace):
