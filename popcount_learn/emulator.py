@@ -404,23 +404,6 @@ def make_scratch(n_in, n_post, neuron_off, max_steps, acc_proto, w_flat):
 
 
 @numba.njit(cache=True)
-def _bucketed_fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch):
-    """The first layer's firing neurons by fire step (``_fire_steps`` on ``table``, then
-    ``_bucket_by_step`` into scratch[8], scratch[9]; the bucket is the i0 scratch of
-    _fire_steps, read before the sort writes it); returns the number of steps bucketed."""
-    fired = scratch[7]
-    steps = scratch[6]
-    m = _fire_steps(table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch[2], scratch[9], fired, steps)
-    return _bucket_by_step(fired, steps, m, scratch[8], scratch[9])
-
-
-# Steps whose hidden spikes the closed two-layer path finds first: most runs end before
-# (trained networks decide at step ~46, fresh ones at ~51, 784-600-10 int8), so the neurons
-# firing later are never searched for, and the others' searches are shorter (64 entries, not 512).
-FIRST_PASS_STEPS = 64
-
-
-@numba.njit(cache=True)
 def _two_layer_closed(
     w_flat,
     w_off,
@@ -435,7 +418,6 @@ def _two_layer_closed(
     scratch,
     spk,
     rows_read_out,
-    first_pass_steps,
 ):
     """A two-layer network whose inputs all arrive at step 0 (``n_arr`` rows in ``arr_idx``):
     the first layer in closed form (summed rows, fire step from ``fire_table``, neurons
@@ -444,14 +426,10 @@ def _two_layer_closed(
     spikes of step f. It stops after step min(D + steps_after_decision, max_steps - 1), D the
     first output spike; the hidden spikes up to there are written. A neuron's registers do not
     depend on another's, so every spike is the stepped path's. Returns (predicted, decision,
-    tie) and writes ``spk`` (pre-filled with -1) and ``rows_read_out``.
-    The hidden fire steps are first searched in ``fire_table[:first_pass_steps]`` only (the
-    neurons that fire before step K = first_pass_steps, the prefix's last entry being the
-    "fires by K - 1" bound); the run reads no later hidden spike unless it reaches step K, and
-    only then are all firing neurons searched in the whole table and bucketed again (the
-    buckets of steps < K come out the same)."""
+    tie) and writes ``spk`` (pre-filled with -1) and ``rows_read_out``."""
     time_shift, frac_bits, cur_lo, cur_hi, cur_wrap, mem_lo, mem_hi, mem_wrap, tie_lowest, max_steps = datapath
     acc = scratch[5]
+    fstep = scratch[6]
     bucket_off = scratch[8]
     bucket = scratch[9]
     pair_sums = scratch[10]
@@ -464,11 +442,10 @@ def _two_layer_closed(
     r0 = w_off[0] + n_pre[0] * nh
     _add_row(acc_0, w_flat[r0 : r0 + nh], True)
     _add_rows(acc_0, w_flat, w_off[0], arr_idx[:n_arr], np.bool_(False), pair_sums)
-    # Its firing neurons bucketed by fire step 0 .. n_b - 1 (increasing j within a step), first
-    # those that fire before step n_first.
-    n_first = min(first_pass_steps, fire_table.shape[0])
-    resolved = n_first == fire_table.shape[0]
-    n_b = _bucketed_fire_steps(fire_table[:n_first], acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch)
+    # Its firing neurons bucketed by fire step 0 .. n_b - 1 (increasing j within a step); the
+    # bucket is the i0 scratch of _fire_steps, read before the sort writes it.
+    m = _fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch[2], bucket, scratch[7], fstep)
+    n_b = _bucket_by_step(scratch[7], fstep, m, bucket_off, bucket)
     last_f = n_b - 1
 
     # Output layer, step by step, every neuron at once.
@@ -536,10 +513,6 @@ def _two_layer_closed(
             break
         n += 1
         have = False
-        if n == n_first and not resolved:  # the run goes on past the first pass's steps
-            n_b = _bucketed_fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch)
-            last_f = n_b - 1
-            resolved = True
         if n <= n_b:  # arrivals at n: the hidden spikes of step n - 1
             q0 = bucket_off[n - 1]
             q1 = bucket_off[n]
@@ -547,9 +520,6 @@ def _two_layer_closed(
                 _add_rows(acc_1, w_flat, wbase, bucket[q0:q1], np.bool_(True), pair_sums)
                 have = True
 
-    if stop >= n_first and not resolved:  # every output fired before step K, the window goes on
-        n_b = _bucketed_fire_steps(fire_table, acc_0, frac_bits, cur_lo, cur_hi, cur_wrap, scratch)
-        last_f = n_b - 1
     # The hidden spikes of the steps run, and the rows read by the decision (or the last step).
     for f in range(min(stop, last_f) + 1):
         for q in range(bucket_off[f], bucket_off[f + 1]):
@@ -619,7 +589,6 @@ def run_image(
             scratch,
             spk,
             rows_read_out,
-            FIRST_PASS_STEPS,
         )
     if not in_order:
         order = np.argsort(arr_step[:n_arr], kind="mergesort")
