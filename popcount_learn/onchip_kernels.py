@@ -217,7 +217,7 @@ def _apply_drawn(w_flat, w_base, n_post, sign_rows, arrival, causal, plus, minus
         for wi in range(plus.shape[0]):
             todo = causal[a, wi] & (plus[wi] | minus[wi])
             while todo != 0:
-                b = np.int64(_popcount64((todo & (~todo + np.uint64(1))) - np.uint64(1)))
+                b = np.int64(trailing_zeros(todo))
                 todo &= todo - np.uint64(1)
                 j = wi * 64 + b
                 idx = r * n_post + j
